@@ -1,0 +1,53 @@
+package config
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Position is where a value stands in the config file, 1-based.
+type Position struct {
+	Line, Col int
+}
+
+// Problem is one thing wrong with a config: where, which key, and what.
+type Problem struct {
+	File string
+	Position
+	// Path is the key path, as "sites[0].routes[1].upstreams[0]".
+	Path    string
+	Message string
+}
+
+// Error formats the Problem as FILE:LINE:COL: key.path: message.
+func (p Problem) Error() string {
+	var b strings.Builder
+	if p.File != "" {
+		b.WriteString(p.File)
+		b.WriteByte(':')
+	}
+	if p.Line > 0 {
+		fmt.Fprintf(&b, "%d:%d:", p.Line, p.Col)
+	}
+	if b.Len() > 0 {
+		b.WriteByte(' ')
+	}
+	if p.Path != "" {
+		b.WriteString(p.Path)
+		b.WriteString(": ")
+	}
+	b.WriteString(p.Message)
+	return b.String()
+}
+
+// Problems is every problem found in one config, in file order. It is the
+// error Load and Validate return.
+type Problems []Problem
+
+func (ps Problems) Error() string {
+	lines := make([]string, len(ps))
+	for i, p := range ps {
+		lines[i] = p.Error()
+	}
+	return strings.Join(lines, "\n")
+}
