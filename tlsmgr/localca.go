@@ -1,0 +1,379 @@
+package tlsmgr
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/big"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// Lifetimes of the local CA's certificates. The root lives long because
+// users install it by hand (`gatehouse trust`); the intermediate and leaves
+// are short so a leaked key is worth little, and gatehouse re-issues them
+// by itself.
+const (
+	rootLifetime         = 10 * 365 * 24 * time.Hour
+	intermediateLifetime = 365 * 24 * time.Hour
+	defaultLeafLifetime  = 24 * time.Hour
+	// backdate covers clients whose clock runs a little behind ours.
+	backdate = time.Minute
+)
+
+// File names inside <storage>/pki.
+const (
+	rootCertFile         = "root.pem"
+	rootKeyFile          = "root.key"
+	intermediateCertFile = "intermediate.pem"
+	intermediateKeyFile  = "intermediate.key"
+)
+
+// localCA issues certificates for names no public CA can certify
+// (localhost, IP addresses, *.internal). It is a two-level PKI on
+// crypto/x509: a long-lived root persisted in <storage>/pki, an
+// intermediate persisted beside it and re-issued when a third of its life
+// remains, and short-lived leaves kept only in memory.
+type localCA struct {
+	dir string
+	// leafLifetime is the validity of a leaf; a field so tests can shorten
+	// it.
+	leafLifetime time.Duration
+	// now is the clock; a field so tests can move it.
+	now func() time.Time
+
+	root    *x509.Certificate
+	rootKey *ecdsa.PrivateKey
+
+	// mu guards inter, interKey and leaves. It is never held while a leaf
+	// is signed for a name other than through intermediate().
+	mu       sync.Mutex
+	inter    *x509.Certificate
+	interKey *ecdsa.PrivateKey
+	leaves   map[string]*leafSlot
+}
+
+// leafSlot holds the current leaf of one name.
+type leafSlot struct {
+	// mu guards cert and renewAt, and is held while a leaf is issued, so
+	// one issuance per name runs at a time while other names proceed.
+	mu      sync.Mutex
+	cert    *tls.Certificate
+	renewAt time.Time
+}
+
+// LocalRoot returns the PEM of the local CA's root certificate and the path
+// of its file under storage, creating the CA if it does not exist yet. It
+// serves `gatehouse trust`, which installs the root in trust stores.
+func LocalRoot(storage string) (pemBytes []byte, path string, err error) {
+	ca, err := openLocalCA(filepath.Join(storage, "pki"), time.Now)
+	if err != nil {
+		return nil, "", err
+	}
+	path = filepath.Join(ca.dir, rootCertFile)
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.root.Raw}), path, nil
+}
+
+// openLocalCA loads the CA kept in dir, creating the root (once) and the
+// intermediate (when absent or near its end) as needed.
+func openLocalCA(dir string, now func() time.Time) (*localCA, error) {
+	if err := mkdirPrivate(dir); err != nil {
+		return nil, fmt.Errorf("creating local CA directory: %w", err)
+	}
+	ca := &localCA{dir: dir, leafLifetime: defaultLeafLifetime, now: now, leaves: map[string]*leafSlot{}}
+	root, rootKey, err := loadPair(dir, rootCertFile, rootKeyFile)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		root, rootKey, err = ca.createRoot()
+		if err != nil {
+			return nil, fmt.Errorf("creating local CA root: %w", err)
+		}
+	case err != nil:
+		return nil, fmt.Errorf("loading local CA root: %w", err)
+	}
+	ca.root, ca.rootKey = root, rootKey
+
+	inter, interKey, err := loadPair(dir, intermediateCertFile, intermediateKeyFile)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return nil, fmt.Errorf("loading local CA intermediate: %w", err)
+	case inter.CheckSignatureFrom(root) != nil:
+		// The root was replaced by hand; the old intermediate is useless.
+		inter, interKey = nil, nil
+	}
+	ca.inter, ca.interKey = inter, interKey
+	ca.mu.Lock()
+	defer ca.mu.Unlock()
+	if _, _, err := ca.intermediateLocked(); err != nil {
+		return nil, err
+	}
+	return ca, nil
+}
+
+// leaf returns the certificate chain (leaf, intermediate) for name, a
+// normalised DNS name, wildcard or IP address. A leaf is re-issued once two
+// thirds of its life have passed, at handshake time, so no timer is needed.
+func (ca *localCA) leaf(name string) (*tls.Certificate, error) {
+	ca.mu.Lock()
+	slot := ca.leaves[name]
+	if slot == nil {
+		slot = &leafSlot{}
+		ca.leaves[name] = slot
+	}
+	ca.mu.Unlock()
+
+	slot.mu.Lock()
+	defer slot.mu.Unlock()
+	now := ca.now()
+	if slot.cert != nil && now.Before(slot.renewAt) {
+		return slot.cert, nil
+	}
+	cert, err := ca.issueLeaf(name, now)
+	if err != nil {
+		return nil, fmt.Errorf("issuing local certificate for %q: %w", name, err)
+	}
+	slot.cert = cert
+	slot.renewAt = now.Add(ca.leafLifetime * 2 / 3)
+	return cert, nil
+}
+
+// retain forgets the leaves of names not in names, so hosts removed from
+// the config do not keep keys in memory.
+func (ca *localCA) retain(names []string) {
+	keep := make(map[string]bool, len(names))
+	for _, n := range names {
+		keep[n] = true
+	}
+	ca.mu.Lock()
+	defer ca.mu.Unlock()
+	for n := range ca.leaves {
+		if !keep[n] {
+			delete(ca.leaves, n)
+		}
+	}
+}
+
+func (ca *localCA) issueLeaf(name string, now time.Time) (*tls.Certificate, error) {
+	ca.mu.Lock()
+	inter, interKey, err := ca.intermediateLocked()
+	ca.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generating key: %w", err)
+	}
+	serial, err := randomSerial()
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: name},
+		NotBefore:    now.Add(-backdate),
+		NotAfter:     now.Add(ca.leafLifetime),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	if tmpl.NotAfter.After(inter.NotAfter) {
+		tmpl.NotAfter = inter.NotAfter
+	}
+	if ip, err := netip.ParseAddr(name); err == nil {
+		tmpl.IPAddresses = append(tmpl.IPAddresses, ip.AsSlice())
+	} else {
+		tmpl.DNSNames = []string{name}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, inter, &key.PublicKey, interKey)
+	if err != nil {
+		return nil, fmt.Errorf("signing leaf: %w", err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("parsing leaf: %w", err)
+	}
+	return &tls.Certificate{Certificate: [][]byte{der, inter.Raw}, PrivateKey: key, Leaf: leaf}, nil
+}
+
+// intermediateLocked returns the intermediate, issuing and persisting a new
+// one when there is none or less than a third of its life remains. ca.mu
+// must be held.
+func (ca *localCA) intermediateLocked() (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	now := ca.now()
+	if ca.inter != nil {
+		life := ca.inter.NotAfter.Sub(ca.inter.NotBefore)
+		if ca.inter.NotAfter.Sub(now) > life/3 {
+			return ca.inter, ca.interKey, nil
+		}
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("generating intermediate key: %w", err)
+	}
+	serial, err := randomSerial()
+	if err != nil {
+		return nil, nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{Organization: []string{"gatehouse"}, CommonName: "gatehouse local CA intermediate"},
+		NotBefore:             now.Add(-backdate),
+		NotAfter:              now.Add(intermediateLifetime),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLenZero:        true,
+	}
+	if tmpl.NotAfter.After(ca.root.NotAfter) {
+		tmpl.NotAfter = ca.root.NotAfter
+	}
+	cert, err := createAndStore(ca.dir, intermediateCertFile, intermediateKeyFile, tmpl, ca.root, key, ca.rootKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("creating local CA intermediate: %w", err)
+	}
+	ca.inter, ca.interKey = cert, key
+	return cert, key, nil
+}
+
+func (ca *localCA) createRoot() (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("generating root key: %w", err)
+	}
+	serial, err := randomSerial()
+	if err != nil {
+		return nil, nil, err
+	}
+	now := ca.now()
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{Organization: []string{"gatehouse"}, CommonName: "gatehouse local CA root " + now.UTC().Format("2006-01-02")},
+		NotBefore:             now.Add(-backdate),
+		NotAfter:              now.Add(rootLifetime),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLen:            1,
+	}
+	cert, err := createAndStore(ca.dir, rootCertFile, rootKeyFile, tmpl, tmpl, key, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cert, key, nil
+}
+
+// createAndStore signs tmpl and writes the certificate and key to dir, the
+// key first so a crash never leaves a certificate without its key.
+func createAndStore(dir, certFile, keyFile string, tmpl, parent *x509.Certificate, key, signer *ecdsa.PrivateKey) (*x509.Certificate, error) {
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, signer)
+	if err != nil {
+		return nil, fmt.Errorf("signing certificate: %w", err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("parsing certificate: %w", err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("encoding key: %w", err)
+	}
+	if err := writeFileAtomic(filepath.Join(dir, keyFile), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		return nil, err
+	}
+	if err := writeFileAtomic(filepath.Join(dir, certFile), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		return nil, err
+	}
+	return cert, nil
+}
+
+// loadPair reads a PEM certificate and its EC key from dir. It returns an
+// error matching fs.ErrNotExist only when both files are absent.
+func loadPair(dir, certFile, keyFile string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	certPEM, certErr := os.ReadFile(filepath.Join(dir, certFile))
+	keyPEM, keyErr := os.ReadFile(filepath.Join(dir, keyFile))
+	if errors.Is(certErr, fs.ErrNotExist) && errors.Is(keyErr, fs.ErrNotExist) {
+		return nil, nil, fs.ErrNotExist
+	}
+	if certErr != nil {
+		return nil, nil, fmt.Errorf("reading %s: %w", certFile, certErr)
+	}
+	if keyErr != nil {
+		return nil, nil, fmt.Errorf("reading %s: %w", keyFile, keyErr)
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, nil, fmt.Errorf("parsing %s and %s: %w", certFile, keyFile, err)
+	}
+	key, ok := pair.PrivateKey.(*ecdsa.PrivateKey)
+	if !ok {
+		return nil, nil, fmt.Errorf("parsing %s: key is %T, want ECDSA", keyFile, pair.PrivateKey)
+	}
+	return pair.Leaf, key, nil
+}
+
+func randomSerial() (*big.Int, error) {
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 128))
+	if err != nil {
+		return nil, fmt.Errorf("generating serial number: %w", err)
+	}
+	return serial, nil
+}
+
+// mkdirPrivate creates dir with mode 0700, and tightens it to 0700 if it
+// exists with wider permissions: it holds private keys.
+func mkdirPrivate(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return os.Chmod(dir, 0o700)
+	}
+	return nil
+}
+
+// writeFileAtomic writes data to path with perm through a temporary file and
+// a rename, so readers (another gatehouse, `gatehouse trust`) never see a
+// half-written file and the file never exists with a wider mode.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	defer func() {
+		if err != nil {
+			_ = f.Close()
+			_ = os.Remove(f.Name())
+		}
+	}()
+	if err := f.Chmod(perm); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}

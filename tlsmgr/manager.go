@@ -1,0 +1,240 @@
+// Package tlsmgr provides gatehouse's certificates: the *tls.Config of the
+// HTTPS Listener and the HTTP-01 challenge handler of the HTTP Listener. A
+// Site's certificate comes from files (static), from a local CA (internal
+// names) or from an ACME CA through certmagic (default) or autocert.
+// tlsmgr knows hosts, never Routes.
+package tlsmgr
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gatehouse-proxy/gatehouse/config"
+)
+
+// Manager serves the certificates of the configured Sites and keeps the
+// ACME ones obtained and renewed. It is safe for concurrent use. Create it
+// with New after the Listeners are bound, and Close it after they are shut
+// down.
+type Manager struct {
+	logger *slog.Logger
+	ca     *localCA
+	engine acmeEngine
+	// frozen is the part of the Config that New used and Apply cannot
+	// change: storage, acme and listen.
+	frozen frozen
+	// http01 and tlsALPN say which challenges the engine answers.
+	http01, tlsALPN bool
+
+	// table is the current host→source map, swapped whole by Apply.
+	table atomic.Pointer[table]
+
+	// applyMu serialises Apply, so two reloads never interleave their swap
+	// and their engine update.
+	applyMu sync.Mutex
+	// closeOnce makes Close idempotent.
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// frozen is what a restart is needed to change.
+type frozen struct {
+	storage string
+	acme    config.ACME
+	listen  config.Listen
+}
+
+// options are the knobs tests turn; New uses defaultOptions.
+type options struct {
+	// leafLifetime is the validity of local CA leaves.
+	leafLifetime time.Duration
+	// backoffBase and backoffMax bound the retry delays of obtaining.
+	backoffBase, backoffMax time.Duration
+	// renewCheckInterval is how often certmagic checks for renewals; zero
+	// means certmagic's default.
+	renewCheckInterval time.Duration
+}
+
+func defaultOptions() options {
+	return options{leafLifetime: defaultLeafLifetime, backoffBase: defaultBackoffBase, backoffMax: defaultBackoffMax}
+}
+
+// New creates the storage directory (mode 0700), loads or creates the local
+// CA, starts the ACME engine named by cfg.ACME.Engine and applies cfg.
+// ACME certificates are obtained in the background, so New does not wait
+// for a CA (which may be down). cfg must be validated and defaulted. The
+// HTTP and HTTPS Listeners should already be bound: the engine finds their
+// ports busy and relies on them to answer challenges. A nil logger
+// discards.
+func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Manager, error) {
+	return newManager(ctx, cfg, logger, defaultOptions())
+}
+
+func newManager(ctx context.Context, cfg *config.Config, logger *slog.Logger, opts options) (*Manager, error) {
+	if logger == nil {
+		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.Storage == "" {
+		return nil, errors.New("creating certificate manager: storage is empty")
+	}
+	if err := mkdirPrivate(cfg.Storage); err != nil {
+		return nil, fmt.Errorf("creating storage directory: %w", err)
+	}
+	ca, err := openLocalCA(filepath.Join(cfg.Storage, "pki"), time.Now)
+	if err != nil {
+		return nil, err
+	}
+	ca.leafLifetime = opts.leafLifetime
+
+	s, err := newACMESettings(cfg)
+	if err != nil {
+		return nil, err
+	}
+	m := &Manager{
+		logger:  logger,
+		ca:      ca,
+		frozen:  frozen{storage: cfg.Storage, acme: cfg.ACME, listen: cfg.Listen},
+		http01:  s.http01,
+		tlsALPN: s.tlsALPN01,
+	}
+	switch cfg.ACME.Engine {
+	case engineCertmagic, "":
+		m.engine, err = newCertmagicEngine(s, opts, logger)
+	case engineAutocert:
+		m.engine, err = newAutocertEngine(s, opts, logger)
+	default:
+		err = fmt.Errorf("creating ACME engine: unknown acme.engine %q", cfg.ACME.Engine)
+	}
+	if err != nil {
+		return nil, err
+	}
+	m.table.Store(&table{exact: map[string]*source{}, wild: map[string]*source{}})
+	if err := m.Apply(ctx, cfg); err != nil {
+		_ = m.engine.close()
+		return nil, err
+	}
+	return m, nil
+}
+
+// Apply makes cfg the served configuration, all or nothing: it loads every
+// static certificate and builds the new host map first, and on any error
+// returns it and changes nothing. Then it swaps the map in and starts
+// obtaining certificates for new ACME hosts in the background; hosts no
+// longer configured are no longer renewed (their files are kept). Static
+// files are read again on every Apply, so calling it on SIGHUP reloads
+// them. Changing storage, acme or listen needs a restart and is an error.
+func (m *Manager) Apply(ctx context.Context, cfg *config.Config) error {
+	m.applyMu.Lock()
+	defer m.applyMu.Unlock()
+	if err := m.checkFrozen(cfg); err != nil {
+		return err
+	}
+	t, err := buildTable(cfg)
+	if err != nil {
+		return fmt.Errorf("applying TLS config: %w", err)
+	}
+	if len(t.acmeHosts) > 0 && !m.http01 && !m.tlsALPN {
+		return errors.New("applying TLS config: ACME hosts configured but no challenge is usable (enable http-01 with listen.http or tls-alpn-01 with listen.https)")
+	}
+	for _, site := range cfg.Sites {
+		if site.TLS.Key != "" && looseKeyMode(site.TLS.Key) {
+			m.logger.WarnContext(ctx, "private key file is readable by group or others", "file", site.TLS.Key)
+		}
+	}
+	m.table.Store(t)
+	m.ca.retain(t.internalNames)
+	m.engine.manage(t.acmeHosts)
+	m.logger.DebugContext(ctx, "TLS config applied", "acme_hosts", t.acmeHosts, "internal_hosts", t.internalNames)
+	return nil
+}
+
+// checkFrozen reports an error if cfg changes what only a restart can.
+func (m *Manager) checkFrozen(cfg *config.Config) error {
+	var changed []string
+	if cfg.Storage != m.frozen.storage {
+		changed = append(changed, "storage")
+	}
+	if cfg.ACME.Engine != m.frozen.acme.Engine {
+		changed = append(changed, "acme.engine")
+	}
+	if !reflect.DeepEqual(cfg.ACME, m.frozen.acme) && len(changed) == 0 {
+		changed = append(changed, "acme")
+	}
+	if cfg.Listen != m.frozen.listen {
+		changed = append(changed, "listen")
+	}
+	if len(changed) > 0 {
+		return fmt.Errorf("applying TLS config: changing %s needs a restart", strings.Join(changed, ", "))
+	}
+	return nil
+}
+
+// TLSConfig returns the configuration of the HTTPS Listener: TLS 1.2 or
+// later, ALPN h2, http/1.1 and acme-tls/1 (TLS-ALPN-01), and a
+// GetCertificate that picks the certificate by SNI. A handshake for a host
+// no Site lists fails; it never gets another Site's certificate and never
+// starts issuance. Each call returns a new *tls.Config.
+func (m *Manager) TLSConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion:     tls.VersionTLS12,
+		NextProtos:     []string{"h2", "http/1.1", acmeTLS1},
+		GetCertificate: m.getCertificate,
+	}
+}
+
+// HTTPHandler returns the handler of the HTTP Listener: it answers ACME
+// HTTP-01 challenges under /.well-known/acme-challenge/ and passes every
+// other request to fallback. A nil fallback redirects GET and HEAD to
+// HTTPS and answers anything else with 400, like autocert.
+func (m *Manager) HTTPHandler(fallback http.Handler) http.Handler {
+	if fallback == nil {
+		fallback = http.HandlerFunc(m.redirectHTTPS)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if m.http01 && strings.HasPrefix(r.URL.Path, "/.well-known/acme-challenge/") && m.engine.handleHTTP(w, r) {
+			return
+		}
+		fallback.ServeHTTP(w, r)
+	})
+}
+
+// redirectHTTPS sends GET and HEAD to the same URL over HTTPS, on the
+// HTTPS Listener's port.
+func (m *Manager) redirectHTTPS(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		http.Error(w, "Use HTTPS", http.StatusBadRequest)
+		return
+	}
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	if _, port, err := net.SplitHostPort(m.frozen.listen.HTTPS); err == nil && port != "443" && port != "https" {
+		host = net.JoinHostPort(host, port)
+	} else if strings.Contains(host, ":") && !strings.HasPrefix(host, "[") {
+		host = "[" + host + "]"
+	}
+	http.Redirect(w, r, "https://"+host+r.URL.RequestURI(), http.StatusFound)
+}
+
+// Close stops obtaining and renewing certificates and waits for the
+// background goroutines. Handshakes after Close still get the certificates
+// already loaded. Close is idempotent.
+func (m *Manager) Close() error {
+	m.closeOnce.Do(func() {
+		m.closeErr = m.engine.close()
+	})
+	return m.closeErr
+}

@@ -1,0 +1,227 @@
+package tlsmgr
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/gatehouse-proxy/gatehouse/config"
+)
+
+// acmeTLS1 is the ALPN protocol of the TLS-ALPN-01 challenge (RFC 8737).
+const acmeTLS1 = "acme-tls/1"
+
+// sourceKind says where the certificate of a host comes from.
+type sourceKind int
+
+const (
+	sourceStatic   sourceKind = iota // files named by tls.cert and tls.key
+	sourceInternal                   // the local CA
+	sourceACME                       // the ACME engine
+)
+
+func (k sourceKind) String() string {
+	switch k {
+	case sourceStatic:
+		return "static"
+	case sourceInternal:
+		return "internal"
+	default:
+		return "acme"
+	}
+}
+
+// source is what serves one configured host. It is immutable once built, so
+// handshakes read it without locks.
+type source struct {
+	kind sourceKind
+	// cert is the loaded certificate of a static source.
+	cert *tls.Certificate
+	// name is the configured host, normalised: the name an internal leaf
+	// is issued for ("*.app.internal" for a wildcard site, so one leaf
+	// serves every label) and the name the ACME engine manages.
+	name string
+}
+
+// table maps hosts to sources. It is built whole by buildTable and then
+// never changed: Apply swaps in a new one, so a handshake always sees one
+// consistent configuration.
+type table struct {
+	// exact holds exact names and IP addresses.
+	exact map[string]*source
+	// wild holds one-label wildcards, keyed by parent ("app.test" for
+	// "*.app.test").
+	wild map[string]*source
+	// any is the catch-all site "*", or nil.
+	any *source
+	// acmeHosts lists the hosts the ACME engine manages, sorted.
+	acmeHosts []string
+	// internalNames lists the names the local CA issues leaves for.
+	internalNames []string
+}
+
+// normalizeHost lowercases host, drops a trailing dot and IPv6 brackets, and
+// writes IP addresses in canonical form, so config hosts, SNI values and
+// local addresses compare equal.
+func normalizeHost(host string) string {
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if a, err := netip.ParseAddr(host); err == nil {
+		return a.Unmap().WithZone("").String()
+	}
+	return host
+}
+
+// buildTable turns the Sites of cfg into a table, loading every static
+// certificate. It touches no state, so Apply can throw the result away on
+// error.
+func buildTable(cfg *config.Config) (*table, error) {
+	t := &table{exact: map[string]*source{}, wild: map[string]*source{}}
+	var errs []error
+	seen := map[string]bool{}
+	for i, site := range cfg.Sites {
+		var static *tls.Certificate
+		if site.TLS.Cert != "" {
+			c, err := loadStatic(site.TLS.Cert, site.TLS.Key)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("sites[%d].tls: %w", i, err))
+				continue
+			}
+			static = c
+		}
+		for _, raw := range site.Hosts {
+			host := normalizeHost(raw)
+			if seen[host] {
+				errs = append(errs, fmt.Errorf("sites[%d].hosts: host %q is listed twice", i, raw))
+				continue
+			}
+			seen[host] = true
+			src := &source{name: host}
+			switch site.TLS.IssuerFor(host) {
+			case "":
+				src.kind, src.cert = sourceStatic, static
+			case config.IssuerInternal:
+				src.kind = sourceInternal
+			case config.IssuerACME:
+				src.kind = sourceACME
+			default:
+				errs = append(errs, fmt.Errorf("sites[%d].tls.issuer: unknown issuer %q", i, site.TLS.Issuer))
+				continue
+			}
+			switch {
+			case host == "*":
+				if src.kind != sourceStatic {
+					errs = append(errs, fmt.Errorf("sites[%d]: catch-all host \"*\" needs tls.cert and tls.key", i))
+					continue
+				}
+				t.any = src
+			case strings.HasPrefix(host, "*."):
+				if src.kind == sourceACME {
+					errs = append(errs, fmt.Errorf("sites[%d]: wildcard host %q cannot use ACME (no DNS-01 yet)", i, raw))
+					continue
+				}
+				t.wild[host[2:]] = src
+			default:
+				t.exact[host] = src
+			}
+			switch src.kind {
+			case sourceACME:
+				t.acmeHosts = append(t.acmeHosts, host)
+			case sourceInternal:
+				t.internalNames = append(t.internalNames, host)
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	slices.Sort(t.acmeHosts)
+	slices.Sort(t.internalNames)
+	return t, nil
+}
+
+// lookup finds the source for a normalised name: exact, then one-label
+// wildcard, then the catch-all. It returns nil when no site lists name.
+func (t *table) lookup(name string) *source {
+	if s := t.exact[name]; s != nil {
+		return s
+	}
+	if i := strings.IndexByte(name, '.'); i > 0 {
+		if s := t.wild[name[i+1:]]; s != nil {
+			return s
+		}
+	}
+	return t.any
+}
+
+// sniName is the name a hello asks for: its normalised SNI, or, when the
+// client sent none (clients never send IP addresses as SNI), the local IP
+// the connection came in on if a site lists that IP.
+func (t *table) sniName(hello *tls.ClientHelloInfo) string {
+	if hello.ServerName != "" {
+		return normalizeHost(hello.ServerName)
+	}
+	if hello.Conn == nil {
+		return ""
+	}
+	addr, ok := hello.Conn.LocalAddr().(*net.TCPAddr)
+	if !ok {
+		return ""
+	}
+	ip := normalizeHost(addr.AddrPort().Addr().String())
+	if t.exact[ip] != nil {
+		return ip
+	}
+	return ""
+}
+
+// errUnknownHost is returned for a hello naming a host no site lists; the
+// handshake then fails with an alert rather than getting another site's
+// certificate.
+var errUnknownHost = errors.New("no site for this server name")
+
+// getCertificate is the tls.Config hook: it dispatches a hello by SNI to the
+// source of the matching site. It never starts issuance for an unlisted
+// name.
+func (m *Manager) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	t := m.table.Load()
+	name := t.sniName(hello)
+	if slices.Contains(hello.SupportedProtos, acmeTLS1) {
+		// A TLS-ALPN-01 validation: only the engine can answer it, and
+		// only for a host it manages.
+		if !m.tlsALPN {
+			return nil, fmt.Errorf("answering %s for %q: tls-alpn-01 challenge is disabled", acmeTLS1, name)
+		}
+		if s := t.exact[name]; s == nil || s.kind != sourceACME {
+			return nil, fmt.Errorf("answering %s for %q: %w", acmeTLS1, name, errUnknownHost)
+		}
+		return m.engine.getCertificate(withServerName(hello, name))
+	}
+	src := t.lookup(name)
+	if src == nil {
+		return nil, fmt.Errorf("getting certificate for %q: %w", name, errUnknownHost)
+	}
+	switch src.kind {
+	case sourceStatic:
+		return src.cert, nil
+	case sourceInternal:
+		return m.ca.leaf(src.name)
+	default:
+		return m.engine.getCertificate(withServerName(hello, name))
+	}
+}
+
+// withServerName returns a copy of hello asking for name, so the engines
+// see the normalised host they manage.
+func withServerName(hello *tls.ClientHelloInfo, name string) *tls.ClientHelloInfo {
+	if hello.ServerName == name {
+		return hello
+	}
+	h := *hello
+	h.ServerName = name
+	return &h
+}
