@@ -19,15 +19,19 @@ type Problem struct {
 	Message string
 }
 
-// Error formats the Problem as FILE:LINE:COL: key.path: message.
+// Error formats the Problem as FILE:LINE:COL: key.path: message, leaving
+// out whatever is unknown (a YAML syntax error has no column or path).
 func (p Problem) Error() string {
 	var b strings.Builder
 	if p.File != "" {
 		b.WriteString(p.File)
 		b.WriteByte(':')
 	}
-	if p.Line > 0 {
+	switch {
+	case p.Line > 0 && p.Col > 0:
 		fmt.Fprintf(&b, "%d:%d:", p.Line, p.Col)
+	case p.Line > 0:
+		fmt.Fprintf(&b, "%d:", p.Line)
 	}
 	if b.Len() > 0 {
 		b.WriteByte(' ')
@@ -44,10 +48,20 @@ func (p Problem) Error() string {
 // error Load and Validate return.
 type Problems []Problem
 
+// Error lists the Problems, one a line.
 func (ps Problems) Error() string {
 	lines := make([]string, len(ps))
 	for i, p := range ps {
 		lines[i] = p.Error()
 	}
 	return strings.Join(lines, "\n")
+}
+
+// Unwrap returns each Problem as an error, for [errors.As].
+func (ps Problems) Unwrap() []error {
+	errs := make([]error, len(ps))
+	for i, p := range ps {
+		errs[i] = p
+	}
+	return errs
 }

@@ -1,0 +1,101 @@
+package config
+
+import (
+	"strings"
+	"time"
+)
+
+// The defaults withDefaults applies.
+const (
+	DefaultHTTP           = ":80"
+	DefaultHTTPS          = ":443"
+	DefaultStorage        = "/var/lib/gatehouse"
+	DefaultAdmin          = "127.0.0.1:2019"
+	DefaultLogFormat      = "text"
+	DefaultLogLevel       = "info"
+	DefaultCA             = "https://acme-v02.api.letsencrypt.org/directory"
+	DefaultEngine         = "certmagic"
+	DefaultReadHeader     = 10 * time.Second
+	DefaultIdle           = 2 * time.Minute
+	DefaultDial           = 5 * time.Second
+	DefaultResponseHeader = 60 * time.Second
+	DefaultShutdown       = 10 * time.Second
+	DefaultHeaderBytes    = 64 << 10
+	DefaultHSTSMaxAge     = 8760 * time.Hour
+	DefaultRespondStatus  = 200
+)
+
+// Challenge types for ACME.Challenges.
+const (
+	ChallengeHTTP01    = "http-01"
+	ChallengeTLSALPN01 = "tls-alpn-01"
+)
+
+// Engine names for ACME.Engine.
+const (
+	EngineCertmagic = "certmagic"
+	EngineAutocert  = "autocert"
+)
+
+// Off turns off the admin endpoint, or a Listener, where an address is
+// expected.
+const Off = "off"
+
+// withDefaults fills every field left unset. A listen address written as
+// "off", "" or nothing turns that Listener off and becomes ""; left out
+// entirely, it gets its default.
+func (c *Config) withDefaults() {
+	listen := func(addr *string, path, def string) {
+		switch {
+		case *addr == Off:
+			*addr = ""
+		case *addr == "" && !c.has(path):
+			*addr = def
+		}
+	}
+	listen(&c.Listen.HTTP, "listen.http", DefaultHTTP)
+	listen(&c.Listen.HTTPS, "listen.https", DefaultHTTPS)
+	setDefault(&c.Storage, DefaultStorage)
+	setDefault(&c.Admin, DefaultAdmin)
+	setDefault(&c.Log.Format, DefaultLogFormat)
+	setDefault(&c.Log.Level, DefaultLogLevel)
+	if c.Log.Access == nil {
+		on := true
+		c.Log.Access = &on
+	}
+	setDefault(&c.ACME.CA, DefaultCA)
+	if c.ACME.Challenges == nil {
+		c.ACME.Challenges = []string{ChallengeHTTP01, ChallengeTLSALPN01}
+	}
+	setDefault(&c.ACME.Engine, DefaultEngine)
+	setDefault(&c.Timeouts.ReadHeader, DefaultReadHeader)
+	setDefault(&c.Timeouts.Idle, DefaultIdle)
+	setDefault(&c.Timeouts.Dial, DefaultDial)
+	setDefault(&c.Timeouts.ResponseHeader, DefaultResponseHeader)
+	setDefault(&c.Timeouts.Shutdown, DefaultShutdown)
+	setDefault(&c.Limits.HeaderBytes, DefaultHeaderBytes)
+	for i := range c.Sites {
+		s := &c.Sites[i]
+		for j, h := range s.Hosts {
+			s.Hosts[j] = strings.TrimSuffix(strings.ToLower(h), ".")
+		}
+		if s.HSTS != nil {
+			setDefault(&s.HSTS.MaxAge, DefaultHSTSMaxAge)
+		}
+		for j := range s.Routes {
+			r := &s.Routes[j]
+			setDefault(&r.Path, "/")
+			if r.Respond != nil {
+				setDefault(&r.Respond.Status, DefaultRespondStatus)
+			}
+		}
+	}
+}
+
+// setDefault sets *v to def when *v is the zero value.
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}

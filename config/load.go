@@ -1,0 +1,138 @@
+package config
+
+import (
+	"cmp"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Load reads the config file at path; see [Parse].
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse reads a config from data, which came from file ("" if from no file).
+// It expands ${VAR} and ${VAR:-default} in values from the environment,
+// rejects unknown keys, duplicate keys and values of the wrong kind, resolves
+// relative file paths against file's directory, applies the defaults and
+// validates the result. Anything wrong comes back as [Problems], every
+// problem at once, in file order.
+func Parse(file string, data []byte) (*Config, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, Problems{syntaxProblem(file, err)}
+	}
+	c := newChecker(file, os.LookupEnv)
+	root := &doc
+	if doc.Kind == yaml.DocumentNode && len(doc.Content) > 0 {
+		root = doc.Content[0]
+	}
+	if root.Kind != 0 && root.Kind != yaml.DocumentNode {
+		c.value(root, reflect.TypeFor[Config](), "")
+	}
+	if len(c.problems) > 0 {
+		sortProblems(c.problems)
+		return nil, c.problems
+	}
+
+	cfg := &Config{}
+	if root.Kind != 0 && root.Kind != yaml.DocumentNode {
+		if err := root.Decode(cfg); err != nil {
+			// The checker should have caught whatever the decoder rejects.
+			return nil, Problems{{File: file, Message: err.Error()}}
+		}
+	}
+	cfg.File = file
+	cfg.positions = c.positions
+	if file != "" {
+		dir, err := filepath.Abs(filepath.Dir(file))
+		if err != nil {
+			return nil, fmt.Errorf("resolving config directory: %w", err)
+		}
+		cfg.resolvePaths(dir)
+	}
+	cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// syntaxProblem turns a YAML syntax error ("yaml: line 3: did not find
+// expected key") into a Problem on that line.
+func syntaxProblem(file string, err error) Problem {
+	p := Problem{File: file, Message: err.Error()}
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if rest, ok := strings.CutPrefix(msg, "line "); ok {
+		num, after, ok := strings.Cut(rest, ": ")
+		if line, err := strconv.Atoi(num); ok && err == nil {
+			p.Line, msg = line, after
+		}
+	}
+	p.Message = "invalid YAML: " + msg
+	return p
+}
+
+// resolvePaths makes every relative file path in c relative to dir.
+func (c *Config) resolvePaths(dir string) {
+	resolve := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+	resolve(&c.Storage)
+	resolve(&c.ACME.CARoot)
+	for i := range c.Sites {
+		s := &c.Sites[i]
+		resolve(&s.TLS.Cert)
+		resolve(&s.TLS.Key)
+		for j := range s.Routes {
+			resolve(&s.Routes[j].CA)
+			resolve(&s.Routes[j].Root)
+		}
+	}
+}
+
+// position returns where path stands in c.File, or where its nearest
+// parent does when path itself was not written.
+func (c *Config) position(path string) Position {
+	for {
+		if p, ok := c.positions[path]; ok {
+			return p
+		}
+		if path == "" {
+			return Position{}
+		}
+		path = parentPath(path)
+	}
+}
+
+// has reports whether the key path was written in the config file.
+func (c *Config) has(path string) bool {
+	_, ok := c.positions[path]
+	return ok
+}
+
+// sortProblems sorts ps by position; problems without one come last.
+func sortProblems(ps Problems) {
+	slices.SortStableFunc(ps, func(a, b Problem) int {
+		if (a.Line == 0) != (b.Line == 0) {
+			if a.Line == 0 {
+				return 1
+			}
+			return -1
+		}
+		return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Col, b.Col))
+	})
+}

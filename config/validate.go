@@ -1,0 +1,259 @@
+package config
+
+import (
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/mail"
+	"net/netip"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// validator collects the Problems of one Config.
+type validator struct {
+	c        *Config
+	problems Problems
+}
+
+// addf records a problem with the key path, placed where that key (or its
+// nearest written parent) stands in the file.
+func (v *validator) addf(path, format string, args ...any) {
+	v.problems = append(v.problems, Problem{
+		File:     v.c.File,
+		Position: v.c.position(path),
+		Path:     path,
+		Message:  fmt.Sprintf(format, args...),
+	})
+}
+
+// Validate checks c as a whole and returns every problem found as
+// [Problems], in file order, or nil. It reads the files c names (CA roots,
+// certificates, keys, static roots) but changes nothing. Defaults are
+// expected to be applied already, as [Load] and [Parse] do.
+func (c *Config) Validate() error {
+	v := &validator{c: c}
+	v.listen()
+	v.log()
+	v.acme()
+	for i, p := range c.TrustedProxies {
+		if _, err := netip.ParsePrefix(p); err == nil {
+			continue
+		}
+		if _, err := netip.ParseAddr(p); err != nil {
+			v.addf(fmt.Sprintf("trusted_proxies[%d]", i), "%q is neither an IP address nor a CIDR like 10.0.0.0/8", p)
+		}
+	}
+	v.timeouts()
+	if c.Limits.HeaderBytes < 0 {
+		v.addf("limits.header_bytes", "must not be negative")
+	}
+	v.sites()
+	if len(v.problems) == 0 {
+		return nil
+	}
+	sortProblems(v.problems)
+	return v.problems
+}
+
+func (v *validator) listen() {
+	l := v.c.Listen
+	if l.HTTP == "" && l.HTTPS == "" {
+		v.addf("listen", "listen.http and listen.https are both off; at least one is needed")
+	}
+	if msg := checkAddr(l.HTTP); l.HTTP != "" && msg != "" {
+		v.addf("listen.http", "%s", msg)
+	}
+	if msg := checkAddr(l.HTTPS); l.HTTPS != "" && msg != "" {
+		v.addf("listen.https", "%s", msg)
+	}
+	if l.HTTP != "" && l.HTTP == l.HTTPS {
+		v.addf("listen.https", "same address as listen.http")
+	}
+	switch a := v.c.Admin; {
+	case a == Off:
+	case checkAddr(a) != "":
+		v.addf("admin", "%s, or %q", checkAddr(a), Off)
+	case a == l.HTTP || a == l.HTTPS:
+		v.addf("admin", "same address as a listener")
+	}
+}
+
+// checkAddr says what is wrong with a listen address, or returns "".
+func checkAddr(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Sprintf(`%q is not host:port, like ":443" or "127.0.0.1:8443"`, addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Sprintf("port %q in %q is not a number from 1 to 65535", port, addr)
+	}
+	if strings.ContainsAny(host, "/ ") {
+		return fmt.Sprintf("host %q in %q is not a host name or IP address", host, addr)
+	}
+	return ""
+}
+
+func (v *validator) log() {
+	switch v.c.Log.Format {
+	case "text", "json":
+	default:
+		v.addf("log.format", `must be "text" or "json", not %q`, v.c.Log.Format)
+	}
+	switch v.c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		v.addf("log.level", `must be "debug", "info", "warn" or "error", not %q`, v.c.Log.Level)
+	}
+}
+
+func (v *validator) acme() {
+	a := v.c.ACME
+	if u, err := url.Parse(a.CA); err != nil || u.Host == "" ||
+		!(u.Scheme == "https" || u.Scheme == "http" && isLoopback(u.Hostname())) {
+		v.addf("acme.ca", "%q is not an absolute https:// URL (http:// is allowed only for a CA on a loopback address)", a.CA)
+	}
+	if a.Email != "" {
+		if addr, err := mail.ParseAddress(a.Email); err != nil || addr.Address != a.Email {
+			v.addf("acme.email", "%q is not an email address", a.Email)
+		}
+	}
+	if a.CARoot != "" {
+		if msg := checkRoots(a.CARoot); msg != "" {
+			v.addf("acme.ca_root", "%s", msg)
+		}
+	}
+
+	if len(a.Challenges) == 0 {
+		v.addf("acme.challenges", "must list at least one of %s, %s", ChallengeHTTP01, ChallengeTLSALPN01)
+	}
+	for i, ch := range a.Challenges {
+		path := fmt.Sprintf("acme.challenges[%d]", i)
+		switch {
+		case ch != ChallengeHTTP01 && ch != ChallengeTLSALPN01:
+			v.addf(path, "unknown challenge %q; gatehouse supports %s and %s", ch, ChallengeHTTP01, ChallengeTLSALPN01)
+		case slices.Index(a.Challenges, ch) < i:
+			v.addf(path, "%s is listed twice", ch)
+		case ch == ChallengeHTTP01 && v.c.Listen.HTTP == "" && v.usesACME():
+			v.addf(path, "%s needs listen.http (the CA connects to port 80); turn listen.http on or drop %s", ch, ch)
+		}
+	}
+
+	switch a.Engine {
+	case EngineCertmagic:
+	case EngineAutocert:
+		if len(a.Challenges) > 0 && !slices.Contains(a.Challenges, ChallengeTLSALPN01) {
+			v.addf("acme.challenges", "engine autocert always tries %s first and cannot turn it off; add %s or use engine certmagic", ChallengeTLSALPN01, ChallengeTLSALPN01)
+		}
+	default:
+		v.addf("acme.engine", "must be %q or %q, not %q", EngineCertmagic, EngineAutocert, a.Engine)
+	}
+
+	if a.EAB != nil {
+		if a.EAB.KeyID == "" {
+			v.addf("acme.eab.key_id", "is required with acme.eab")
+		}
+		switch {
+		case a.EAB.MACKey == "":
+			v.addf("acme.eab.mac_key", "is required with acme.eab")
+		case !isBase64URL(a.EAB.MACKey):
+			v.addf("acme.eab.mac_key", "is not base64url (the alphabet A-Z a-z 0-9 - _)")
+		}
+	}
+}
+
+// usesACME reports whether any host of any Site gets its Certificate from
+// ACME.
+func (v *validator) usesACME() bool {
+	for _, s := range v.c.Sites {
+		for _, h := range s.Hosts {
+			if s.TLS.IssuerFor(h) == IssuerACME {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func isBase64URL(s string) bool {
+	_, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(s, "="))
+	return err == nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+func (v *validator) timeouts() {
+	t := v.c.Timeouts
+	for _, d := range []struct {
+		key string
+		d   time.Duration
+	}{
+		{"read_header", t.ReadHeader},
+		{"idle", t.Idle},
+		{"dial", t.Dial},
+		{"response_header", t.ResponseHeader},
+		{"shutdown", t.Shutdown},
+	} {
+		if d.d < 0 {
+			v.addf("timeouts."+d.key, "must not be negative")
+		}
+	}
+}
+
+// readFile reads a file a config names, saying what went wrong if it
+// could not.
+func readFile(path string) ([]byte, string) {
+	data, err := os.ReadFile(path)
+	var pe *fs.PathError
+	switch {
+	case err == nil:
+		return data, ""
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Sprintf("%s does not exist", path)
+	case errors.As(err, &pe):
+		return nil, fmt.Sprintf("reading %s: %v", path, pe.Err)
+	default:
+		return nil, fmt.Sprintf("reading %s: %v", path, err)
+	}
+}
+
+// checkRoots says what is wrong with a PEM file of CA roots, or returns "".
+func checkRoots(path string) string {
+	data, msg := readFile(path)
+	if msg != "" {
+		return msg
+	}
+	n := 0
+	for {
+		var b *pem.Block
+		b, data = pem.Decode(data)
+		if b == nil {
+			break
+		}
+		if b.Type != "CERTIFICATE" {
+			continue
+		}
+		if _, err := x509.ParseCertificate(b.Bytes); err != nil {
+			return fmt.Sprintf("parsing certificate %d in %s: %v", n+1, path, err)
+		}
+		n++
+	}
+	if n == 0 {
+		return fmt.Sprintf("%s holds no PEM certificate", path)
+	}
+	return ""
+}

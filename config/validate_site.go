@@ -1,0 +1,275 @@
+package config
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+)
+
+func (v *validator) sites() {
+	if len(v.c.Sites) == 0 {
+		v.addf("sites", "at least one site is needed")
+		return
+	}
+	// owner maps each host to the first Site serving it.
+	owner := make(map[string]int)
+	for i, s := range v.c.Sites {
+		path := fmt.Sprintf("sites[%d]", i)
+		if len(s.Hosts) == 0 {
+			v.addf(path+".hosts", "a site needs at least one host")
+		}
+		for j, h := range s.Hosts {
+			hpath := fmt.Sprintf("%s.hosts[%d]", path, j)
+			if msg := checkHost(h); msg != "" {
+				v.addf(hpath, "%s", msg)
+				continue
+			}
+			if k, dup := owner[h]; dup {
+				if k == i {
+					v.addf(hpath, "host %q is listed twice", h)
+				} else {
+					v.addf(hpath, "host %q is already served by sites[%d] (%s)", h, k, strings.Join(v.c.Sites[k].Hosts, ", "))
+				}
+				continue
+			}
+			owner[h] = i
+			v.certFor(s.TLS, h, path, hpath)
+		}
+		v.siteTLS(s.TLS, path+".tls")
+		if s.HSTS != nil && s.HSTS.MaxAge <= 0 {
+			v.addf(path+".hsts.max_age", "must be positive")
+		}
+		if len(s.Routes) == 0 {
+			v.addf(path+".routes", "a site needs at least one route")
+		}
+		seen := make(map[string]int)
+		for j, r := range s.Routes {
+			rpath := fmt.Sprintf("%s.routes[%d]", path, j)
+			if k, dup := seen[r.Path]; dup {
+				v.addf(rpath+".path", "path %q is already used by %s.routes[%d]", r.Path, path, k)
+			} else {
+				seen[r.Path] = j
+			}
+			v.route(r, rpath)
+		}
+	}
+}
+
+// checkHost says what is wrong with a Site host, or returns "". Hosts are
+// lowercased and without a trailing dot by now.
+func checkHost(h string) string {
+	if h == "" {
+		return "host is empty"
+	}
+	if h == "*" {
+		return ""
+	}
+	if scheme, rest, ok := strings.Cut(h, "://"); ok {
+		return fmt.Sprintf("%q has a scheme (%s://); write the host alone, like %q", h, scheme, strings.TrimSuffix(rest, "/"))
+	}
+	if ip, err := netip.ParseAddr(h); err == nil {
+		if ip.Zone() != "" {
+			return fmt.Sprintf("%q has an IPv6 zone, which TLS cannot match", h)
+		}
+		return ""
+	}
+	if host, _, err := net.SplitHostPort(h); err == nil {
+		return fmt.Sprintf("%q has a port; write %q (ports belong in listen)", h, strings.Trim(host, "[]"))
+	}
+	if strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]") {
+		return fmt.Sprintf("%q: write IPv6 addresses without brackets", h)
+	}
+	if strings.Contains(h, "/") {
+		return fmt.Sprintf("%q is not a host name: it has a path", h)
+	}
+	name := strings.TrimPrefix(h, "*.")
+	if strings.Contains(name, "*") {
+		return fmt.Sprintf("%q: a wildcard must be the whole leftmost label, as in *.example.com", h)
+	}
+	if !isDNSName(name) {
+		return fmt.Sprintf("%q is not a valid host name or IP address", h)
+	}
+	return ""
+}
+
+// isDNSName reports whether name is a valid lowercase DNS name: labels of
+// 1 to 63 letters, digits and inner hyphens, 253 bytes at most, not ending in
+// a numeric label (that would be a mistyped IP address).
+func isDNSName(name string) bool {
+	if len(name) > 253 {
+		return false
+	}
+	labels := strings.Split(name, ".")
+	for _, l := range labels {
+		if len(l) == 0 || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for _, r := range l {
+			if !('a' <= r && r <= 'z' || '0' <= r && r <= '9' || r == '-') {
+				return false
+			}
+		}
+	}
+	_, err := strconv.Atoi(labels[len(labels)-1])
+	return err != nil
+}
+
+// certFor checks that a Certificate can be had for host h of the Site at
+// path.
+func (v *validator) certFor(t SiteTLS, h, path, hpath string) {
+	if t.Cert != "" {
+		return
+	}
+	switch {
+	case h == "*":
+		v.addf(hpath, "the catch-all host * needs tls.cert and tls.key: no CA issues a certificate for every name")
+	case strings.HasPrefix(h, "*.") && t.IssuerFor(h) == IssuerACME:
+		v.addf(hpath, "wildcard certificates need DNS-01, which gatehouse does not support yet; use tls.issuer: internal or tls.cert/tls.key")
+	}
+}
+
+func (v *validator) siteTLS(t SiteTLS, path string) {
+	switch t.Issuer {
+	case "", IssuerACME, IssuerInternal:
+	default:
+		v.addf(path+".issuer", "must be %q or %q, not %q", IssuerACME, IssuerInternal, t.Issuer)
+	}
+	switch {
+	case t.Cert == "" && t.Key == "":
+		return
+	case t.Key == "":
+		v.addf(path+".cert", "tls.cert needs tls.key")
+		return
+	case t.Cert == "":
+		v.addf(path+".key", "tls.key needs tls.cert")
+		return
+	}
+	if t.Issuer != "" {
+		v.addf(path+".issuer", "tls.issuer cannot be combined with tls.cert and tls.key")
+	}
+	cert, msg := readFile(t.Cert)
+	if msg != "" {
+		v.addf(path+".cert", "%s", msg)
+	}
+	key, kmsg := readFile(t.Key)
+	if kmsg != "" {
+		v.addf(path+".key", "%s", kmsg)
+	}
+	if msg != "" || kmsg != "" {
+		return
+	}
+	if _, err := tls.X509KeyPair(cert, key); err != nil {
+		v.addf(path+".cert", "loading %s and %s: %v", t.Cert, t.Key, err)
+	}
+}
+
+func (v *validator) route(r Route, path string) {
+	if !strings.HasPrefix(r.Path, "/") {
+		v.addf(path+".path", "%q must start with /", r.Path)
+	} else if strings.ContainsAny(r.Path, "?#") {
+		v.addf(path+".path", "%q must not have a query or fragment", r.Path)
+	}
+
+	var kinds []string
+	if len(r.Upstreams) > 0 {
+		kinds = append(kinds, "upstreams")
+	}
+	if r.Respond != nil {
+		kinds = append(kinds, "respond")
+	}
+	if r.Root != "" {
+		kinds = append(kinds, "root")
+	}
+	switch len(kinds) {
+	case 0:
+		v.addf(path, "a route needs one of upstreams, respond or root")
+	case 1:
+	default:
+		v.addf(path, "a route has exactly one of upstreams, respond or root, not %s", strings.Join(kinds, " and "))
+	}
+
+	https := false
+	for i, u := range r.Upstreams {
+		upath := fmt.Sprintf("%s.upstreams[%d]", path, i)
+		scheme, msg := checkUpstream(u)
+		if msg != "" {
+			v.addf(upath, "%s", msg)
+		}
+		https = https || scheme == "https"
+	}
+	if r.CA != "" {
+		if !https {
+			v.addf(path+".ca", "ca is only used with https:// upstreams")
+		} else if msg := checkRoots(r.CA); msg != "" {
+			v.addf(path+".ca", "%s", msg)
+		}
+	}
+	if r.StripPrefix && len(r.Upstreams) == 0 {
+		v.addf(path+".strip_prefix", "strip_prefix is only used with upstreams")
+	}
+	if r.MaxBody < 0 {
+		v.addf(path+".max_body", "must not be negative")
+	}
+	if r.Respond != nil && (r.Respond.Status < 100 || r.Respond.Status > 599) {
+		v.addf(path+".respond.status", "%d is not an HTTP status (100 to 599)", r.Respond.Status)
+	}
+	if r.Root != "" {
+		switch fi, err := os.Stat(r.Root); {
+		case err != nil:
+			v.addf(path+".root", "directory %s does not exist", r.Root)
+		case !fi.IsDir():
+			v.addf(path+".root", "%s is not a directory", r.Root)
+		}
+	}
+}
+
+// checkUpstream returns the scheme of an Upstream URL and says what is
+// wrong with it, if anything.
+func checkUpstream(s string) (scheme, msg string) {
+	if !strings.Contains(s, "://") {
+		return "", fmt.Sprintf("%q has no scheme; write it like %q", s, "http://"+s)
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return "", fmt.Sprintf("%q is not a URL: %v", s, errorsUnwrapURL(err))
+	}
+	switch u.Scheme {
+	case "http", "https", "h2c":
+	default:
+		return "", fmt.Sprintf("scheme %q is not http, https or h2c", u.Scheme)
+	}
+	switch {
+	case u.Hostname() == "":
+		return u.Scheme, fmt.Sprintf("%q has no host", s)
+	case u.User != nil:
+		return u.Scheme, fmt.Sprintf("%q has a user or password, which gatehouse does not send", s)
+	case u.Path != "" && u.Path != "/":
+		return u.Scheme, fmt.Sprintf("%q has a path; an upstream is scheme://host:port only, and the request path is sent as is (use the route path with strip_prefix: true to drop a prefix)", s)
+	case u.RawQuery != "" || u.ForceQuery:
+		return u.Scheme, fmt.Sprintf("%q has a query; an upstream is scheme://host:port only", s)
+	case u.Fragment != "":
+		return u.Scheme, fmt.Sprintf("%q has a fragment; an upstream is scheme://host:port only", s)
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return u.Scheme, fmt.Sprintf("port %q in %q is not a number from 1 to 65535", p, s)
+		}
+	}
+	return u.Scheme, ""
+}
+
+// errorsUnwrapURL drops the "parse URL:" wrapping of a *url.Error, which
+// repeats the URL.
+func errorsUnwrapURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
