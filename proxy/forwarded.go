@@ -1,0 +1,116 @@
+package proxy
+
+import (
+	"net/http"
+	"net/netip"
+	"slices"
+	"strings"
+)
+
+// trusts reports whether a is one of the configured trusted proxies.
+func (t *Table) trusts(a netip.Addr) bool {
+	a = a.Unmap()
+	for _, p := range t.trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// peerAddr returns the address of the connection's remote end.
+func peerAddr(r *http.Request) (netip.Addr, bool) {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return ap.Addr().Unmap(), true
+}
+
+// clientIP returns the address of the client: the peer, or, when the peer
+// is a trusted proxy, the rightmost X-Forwarded-For entry that is not a
+// trusted proxy itself. Entries left of that one are whatever the client
+// chose to send and are never believed.
+func (t *Table) clientIP(r *http.Request) netip.Addr {
+	peer, ok := peerAddr(r)
+	if !ok || !t.trusts(peer) {
+		return peer
+	}
+	client := peer
+	values := r.Header["X-Forwarded-For"]
+	for i := len(values) - 1; i >= 0; i-- {
+		v := values[i]
+		for v != "" {
+			var entry string
+			if j := strings.LastIndexByte(v, ','); j >= 0 {
+				entry, v = v[j+1:], v[:j]
+			} else {
+				entry, v = v, ""
+			}
+			a, ok := parseForwardedAddr(entry)
+			if !ok {
+				return client
+			}
+			client = a
+			if !t.trusts(a) {
+				return a
+			}
+		}
+	}
+	return client
+}
+
+// parseForwardedAddr parses one X-Forwarded-For entry: an address, maybe
+// with a port or in brackets.
+func parseForwardedAddr(s string) (netip.Addr, bool) {
+	s = strings.TrimSpace(s)
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a.Unmap(), true
+	}
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.Addr().Unmap(), true
+	}
+	if strings.HasPrefix(s, "[") && strings.HasSuffix(s, "]") {
+		if a, err := netip.ParseAddr(s[1 : len(s)-1]); err == nil {
+			return a.Unmap(), true
+		}
+	}
+	return netip.Addr{}, false
+}
+
+// setForwarded sets X-Forwarded-For, -Proto and -Host on out. What the
+// client sent is believed only from a trusted proxy: then X-Forwarded-For is
+// appended to, and -Proto, -Host and Forwarded are kept. From anyone else
+// they are replaced (Forwarded is dropped). ReverseProxy has already removed
+// all four from out.
+func (t *Table) setForwarded(in, out *http.Request) {
+	proto := "http"
+	if in.TLS != nil {
+		proto = "https"
+	}
+	host := in.Host
+	peer, ok := peerAddr(in)
+	var xff string
+	if ok {
+		xff = peer.String()
+	}
+	if ok && t.trusts(peer) {
+		if prior := in.Header["X-Forwarded-For"]; len(prior) > 0 {
+			xff = strings.Join(prior, ", ") + ", " + xff
+		}
+		if v := in.Header.Get("X-Forwarded-Proto"); v != "" {
+			proto = v
+		}
+		if v := in.Header.Get("X-Forwarded-Host"); v != "" {
+			host = v
+		}
+		if v := in.Header["Forwarded"]; len(v) > 0 {
+			out.Header["Forwarded"] = slices.Clone(v)
+		}
+	}
+	if xff != "" {
+		out.Header.Set("X-Forwarded-For", xff)
+	}
+	out.Header.Set("X-Forwarded-Proto", proto)
+	out.Header.Set("X-Forwarded-Host", host)
+}

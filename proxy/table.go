@@ -1,0 +1,402 @@
+package proxy
+
+import (
+	"cmp"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gatehouse-proxy/gatehouse/config"
+)
+
+// Defaults applied when a Config reaches Compile without them, so a Table
+// built in code (tests, examples) behaves like one built from a file.
+const (
+	defaultDialTimeout           = 5 * time.Second
+	defaultResponseHeaderTimeout = 60 * time.Second
+	defaultHSTSMaxAge            = 8760 * time.Hour
+)
+
+// Options are the process-level settings a Table needs beyond the Config.
+type Options struct {
+	// Logger receives Upstream and handler errors (not access lines; those go
+	// to the Handler's logger). Nil means discard.
+	Logger *slog.Logger
+	// Transports is the pool of Upstream connections. Pass the same pool to
+	// every Compile so a reload keeps connections warm. Nil means a pool
+	// private to this Table, whose idle connections are only dropped by
+	// their idle timeout.
+	Transports *Transports
+	// HTTPSPort is the port of the HTTPS Listener that redirects point to.
+	// "" or "443" leave the port out of the Location.
+	HTTPSPort string
+
+	// now is the clock for Upstream cooldowns; nil means time.Now. Tests set it.
+	now func() time.Time
+}
+
+// Table is a compiled configuration: every host pattern, path prefix,
+// Upstream URL, CIDR and CA pool parsed once, so serving a request only does
+// map lookups and prefix compares. A Table is immutable and safe for
+// concurrent use; a reload compiles a new one and swaps it in whole.
+type Table struct {
+	exact    map[string]*site // normalized host → Site
+	wildcard map[string]*site // "example.net" for "*.example.net"
+	catchAll *site            // the "*" Site, or nil
+	sites    []*site          // config order, for Describe
+
+	trusted   []netip.Prefix
+	accessLog bool
+	// dialTimeout and responseHeaderTimeout are the Upstream timeouts the
+	// Table's transports were chosen with, for Describe.
+	dialTimeout           time.Duration
+	responseHeaderTimeout time.Duration
+	// redirectPort is ":8443", or "" when redirects carry no port.
+	redirectPort string
+	logger       *slog.Logger
+}
+
+// site is a compiled config.Site.
+type site struct {
+	name   string   // first host, for logs
+	hosts  []string // normalized, config order
+	hsts   []string // Strict-Transport-Security value, nil when off
+	routes []*route // longest prefix first
+}
+
+// route is a compiled config.Route.
+type route struct {
+	path string // as configured, for logs
+	// prefix is path without its trailing slash ("" for "/"), so that "/api"
+	// and "/api/" both match "/api" and "/api/x" but not "/apix".
+	prefix      string
+	stripPrefix bool
+	maxBody     int64
+	handler     http.Handler
+	// desc is the route's line in Describe.
+	desc string
+}
+
+// Compile parses and checks everything in cfg that serving needs, so that
+// no request ever parses a string, and returns the resulting Table. cfg must
+// be validated and defaulted (config.Load does both); Compile still reports
+// what it cannot build, such as an unreadable CA file or a missing root.
+func Compile(cfg *config.Config, opts Options) (*Table, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Transports == nil {
+		opts.Transports = NewTransports()
+	}
+	if opts.now == nil {
+		opts.now = time.Now
+	}
+	t := &Table{
+		exact:     make(map[string]*site),
+		wildcard:  make(map[string]*site),
+		accessLog:             cfg.Log.Access == nil || *cfg.Log.Access,
+		dialTimeout:           cmp.Or(cfg.Timeouts.Dial, defaultDialTimeout),
+		responseHeaderTimeout: cmp.Or(cfg.Timeouts.ResponseHeader, defaultResponseHeaderTimeout),
+		logger:                opts.Logger,
+	}
+	if p := opts.HTTPSPort; p != "" && p != "443" {
+		t.redirectPort = ":" + p
+	}
+	var errs []error
+	for i, s := range cfg.TrustedProxies {
+		p, err := parsePrefix(s)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("parsing trusted_proxies[%d]: %w", i, err))
+			continue
+		}
+		t.trusted = append(t.trusted, p)
+	}
+	c := compiler{
+		table:      t,
+		opts:       opts,
+		errorLog:   slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn),
+		seenHost:   make(map[string]int),
+		transports: opts.Transports,
+	}
+	for i := range cfg.Sites {
+		if err := c.site(i, &cfg.Sites[i]); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// compiler carries what compiling one Config needs.
+type compiler struct {
+	table      *Table
+	opts       Options
+	errorLog   *log.Logger
+	seenHost   map[string]int // normalized host → index of the Site declaring it
+	transports *Transports
+}
+
+func (c *compiler) site(i int, cs *config.Site) error {
+	s := &site{}
+	var errs []error
+	for j, h := range cs.Hosts {
+		h = normalizeConfigHost(h)
+		if prev, dup := c.seenHost[h]; dup {
+			errs = append(errs, fmt.Errorf("compiling sites[%d].hosts[%d]: host %q already served by sites[%d]", i, j, h, prev))
+			continue
+		}
+		c.seenHost[h] = i
+		s.hosts = append(s.hosts, h)
+		switch {
+		case h == "*":
+			c.table.catchAll = s
+		case strings.HasPrefix(h, "*."):
+			c.table.wildcard[h[2:]] = s
+		default:
+			c.table.exact[h] = s
+		}
+	}
+	if len(s.hosts) > 0 {
+		s.name = s.hosts[0]
+	}
+	if cs.HSTS != nil {
+		s.hsts = []string{hstsValue(cs.HSTS)}
+	}
+	seenPrefix := make(map[string]int)
+	for j := range cs.Routes {
+		r, err := c.route(s, &cs.Routes[j])
+		if err != nil {
+			errs = append(errs, fmt.Errorf("compiling sites[%d].routes[%d]: %w", i, j, err))
+			continue
+		}
+		if prev, dup := seenPrefix[r.prefix]; dup {
+			errs = append(errs, fmt.Errorf("compiling sites[%d].routes[%d]: path %q matches the same requests as routes[%d]", i, j, r.path, prev))
+			continue
+		}
+		seenPrefix[r.prefix] = j
+		s.routes = append(s.routes, r)
+	}
+	// Longest prefix first, so the first match is the most specific one.
+	slices.SortStableFunc(s.routes, func(a, b *route) int { return cmp.Compare(len(b.prefix), len(a.prefix)) })
+	c.table.sites = append(c.table.sites, s)
+	return errors.Join(errs...)
+}
+
+func (c *compiler) route(s *site, cr *config.Route) (*route, error) {
+	p := cr.Path
+	if p == "" {
+		p = "/"
+	}
+	if !strings.HasPrefix(p, "/") {
+		return nil, fmt.Errorf("checking path %q: must start with /", p)
+	}
+	r := &route{
+		path:        p,
+		prefix:      strings.TrimSuffix(p, "/"),
+		stripPrefix: cr.StripPrefix,
+		maxBody:     int64(cr.MaxBody),
+	}
+	var err error
+	switch {
+	case len(cr.Upstreams) > 0:
+		r.handler, err = c.proxyRoute(s, r, cr)
+	case cr.Respond != nil:
+		r.handler = newRespondRoute(cr.Respond)
+	case cr.Root != "":
+		r.handler, err = newStaticRoute(r, cr.Root)
+	default:
+		err = errors.New("checking route: needs upstreams, respond or root")
+	}
+	if err != nil {
+		return nil, err
+	}
+	r.desc = describeRoute(r, cr)
+	return r, nil
+}
+
+func (c *compiler) proxyRoute(s *site, r *route, cr *config.Route) (http.Handler, error) {
+	var (
+		roots *x509.CertPool
+		caSum [32]byte
+	)
+	if cr.CA != "" {
+		var err error
+		roots, caSum, err = loadCertPool(cr.CA)
+		if err != nil {
+			return nil, err
+		}
+	}
+	ups := make([]*upstream, 0, len(cr.Upstreams))
+	for k, raw := range cr.Upstreams {
+		kind, target, err := parseUpstream(raw)
+		if err != nil {
+			return nil, fmt.Errorf("parsing upstreams[%d]: %w", k, err)
+		}
+		key := transportKey{
+			kind:           kind,
+			dial:           c.table.dialTimeout,
+			responseHeader: c.table.responseHeaderTimeout,
+		}
+		var rootsFor *x509.CertPool
+		if kind == kindHTTPS {
+			key.ca, rootsFor = caSum, roots
+		}
+		ups = append(ups, &upstream{
+			name:   raw,
+			scheme: target.Scheme,
+			host:   target.Host,
+			rt:     c.transports.get(key, rootsFor),
+		})
+	}
+	return newProxyRoute(c.table, s, r, newBalancer(ups, c.opts.now, c.opts.Logger), c.errorLog), nil
+}
+
+// parsePrefix parses a CIDR or a single address (as a one-address prefix).
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// normalizeConfigHost brings a configured host to the form request hosts are
+// looked up in: lowercase, no trailing dot, IPv6 without brackets.
+func normalizeConfigHost(h string) string {
+	h = strings.ToLower(strings.TrimSuffix(h, "."))
+	if strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]") {
+		h = h[1 : len(h)-1]
+	}
+	return h
+}
+
+// hstsValue renders a Strict-Transport-Security header value.
+func hstsValue(h *config.HSTS) string {
+	age := cmp.Or(h.MaxAge, defaultHSTSMaxAge)
+	v := "max-age=" + strconv.FormatInt(int64(age/time.Second), 10)
+	if h.IncludeSubdomains {
+		v += "; includeSubDomains"
+	}
+	if h.Preload {
+		v += "; preload"
+	}
+	return v
+}
+
+// lookup finds the Site serving host and its Route for the cleaned path. It
+// does not allocate: it is on every request's path.
+func (t *Table) lookup(host, path string) (*site, *route) {
+	s := t.site(host)
+	if s == nil {
+		return nil, nil
+	}
+	return s, s.route(path)
+}
+
+// site finds the Site serving host, a Host header or SNI value: exact name
+// first, then a one-label wildcard, then the catch-all.
+func (t *Table) site(host string) *site {
+	var buf [maxHostLen]byte
+	h := normalizeHost(buf[:0], host)
+	if h == nil {
+		return t.catchAll
+	}
+	if s, ok := t.exact[string(h)]; ok {
+		return s
+	}
+	if i := indexByte(h, '.'); i > 0 {
+		if s, ok := t.wildcard[string(h[i+1:])]; ok {
+			return s
+		}
+	}
+	return t.catchAll
+}
+
+// route finds the Route with the longest prefix matching path at a segment
+// boundary.
+func (s *site) route(path string) *route {
+	for _, r := range s.routes {
+		if r.matches(path) {
+			return r
+		}
+	}
+	return nil
+}
+
+// matches reports whether path is r's prefix or lies below it.
+func (r *route) matches(path string) bool {
+	p := r.prefix
+	return len(path) >= len(p) && path[:len(p)] == p && (len(path) == len(p) || path[len(p)] == '/')
+}
+
+// strip removes the route's prefix from a cleaned path, keeping it rooted.
+func (r *route) strip(path string) string {
+	rest := path[len(r.prefix):]
+	if rest == "" {
+		return "/"
+	}
+	return rest
+}
+
+// maxHostLen bounds a DNS name (253) plus room for a trailing dot and
+// brackets; longer hosts match only the catch-all.
+const maxHostLen = 256
+
+// normalizeHost appends host to buf lowercased, without port, trailing dot
+// or IPv6 brackets. It returns nil when host is empty or too long.
+func normalizeHost(buf []byte, host string) []byte {
+	if strings.HasPrefix(host, "[") {
+		if end := strings.IndexByte(host, ']'); end > 0 {
+			host = host[1:end]
+		}
+	} else if i := strings.IndexByte(host, ':'); i >= 0 && strings.IndexByte(host[i+1:], ':') < 0 {
+		host = host[:i]
+	}
+	host = strings.TrimSuffix(host, ".")
+	if host == "" || len(host) > cap(buf) {
+		return nil
+	}
+	for i := 0; i < len(host); i++ {
+		c := host[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		buf = append(buf, c)
+	}
+	return buf
+}
+
+func indexByte(b []byte, c byte) int {
+	for i, x := range b {
+		if x == c {
+			return i
+		}
+	}
+	return -1
+}
+
+// hostPort joins host and port for a URL, bracketing IPv6 literals.
+func hostPort(host, port string) string {
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	return host + port
+}

@@ -1,0 +1,139 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strings"
+)
+
+// statusClientClosedRequest is nginx's 499: the client went away before the
+// response was ready. It is logged, never sent.
+const statusClientClosedRequest = 499
+
+// proxyRoute forwards a Route's requests to its Upstreams.
+type proxyRoute struct {
+	table    *Table
+	route    *route
+	balancer *balancer
+	hsts     bool // the Site sends its own Strict-Transport-Security
+	logger   *slog.Logger
+	rp       *httputil.ReverseProxy
+}
+
+func newProxyRoute(t *Table, s *site, r *route, b *balancer, errorLog *log.Logger) *proxyRoute {
+	p := &proxyRoute{table: t, route: r, balancer: b, hsts: s.hsts != nil, logger: t.logger}
+	p.rp = &httputil.ReverseProxy{
+		Rewrite:      p.rewrite,
+		Transport:    b,
+		ErrorHandler: p.handleError,
+		ErrorLog:     errorLog,
+		// Zero: ReverseProxy already flushes text/event-stream and
+		// responses of unknown length at once; the rest is buffered.
+		FlushInterval: 0,
+	}
+	if p.hsts {
+		p.rp.ModifyResponse = p.modifyResponse
+	}
+	return p
+}
+
+// ServeHTTP proxies r. The exchange rides in the context so the balancer
+// can record which Upstream answered.
+func (p *proxyRoute) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if x := exchangeOf(w); x != nil {
+		r = r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x))
+	}
+	p.rp.ServeHTTP(w, r)
+}
+
+// rewrite builds the outbound request. ReverseProxy has already removed
+// hop-by-hop headers (those named in Connection too) and every
+// X-Forwarded-* and Forwarded header; the Upstream URL is filled in by the
+// balancer. The Host header passes through unchanged.
+func (p *proxyRoute) rewrite(pr *httputil.ProxyRequest) {
+	in, out := pr.In, pr.Out
+	if p.route.stripPrefix {
+		out.URL.Path = p.route.strip(in.URL.Path)
+		out.URL.RawPath = stripRawPath(in.URL.RawPath, p.route.prefix)
+	}
+	// ReverseProxy re-adds Upgrade for any protocol; only WebSocket may pass,
+	// so an h2c or other upgrade never reaches an Upstream.
+	if up := out.Header.Get("Upgrade"); up != "" && !strings.EqualFold(up, "websocket") {
+		out.Header.Del("Upgrade")
+		out.Header.Del("Connection")
+	}
+	p.table.setForwarded(in, out)
+}
+
+// stripRawPath removes prefix from an escaped path, or returns "" (let the
+// URL encode Path) when the escaped form does not start with it literally.
+func stripRawPath(raw, prefix string) string {
+	if raw == "" || !strings.HasPrefix(raw, prefix) {
+		return ""
+	}
+	rest := raw[len(prefix):]
+	if rest == "" || rest[0] != '/' {
+		return ""
+	}
+	return rest
+}
+
+// modifyResponse drops an Upstream's Strict-Transport-Security when the
+// Site sends its own, so clients see exactly one.
+func (p *proxyRoute) modifyResponse(res *http.Response) error {
+	res.Header.Del("Strict-Transport-Security")
+	return nil
+}
+
+// handleError answers a failed proxy attempt: 413 for a body over max_body,
+// nothing (499 in the log) when the client left, 502 when no Upstream could
+// be reached or one broke the connection, 504 when one was too slow.
+func (p *proxyRoute) handleError(w http.ResponseWriter, r *http.Request, err error) {
+	code := errorStatus(r.Context(), err)
+	x := exchangeFrom(r.Context())
+	attrs := []slog.Attr{
+		slog.String("route", p.route.path),
+		slog.Int("status", code),
+		slog.Any("error", err),
+	}
+	if x != nil && x.upstream != "" {
+		attrs = append(attrs, slog.String("upstream", x.upstream))
+	}
+	level := slog.LevelWarn
+	if code == statusClientClosedRequest || code == http.StatusRequestEntityTooLarge {
+		level = slog.LevelDebug
+	}
+	p.logger.LogAttrs(r.Context(), level, "proxying request", attrs...)
+	if code == statusClientClosedRequest {
+		if x != nil {
+			x.status = code
+		}
+		return
+	}
+	writeStatus(w, code)
+}
+
+// errorStatus maps a ReverseProxy error to the status the client gets.
+func errorStatus(ctx context.Context, err error) int {
+	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+		return http.StatusRequestEntityTooLarge
+	}
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return statusClientClosedRequest
+	}
+	if isDialError(err) {
+		return http.StatusBadGateway
+	}
+	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+		return http.StatusGatewayTimeout
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return http.StatusGatewayTimeout
+	}
+	return http.StatusBadGateway
+}
