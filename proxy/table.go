@@ -100,8 +100,8 @@ func Compile(cfg *config.Config, opts Options) (*Table, error) {
 		opts.now = time.Now
 	}
 	t := &Table{
-		exact:     make(map[string]*site),
-		wildcard:  make(map[string]*site),
+		exact:                 make(map[string]*site),
+		wildcard:              make(map[string]*site),
 		accessLog:             cfg.Log.Access == nil || *cfg.Log.Access,
 		dialTimeout:           cmp.Or(cfg.Timeouts.Dial, defaultDialTimeout),
 		responseHeaderTimeout: cmp.Or(cfg.Timeouts.ResponseHeader, defaultResponseHeaderTimeout),
