@@ -200,6 +200,9 @@ func (c *checker) pairs(n *yaml.Node, t reflect.Type, path string, fields map[st
 		}
 		seen[k.Value] = k
 		f, ok := fields[k.Value]
+		if !ok && path == "" && strings.HasPrefix(k.Value, "x-") {
+			continue // an extension key, a home for YAML anchors
+		}
 		if !ok {
 			c.addf(k, kpath, "%s", unknownKey(k.Value, fields))
 			continue

@@ -34,7 +34,7 @@ func (v *validator) sites() {
 				if k == i {
 					v.addf(hpath, "host %q is listed twice", h)
 				} else {
-					v.addf(hpath, "host %q is already served by sites[%d] (%s)", h, k, strings.Join(v.c.Sites[k].Hosts, ", "))
+					v.addf(hpath, "host %q is already served by sites[%d] (%s)", h, k, v.c.Sites[k].Hosts[0])
 				}
 				continue
 			}
