@@ -2,6 +2,11 @@
 // structs, a strict loader that reports every problem with its file, line,
 // column and key path, defaults, and validation. It imports neither proxy
 // nor tlsmgr; they compile what it describes.
+//
+// [Load] and [Parse] expand ${VAR} and ${VAR:-default} in values, resolve
+// relative file paths (storage, acme.ca_root, tls.cert, tls.key, a route's
+// ca and root) against the config file's directory, so every path in a
+// loaded Config is absolute, then apply the defaults and [Config.Validate].
 package config
 
 import "time"
@@ -46,6 +51,8 @@ type Config struct {
 
 // Listen names the Listener addresses. An empty address turns that Listener
 // off: without http, HTTP-01 is unavailable and nothing redirects to HTTPS.
+// In a file, write "off" (or "") to turn one off; after loading, off is "".
+// A key left out gets its default.
 type Listen struct {
 	// HTTP serves HTTP-01 challenges and redirects to HTTPS. Default ":80".
 	HTTP string `yaml:"http"`
@@ -166,7 +173,8 @@ type Route struct {
 	// Upstreams are the backends requests are proxied to, round robin:
 	// http://, https://, h2c:// URLs (scheme, host and port only).
 	Upstreams []string `yaml:"upstreams,omitempty"`
-	// StripPrefix removes Path from the request path before proxying.
+	// StripPrefix removes Path from the request path before it is proxied
+	// or looked up under Root.
 	StripPrefix bool `yaml:"strip_prefix,omitempty"`
 	// CA is a PEM file of roots to verify https:// Upstreams against,
 	// instead of the system roots.
@@ -176,7 +184,9 @@ type Route struct {
 	MaxBody ByteSize `yaml:"max_body,omitempty"`
 	// Respond answers with a fixed status and body.
 	Respond *Respond `yaml:"respond,omitempty"`
-	// Root serves static files from this directory.
+	// Root serves static files from this directory. The whole request path
+	// is looked up under it ("/static/app.css" in Root/static/app.css)
+	// unless StripPrefix is set.
 	Root string `yaml:"root,omitempty"`
 }
 

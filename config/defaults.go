@@ -41,15 +41,25 @@ const (
 // expected.
 const Off = "off"
 
-// withDefaults fills every field left unset. A listen address written as
-// "off", "" or nothing turns that Listener off and becomes ""; left out
-// entirely, it gets its default.
+// Complete applies the defaults to a Config built in code and validates it,
+// as [Load] does for a file, except that an empty Listen address stays
+// empty: in code, "" is how a Listener is turned off. Relative paths are
+// left relative to the working directory.
+func Complete(c *Config) error {
+	c.withDefaults()
+	return c.Validate()
+}
+
+// withDefaults fills every field left unset. In a config file, a listen
+// address written as "off", "" or nothing turns that Listener off and
+// becomes ""; only a listen key left out entirely gets its default. A Config
+// built in code (no positions) keeps its Listen addresses as they are.
 func (c *Config) withDefaults() {
 	listen := func(addr *string, path, def string) {
 		switch {
 		case *addr == Off:
 			*addr = ""
-		case *addr == "" && !c.has(path):
+		case *addr == "" && c.positions != nil && !c.has(path):
 			*addr = def
 		}
 	}

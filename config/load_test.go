@@ -140,6 +140,50 @@ func TestListenOff(t *testing.T) {
 	}
 }
 
+func TestComplete(t *testing.T) {
+	cfg := &Config{
+		Listen: Listen{HTTPS: ":8443"},
+		Sites:  []Site{{Hosts: []string{"Localhost."}, Routes: []Route{{Respond: &Respond{}}}}},
+	}
+	if err := Complete(cfg); err != nil {
+		t.Fatal(err)
+	}
+	r := cfg.Sites[0].Routes[0]
+	if cfg.Listen.HTTP != "" || cfg.Storage != DefaultStorage || cfg.Sites[0].Hosts[0] != "localhost" || r.Path != "/" || r.Respond.Status != 200 {
+		t.Errorf("got %+v, want http off and the defaults applied", cfg)
+	}
+
+	cfg = &Config{Sites: []Site{{Hosts: []string{"localhost"}}}}
+	err := Complete(cfg)
+	want := "listen: listen.http and listen.https are both off; at least one is needed\n" +
+		"sites[0].routes: a site needs at least one route"
+	if err == nil || err.Error() != want {
+		t.Errorf("got %v, want %v", err, want)
+	}
+}
+
+func TestProblemf(t *testing.T) {
+	cfg, err := Parse("g.yaml", []byte("sites:\n  - hosts: [localhost]\n    routes:\n      - respond: {}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		path, want string
+	}{
+		{"sites[0].hosts[0]", "g.yaml:2:13: sites[0].hosts[0]: boom"},
+		{"sites[0].routes[0].respond.status", "g.yaml:4:18: sites[0].routes[0].respond.status: boom"},
+		{"sites[0].tls.cert", "g.yaml:2:5: sites[0].tls.cert: boom"},
+		{"storage", "g.yaml:1:1: storage: boom"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			if got := cfg.Problemf(tt.path, "%s", "boom").Error(); got != tt.want {
+				t.Errorf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
 func TestParseEnv(t *testing.T) {
 	t.Setenv("GH_TEST_PORT", "9443")
 	t.Setenv("GH_TEST_STATUS", "404")

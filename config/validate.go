@@ -24,15 +24,21 @@ type validator struct {
 	problems Problems
 }
 
-// addf records a problem with the key path, placed where that key (or its
-// nearest written parent) stands in the file.
 func (v *validator) addf(path, format string, args ...any) {
-	v.problems = append(v.problems, Problem{
-		File:     v.c.File,
-		Position: v.c.position(path),
+	v.problems = append(v.problems, v.c.Problemf(path, format, args...))
+}
+
+// Problemf returns a Problem with the key path (as "sites[0].routes[1].ca"),
+// placed where that key, or its nearest parent written in the file, stands
+// in c.File. Packages that compile a Config use it to point at the key
+// behind an error.
+func (c *Config) Problemf(path, format string, args ...any) Problem {
+	return Problem{
+		File:     c.File,
+		Position: c.position(path),
 		Path:     path,
 		Message:  fmt.Sprintf(format, args...),
-	})
+	}
 }
 
 // Validate checks c as a whole and returns every problem found as

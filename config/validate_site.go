@@ -210,8 +210,8 @@ func (v *validator) route(r Route, path string) {
 			v.addf(path+".ca", "%s", msg)
 		}
 	}
-	if r.StripPrefix && len(r.Upstreams) == 0 {
-		v.addf(path+".strip_prefix", "strip_prefix is only used with upstreams")
+	if r.StripPrefix && r.Respond != nil {
+		v.addf(path+".strip_prefix", "strip_prefix is only used with upstreams or root")
 	}
 	if r.MaxBody < 0 {
 		v.addf(path+".max_body", "must not be negative")
