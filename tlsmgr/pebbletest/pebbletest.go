@@ -1,0 +1,369 @@
+package pebbletest
+
+import (
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"log"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/letsencrypt/pebble/v2/ca"
+	"github.com/letsencrypt/pebble/v2/db"
+	"github.com/letsencrypt/pebble/v2/va"
+	"github.com/letsencrypt/pebble/v2/wfe"
+)
+
+// DefaultValidity is the lifetime of issued certificates when
+// [Options.Validity] is zero, as for Let's Encrypt's classic profile.
+const DefaultValidity = 90 * 24 * time.Hour
+
+// Options configures a CA. The zero value starts a CA on a random port whose
+// HTTP-01 and TLS-ALPN-01 validations cannot succeed (they dial port 0).
+type Options struct {
+	// HTTPPort is the port on 127.0.0.1 where Pebble's validation authority
+	// fetches HTTP-01 responses: the HTTP listener of the program under test.
+	HTTPPort int
+	// TLSPort is the port on 127.0.0.1 where Pebble's validation authority
+	// performs TLS-ALPN-01 handshakes: the TLS listener of the program under
+	// test.
+	TLSPort int
+	// Validity is the lifetime of issued certificates, in whole seconds
+	// (Pebble's default profile validityPeriod); NotAfter-NotBefore is one
+	// second less. Zero or negative means DefaultValidity; a fraction of a
+	// second is rounded up.
+	Validity time.Duration
+	// Addr is the host:port the ACME directory server listens on. Default
+	// "127.0.0.1:0", a random port. A test can reserve an address with
+	// [FreePort], configure the program under test with it and start the CA
+	// later to simulate an unreachable CA. The host must be 127.0.0.1 or
+	// ::1 (localhost resolves to one of them): [CA.DirectoryURL] holds the
+	// listener's IP address, and the server's certificate names only those
+	// two and example.com.
+	Addr string
+}
+
+// CA is a running Pebble ACME CA with its DNS resolver. Its methods are safe
+// for concurrent use.
+type CA struct {
+	srv        *httptest.Server
+	dns        *resolver
+	db         *db.MemoryStore
+	ca         *ca.CAImpl
+	log        *testLogWriter
+	rootFile   string
+	orders     atomic.Int64
+	closeOnce  sync.Once
+	dirURL     string
+	orderPath  string // path of Pebble's newOrder resource, read from its directory
+	issuerPool *x509.CertPool
+}
+
+// envDefaults are the Pebble settings Start applies when they are unset.
+var envDefaults = []struct{ name, value string }{
+	{"PEBBLE_VA_NOSLEEP", "1"},
+	{"PEBBLE_WFE_NONCEREJECT", "0"},
+	{"PEBBLE_AUTHZREUSE", "0"},
+}
+
+// envMu serialises setting envDefaults: os.Setenv is safe for concurrent
+// use, but the check-then-set must not interleave.
+var envMu sync.Mutex
+
+func setEnvDefaults() {
+	envMu.Lock()
+	defer envMu.Unlock()
+	for _, e := range envDefaults {
+		if os.Getenv(e.name) == "" {
+			// Not t.Setenv: it forbids parallel tests, and the value is
+			// only read while constructing the CA.
+			os.Setenv(e.name, e.value)
+		}
+	}
+}
+
+// Start starts a CA and its DNS resolver and registers t.Cleanup to stop
+// them. It fails the test if anything cannot be started.
+func Start(t testing.TB, opts Options) *CA {
+	t.Helper()
+	setEnvDefaults()
+
+	validity := opts.Validity
+	if validity <= 0 {
+		validity = DefaultValidity
+	}
+	seconds := uint64((validity + time.Second - 1) / time.Second) // at least 1
+	addr := opts.Addr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+
+	c := &CA{log: newTestLogWriter(t)}
+	t.Cleanup(c.Close)
+	logger := log.New(c.log, "pebble ", log.Lmicroseconds)
+
+	var err error
+	c.dns, err = startResolver(logger)
+	if err != nil {
+		t.Fatalf("pebbletest: starting DNS resolver: %v", err)
+	}
+
+	c.db = db.NewMemoryStore()
+	profiles := map[string]ca.Profile{
+		"default": {Description: "pebbletest default profile", ValidityPeriod: seconds},
+	}
+	// ECDSA keys for the root and intermediate: much faster to generate
+	// than RSA. One root, one intermediate, no OCSP.
+	c.ca = ca.New(logger, c.db, "", "ecdsa", 0, 1, profiles)
+	v := va.New(logger, opts.HTTPPort, opts.TLSPort, false, c.dns.addr, c.db)
+	w := wfe.New(logger, c.db, v, c.ca, nil, false, false, 0, 0)
+	h := w.Handler()
+
+	c.orderPath, err = newOrderPath(h)
+	if err != nil {
+		t.Fatalf("pebbletest: reading Pebble's directory: %v", err)
+	}
+
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("pebbletest: listening for the ACME directory server: %v", err)
+	}
+	c.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || r.URL.Path != c.orderPath {
+			h.ServeHTTP(rw, r)
+			return
+		}
+		sw := &statusWriter{ResponseWriter: rw}
+		h.ServeHTTP(sw, r)
+		if sw.status == http.StatusCreated {
+			c.orders.Add(1)
+		}
+	}))
+	c.srv.Listener.Close()
+	c.srv.Listener = ln
+	c.srv.Config.ErrorLog = log.New(c.log, "pebbletest directory server: ", 0)
+	c.srv.StartTLS()
+	c.dirURL = c.srv.URL + wfe.DirectoryPath
+
+	c.issuerPool = x509.NewCertPool()
+	for i := range c.ca.GetNumberOfRootCerts() {
+		c.issuerPool.AddCert(c.ca.GetRootCert(i).Cert)
+	}
+
+	c.rootFile = filepath.Join(t.TempDir(), "pebble-client-root.pem")
+	root := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.srv.Certificate().Raw})
+	if err := os.WriteFile(c.rootFile, root, 0o600); err != nil {
+		t.Fatalf("pebbletest: writing client root: %v", err)
+	}
+	return c
+}
+
+// newOrderPath asks Pebble's directory for the path of its newOrder
+// resource, which the wfe package does not export.
+func newOrderPath(h http.Handler) (string, error) {
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodGet, "https://127.0.0.1"+wfe.DirectoryPath, nil)
+	req.Header.Set("User-Agent", "pebbletest") // Pebble rejects requests without one
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		return "", fmt.Errorf("GET %s: status %d", wfe.DirectoryPath, rec.Code)
+	}
+	var dir struct {
+		NewOrder string `json:"newOrder"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &dir); err != nil {
+		return "", fmt.Errorf("decoding directory: %w", err)
+	}
+	u, err := url.Parse(dir.NewOrder)
+	if err != nil || u.Path == "" {
+		return "", fmt.Errorf("bad newOrder URL %q", dir.NewOrder)
+	}
+	return u.Path, nil
+}
+
+// statusWriter records the status code a handler sends.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// DirectoryURL returns the ACME directory URL, https://127.0.0.1:PORT/dir,
+// with the IP address and port the directory server listens on.
+func (c *CA) DirectoryURL() string { return c.dirURL }
+
+// ClientRootFile returns the path of a PEM file (in t.TempDir()) holding the
+// root that signs the directory server's TLS certificate: what an ACME
+// client must trust to talk to the CA (gatehouse's acme.ca_root).
+func (c *CA) ClientRootFile() string { return c.rootFile }
+
+// ClientRoots returns a new pool holding the root that signs the directory
+// server's TLS certificate; see [CA.ClientRootFile].
+func (c *CA) ClientRoots() *x509.CertPool {
+	p := x509.NewCertPool()
+	p.AddCert(c.srv.Certificate())
+	return p
+}
+
+// HTTPClient returns an HTTP client that trusts the directory server, for
+// ACME clients in tests (acme.Client.HTTPClient).
+func (c *CA) HTTPClient() *http.Client { return c.srv.Client() }
+
+// IssuerRoots returns a new pool holding the root(s) that issued
+// certificates chain to, as served by Pebble's management API at /roots/0.
+// Pebble generates them afresh for every CA. Issued chains include the
+// intermediate, so verifying against this pool needs no extra certificates.
+func (c *CA) IssuerRoots() *x509.CertPool { return c.issuerPool.Clone() }
+
+// IssuerRootsPEM returns IssuerRoots as PEM, for programs that read roots
+// from a file.
+func (c *CA) IssuerRootsPEM() []byte {
+	var b []byte
+	for i := range c.ca.GetNumberOfRootCerts() {
+		b = append(b, c.ca.GetRootCert(i).PEM()...)
+	}
+	return b
+}
+
+// Orders reports how many new-order requests the CA has accepted (answered
+// with 201 Created). Requests it rejected, for example for a bad nonce, do
+// not count.
+func (c *CA) Orders() int { return int(c.orders.Load()) }
+
+// Revoked reports whether the CA has revoked the certificate with this
+// serial number (issued by it through ACME revokeCert).
+func (c *CA) Revoked(serial *big.Int) bool {
+	return c.db.GetRevokedCertificateBySerial(serial) != nil
+}
+
+// SetRenewalWindow makes the CA's ACME Renewal Information (RFC 9773)
+// endpoint suggest renewing the certificate with this serial number between
+// start and end, instead of Pebble's default (24 hours either side of two
+// thirds of the certificate's lifetime, clamped to it; now if revoked). It
+// fails if the CA never issued such a certificate.
+func (c *CA) SetRenewalWindow(serial *big.Int, start, end time.Time) error {
+	var info struct {
+		SuggestedWindow struct {
+			Start time.Time `json:"start"`
+			End   time.Time `json:"end"`
+		} `json:"suggestedWindow"`
+	}
+	info.SuggestedWindow.Start = start.UTC()
+	info.SuggestedWindow.End = end.UTC()
+	b, err := json.Marshal(info)
+	if err != nil {
+		return err
+	}
+	return c.db.SetARIResponse(serial, string(b))
+}
+
+// DNSAddr returns the address (127.0.0.1:PORT, UDP and TCP) of the CA's DNS
+// resolver, for ACME clients that check DNS-01 propagation themselves. It
+// answers A 127.0.0.1 for every name, no AAAA, the TXT records set with
+// [CA.AddTXT], and an SOA for every two-label name, so that example.test. is
+// the zone of _acme-challenge.example.test.; other queries get an empty
+// NOERROR answer.
+func (c *CA) DNSAddr() string { return c.dns.addr }
+
+// AddTXT adds value to the TXT records of name (with or without the final
+// dot, any case), for DNS-01 challenges. A name can hold several values, as
+// _acme-challenge.example.test does when example.test and *.example.test are
+// validated together.
+func (c *CA) AddTXT(name, value string) { c.dns.addTXT(name, value) }
+
+// RemoveTXT removes value from the TXT records of name.
+func (c *CA) RemoveTXT(name, value string) { c.dns.removeTXT(name, value) }
+
+// ClearTXT removes every TXT record of name.
+func (c *CA) ClearTXT(name string) { c.dns.clearTXT(name) }
+
+// Close stops the directory server and the DNS resolver and silences
+// Pebble's log. It is called by t.Cleanup; calling it earlier makes the CA
+// unreachable, and later calls do nothing. Validations already under way may
+// still run for up to Pebble's 15-second timeout, but can no longer resolve
+// names. Pebble's validation authority has no Stop, so each CA leaves one
+// idle goroutine behind until the test binary exits.
+func (c *CA) Close() {
+	c.closeOnce.Do(func() {
+		if c.srv != nil {
+			// Close, not CloseClientConnections alone: it also waits for
+			// handlers in flight.
+			c.srv.Close()
+		}
+		if c.dns != nil {
+			c.dns.close()
+		}
+		c.log.close()
+	})
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago, for
+// a listener the test opens later (or for [Options.Addr]). Another process
+// could take it in between; the window is short in practice.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("pebbletest: finding a free port: %v", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// testLogWriter sends Pebble's log lines to t.Log under -v and discards them
+// otherwise. It drops lines written after close, because Pebble's
+// validation goroutines outlive the test and t.Log panics once it is done.
+type testLogWriter struct {
+	mu     sync.Mutex // guards t and closed, and serialises calls to t.Log
+	t      testing.TB
+	closed bool
+}
+
+func newTestLogWriter(t testing.TB) *testLogWriter {
+	return &testLogWriter{t: t}
+}
+
+func (w *testLogWriter) Write(p []byte) (int, error) {
+	if !testing.Verbose() {
+		return len(p), nil
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.closed {
+		w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	}
+	return len(p), nil
+}
+
+func (w *testLogWriter) close() {
+	w.mu.Lock()
+	w.closed = true
+	w.mu.Unlock()
+}
+
+var _ io.Writer = (*testLogWriter)(nil)
