@@ -20,7 +20,7 @@ const (
 	DefaultDial           = 5 * time.Second
 	DefaultResponseHeader = 60 * time.Second
 	DefaultShutdown       = 10 * time.Second
-	DefaultHeaderBytes    = 64 << 10
+	DefaultHeaderBytes    = ByteSize(64 << 10)
 	DefaultHSTSMaxAge     = 8760 * time.Hour
 	DefaultRespondStatus  = 200
 )

@@ -92,6 +92,9 @@ func checkHost(h string) string {
 	if strings.Contains(name, "*") {
 		return fmt.Sprintf("%q: a wildcard must be the whole leftmost label, as in *.example.com", h)
 	}
+	if strings.ContainsFunc(name, func(r rune) bool { return r > 0x7f }) {
+		return fmt.Sprintf("%q: write internationalized names in their xn-- (punycode) form", h)
+	}
 	if !isDNSName(name) {
 		return fmt.Sprintf("%q is not a valid host name or IP address", h)
 	}
