@@ -33,12 +33,13 @@ func Parse(file string, data []byte) (*Config, error) {
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, Problems{syntaxProblem(file, err)}
 	}
-	c := newChecker(file, os.LookupEnv)
-	root := &doc
+	// An empty file, or one of comments only, has no root node.
+	var root *yaml.Node
 	if doc.Kind == yaml.DocumentNode && len(doc.Content) > 0 {
 		root = doc.Content[0]
 	}
-	if root.Kind != 0 && root.Kind != yaml.DocumentNode {
+	c := newChecker(file, os.LookupEnv)
+	if root != nil {
 		c.value(root, reflect.TypeFor[Config](), "")
 	}
 	if len(c.problems) > 0 {
@@ -47,7 +48,7 @@ func Parse(file string, data []byte) (*Config, error) {
 	}
 
 	cfg := &Config{}
-	if root.Kind != 0 && root.Kind != yaml.DocumentNode {
+	if root != nil {
 		if err := root.Decode(cfg); err != nil {
 			// The checker should have caught whatever the decoder rejects.
 			return nil, Problems{{File: file, Message: err.Error()}}
@@ -72,7 +73,7 @@ func Parse(file string, data []byte) (*Config, error) {
 // syntaxProblem turns a YAML syntax error ("yaml: line 3: did not find
 // expected key") into a Problem on that line.
 func syntaxProblem(file string, err error) Problem {
-	p := Problem{File: file, Message: err.Error()}
+	p := Problem{File: file}
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	if rest, ok := strings.CutPrefix(msg, "line "); ok {
 		num, after, ok := strings.Cut(rest, ": ")

@@ -19,8 +19,10 @@ var update = flag.Bool("update", false, "rewrite testdata/bad/*.errors from the 
 // the matching .errors file. Absolute paths of testdata/bad are printed
 // relative to it, so the files do not depend on where the checkout is.
 func TestBad(t *testing.T) {
-	t.Setenv("GATEHOUSE_TEST_NOT_SET", "")
-	os.Unsetenv("GATEHOUSE_TEST_NOT_SET")
+	for _, name := range []string{"GATEHOUSE_TEST_NOT_SET", "GATEHOUSE_TEST_NOT_SET_EITHER", "GATEHOUSE_TEST_DOMAIN"} {
+		t.Setenv(name, "") // restored after the test
+		os.Unsetenv(name)
+	}
 	files, err := filepath.Glob("testdata/bad/*.yaml")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("got %d files (%v), want some testdata/bad/*.yaml", len(files), err)
