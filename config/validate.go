@@ -75,10 +75,10 @@ func (v *validator) listen() {
 	if l.HTTP == "" && l.HTTPS == "" {
 		v.addf("listen", "listen.http and listen.https are both off; at least one is needed")
 	}
-	if msg := checkAddr(l.HTTP); l.HTTP != "" && msg != "" {
+	if msg := checkAddr(l.HTTP, DefaultHTTP); l.HTTP != "" && msg != "" {
 		v.addf("listen.http", "%s", msg)
 	}
-	if msg := checkAddr(l.HTTPS); l.HTTPS != "" && msg != "" {
+	if msg := checkAddr(l.HTTPS, DefaultHTTPS); l.HTTPS != "" && msg != "" {
 		v.addf("listen.https", "%s", msg)
 	}
 	if l.HTTP != "" && l.HTTP == l.HTTPS {
@@ -86,18 +86,19 @@ func (v *validator) listen() {
 	}
 	switch a := v.c.Admin; {
 	case a == Off:
-	case checkAddr(a) != "":
-		v.addf("admin", "%s, or %q", checkAddr(a), Off)
+	case checkAddr(a, DefaultAdmin) != "":
+		v.addf("admin", "%s, or %q", checkAddr(a, DefaultAdmin), Off)
 	case a == l.HTTP || a == l.HTTPS:
 		v.addf("admin", "same address as a listener")
 	}
 }
 
 // checkAddr says what is wrong with a listen address, or returns "".
-func checkAddr(addr string) string {
+// example is a good address for the same key.
+func checkAddr(addr, example string) string {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Sprintf(`%q is not host:port, like ":443" or "127.0.0.1:8443"`, addr)
+		return fmt.Sprintf("%q is not host:port, like %q", addr, example)
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
 		return fmt.Sprintf("port %q in %q is not a number from 1 to 65535", port, addr)
