@@ -1,0 +1,498 @@
+#!/usr/bin/env bash
+# bench/run.sh: benchmark gatehouse against Caddy v2.11.9 and nginx, all three
+# in front of one origin on loopback with the same certificate (issue 3).
+#
+#   bash bench/run.sh [--rounds N] [--duration 10s] [--cases 1,2,3,4,5,6]
+#                     [--proxies gatehouse,caddy,nginx]
+#
+# Installs what is missing (wrk, h2load, nginx from Debian; Caddy with go
+# install), builds gatehouse from this checkout, runs every case for every
+# proxy interleaved over the rounds, and prints the medians. Work files, the
+# Caddy build and results.md live in ${BENCH_WORK:-/tmp/gatehouse-bench}.
+# Every request goes to 127.0.0.1; every process it starts is stopped on exit.
+set -euo pipefail
+
+ROUNDS=3
+DURATION=10s
+CASES=1,2,3,4,5,6
+PROXIES=gatehouse,caddy,nginx
+IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
+SITES=${BENCH_SITES:-10000}
+CADDY_VERSION=v2.11.9
+
+usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
+while (($#)); do
+	case $1 in
+	--rounds) ROUNDS=$2; shift 2 ;;
+	--duration) DURATION=$2; shift 2 ;;
+	--cases) CASES=$2; shift 2 ;;
+	--proxies) PROXIES=$2; shift 2 ;;
+	-h | --help) usage; exit 0 ;;
+	*) echo "run.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
+	esac
+done
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --rounds wants a positive integer" >&2; exit 2; }
+if [[ $DURATION =~ ^([0-9]+)(ms|s|m)?$ ]]; then
+	case ${BASH_REMATCH[2]} in
+	ms) DSEC=$(((BASH_REMATCH[1] + 999) / 1000)) ;;
+	m) DSEC=$((BASH_REMATCH[1] * 60)) ;;
+	*) DSEC=${BASH_REMATCH[1]} ;;
+	esac
+	DURATION=${DSEC}s
+else
+	echo "run.sh: --duration wants e.g. 10s, 500ms or 1m" >&2; exit 2
+fi
+((DSEC >= 1)) || DSEC=1
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+WORK=${BENCH_WORK:-/tmp/gatehouse-bench}
+BIN=$WORK/bin
+RUN=$WORK/run # this run's configs, logs and load-tool output
+mkdir -p "$BIN"
+rm -rf "$RUN"
+mkdir -p "$RUN"
+
+ORIGIN_PORT=${BENCH_ORIGIN_PORT:-18080}
+declare -A PORT=([gatehouse]=18443 [caddy]=18444 [nginx]=18445)
+CASE6_PORT=18446
+LUA=$REPO/bench/loopback.lua
+
+log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# ---- processes: everything started is recorded and stopped on exit --------
+
+PIDS=()
+cleanup() {
+	local pid
+	for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# stop_pid PID: SIGTERM, up to 10 s to exit, then SIGKILL.
+stop_pid() {
+	local pid=$1 i
+	kill -0 "$pid" 2>/dev/null || return 0
+	kill -TERM "$pid" 2>/dev/null || true
+	for ((i = 0; i < 100; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+}
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# ---- install and build ----------------------------------------------------
+
+install_tools() {
+	local missing=()
+	command -v wrk >/dev/null || missing+=(wrk)
+	command -v h2load >/dev/null || missing+=(nghttp2-client)
+	command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || missing+=(nginx-light)
+	if ((${#missing[@]})); then
+		local sudo=()
+		((EUID == 0)) || sudo=(sudo)
+		log "installing ${missing[*]} from Debian"
+		"${sudo[@]}" apt-get update -q
+		DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q "${missing[@]}"
+	fi
+	NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+	if [[ $(caddy_version) != "$CADDY_VERSION" ]]; then
+		log "building Caddy $CADDY_VERSION into $BIN (takes minutes, once)"
+		(cd "$WORK" && GOBIN=$BIN GOFLAGS= go install "github.com/caddyserver/caddy/v2/cmd/caddy@$CADDY_VERSION")
+	fi
+
+	log "building the benchmark's own programs"
+	(cd "$REPO" && go build -o "$BIN/" ./bench/cmd/...)
+
+	if want gatehouse; then
+		log "building gatehouse from $REPO"
+		if ! (cd "$REPO" && go build -o "$BIN/gatehouse" ./cmd/gatehouse) 2>"$RUN/gatehouse-build.log"; then
+			cat "$RUN/gatehouse-build.log" >&2
+			log "warning: gatehouse does not build; measuring the peers only"
+			PROXIES=$(tr ',' '\n' <<<"$PROXIES" | grep -vx gatehouse | paste -sd, || true)
+		fi
+	fi
+}
+
+# caddy_version: the module version $BIN/caddy was built from ("caddy
+# version" says "unknown" for a go install build).
+caddy_version() {
+	[[ -x $BIN/caddy ]] && go version -m "$BIN/caddy" | awk '$1 == "mod" {print $3}'
+}
+
+want() { [[ ,$PROXIES, == *,$1,* ]]; }
+want_case() { [[ ,$CASES, == *,$1,* ]]; }
+
+# ---- configs --------------------------------------------------------------
+
+CERT=$RUN/cert.pem
+KEY=$RUN/key.pem
+
+write_configs() {
+	"$BIN/certgen" -dir "$RUN"
+
+	gatehouse_config "$RUN/gatehouse.yaml" "${PORT[gatehouse]}" bench.test
+
+	mkdir -p "$RUN/caddy"
+	cat >"$RUN/Caddyfile" <<EOF
+{
+	admin off
+	persist_config off
+	auto_https off
+	storage file_system $RUN/caddy/data
+	servers {
+		protocols h1 h2
+	}
+	log {
+		level ERROR
+	}
+}
+
+https://bench.test:${PORT[caddy]} {
+	tls $CERT $KEY
+	reverse_proxy 127.0.0.1:$ORIGIN_PORT
+}
+EOF
+
+	mkdir -p "$RUN/nginx/logs"
+	cat >"$RUN/nginx/nginx.conf" <<EOF
+worker_processes auto;
+worker_rlimit_nofile 40000;
+daemon off;
+pid $RUN/nginx/nginx.pid;
+error_log $RUN/nginx/logs/error.log warn;
+
+events {
+	worker_connections 20000;
+}
+
+http {
+	access_log off;
+	keepalive_requests 1000000;
+	client_body_temp_path $RUN/nginx/client_body;
+	proxy_temp_path $RUN/nginx/proxy;
+	fastcgi_temp_path $RUN/nginx/fastcgi;
+	uwsgi_temp_path $RUN/nginx/uwsgi;
+	scgi_temp_path $RUN/nginx/scgi;
+
+	upstream origin {
+		server 127.0.0.1:$ORIGIN_PORT;
+		keepalive 64;
+	}
+
+	server {
+		listen 127.0.0.1:${PORT[nginx]} ssl http2;
+		server_name bench.test *.bench.test;
+		ssl_certificate $CERT;
+		ssl_certificate_key $KEY;
+		ssl_protocols TLSv1.2 TLSv1.3;
+
+		location / {
+			proxy_pass http://origin;
+			proxy_http_version 1.1;
+			proxy_set_header Connection "";
+			proxy_set_header Host \$host;
+		}
+	}
+}
+EOF
+}
+
+# gatehouse_config FILE PORT HOST...: one site per HOST, all with the static
+# certificate and the origin as their only upstream.
+gatehouse_config() {
+	local file=$1 port=$2 host
+	shift 2
+	{
+		cat <<EOF
+listen:
+  http: "off"
+  https: 127.0.0.1:$port
+storage: $RUN/gatehouse-storage
+admin: "off"
+log:
+  level: warn
+  access: false
+sites:
+EOF
+		for host in "$@"; do
+			printf '  - hosts: [%s]\n    tls: {cert: %s, key: %s}\n    routes:\n      - path: /\n        upstreams: [http://127.0.0.1:%s]\n' \
+				"$host" "$CERT" "$KEY" "$ORIGIN_PORT"
+		done
+	} >"$file"
+}
+
+# ---- starting and measuring proxies --------------------------------------
+
+# start_proxy NAME [CONFIG PORT]: start it, wait until it answers GET /1k
+# over TLS, and set PROXY_PID and START_MS (launch until the first 200).
+start_proxy() {
+	local name=$1 port=${3:-${PORT[$1]}} sni=${4:-bench.test} t0 t1
+	port_busy "$port" && die "port $port is already in use"
+	t0=$(date +%s%N)
+	case $name in
+	gatehouse)
+		"$BIN/gatehouse" run -config "${2:-$RUN/gatehouse.yaml}" >>"$RUN/gatehouse.log" 2>&1 &
+		;;
+	caddy)
+		HOME=$RUN/caddy XDG_DATA_HOME=$RUN/caddy/data XDG_CONFIG_HOME=$RUN/caddy/config \
+			"$BIN/caddy" run --config "$RUN/Caddyfile" --adapter caddyfile >>"$RUN/caddy.log" 2>&1 &
+		;;
+	nginx)
+		"$NGINX" -p "$RUN/nginx" -c "$RUN/nginx/nginx.conf" -e "$RUN/nginx/logs/error.log" >>"$RUN/nginx.log" 2>&1 &
+		;;
+	esac
+	PROXY_PID=$!
+	PIDS+=("$PROXY_PID")
+	if ! "$BIN/probe" -addr "127.0.0.1:$port" -sni "$sni" -path /1k -timeout 60s >/dev/null 2>"$RUN/probe.err"; then
+		cat "$RUN/probe.err" >&2
+		tail -n 20 "$RUN/$name.log" >&2 || true
+		stop_pid "$PROXY_PID"
+		return 1
+	fi
+	t1=$(date +%s%N)
+	START_MS=$(((t1 - t0) / 1000000))
+}
+
+stop_proxy() { stop_pid "$PROXY_PID"; }
+
+# rss_mib PID: resident memory of PID and its children (nginx's workers), MiB.
+rss_mib() {
+	local pid=$1 kb=0 p v
+	local pids=("$pid")
+	for p in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do pids+=("$p"); done
+	for p in "${pids[@]}"; do
+		v=$(awk '/^VmRSS:/ {print $2}' /proc/"$p"/status 2>/dev/null || true)
+		kb=$((kb + ${v:-0}))
+	done
+	awk -v kb="$kb" 'BEGIN {printf "%.1f", kb / 1024}'
+}
+
+# ---- load tools and their output -----------------------------------------
+
+# wrk_run OUT URL CONNS [wrk args...]
+wrk_run() {
+	local out=$1 url=$2 conns=$3 secs=${WRK_SECS:-$DSEC}
+	shift 3
+	timeout $((secs + 30)) wrk -t 2 -c "$conns" -d "${secs}s" --timeout 5s --latency -s "$LUA" "$@" "$url" >"$out" 2>&1 || true
+}
+
+# to_ms VALUE-WITH-UNIT: wrk's 1.23ms / 456.00us / 1.20s as milliseconds.
+to_ms() {
+	awk -v v="$1" 'BEGIN {
+		if (v ~ /us$/) printf "%.3f", v / 1000
+		else if (v ~ /ms$/) printf "%.3f", v + 0
+		else if (v ~ /m$/) printf "%.3f", v * 60000
+		else if (v ~ /s$/) printf "%.3f", v * 1000
+		else print "-" }'
+}
+
+# parse_wrk OUT: prints "req/s p50_ms p99_ms errors".
+parse_wrk() {
+	local out=$1 rps p50 p99 errs
+	rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+	p50=$(awk '$1 == "50%" {print $2}' "$out")
+	p99=$(awk '$1 == "99%" {print $2}' "$out")
+	errs=$(awk '/Non-2xx/ {n += $NF} /Socket errors/ {gsub(/,/, ""); n += $4 + $6 + $8 + $10} END {print n + 0}' "$out")
+	echo "${rps:--} $(to_ms "${p50:-}") $(to_ms "${p99:-}") $errs"
+}
+
+# h2load_run OUT LOG URL PORT
+h2load_run() {
+	local out=$1 lf=$2 url=$3 port=$4 secs=${WRK_SECS:-$DSEC}
+	timeout $((secs + 30)) h2load -t 2 -c 32 -m 10 -D "$secs" -T 5 --connect-to="127.0.0.1:$port" \
+		--log-file="$lf" "$url" >"$out" 2>&1 || true
+}
+
+# parse_h2load OUT LOG: prints "req/s p50_ms p99_ms errors"; the percentiles
+# come from the per-request log (third column: microseconds to the response).
+parse_h2load() {
+	local out=$1 lf=$2 rps pct errs
+	rps=$(awk '/^finished in/ {for (i = 1; i <= NF; i++) if ($(i) ~ /^req\/s/) {v = $(i - 1)}} END {print v}' "$out")
+	errs=$(awk '/^requests:/ {n = $10 + $12 + $14} END {print n + 0}' "$out")
+	if [[ -s $lf ]]; then
+		pct=$(cut -f3 "$lf" | sort -n | awk '{a[NR] = $1} END {
+			if (NR == 0) { print "- -"; exit }
+			i = int(NR * 0.50 + 0.5); if (i < 1) i = 1
+			j = int(NR * 0.99 + 0.5); if (j < 1) j = 1; if (j > NR) j = NR
+			printf "%.3f %.3f", a[i] / 1000, a[j] / 1000 }')
+	else
+		pct="- -"
+	fi
+	echo "${rps:--} $pct $errs"
+}
+
+RAW=$RUN/raw.tsv
+: >"$RAW"
+
+# record ROUND CASE PROXY METRIC VALUE P50 P99 ERRORS
+record() {
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RAW"
+}
+
+# ---- the cases -------------------------------------------------------------
+
+# run_case ROUND CASE PROXY
+run_case() {
+	local round=$1 c=$2 p=$3 port=${PORT[$3]} out="$RUN/r$1-c$2-$3" rps p50 p99 errs i
+	local url="https://bench.test:$port"
+	if ! start_proxy "$p"; then
+		log "round $round case $c $p: did not start; figure not counted"
+		record "$round" "$c" "$p" "$([[ $c == 5 ]] && echo rss || echo rps)" - - - 1
+		return
+	fi
+	local r
+	case $c in
+	1)
+		WRK_SECS=1 wrk_run "$out.warm" "$url/1k" 64
+		wrk_run "$out.txt" "$url/1k" 64
+		read -r rps p50 p99 errs < <(parse_wrk "$out.txt")
+		record "$round" 1 "$p" rps "$rps" "$p50" "$p99" "$errs"
+		r="$rps req/s, p99 $p99 ms"
+		;;
+	2)
+		WRK_SECS=1 h2load_run "$out.warm" /dev/null "$url/1k" "$port"
+		h2load_run "$out.txt" "$out.log" "$url/1k" "$port"
+		read -r rps p50 p99 errs < <(parse_h2load "$out.txt" "$out.log")
+		rm -f "$out.log"
+		record "$round" 2 "$p" rps "$rps" "$p50" "$p99" "$errs"
+		r="$rps req/s, p99 $p99 ms"
+		;;
+	3)
+		WRK_SECS=1 wrk_run "$out.warm" "$url/1k" 32 -H "Connection: close"
+		wrk_run "$out.txt" "$url/1k" 32 -H "Connection: close"
+		read -r rps p50 p99 errs < <(parse_wrk "$out.txt")
+		record "$round" 3 "$p" hps "$rps" "$p50" "$p99" "$errs"
+		r="$rps handshakes/s, p99 $p99 ms"
+		;;
+	4)
+		WRK_SECS=1 wrk_run "$out.warm" "$url/1m" 16
+		wrk_run "$out.txt" "$url/1m" 16
+		read -r rps p50 p99 errs < <(parse_wrk "$out.txt")
+		local mbps=-
+		[[ $rps != - ]] && mbps=$(awk -v r="$rps" 'BEGIN {printf "%.1f", r * 1048576 / 1e6}')
+		record "$round" 4 "$p" mbps "$mbps" "$p50" "$p99" "$errs"
+		r="$mbps MB/s, p99 $p99 ms"
+		;;
+	5)
+		local base rss ready
+		sleep 1
+		base=$(rss_mib "$PROXY_PID")
+		"$BIN/idleconns" -addr "127.0.0.1:$port" -sni bench.test -n "$IDLE_CONNS" \
+			-hold "$((DSEC + 120))s" >"$out.txt" 2>&1 &
+		local client=$!
+		PIDS+=("$client")
+		for ((i = 0; i < 1200; i++)); do
+			grep -q '^ready' "$out.txt" && break
+			kill -0 "$client" 2>/dev/null || break
+			sleep 0.1
+		done
+		ready=$(awk '/^ready/ {print $2, $4}' "$out.txt")
+		if [[ -n $ready ]]; then
+			sleep 2 # let the proxy settle with every connection idle
+			rss=$(rss_mib "$PROXY_PID")
+		else
+			rss=-
+		fi
+		stop_pid "$client"
+		local open failed
+		read -r open failed <<<"${ready:-0 $IDLE_CONNS}"
+		record "$round" 5 "$p" rss "$rss" - - "$failed"
+		record "$round" 5 "$p" rss_base "$base" - - 0
+		r="$rss MiB with $open idle connections ($failed failed), $base MiB before"
+		;;
+	esac
+	stop_proxy
+	log "round $round case $c $p: $r"
+}
+
+# run_case6 ROUND: gatehouse with a 1-site and a $SITES-site config, each
+# started fresh: start-up time, RSS after load, req/s to the last site.
+run_case6() {
+	local round=$1 kind cfg host out rps p50 p99 errs rss
+	for kind in 1-site 10k-sites; do
+		cfg=$RUN/gatehouse-$kind.yaml
+		host=site-$((SITES - 1)).bench.test
+		out=$RUN/r$round-c6-$kind
+		if ! start_proxy gatehouse "$cfg" "$CASE6_PORT" "$host"; then
+			log "round $round case 6 $kind: gatehouse did not start; figure not counted"
+			record "$round" 6 "gatehouse-$kind" start - - - 1
+			continue
+		fi
+		WRK_SECS=1 wrk_run "$out.warm" "https://$host:$CASE6_PORT/1k" 64
+		wrk_run "$out.txt" "https://$host:$CASE6_PORT/1k" 64
+		read -r rps p50 p99 errs < <(parse_wrk "$out.txt")
+		rss=$(rss_mib "$PROXY_PID")
+		stop_proxy
+		record "$round" 6 "gatehouse-$kind" start "$START_MS" - - 0
+		record "$round" 6 "gatehouse-$kind" rps "$rps" "$p50" "$p99" "$errs"
+		record "$round" 6 "gatehouse-$kind" rss "$rss" - - 0
+		log "round $round case 6 gatehouse $kind: start $START_MS ms, $rps req/s, p99 $p99 ms, $rss MiB"
+	done
+}
+
+# ---- main -------------------------------------------------------------------
+
+install_tools
+write_configs
+[[ -n $PROXIES ]] || die "no proxy to measure"
+
+# Case 5 holds IDLE_CONNS connections in the client and the proxy: raise the
+# descriptor limit as far as allowed (children inherit it).
+need=$((IDLE_CONNS + 1000))
+if (($(ulimit -n) < need)); then
+	hard=$(ulimit -Hn)
+	[[ $hard == unlimited ]] && hard=$need
+	ulimit -n "$((hard < need ? hard : need))" || true
+fi
+if want_case 5 && (($(ulimit -n) < need)); then
+	log "warning: open-file limit $(ulimit -n) is below $need; case 5 opens fewer connections"
+	IDLE_CONNS=$(($(ulimit -n) - 1000))
+fi
+
+if want_case 6 && want gatehouse; then
+	hosts=()
+	for ((i = 0; i < SITES; i++)); do hosts+=("site-$i.bench.test"); done
+	gatehouse_config "$RUN/gatehouse-10k-sites.yaml" "$CASE6_PORT" "${hosts[@]}"
+	gatehouse_config "$RUN/gatehouse-1-site.yaml" "$CASE6_PORT" "site-$((SITES - 1)).bench.test"
+fi
+
+port_busy "$ORIGIN_PORT" && die "origin port $ORIGIN_PORT is already in use"
+"$BIN/origin" -addr "127.0.0.1:$ORIGIN_PORT" >"$RUN/origin.log" 2>&1 &
+PIDS+=("$!")
+for ((i = 0; i < 100; i++)); do port_busy "$ORIGIN_PORT" && break; sleep 0.1; done
+port_busy "$ORIGIN_PORT" || die "origin did not start: $(cat "$RUN/origin.log")"
+
+IFS=, read -r -a proxy_list <<<"$PROXIES"
+IFS=, read -r -a case_list <<<"$CASES"
+log "proxies: ${proxy_list[*]}; cases: ${case_list[*]}; $ROUNDS round(s) of $DURATION; work dir $RUN"
+
+for ((round = 1; round <= ROUNDS; round++)); do
+	for c in "${case_list[@]}"; do
+		case $c in
+		[1-5])
+			for p in "${proxy_list[@]}"; do run_case "$round" "$c" "$p"; done
+			;;
+		6)
+			if want gatehouse; then run_case6 "$round"; else log "case 6 needs gatehouse; skipped"; fi
+			;;
+		*) die "unknown case $c" ;;
+		esac
+	done
+done
+
+cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+{
+	echo "gatehouse benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(hostname): $(nproc) cores, ${cpu:-unknown CPU}, $(uname -r)"
+	echo "gatehouse $(cd "$REPO" && git describe --always --dirty 2>/dev/null || echo '?'); Caddy $(caddy_version); $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'); wrk $(wrk -v 2>&1 | awk 'NR == 1 {print $2}'); $(h2load --version | awk '{print $2}'); $(go version | awk '{print $3}')"
+	echo "medians of $ROUNDS round(s) of $DURATION each, load generator on the same machine; case 6 targets site-$((SITES - 1)) of $SITES"
+} >"$RUN/info.txt"
+
+echo
+"$BIN/report" -raw "$RAW" -info "$RUN/info.txt" -md "$WORK/results.md"
+log "markdown table: $WORK/results.md; raw figures and logs: $RUN"
