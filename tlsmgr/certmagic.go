@@ -3,7 +3,6 @@ package tlsmgr
 import (
 	"context"
 	"crypto/tls"
-	"fmt"
 	"log/slog"
 	"net/http"
 
@@ -72,10 +71,8 @@ func newCertmagicEngine(s acmeSettings, opts options, logger *slog.Logger) (*cer
 // hands it to the Cache for renewal. ManageSync does not retry by itself;
 // the obtainer does.
 func (e *certmagicEngine) obtain(ctx context.Context, host string) error {
-	if err := e.cfg.ManageSync(ctx, []string{host}); err != nil {
-		return fmt.Errorf("obtaining certificate for %s: %w", host, err)
-	}
-	return nil
+	// certmagic's error already names the host and the step.
+	return e.cfg.ManageSync(ctx, []string{host})
 }
 
 // forget removes hosts from the Cache, which stops their renewal. Their
@@ -100,13 +97,13 @@ func (e *certmagicEngine) onEvent(ctx context.Context, event string, data map[st
 		}
 		e.logger.LogAttrs(ctx, slog.LevelInfo, msg, slog.String("host", host), slog.String("issuer", issuer))
 	case "cert_failed":
-		msg := "obtaining certificate failed"
+		// A failed first issuance is logged by the obtainer, which also
+		// says when it retries; renewals are certmagic's, so log them here.
 		if renewal, _ := data["renewal"].(bool); renewal {
-			msg = "renewing certificate failed"
+			err, _ := data["error"].(error)
+			e.logger.LogAttrs(ctx, slog.LevelError, "renewing certificate failed", slog.String("host", host),
+				slog.Any("issuers", data["issuers"]), slog.Any("error", err))
 		}
-		err, _ := data["error"].(error)
-		e.logger.LogAttrs(ctx, slog.LevelError, msg, slog.String("host", host),
-			slog.Any("issuers", data["issuers"]), slog.Any("error", err))
 	}
 	return nil
 }

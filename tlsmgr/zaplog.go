@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -70,8 +71,10 @@ func (c *slogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
 		t = time.Now()
 	}
 	r := slog.NewRecord(t, slogLevel(e.Level), e.Message, 0)
-	if e.LoggerName != "" {
-		r.AddAttrs(slog.String("logger", "certmagic."+e.LoggerName))
+	// certmagic names some loggers ".acme_client" (an empty parent name
+	// plus a suffix); trim the stray dots.
+	if name := strings.Trim(e.LoggerName, "."); name != "" {
+		r.AddAttrs(slog.String("logger", "certmagic."+name))
 	} else {
 		r.AddAttrs(slog.String("logger", "certmagic"))
 	}
