@@ -207,7 +207,11 @@ func checkMode(t *testing.T, path string, want os.FileMode) {
 }
 
 func TestLocalRoot(t *testing.T) {
-	storage := t.TempDir()
+	// A storage directory made by hand with a loose mode is tightened.
+	storage := filepath.Join(t.TempDir(), "storage")
+	if err := os.Mkdir(storage, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	pemBytes, path, err := LocalRoot(storage)
 	if err != nil {
 		t.Fatal(err)
