@@ -31,5 +31,7 @@ sites:
       - upstream: [http://127.0.0.1:8080]
 `))
 	fmt.Println(err)
-	// Output: gatehouse.yaml:5:9: sites[0].routes[0].upstream: unknown key "upstream"; did you mean "upstreams"?
+	// Output:
+	// gatehouse.yaml:3:13: sites[0].hosts[0]: "example.com:443" has a port; write "example.com" (ports belong in listen)
+	// gatehouse.yaml:5:9: sites[0].routes[0].upstream: unknown key "upstream"; did you mean "upstreams"?
 }

@@ -42,14 +42,13 @@ func Parse(file string, data []byte) (*Config, error) {
 	if root != nil {
 		c.value(root, reflect.TypeFor[Config](), "")
 	}
-	if len(c.problems) > 0 {
-		sortProblems(c.problems)
-		return nil, c.problems
-	}
 
+	// The checker blanked every value it rejected, so the decoder only
+	// meets what fits; it still runs when there are problems, so that
+	// validation can report what is wrong elsewhere in the same pass.
 	cfg := &Config{}
 	if root != nil {
-		if err := root.Decode(cfg); err != nil {
+		if err := root.Decode(cfg); err != nil && len(c.problems) == 0 {
 			// The checker should have caught whatever the decoder rejects.
 			return nil, Problems{{File: file, Message: err.Error()}}
 		}
@@ -64,10 +63,27 @@ func Parse(file string, data []byte) (*Config, error) {
 		cfg.resolvePaths(dir)
 	}
 	cfg.withDefaults()
-	if err := cfg.Validate(); err != nil {
-		return nil, err
+	problems := c.problems
+	for _, p := range cfg.validate() {
+		related := func(scope string) bool { return within(p.Path, scope) || within(scope, p.Path) }
+		if !slices.ContainsFunc(c.suppress, related) {
+			problems = append(problems, p)
+		}
+	}
+	if len(problems) > 0 {
+		sortProblems(problems)
+		return nil, problems
 	}
 	return cfg, nil
+}
+
+// within reports whether the key path is scope or below it.
+func within(path, scope string) bool {
+	if scope == "" || path == scope {
+		return true
+	}
+	rest, ok := strings.CutPrefix(path, scope)
+	return ok && (rest[0] == '.' || rest[0] == '[')
 }
 
 // syntaxProblem turns a YAML syntax error ("yaml: line 3: did not find

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"fmt"
 	"reflect"
 	"slices"
@@ -20,6 +21,10 @@ type checker struct {
 	lookupEnv func(string) (string, bool)
 	positions map[string]Position
 	problems  Problems
+	// suppress holds the key paths at, above and below which validation
+	// problems are left out, being likely consequences of the problems
+	// already found.
+	suppress []string
 	// expanded holds the scalars already expanded, so a scalar reached
 	// twice through an alias is expanded once.
 	expanded map[*yaml.Node]bool
@@ -43,15 +48,21 @@ func (c *checker) addf(n *yaml.Node, path, format string, args ...any) {
 	})
 }
 
+// reject records a problem with the value n at path and blanks n, so the
+// lenient decode that follows leaves the field at its zero value, as if it
+// were not written at all. Problems validation would find at path, above it
+// or below it are then left out as consequences.
+func (c *checker) reject(n *yaml.Node, path, format string, args ...any) {
+	c.addf(n, path, format, args...)
+	c.suppress = append(c.suppress, path)
+	delete(c.positions, path)
+	*n = yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: n.Line, Column: n.Column}
+}
+
 // value checks n, found at path, against type t.
 func (c *checker) value(n *yaml.Node, t reflect.Type, path string) {
 	c.positions[path] = Position{Line: n.Line, Col: n.Column}
-	if n.Kind == yaml.AliasNode {
-		if n.Alias == nil {
-			return
-		}
-		n = n.Alias
-	}
+	n = deref(n)
 	if n.Kind == yaml.ScalarNode {
 		if !c.expand(n, path) {
 			return
@@ -81,7 +92,7 @@ func (c *checker) value(n *yaml.Node, t reflect.Type, path string) {
 		c.mapping(n, t, path)
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
-			c.addf(n, path, "expected a list, got %s", describe(n))
+			c.reject(n, path, "expected a list, got %s", describe(n))
 			return
 		}
 		for i, item := range n.Content {
@@ -97,14 +108,14 @@ func (c *checker) value(n *yaml.Node, t reflect.Type, path string) {
 	case reflect.Bool:
 		c.scalar(n, path, "true or false", isBool)
 	default:
-		c.addf(n, path, "unsupported config field type %s", t)
+		c.reject(n, path, "unsupported config field type %s", t)
 	}
 }
 
 // scalar checks that n is a scalar that ok accepts.
 func (c *checker) scalar(n *yaml.Node, path, want string, ok func(*yaml.Node) bool) {
 	if n.Kind != yaml.ScalarNode || !ok(n) {
-		c.addf(n, path, "expected %s, got %s", want, describe(n))
+		c.reject(n, path, "expected %s, got %s", want, describe(n))
 	}
 }
 
@@ -150,7 +161,7 @@ func (c *checker) expand(n *yaml.Node, path string) bool {
 	c.expanded[n] = true
 	v, err := expandEnv(n.Value, c.lookupEnv)
 	if err != nil {
-		c.addf(n, path, "%v", err)
+		c.reject(n, path, "%v", err)
 		return false
 	}
 	if v == n.Value {
@@ -168,7 +179,7 @@ func (c *checker) expand(n *yaml.Node, path string) bool {
 // type t, each at most once, and checks each value.
 func (c *checker) mapping(n *yaml.Node, t reflect.Type, path string) {
 	if n.Kind != yaml.MappingNode {
-		c.addf(n, path, "expected a mapping, got %s", describe(n))
+		c.reject(n, path, "expected a mapping, got %s", describe(n))
 		return
 	}
 	fields := yamlFields(t)
@@ -178,23 +189,28 @@ func (c *checker) mapping(n *yaml.Node, t reflect.Type, path string) {
 
 // pairs checks the key/value pairs of the mapping n. Keys merged in with
 // "<<" come after the mapping's own keys and never override them, as in the
-// YAML decoder.
+// YAML decoder. Pairs the decoder would choke on (duplicate keys, keys that
+// are not names, merges of non-mappings) are dropped from n.
 func (c *checker) pairs(n *yaml.Node, t reflect.Type, path string, fields map[string]reflect.StructField, seen map[string]*yaml.Node, merged bool) {
-	var merges []*yaml.Node
+	var drop []int // indexes in n.Content of the pairs to drop
+	var merges []int
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		if k.Kind != yaml.ScalarNode {
 			c.addf(k, path, "expected a key name, got %s", describe(k))
+			c.suppress = append(c.suppress, path)
+			drop = append(drop, i)
 			continue
 		}
 		if k.ShortTag() == "!!merge" {
-			merges = append(merges, v)
+			merges = append(merges, i)
 			continue
 		}
 		kpath := joinPath(path, k.Value)
 		if first, dup := seen[k.Value]; dup {
 			if !merged {
 				c.addf(k, kpath, "duplicate key %q (first at line %d)", k.Value, first.Line)
+				drop = append(drop, i)
 			}
 			continue
 		}
@@ -205,29 +221,41 @@ func (c *checker) pairs(n *yaml.Node, t reflect.Type, path string, fields map[st
 		}
 		if !ok {
 			c.addf(k, kpath, "%s", unknownKey(k.Value, fields))
+			// The key may be a misspelt sibling: what validation would say
+			// about its mapping is likely a consequence.
+			c.suppress = append(c.suppress, cmp.Or(path, kpath))
 			continue
 		}
 		c.value(v, f.Type, kpath)
 	}
-	for _, m := range merges {
-		if m.Kind == yaml.AliasNode && m.Alias != nil {
-			m = m.Alias
-		}
-		sources := []*yaml.Node{m}
-		if m.Kind == yaml.SequenceNode {
-			sources = m.Content
+	for _, i := range merges {
+		sources := []*yaml.Node{deref(n.Content[i+1])}
+		if sources[0].Kind == yaml.SequenceNode {
+			sources = sources[0].Content
 		}
 		for _, s := range sources {
-			if s.Kind == yaml.AliasNode && s.Alias != nil {
-				s = s.Alias
-			}
+			s = deref(s)
 			if s.Kind != yaml.MappingNode {
 				c.addf(s, path, "expected a mapping to merge with <<, got %s", describe(s))
-				continue
+				c.suppress = append(c.suppress, path)
+				drop = append(drop, i)
+				break
 			}
 			c.pairs(s, t, path, fields, seen, true)
 		}
 	}
+	slices.Sort(drop)
+	for _, i := range slices.Backward(drop) {
+		n.Content = slices.Delete(n.Content, i, i+2)
+	}
+}
+
+// deref follows n if it is an alias.
+func deref(n *yaml.Node) *yaml.Node {
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		return n.Alias
+	}
+	return n
 }
 
 // unknownKey says that key is not one of fields, suggesting the closest

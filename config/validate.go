@@ -46,6 +46,14 @@ func (c *Config) Problemf(path, format string, args ...any) Problem {
 // certificates, keys, static roots) but changes nothing. Defaults are
 // expected to be applied already, as [Load] and [Parse] do.
 func (c *Config) Validate() error {
+	if ps := c.validate(); len(ps) > 0 {
+		return ps
+	}
+	return nil
+}
+
+// validate returns every problem of c, in file order.
+func (c *Config) validate() Problems {
 	v := &validator{c: c}
 	v.listen()
 	v.log()
@@ -63,9 +71,6 @@ func (c *Config) Validate() error {
 		v.addf("limits.header_bytes", "must not be negative")
 	}
 	v.sites()
-	if len(v.problems) == 0 {
-		return nil
-	}
 	sortProblems(v.problems)
 	return v.problems
 }
