@@ -62,11 +62,13 @@ func describeRoute(r *route, cr *config.Route) string {
 			fmt.Fprintf(&b, " ca=%s", cr.CA)
 		}
 	case *respondRoute:
-		body := h.body
-		if len(body) > 40 {
-			body = body[:40] + "..."
+		fmt.Fprintf(&b, "respond %d", h.status)
+		if body := h.body; body != "" {
+			if len(body) > 40 {
+				body = body[:40] + "..."
+			}
+			fmt.Fprintf(&b, " %s %q", h.contentType[0], body)
 		}
-		fmt.Fprintf(&b, "respond %d %s %q", h.status, h.contentType[0], body)
 	case *staticRoute:
 		fmt.Fprintf(&b, "root %s", h.root)
 	}

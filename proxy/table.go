@@ -62,6 +62,7 @@ type Table struct {
 	// redirectPort is ":8443", or "" when redirects carry no port.
 	redirectPort string
 	logger       *slog.Logger
+	buffers      *bufferPool // shared by the Table's ReverseProxies
 }
 
 // site is a compiled config.Site.
@@ -106,6 +107,7 @@ func Compile(cfg *config.Config, opts Options) (*Table, error) {
 		dialTimeout:           cmp.Or(cfg.Timeouts.Dial, defaultDialTimeout),
 		responseHeaderTimeout: cmp.Or(cfg.Timeouts.ResponseHeader, defaultResponseHeaderTimeout),
 		logger:                opts.Logger,
+		buffers:               newBufferPool(),
 	}
 	if p := opts.HTTPSPort; p != "" && p != "443" {
 		t.redirectPort = ":" + p

@@ -32,6 +32,7 @@ func newProxyRoute(t *Table, s *site, r *route, b *balancer, errorLog *log.Logge
 		Transport:    b,
 		ErrorHandler: p.handleError,
 		ErrorLog:     errorLog,
+		BufferPool:   t.buffers,
 		// Zero: ReverseProxy already flushes text/event-stream and
 		// responses of unknown length at once; the rest is buffered.
 		FlushInterval: 0,

@@ -1,0 +1,69 @@
+package proxy
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/gatehouse-proxy/gatehouse/config"
+)
+
+// memoryUpstream answers every round trip in memory, so BenchmarkHandler
+// measures gatehouse and ReverseProxy rather than the loopback.
+type memoryUpstream struct{}
+
+func (memoryUpstream) RoundTrip(r *http.Request) (*http.Response, error) {
+	return &http.Response{
+		StatusCode:    http.StatusOK,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        http.Header{"Content-Type": {"text/plain"}},
+		Body:          io.NopCloser(strings.NewReader("hello")),
+		ContentLength: 5,
+		Request:       r,
+	}, nil
+}
+
+// discardWriter is a ResponseWriter that keeps nothing but its header map.
+type discardWriter struct{ h http.Header }
+
+func (w *discardWriter) Header() http.Header         { return w.h }
+func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
+func (w *discardWriter) WriteHeader(int)             {}
+
+// BenchmarkHandler measures a whole request through Handler.ServeHTTP:
+// routing, the proxy (Rewrite, forwarded headers, balancer) and response
+// copying, against an in-memory Upstream; and a fixed response for
+// comparison.
+func BenchmarkHandler(b *testing.B) {
+	ts := NewTransports()
+	ts.override = memoryUpstream{}
+	cfg := &config.Config{
+		TrustedProxies: []string{"10.0.0.0/8"},
+		Sites: []config.Site{cfgSite([]string{host},
+			proxyTo("/api/", "http://a.internal:8080", "http://b.internal:8080"),
+			respond("/", "home"),
+		)},
+	}
+	table, err := Compile(cfg, Options{Transports: ts})
+	if err != nil {
+		b.Fatalf("Compile: %v", err)
+	}
+	h := NewHandler(table, nil)
+	for _, bc := range []struct{ name, target string }{{"proxy", "/api/users?id=1"}, {"respond", "/"}} {
+		b.Run(bc.name, func(b *testing.B) {
+			req := httptest.NewRequest(http.MethodGet, "https://"+host+bc.target, nil)
+			req.RemoteAddr = "10.1.2.3:5555"
+			req.Header.Set("X-Forwarded-For", "203.0.113.7")
+			w := &discardWriter{h: make(http.Header)}
+			b.ReportAllocs()
+			for b.Loop() {
+				clear(w.h)
+				h.ServeHTTP(w, req)
+			}
+		})
+	}
+}
