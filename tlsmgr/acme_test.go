@@ -1,0 +1,382 @@
+package tlsmgr
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-proxy/gatehouse/config"
+	"github.com/gatehouse-proxy/gatehouse/tlsmgr/pebbletest"
+)
+
+// Integration tests against an in-process Pebble. Each test has its own CA,
+// ports and hosts, so they run in parallel.
+
+func startCA(t *testing.T, httpPort, tlsPort int, validity time.Duration, addr string) *pebbletest.CA {
+	t.Helper()
+	return pebbletest.Start(t, pebbletest.Options{HTTPPort: httpPort, TLSPort: tlsPort, Validity: validity, Addr: addr})
+}
+
+// gatehouse mimics the command: Listeners bound before New, serving
+// m.HTTPHandler(nil) and tls.NewListener(ln, m.TLSConfig()). The Manager
+// behind them can be swapped to test a restart.
+type gatehouse struct {
+	httpAddr, httpsAddr string
+	httpPort, httpsPort int
+	cur                 atomic.Pointer[Manager]
+}
+
+func startGatehouse(t *testing.T) *gatehouse {
+	t.Helper()
+	g := &gatehouse{}
+	httpLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpsLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.httpAddr, g.httpsAddr = httpLn.Addr().String(), httpsLn.Addr().String()
+	g.httpPort, g.httpsPort = httpLn.Addr().(*net.TCPAddr).Port, httpsLn.Addr().(*net.TCPAddr).Port
+
+	httpSrv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if m := g.cur.Load(); m != nil {
+				m.HTTPHandler(nil).ServeHTTP(w, r)
+				return
+			}
+			http.NotFound(w, r)
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(slog.DiscardHandler, slog.LevelError),
+	}
+	tc := &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		NextProtos: []string{"h2", "http/1.1", acmeTLS1},
+		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			m := g.cur.Load()
+			if m == nil {
+				return nil, errors.New("no manager")
+			}
+			return m.TLSConfig().GetCertificate(hello)
+		},
+	}
+	httpsSrv := &http.Server{
+		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok")) }),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(slog.DiscardHandler, slog.LevelError),
+	}
+	go func() { _ = httpSrv.Serve(httpLn) }()
+	go func() { _ = httpsSrv.Serve(tls.NewListener(httpsLn, tc)) }()
+	t.Cleanup(func() {
+		_ = httpSrv.Close()
+		_ = httpsSrv.Close()
+	})
+	return g
+}
+
+// config returns a Config for host with the ACME settings given.
+func (g *gatehouse) config(t *testing.T, storage string, acme config.ACME, hosts ...string) *config.Config {
+	t.Helper()
+	return &config.Config{
+		Storage: storage,
+		Listen:  config.Listen{HTTP: g.httpAddr, HTTPS: g.httpsAddr},
+		ACME:    acme,
+		Sites:   []config.Site{{Hosts: hosts}},
+	}
+}
+
+// start creates a Manager with short knobs and serves it.
+func (g *gatehouse) start(t *testing.T, cfg *config.Config, opts options) *Manager {
+	t.Helper()
+	return g.startLogged(t, cfg, opts, slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+func (g *gatehouse) startLogged(t *testing.T, cfg *config.Config, opts options, h slog.Handler) *Manager {
+	t.Helper()
+	logger := slog.New(h)
+	m, err := newManager(t.Context(), cfg, logger, opts)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	g.cur.Store(m)
+	t.Cleanup(func() { _ = m.Close() })
+	return m
+}
+
+// signalHandler passes records on to next and closes seen at the first
+// record with message msg, so a test can wait for something to be logged.
+type signalHandler struct {
+	slog.Handler
+	msg  string
+	once *sync.Once
+	seen chan struct{}
+}
+
+func (h signalHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		h.once.Do(func() { close(h.seen) })
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h signalHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	h.Handler = h.Handler.WithAttrs(attrs)
+	return h
+}
+
+func (h signalHandler) WithGroup(name string) slog.Handler {
+	h.Handler = h.Handler.WithGroup(name)
+	return h
+}
+
+func fastOptions() options {
+	o := defaultOptions()
+	o.backoffBase, o.backoffMax = 200*time.Millisecond, time.Second
+	return o
+}
+
+// waitForCert handshakes with the HTTPS Listener as host until it serves a
+// certificate for host that verifies against roots, with a serial other
+// than notSerial, and returns the leaf.
+func waitForCert(t *testing.T, g *gatehouse, host string, roots *x509.CertPool, notSerial string, timeout time.Duration) *x509.Certificate {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	var lastErr error
+	for time.Now().Before(deadline) {
+		leaf, err := handshake(g.httpsAddr, host, roots)
+		if err == nil && leaf.SerialNumber.String() != notSerial {
+			return leaf
+		}
+		if err == nil {
+			err = fmt.Errorf("still serving serial %s", notSerial)
+		}
+		lastErr = err
+		<-tick.C
+	}
+	t.Fatalf("no certificate for %s within %v: %v", host, timeout, lastErr)
+	return nil
+}
+
+// handshake dials addr with SNI host and verifies the chain served (leaf
+// plus intermediate) against roots for host.
+func handshake(addr, host string, roots *x509.CertPool) (*x509.Certificate, error) {
+	d := &tls.Dialer{Config: &tls.Config{ServerName: host, RootCAs: roots}}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	st := c.(*tls.Conn).ConnectionState()
+	if len(st.PeerCertificates) < 2 {
+		return nil, fmt.Errorf("chain has %d certificates, want leaf and intermediate", len(st.PeerCertificates))
+	}
+	return st.PeerCertificates[0], nil
+}
+
+// checkKeyFiles checks every private key under dir is 0600 and every
+// directory 0700, and that a file matching each of the glob patterns
+// (relative to dir) exists.
+func checkKeyFiles(t *testing.T, dir string, patterns ...string) {
+	t.Helper()
+	for _, p := range patterns {
+		if m, err := filepath.Glob(filepath.Join(dir, p)); err != nil || len(m) == 0 {
+			t.Errorf("no file matches %s under %s", p, dir)
+		}
+	}
+	keys := 0
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			if fi.Mode().Perm() != 0o700 {
+				t.Errorf("mode of directory %s: got %v, want 0700", path, fi.Mode().Perm())
+			}
+		// certmagic keeps keys in *.key files; autocert keeps each key
+		// with its certificate, so every file it writes holds one.
+		case strings.HasSuffix(path, ".key") || strings.Contains(path, string(filepath.Separator)+"autocert"+string(filepath.Separator)):
+			keys++
+			if fi.Mode().Perm() != 0o600 {
+				t.Errorf("mode of key %s: got %v, want 0600", path, fi.Mode().Perm())
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keys == 0 {
+		t.Errorf("no key files found under %s", dir)
+	}
+}
+
+func skipShort(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("Pebble integration test; skipped with -short")
+	}
+}
+
+// TestACMEHTTP01 obtains a certificate with HTTP-01 only, serves it, keeps
+// keys private, and reuses it after a restart without a new order.
+func TestACMEHTTP01(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	g := startGatehouse(t)
+	ca := startCA(t, g.httpPort, g.httpsPort, 0, "")
+	storage := t.TempDir()
+	acme := config.ACME{CA: ca.DirectoryURL(), CARoot: ca.ClientRootFile(), Email: "admin@example.org", Challenges: []string{"http-01"}}
+	cfg := g.config(t, storage, acme, "http01.test")
+	m := g.start(t, cfg, fastOptions())
+
+	leaf := waitForCert(t, g, "http01.test", ca.IssuerRoots(), "", 30*time.Second)
+	if leaf.DNSNames[0] != "http01.test" {
+		t.Errorf("DNS names: got %v, want [http01.test]", leaf.DNSNames)
+	}
+	checkKeyFiles(t, storage, "certificates/*/http01.test/http01.test.key", "acme/*/users/*/*.key", "pki/root.key")
+
+	// A name no site lists is refused and places no order.
+	orders := ca.Orders()
+	if _, err := handshake(g.httpsAddr, "unknown.test", ca.IssuerRoots()); err == nil {
+		t.Error("handshake for unknown.test succeeded; want it refused")
+	}
+
+	// Restart on the same storage and CA: the stored certificate is served
+	// and no order is placed.
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	m2 := g.start(t, cfg, fastOptions())
+	again := waitForCert(t, g, "http01.test", ca.IssuerRoots(), "", 10*time.Second)
+	if again.SerialNumber.Cmp(leaf.SerialNumber) != 0 {
+		t.Errorf("serial after restart: got %v, want %v", again.SerialNumber, leaf.SerialNumber)
+	}
+	if err := m2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := ca.Orders(); got != orders {
+		t.Errorf("orders after restart: got %d, want %d", got, orders)
+	}
+}
+
+// TestACMETLSALPN01 obtains a certificate with TLS-ALPN-01 only, answered
+// by the HTTPS Listener's GetCertificate.
+func TestACMETLSALPN01(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	g := startGatehouse(t)
+	ca := startCA(t, g.httpPort, g.httpsPort, 0, "")
+	acme := config.ACME{CA: ca.DirectoryURL(), CARoot: ca.ClientRootFile(), Email: "admin@example.org", Challenges: []string{"tls-alpn-01"}}
+	storage := t.TempDir()
+	m := g.start(t, g.config(t, storage, acme, "alpn.test"), fastOptions())
+	leaf := waitForCert(t, g, "alpn.test", ca.IssuerRoots(), "", 30*time.Second)
+	if leaf.DNSNames[0] != "alpn.test" {
+		t.Errorf("DNS names: got %v, want [alpn.test]", leaf.DNSNames)
+	}
+
+	// Removing the host stops serving and renewing it; its files stay.
+	if err := m.Apply(t.Context(), g.config(t, storage, acme, "other.test")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := handshake(g.httpsAddr, "alpn.test", ca.IssuerRoots()); err == nil {
+		t.Error("alpn.test still served after it was removed")
+	}
+	if certs := m.engine.(*certmagicEngine).cache.AllMatchingCertificates("alpn.test"); len(certs) != 0 {
+		t.Errorf("alpn.test still in certmagic's cache (%d certificates), so still renewed", len(certs))
+	}
+	waitForCert(t, g, "other.test", ca.IssuerRoots(), "", 30*time.Second)
+	keys, err := filepath.Glob(filepath.Join(storage, "certificates", "*", "alpn.test", "alpn.test.key"))
+	if err != nil || len(keys) != 1 {
+		t.Errorf("stored key of alpn.test: got %v (%v), want it kept", keys, err)
+	}
+}
+
+// TestAutocert obtains a certificate with the autocert engine.
+func TestAutocert(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	g := startGatehouse(t)
+	ca := startCA(t, g.httpPort, g.httpsPort, 0, "")
+	storage := t.TempDir()
+	acme := config.ACME{CA: ca.DirectoryURL(), CARoot: ca.ClientRootFile(), Email: "admin@example.org", Engine: engineAutocert}
+	g.start(t, g.config(t, storage, acme, "autocert.test"), fastOptions())
+	leaf := waitForCert(t, g, "autocert.test", ca.IssuerRoots(), "", 60*time.Second)
+	if leaf.DNSNames[0] != "autocert.test" {
+		t.Errorf("DNS names: got %v, want [autocert.test]", leaf.DNSNames)
+	}
+	checkKeyFiles(t, storage, "autocert/autocert.test*", "autocert/acme_account+key")
+}
+
+// TestACMERenewal checks a short-lived certificate is renewed by certmagic's
+// maintenance with no call from us.
+func TestACMERenewal(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	g := startGatehouse(t)
+	ca := startCA(t, g.httpPort, g.httpsPort, 30*time.Second, "")
+	acme := config.ACME{CA: ca.DirectoryURL(), CARoot: ca.ClientRootFile(), Email: "admin@example.org"}
+	opts := fastOptions()
+	opts.renewCheckInterval = time.Second
+	g.start(t, g.config(t, t.TempDir(), acme, "renew.test"), opts)
+	first := waitForCert(t, g, "renew.test", ca.IssuerRoots(), "", 30*time.Second)
+	renewed := waitForCert(t, g, "renew.test", ca.IssuerRoots(), first.SerialNumber.String(), 40*time.Second)
+	if !renewed.NotAfter.After(first.NotAfter) {
+		t.Errorf("renewed NotAfter %v not after the first %v", renewed.NotAfter, first.NotAfter)
+	}
+}
+
+// TestACMECAUnreachableAtStart starts gatehouse while the CA is down: New
+// succeeds, and the certificate arrives once the CA is up.
+func TestACMECAUnreachableAtStart(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	g := startGatehouse(t)
+	caAddr := fmt.Sprintf("127.0.0.1:%d", pebbletest.FreePort(t))
+
+	// The directory server's TLS root is httptest's fixed one, so another
+	// CA can name it before this CA runs.
+	probe := startCA(t, 0, 0, 0, "")
+	acme := config.ACME{CA: "https://" + caAddr + "/dir", CARoot: probe.ClientRootFile(), Email: "admin@example.org"}
+	h := signalHandler{
+		Handler: slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}),
+		msg:     "obtaining certificate failed; will retry", once: new(sync.Once), seen: make(chan struct{}),
+	}
+	g.startLogged(t, g.config(t, t.TempDir(), acme, "late.test"), fastOptions(), h)
+	select {
+	case <-h.seen:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no failed attempt logged while the CA is down")
+	}
+	if _, err := handshake(g.httpsAddr, "late.test", probe.IssuerRoots()); err == nil {
+		t.Fatal("certificate served before the CA is up")
+	}
+
+	ca := startCA(t, g.httpPort, g.httpsPort, 0, caAddr)
+	leaf := waitForCert(t, g, "late.test", ca.IssuerRoots(), "", 30*time.Second)
+	if leaf.DNSNames[0] != "late.test" {
+		t.Errorf("DNS names: got %v, want [late.test]", leaf.DNSNames)
+	}
+}
