@@ -327,6 +327,13 @@ parse_h2load() {
 	echo "${rps:--} $pct $errs"
 }
 
+# parse_handshakes OUT: prints "req/s p50_ms p99_ms errors".
+parse_handshakes() {
+	awk '/^rps / {
+		if ($8 > 0) print $2, $4, $6, $10; else print "-", "-", "-", $10; found = 1 }
+		END { if (!found) print "- - - 1" }' "$1"
+}
+
 RAW=$RUN/raw.tsv
 : >"$RAW"
 
@@ -364,11 +371,17 @@ run_case() {
 		r="$rps req/s, p99 $p99 ms"
 		;;
 	3)
-		WRK_SECS=1 wrk_run "$out.warm" "$url/1k" 32 -H "Connection: close"
-		wrk_run "$out.txt" "$url/1k" 32 -H "Connection: close"
-		read -r rps p50 p99 errs < <(parse_wrk "$out.txt")
+		# Full handshakes from a Go client without a session cache, then
+		# wrk with Connection: close, whose OpenSSL resumes TLS 1.3 sessions.
+		timeout $((DSEC + 30)) "$BIN/handshakes" -addr "127.0.0.1:$port" -c 32 -d 1s >"$out.warm" 2>&1 || true
+		timeout $((DSEC + 30)) "$BIN/handshakes" -addr "127.0.0.1:$port" -c 32 -d "${DSEC}s" >"$out.txt" 2>&1 || true
+		read -r rps p50 p99 errs < <(parse_handshakes "$out.txt")
 		record "$round" 3 "$p" hps "$rps" "$p50" "$p99" "$errs"
-		r="$rps handshakes/s, p99 $p99 ms"
+		wrk_run "$out-resumed.txt" "$url/1k" 32 -H "Connection: close"
+		local rrps rp50 rp99 rerrs
+		read -r rrps rp50 rp99 rerrs < <(parse_wrk "$out-resumed.txt")
+		record "$round" 3 "$p" hps_resumed "$rrps" "$rp50" "$rp99" "$rerrs"
+		r="$rps full handshakes/s (p99 $p99 ms), $rrps resumed/s (p99 $rp99 ms)"
 		;;
 	4)
 		WRK_SECS=1 wrk_run "$out.warm" "$url/1m" 16

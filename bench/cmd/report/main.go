@@ -30,22 +30,23 @@ type metric struct {
 }
 
 var metrics = map[string]metric{
-	"rps":      {"req/s", 0, true},
-	"hps":      {"handshakes/s", 0, true},
-	"mbps":     {"MB/s", 1, true},
-	"rss":      {"RSS MiB", 1, false},
-	"rss_base": {"RSS MiB, no clients", 1, false},
-	"start":    {"start-up ms", 0, false},
+	"rps":         {"req/s", 0, true},
+	"hps":         {"full handshakes/s", 0, true},
+	"hps_resumed": {"resumed handshakes/s", 0, true},
+	"mbps":        {"MB/s", 1, true},
+	"rss":         {"RSS MiB", 1, false},
+	"rss_base":    {"RSS MiB, no clients", 1, false},
+	"start":       {"start-up ms", 0, false},
 }
 
 var (
-	metricOrder = []string{"rps", "hps", "mbps", "start", "rss", "rss_base"}
+	metricOrder = []string{"rps", "hps", "hps_resumed", "mbps", "start", "rss", "rss_base"}
 	proxyOrder  = []string{"gatehouse", "caddy", "nginx", "gatehouse-1-site", "gatehouse-10k-sites"}
 	caseNames   = map[string]string{
 		"1": "1. HTTP/1.1 keep-alive, 1 KiB, 64 conns",
 		"2": "2. HTTP/2, 1 KiB, 32 conns x 10 streams",
-		"3": "3. new TLS connection per request",
-		"4": "4. 1 MiB responses, HTTP/1.1",
+		"3": "3. new TLS connection per request, 32 conns",
+		"4": "4. 1 MiB responses, HTTP/1.1, 16 conns",
 		"5": "5. 10,000 idle keep-alive TLS conns",
 		"6": "6. 10,000-site config vs 1 site",
 	}
