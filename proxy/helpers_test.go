@@ -57,14 +57,22 @@ func echoHandler(name string) http.Handler {
 }
 
 // syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
+// Each write is announced on written, for tests that wait for a line.
 type syncBuffer struct {
-	mu  sync.Mutex // guards buf
-	buf bytes.Buffer
+	mu      sync.Mutex // guards buf
+	buf     bytes.Buffer
+	written chan struct{}
 }
+
+func newSyncBuffer() *syncBuffer { return &syncBuffer{written: make(chan struct{}, 1)} }
 
 func (b *syncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	select {
+	case b.written <- struct{}{}:
+	default:
+	}
 	return b.buf.Write(p)
 }
 
@@ -102,7 +110,7 @@ type frontend struct {
 // newFrontend compiles cfg and serves it over TLS.
 func newFrontend(t *testing.T, cfg *config.Config) *frontend {
 	t.Helper()
-	log := new(syncBuffer)
+	log := newSyncBuffer()
 	logger := slog.New(slog.NewJSONHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ts := NewTransports()
 	t.Cleanup(ts.Close)

@@ -98,6 +98,7 @@ func (p *proxyRoute) handleError(w http.ResponseWriter, r *http.Request, err err
 	code := errorStatus(r.Context(), err)
 	x := exchangeFrom(r.Context())
 	attrs := []slog.Attr{
+		slog.String("host", r.Host),
 		slog.String("route", p.route.path),
 		slog.Int("status", code),
 		slog.Any("error", err),

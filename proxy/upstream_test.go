@@ -327,6 +327,48 @@ func TestUpstreamErrors(t *testing.T) {
 	}
 }
 
+func TestClientGoneIsLogged499(t *testing.T) {
+	arrived := make(chan struct{})
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(arrived)
+		<-r.Context().Done()
+	}))
+	t.Cleanup(backend.Close)
+	f := newFrontend(t, proxyConfig(proxyTo("/", backend.URL)))
+
+	ctx, cancel := context.WithCancel(t.Context())
+	req := f.request(t, http.MethodGet, host, "/", nil).WithContext(ctx)
+	errc := make(chan error, 1)
+	go func() {
+		res, err := f.client(host).Do(req)
+		if err == nil {
+			res.Body.Close()
+		}
+		errc <- err
+	}()
+	<-arrived
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("client error = %v, want context.Canceled", err)
+	}
+	deadline := time.After(5 * time.Second)
+	for {
+		for _, l := range f.log.lines(t) {
+			if l["msg"] == "request" {
+				if l["status"] != float64(statusClientClosedRequest) {
+					t.Errorf("access line status = %v, want 499", l["status"])
+				}
+				return
+			}
+		}
+		select {
+		case <-f.log.written:
+		case <-deadline:
+			t.Fatalf("no access line after the client left:\n%s", f.log.String())
+		}
+	}
+}
+
 func TestErrorStatus(t *testing.T) {
 	canceled, cancel := context.WithCancel(t.Context())
 	cancel()
