@@ -248,7 +248,7 @@ func TestACMEHTTP01(t *testing.T) {
 	g := startGatehouse(t)
 	ca := startCA(t, g.httpPort, g.httpsPort, 0, "")
 	storage := t.TempDir()
-	acme := config.ACME{CA: ca.DirectoryURL(), CARoot: ca.ClientRootFile(), Email: "admin@example.org", Challenges: []string{"http-01"}}
+	acme := config.ACME{CA: ca.DirectoryURL(), CARoot: ca.ClientRootFile(), Email: "admin@example.org", Challenges: []string{config.ChallengeHTTP01}}
 	cfg := g.config(t, storage, acme, "http01.test")
 	m := g.start(t, cfg, fastOptions())
 
@@ -289,7 +289,7 @@ func TestACMETLSALPN01(t *testing.T) {
 	t.Parallel()
 	g := startGatehouse(t)
 	ca := startCA(t, g.httpPort, g.httpsPort, 0, "")
-	acme := config.ACME{CA: ca.DirectoryURL(), CARoot: ca.ClientRootFile(), Email: "admin@example.org", Challenges: []string{"tls-alpn-01"}}
+	acme := config.ACME{CA: ca.DirectoryURL(), CARoot: ca.ClientRootFile(), Email: "admin@example.org", Challenges: []string{config.ChallengeTLSALPN01}}
 	storage := t.TempDir()
 	m := g.start(t, g.config(t, storage, acme, "alpn.test"), fastOptions())
 	leaf := waitForCert(t, g, "alpn.test", ca.IssuerRoots(), "", 30*time.Second)
@@ -321,7 +321,7 @@ func TestAutocert(t *testing.T) {
 	g := startGatehouse(t)
 	ca := startCA(t, g.httpPort, g.httpsPort, 0, "")
 	storage := t.TempDir()
-	acme := config.ACME{CA: ca.DirectoryURL(), CARoot: ca.ClientRootFile(), Email: "admin@example.org", Engine: engineAutocert}
+	acme := config.ACME{CA: ca.DirectoryURL(), CARoot: ca.ClientRootFile(), Email: "admin@example.org", Engine: config.EngineAutocert}
 	g.start(t, g.config(t, storage, acme, "autocert.test"), fastOptions())
 	leaf := waitForCert(t, g, "autocert.test", ca.IssuerRoots(), "", 60*time.Second)
 	if leaf.DNSNames[0] != "autocert.test" {

@@ -13,12 +13,6 @@ import (
 	"github.com/gatehouse-proxy/gatehouse/config"
 )
 
-// Engine names for config.ACME.Engine.
-const (
-	engineCertmagic = "certmagic"
-	engineAutocert  = "autocert"
-)
-
 // acmeEngine is what Manager needs from an ACME client library. certmagic is
 // the default; autocert is the minimal alternative.
 type acmeEngine interface {
@@ -75,10 +69,10 @@ func newACMESettings(cfg *config.Config) (acmeSettings, error) {
 	}
 	challenges := cfg.ACME.Challenges
 	if len(challenges) == 0 {
-		challenges = []string{"http-01", "tls-alpn-01"}
+		challenges = []string{config.ChallengeHTTP01, config.ChallengeTLSALPN01}
 	}
-	s.http01 = slices.Contains(challenges, "http-01") && s.httpPort != 0
-	s.tlsALPN01 = slices.Contains(challenges, "tls-alpn-01") && s.httpsPort != 0
+	s.http01 = slices.Contains(challenges, config.ChallengeHTTP01) && s.httpPort != 0
+	s.tlsALPN01 = slices.Contains(challenges, config.ChallengeTLSALPN01) && s.httpsPort != 0
 	return s, nil
 }
 

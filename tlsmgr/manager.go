@@ -110,9 +110,9 @@ func newManager(ctx context.Context, cfg *config.Config, logger *slog.Logger, op
 		tlsALPN: s.tlsALPN01,
 	}
 	switch cfg.ACME.Engine {
-	case engineCertmagic, "":
+	case config.EngineCertmagic, "":
 		m.engine, err = newCertmagicEngine(s, opts, logger)
-	case engineAutocert:
+	case config.EngineAutocert:
 		m.engine, err = newAutocertEngine(s, opts, logger)
 	default:
 		err = fmt.Errorf("creating ACME engine: unknown acme.engine %q", cfg.ACME.Engine)

@@ -83,13 +83,13 @@ func TestApplyAllOrNothing(t *testing.T) {
 
 func TestApplyNeedsRestart(t *testing.T) {
 	storage := t.TempDir()
-	base := config.Config{Storage: storage, ACME: config.ACME{Engine: engineCertmagic}}
+	base := config.Config{Storage: storage, ACME: config.ACME{Engine: config.EngineCertmagic}}
 	m, _ := newFakeManager(t, &base)
 	for _, tt := range []struct {
 		name, want string
 		change     func(c *config.Config)
 	}{
-		{name: "engine", want: "acme.engine", change: func(c *config.Config) { c.ACME.Engine = engineAutocert }},
+		{name: "engine", want: "acme.engine", change: func(c *config.Config) { c.ACME.Engine = config.EngineAutocert }},
 		{name: "storage", want: "storage", change: func(c *config.Config) { c.Storage = t.TempDir() }},
 		{name: "ca", want: "acme", change: func(c *config.Config) { c.ACME.CA = "https://other.test/dir" }},
 		{name: "listen", want: "listen", change: func(c *config.Config) { c.Listen.HTTPS = ":8443" }},
