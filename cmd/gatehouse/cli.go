@@ -1,0 +1,207 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+	"strings"
+
+	"github.com/gatehouse-proxy/gatehouse/config"
+	"github.com/gatehouse-proxy/gatehouse/tlsmgr"
+)
+
+// version is set at build time with -ldflags "-X main.version=v1.2.3".
+var version = ""
+
+// environment is what a command may touch of the process, so tests run
+// commands in-process.
+type environment struct {
+	stdout, stderr io.Writer
+	getenv         func(string) string
+	// reload delivers SIGHUP.
+	reload <-chan os.Signal
+}
+
+// exitError asks main for a specific exit code after the command has
+// already said what went wrong.
+type exitError int
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+const usage = `gatehouse: a reverse proxy that gets and renews its own certificates.
+
+Usage:
+  gatehouse run      [-config FILE]          serve until SIGTERM; SIGHUP reloads
+  gatehouse validate [-config FILE]          check a config; prints ok or every problem
+  gatehouse proxy    --from HOST[:PORT] --to URL [--to URL...]
+                                             proxy one host, no config file
+  gatehouse trust    [-config FILE]          print the local CA's root certificate
+  gatehouse version                          print the version
+  gatehouse help [COMMAND]                   this text, or a command's flags
+
+The config file defaults to $GATEHOUSE_CONFIG, else ` + config.DefaultPath + `.
+`
+
+type command struct {
+	name string
+	run  func(ctx context.Context, args []string, env *environment) error
+}
+
+func commands() []command {
+	return []command{
+		{"run", cmdRun},
+		{"validate", cmdValidate},
+		{"proxy", cmdProxy},
+		{"trust", cmdTrust},
+		{"version", cmdVersion},
+	}
+}
+
+// run dispatches to a subcommand. Errors it returns have not been printed
+// yet, except exitError.
+func run(ctx context.Context, args []string, env *environment) error {
+	if len(args) == 0 {
+		fmt.Fprint(env.stderr, usage)
+		return exitError(2)
+	}
+	name := args[0]
+	switch name {
+	case "help", "-h", "-help", "--help":
+		if len(args) > 1 {
+			return run(ctx, []string{args[1], "-h"}, env)
+		}
+		fmt.Fprint(env.stdout, usage)
+		return nil
+	}
+	for _, c := range commands() {
+		if c.name == name {
+			err := c.run(ctx, args[1:], env)
+			if errors.Is(err, flag.ErrHelp) {
+				return nil
+			}
+			var exit exitError
+			if err != nil && !errors.As(err, &exit) {
+				fmt.Fprintf(env.stderr, "gatehouse %s: %v\n", name, err)
+				return exitError(1)
+			}
+			return err
+		}
+	}
+	fmt.Fprintf(env.stderr, "gatehouse: unknown command %q\n\n%s", name, usage)
+	return exitError(2)
+}
+
+// newFlags makes a subcommand's flag set; flag parse errors become exit
+// status 2, as for any Unix tool.
+func newFlags(name, synopsis string, env *environment) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(env.stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(env.stderr, "Usage: gatehouse %s\n\n", synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	err := fs.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return err
+	case err != nil:
+		return exitError(2)
+	case fs.NArg() > 0:
+		fmt.Fprintf(fs.Output(), "unexpected argument %q\n", fs.Arg(0))
+		fs.Usage()
+		return exitError(2)
+	}
+	return nil
+}
+
+// configFlag registers -config (also --config) with the documented default.
+func configFlag(fs *flag.FlagSet, env *environment) *string {
+	def := config.DefaultPath
+	if p := env.getenv("GATEHOUSE_CONFIG"); p != "" {
+		def = p
+	}
+	return fs.String("config", def, "config `FILE` (default from $GATEHOUSE_CONFIG)")
+}
+
+func cmdValidate(_ context.Context, args []string, env *environment) error {
+	fs := newFlags("validate", "validate [-config FILE]", env)
+	path := configFlag(fs, env)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if _, err := config.Load(*path); err != nil {
+		printProblems(env.stderr, err)
+		return exitError(1)
+	}
+	fmt.Fprintln(env.stdout, "ok")
+	return nil
+}
+
+// printProblems writes every config problem on its own line.
+func printProblems(w io.Writer, err error) {
+	var problems config.Problems
+	if errors.As(err, &problems) {
+		for _, p := range problems {
+			fmt.Fprintln(w, p.Error())
+		}
+		return
+	}
+	fmt.Fprintln(w, err)
+}
+
+func cmdTrust(_ context.Context, args []string, env *environment) error {
+	fs := newFlags("trust", "trust [-config FILE] [-storage DIR]", env)
+	path := configFlag(fs, env)
+	storage := fs.String("storage", "", "storage `DIR` holding the local CA (default: the config's storage)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	dir := *storage
+	if dir == "" {
+		cfg, err := config.Load(*path)
+		if err != nil {
+			printProblems(env.stderr, err)
+			return exitError(1)
+		}
+		dir = cfg.Storage
+	}
+	pem, file, err := tlsmgr.LocalRoot(dir)
+	if err != nil {
+		return fmt.Errorf("loading the local CA root: %w", err)
+	}
+	env.stdout.Write(pem)
+	fmt.Fprintf(env.stderr, "# the local CA's root certificate is %s\n# trust it, for example: curl --cacert %s https://localhost/\n", file, file)
+	return nil
+}
+
+func cmdVersion(_ context.Context, args []string, env *environment) error {
+	fs := newFlags("version", "version", env)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.stdout, "gatehouse %s\n", buildVersion())
+	return nil
+}
+
+func buildVersion() string {
+	v := version
+	info, ok := debug.ReadBuildInfo()
+	if v == "" && ok && info.Main.Version != "" {
+		v = info.Main.Version
+	}
+	if v == "" {
+		v = "(devel)"
+	}
+	if ok {
+		v += " " + strings.TrimSpace(info.GoVersion)
+	}
+	return v
+}

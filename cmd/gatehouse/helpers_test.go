@@ -1,0 +1,198 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-proxy/gatehouse/tlsmgr"
+)
+
+// syncBuffer is a log sink the test reads while gatehouse writes to it.
+type syncBuffer struct {
+	mu  sync.Mutex // guards buf
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// freePort returns a loopback port nothing listens on right now.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// instance is a gatehouse started in-process by a test.
+type instance struct {
+	t        *testing.T
+	stdout   *syncBuffer
+	stderr   *syncBuffer
+	reload   chan os.Signal
+	cancel   context.CancelFunc
+	done     chan error
+	https    string // host:port of the HTTPS Listener
+	http     string // host:port of the HTTP Listener
+	storage  string
+	cfgPath  string
+	stopOnce sync.Once
+}
+
+// ports are the Listener ports a test config uses.
+type ports struct{ HTTP, HTTPS, Admin int }
+
+func newPorts(t *testing.T) ports {
+	return ports{HTTP: freePort(t), HTTPS: freePort(t), Admin: freePort(t)}
+}
+
+// writeConfig writes a config into dir, substituting {{HTTP}}, {{HTTPS}},
+// {{ADMIN}} and {{STORAGE}}.
+func writeConfig(t *testing.T, path string, p ports, storage, body string) {
+	t.Helper()
+	r := strings.NewReplacer(
+		"{{HTTP}}", fmt.Sprint(p.HTTP),
+		"{{HTTPS}}", fmt.Sprint(p.HTTPS),
+		"{{ADMIN}}", fmt.Sprint(p.Admin),
+		"{{STORAGE}}", storage,
+	)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(r.Replace(body)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Rename, as editors and config management do, so a reader never sees
+	// half a file.
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// start runs `gatehouse run -config path` in-process and waits until the
+// HTTPS Listener accepts connections.
+func start(t *testing.T, p ports, body string) *instance {
+	t.Helper()
+	dir := t.TempDir()
+	storage := filepath.Join(dir, "storage")
+	cfgPath := filepath.Join(dir, "gatehouse.yaml")
+	writeConfig(t, cfgPath, p, storage, body)
+	return startArgs(t, p, storage, cfgPath, []string{"run", "-config", cfgPath})
+}
+
+func startArgs(t *testing.T, p ports, storage, cfgPath string, args []string) *instance {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	in := &instance{
+		t: t, stdout: &syncBuffer{}, stderr: &syncBuffer{}, reload: make(chan os.Signal, 1),
+		cancel: cancel, done: make(chan error, 1),
+		https:   fmt.Sprintf("127.0.0.1:%d", p.HTTPS),
+		http:    fmt.Sprintf("127.0.0.1:%d", p.HTTP),
+		storage: storage, cfgPath: cfgPath,
+	}
+	env := &environment{stdout: in.stdout, stderr: in.stderr, getenv: func(string) string { return "" }, reload: in.reload}
+	go func() { in.done <- run(ctx, args, env) }()
+	t.Cleanup(func() { in.stop() })
+	waitFor(t, 10*time.Second, func() bool {
+		select {
+		case err := <-in.done:
+			t.Fatalf("gatehouse exited early: %v\n%s", err, in.stderr)
+		default:
+		}
+		c, err := net.Dial("tcp", in.https)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	return in
+}
+
+// stop cancels the instance's context, as SIGTERM does, and returns run's
+// error.
+func (in *instance) stop() error {
+	var err error
+	in.stopOnce.Do(func() {
+		in.cancel()
+		select {
+		case err = <-in.done:
+		case <-time.After(30 * time.Second):
+			in.t.Errorf("gatehouse did not stop within 30s\n%s", in.stderr)
+		}
+	})
+	return err
+}
+
+// client trusts the instance's local CA and dials every name to its HTTPS
+// Listener.
+func (in *instance) client(t *testing.T) *http.Client {
+	t.Helper()
+	pemBytes, _, err := tlsmgr.LocalRoot(in.storage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pemBytes) {
+		t.Fatal("local root: no certificate in PEM")
+	}
+	return clientFor(in.https, roots)
+}
+
+func clientFor(addr string, roots *x509.CertPool) *http.Client {
+	dialer := &net.Dialer{Timeout: 5 * time.Second}
+	tr := &http.Transport{
+		TLSClientConfig:   &tls.Config{RootCAs: roots},
+		ForceAttemptHTTP2: true,
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return dialer.DialContext(ctx, network, addr)
+		},
+	}
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+// get fetches url and returns status and body.
+func get(t *testing.T, c *http.Client, url string) (int, string) {
+	t.Helper()
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+// waitFor polls cond until it holds or the timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %s", timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
