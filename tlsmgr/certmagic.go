@@ -27,7 +27,9 @@ func newCertmagicEngine(s acmeSettings, opts options, logger *slog.Logger) (*cer
 	zl := newZapLogger(logger)
 	e.cache = certmagic.NewCache(certmagic.CacheOptions{
 		// One Config serves every certificate: the Cache asks for it at
-		// each maintenance pass.
+		// each maintenance pass. e.cfg is set below, before any
+		// certificate can be cached (only the obtain loops cache them,
+		// and they start later).
 		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) {
 			return e.cfg, nil
 		},

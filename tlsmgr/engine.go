@@ -18,7 +18,9 @@ import (
 type acmeEngine interface {
 	// getCertificate returns the certificate of a managed host, or the
 	// TLS-ALPN-01 challenge certificate for a hello offering acme-tls/1.
-	// It must not start issuance.
+	// It must never start issuance for a host outside the managed set
+	// (autocert may issue in the handshake for a managed host whose
+	// certificate is still missing; certmagic, with no on-demand, never).
 	getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error)
 	// handleHTTP answers an HTTP-01 challenge request and reports whether
 	// it did.
