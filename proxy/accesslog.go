@@ -14,6 +14,8 @@ import (
 // access log reports: status, bytes and the Upstream that answered.
 type exchange struct {
 	http.ResponseWriter
+	// req is the request as routed: its path is the cleaned one.
+	req      *http.Request
 	status   int
 	bytes    int64
 	upstream string
@@ -62,6 +64,16 @@ func (x *exchange) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// WriteString spares fixed responses a copy to []byte.
+func (x *exchange) WriteString(s string) (int, error) {
+	if x.status == 0 {
+		x.status = http.StatusOK
+	}
+	n, err := io.WriteString(x.ResponseWriter, s)
+	x.bytes += int64(n)
+	return n, err
+}
+
 // ReadFrom keeps sendfile for static files.
 func (x *exchange) ReadFrom(r io.Reader) (int64, error) {
 	if x.status == 0 {
@@ -93,7 +105,8 @@ func (x *exchange) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 
 // logAccess writes one access line for a finished request. The query
 // string and credentials headers are never logged: they may hold secrets.
-func (h *Handler) logAccess(t *Table, x *exchange, r *http.Request, start time.Time) {
+func (h *Handler) logAccess(t *Table, x *exchange, start time.Time) {
+	r := x.req
 	ctx := r.Context()
 	if !t.accessLog || !h.logger.Enabled(ctx, slog.LevelInfo) {
 		return

@@ -34,6 +34,9 @@ func (w *discardWriter) Header() http.Header         { return w.h }
 func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 func (w *discardWriter) WriteHeader(int)             {}
 
+// WriteString mirrors net/http's response, which has it too.
+func (w *discardWriter) WriteString(s string) (int, error) { return len(s), nil }
+
 // BenchmarkHandler measures a whole request through Handler.ServeHTTP:
 // routing, the proxy (Rewrite, forwarded headers, balancer) and response
 // copying, against an in-memory Upstream; and a fixed response for

@@ -44,10 +44,10 @@ func (h *Handler) Table() *Table { return h.table.Load() }
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	t := h.table.Load()
 	start := h.now()
-	x := &exchange{ResponseWriter: w}
+	x := &exchange{ResponseWriter: w, req: r}
 	// Deferred so that a request aborted by panic(http.ErrAbortHandler),
 	// as ReverseProxy does when an Upstream breaks mid-body, is logged too.
-	defer func() { h.logAccess(t, x, r, start) }()
+	defer h.logAccess(t, x, start)
 
 	s := t.site(r.Host)
 	if s == nil {
@@ -73,6 +73,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if c := cleanPath(p); c != p {
 		r = withPath(r, c)
+		x.req = r
 	}
 	rt := s.route(r.URL.Path)
 	if rt == nil {
@@ -102,8 +103,8 @@ func (h *Handler) RedirectHandler() http.Handler {
 func (h *Handler) redirect(w http.ResponseWriter, r *http.Request) {
 	t := h.table.Load()
 	start := h.now()
-	x := &exchange{ResponseWriter: w}
-	defer func() { h.logAccess(t, x, r, start) }()
+	x := &exchange{ResponseWriter: w, req: r}
+	defer h.logAccess(t, x, start)
 
 	var buf [maxHostLen]byte
 	host := normalizeHost(buf[:0], r.Host)

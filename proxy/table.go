@@ -122,11 +122,10 @@ func Compile(cfg *config.Config, opts Options) (*Table, error) {
 		t.trusted = append(t.trusted, p)
 	}
 	c := compiler{
-		table:      t,
-		opts:       opts,
-		errorLog:   slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn),
-		seenHost:   make(map[string]int),
-		transports: opts.Transports,
+		table:    t,
+		opts:     opts,
+		errorLog: slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn),
+		seenHost: make(map[string]int),
 	}
 	for i := range cfg.Sites {
 		if err := c.site(i, &cfg.Sites[i]); err != nil {
@@ -141,11 +140,10 @@ func Compile(cfg *config.Config, opts Options) (*Table, error) {
 
 // compiler carries what compiling one Config needs.
 type compiler struct {
-	table      *Table
-	opts       Options
-	errorLog   *log.Logger
-	seenHost   map[string]int // normalized host → index of the Site declaring it
-	transports *Transports
+	table    *Table
+	opts     Options
+	errorLog *log.Logger
+	seenHost map[string]int // normalized host → index of the Site declaring it
 }
 
 func (c *compiler) site(i int, cs *config.Site) error {
@@ -204,7 +202,7 @@ func (c *compiler) route(s *site, cr *config.Route) (*route, error) {
 	}
 	r := &route{
 		path:        p,
-		prefix:      strings.TrimSuffix(p, "/"),
+		prefix:      strings.TrimSuffix(cleanPath(p), "/"),
 		stripPrefix: cr.StripPrefix,
 		maxBody:     int64(cr.MaxBody),
 	}
@@ -257,7 +255,7 @@ func (c *compiler) proxyRoute(s *site, r *route, cr *config.Route) (http.Handler
 			name:   raw,
 			scheme: target.Scheme,
 			host:   target.Host,
-			rt:     c.transports.get(key, rootsFor),
+			rt:     c.opts.Transports.get(key, rootsFor),
 		})
 	}
 	return newProxyRoute(c.table, s, r, newBalancer(ups, c.opts.now, c.opts.Logger), c.errorLog), nil
