@@ -401,3 +401,19 @@ func TestAccessLogOff(t *testing.T) {
 		t.Errorf("access line written with log.access off:\n%s", f.log.String())
 	}
 }
+
+func TestNoPathToRoute(t *testing.T) {
+	table := mustCompile(t, proxyConfig(respond("/", "x")))
+	h := NewHandler(table, nil)
+	for _, req := range []*http.Request{
+		httptest.NewRequest(http.MethodOptions, "*", nil),
+		httptest.NewRequest(http.MethodConnect, host+":443", nil),
+	} {
+		req.Host = host
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code != http.StatusBadRequest {
+			t.Errorf("%s %s: status = %v, want %v", req.Method, req.RequestURI, w.Code, http.StatusBadRequest)
+		}
+	}
+}
