@@ -12,10 +12,11 @@ import (
 
 // Cooldown bounds for an Upstream whose dial failed: the first failure puts
 // it aside for minCooldown, each further consecutive failure doubles that,
-// up to maxCooldown.
+// up to maxCooldown. The cap stays short because, without active health
+// checks, the end of a cooldown is the only way to notice a recovery.
 const (
 	minCooldown = 10 * time.Second
-	maxCooldown = 5 * time.Minute
+	maxCooldown = time.Minute
 )
 
 // upstream is one backend of a proxied Route, with its passive health.

@@ -120,8 +120,8 @@ func TestMarkFailedCaps(t *testing.T) {
 	for range 8 {
 		got = append(got, u.markFailed(now))
 	}
-	want := []time.Duration{10 * time.Second, 20 * time.Second, 40 * time.Second, 80 * time.Second,
-		160 * time.Second, maxCooldown, maxCooldown, maxCooldown}
+	want := []time.Duration{10 * time.Second, 20 * time.Second, 40 * time.Second, time.Minute,
+		time.Minute, time.Minute, time.Minute, time.Minute}
 	for i := range want {
 		if got[i] != want[i] {
 			t.Errorf("cooldown %d = %v, want %v", i, got[i], want[i])

@@ -45,8 +45,10 @@ type Options struct {
 
 // Table is a compiled configuration: every host pattern, path prefix,
 // Upstream URL, CIDR and CA pool parsed once, so serving a request only does
-// map lookups and prefix compares. A Table is immutable and safe for
-// concurrent use; a reload compiles a new one and swaps it in whole.
+// map lookups and prefix compares. Its routing is immutable and it is safe
+// for concurrent use; a reload compiles a new one and swaps it in whole.
+// The only state that changes is each Route's round-robin position and the
+// cooldowns of unreachable Upstreams, which a new Table starts afresh.
 type Table struct {
 	exact    map[string]*site // normalized host → Site
 	wildcard map[string]*site // "example.net" for "*.example.net"
