@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"reflect"
 	"sync"
 	"time"
 
@@ -269,9 +270,11 @@ func keepRestartOnly(log *slog.Logger, running, next *config.Config) {
 		warn("admin", running.Admin, next.Admin)
 		next.Admin = running.Admin
 	}
-	if running.ACME.Engine != next.ACME.Engine {
-		warn("acme.engine", running.ACME.Engine, next.ACME.Engine)
-		next.ACME.Engine = running.ACME.Engine
+	// The ACME issuer and its account are built once (tlsmgr refuses to
+	// change them live).
+	if !reflect.DeepEqual(running.ACME, next.ACME) {
+		warn("acme", "", "")
+		next.ACME = running.ACME
 	}
 	if running.Log.Format != next.Log.Format || running.Log.Level != next.Log.Level {
 		warn("log", running.Log, next.Log)
