@@ -165,6 +165,7 @@ func (g *gateway) start(ctx context.Context) error {
 		srv := &http.Server{
 			Handler:           admin.Handler(),
 			ReadHeaderTimeout: cfg.Timeouts.ReadHeader,
+			MaxHeaderBytes:    int(cfg.Limits.HeaderBytes),
 			ReadTimeout:       30 * time.Second,
 			WriteTimeout:      30 * time.Second,
 			IdleTimeout:       cfg.Timeouts.Idle,
