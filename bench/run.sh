@@ -162,13 +162,13 @@ EOF
 	mkdir -p "$RUN/nginx/logs"
 	cat >"$RUN/nginx/nginx.conf" <<EOF
 worker_processes auto;
-worker_rlimit_nofile 40000;
+worker_rlimit_nofile $(ulimit -n);
 daemon off;
 pid $RUN/nginx/nginx.pid;
 error_log $RUN/nginx/logs/error.log warn;
 
 events {
-	worker_connections 20000;
+	worker_connections $(ulimit -n);
 }
 
 http {
@@ -427,8 +427,9 @@ run_case() {
 # run_case6 ROUND: gatehouse with a 1-site and a $SITES-site config, each
 # started fresh: start-up time, RSS after load, req/s to the last site.
 run_case6() {
-	local round=$1 kind cfg host out rps p50 p99 errs rss
-	for kind in 1-site 10k-sites; do
+	local round=$1 kind cfg host out rps p50 p99 errs rss kinds=(1-site 10k-sites)
+	((round % 2)) || kinds=(10k-sites 1-site) # alternate which goes first
+	for kind in "${kinds[@]}"; do
 		cfg=$RUN/gatehouse-$kind.yaml
 		host=site-$((SITES - 1)).bench.test
 		out=$RUN/r$round-c6-$kind
@@ -452,7 +453,6 @@ run_case6() {
 # ---- main -------------------------------------------------------------------
 
 install_tools
-write_configs
 [[ -n $PROXIES ]] || die "no proxy to measure"
 
 # Case 5 holds IDLE_CONNS connections in the client and the proxy: raise the
@@ -467,6 +467,8 @@ if want_case 5 && (($(ulimit -n) < need)); then
 	log "warning: open-file limit $(ulimit -n) is below $need; case 5 opens fewer connections"
 	IDLE_CONNS=$(($(ulimit -n) - 1000))
 fi
+
+write_configs
 
 if want_case 6 && want gatehouse; then
 	hosts=()
