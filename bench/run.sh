@@ -241,7 +241,7 @@ start_proxy() {
 		;;
 	caddy)
 		HOME=$RUN/caddy XDG_DATA_HOME=$RUN/caddy/data XDG_CONFIG_HOME=$RUN/caddy/config \
-			"$BIN/caddy" run --config "$RUN/Caddyfile" --adapter caddyfile >>"$RUN/caddy.log" 2>&1 &
+			"$BIN/caddy" run --config "${2:-$RUN/Caddyfile}" --adapter caddyfile >>"$RUN/caddy.log" 2>&1 &
 		;;
 	nginx)
 		"$NGINX" -p "$RUN/nginx" -c "$RUN/nginx/nginx.conf" -e "$RUN/nginx/logs/error.log" >>"$RUN/nginx.log" 2>&1 &
@@ -424,18 +424,22 @@ run_case() {
 	log "round $round case $c $p: $r"
 }
 
-# run_case6 ROUND: gatehouse with a 1-site and a $SITES-site config, each
-# started fresh: start-up time, RSS after load, req/s to the last site.
+# run_case6 ROUND PROXY: gatehouse (or Caddy, for comparison) with a 1-site
+# and a $SITES-site config, each started fresh: start-up time (launch until
+# the first 200), req/s to the last site, RSS after that load.
 run_case6() {
-	local round=$1 kind cfg host out rps p50 p99 errs rss kinds=(1-site 10k-sites)
+	local round=$1 p=$2 kind cfg host out rps p50 p99 errs rss kinds=(1-site 10k-sites)
 	((round % 2)) || kinds=(10k-sites 1-site) # alternate which goes first
+	host=site-$((SITES - 1)).bench.test
 	for kind in "${kinds[@]}"; do
-		cfg=$RUN/gatehouse-$kind.yaml
-		host=site-$((SITES - 1)).bench.test
-		out=$RUN/r$round-c6-$kind
-		if ! start_proxy gatehouse "$cfg" "$CASE6_PORT" "$host"; then
-			log "round $round case 6 $kind: gatehouse did not start; figure not counted"
-			record "$round" 6 "gatehouse-$kind" start - - - 1
+		case $p in
+		gatehouse) cfg=$RUN/gatehouse-$kind.yaml ;;
+		caddy) cfg=$RUN/Caddyfile-$kind ;;
+		esac
+		out=$RUN/r$round-c6-$p-$kind
+		if ! start_proxy "$p" "$cfg" "$CASE6_PORT" "$host"; then
+			log "round $round case 6 $p $kind: did not start; figure not counted"
+			record "$round" 6 "$p-$kind" start - - - 1
 			continue
 		fi
 		WRK_SECS=1 wrk_run "$out.warm" "https://$host:$CASE6_PORT/1k" 64
@@ -443,11 +447,25 @@ run_case6() {
 		read -r rps p50 p99 errs < <(parse_wrk "$out.txt")
 		rss=$(rss_mib "$PROXY_PID")
 		stop_proxy
-		record "$round" 6 "gatehouse-$kind" start "$START_MS" - - 0
-		record "$round" 6 "gatehouse-$kind" rps "$rps" "$p50" "$p99" "$errs"
-		record "$round" 6 "gatehouse-$kind" rss "$rss" - - 0
-		log "round $round case 6 gatehouse $kind: start $START_MS ms, $rps req/s, p99 $p99 ms, $rss MiB"
+		record "$round" 6 "$p-$kind" start "$START_MS" - - 0
+		record "$round" 6 "$p-$kind" rps "$rps" "$p50" "$p99" "$errs"
+		record "$round" 6 "$p-$kind" rss "$rss" - - 0
+		log "round $round case 6 $p $kind: start $START_MS ms, $rps req/s, p99 $p99 ms, $rss MiB"
 	done
+}
+
+# caddy_config FILE PORT HOST...: the Caddyfile of case 6, one site block
+# per HOST, otherwise as the main one.
+caddy_config() {
+	local file=$1 port=$2 host
+	shift 2
+	{
+		sed -n '1,/^}$/p' "$RUN/Caddyfile"
+		for host in "$@"; do
+			printf '\nhttps://%s:%s {\n\ttls %s %s\n\treverse_proxy 127.0.0.1:%s\n}\n' \
+				"$host" "$port" "$CERT" "$KEY" "$ORIGIN_PORT"
+		done
+	} >"$file"
 }
 
 # ---- main -------------------------------------------------------------------
@@ -470,11 +488,13 @@ fi
 
 write_configs
 
-if want_case 6 && want gatehouse; then
+if want_case 6; then
 	hosts=()
 	for ((i = 0; i < SITES; i++)); do hosts+=("site-$i.bench.test"); done
 	gatehouse_config "$RUN/gatehouse-10k-sites.yaml" "$CASE6_PORT" "${hosts[@]}"
 	gatehouse_config "$RUN/gatehouse-1-site.yaml" "$CASE6_PORT" "site-$((SITES - 1)).bench.test"
+	caddy_config "$RUN/Caddyfile-10k-sites" "$CASE6_PORT" "${hosts[@]}"
+	caddy_config "$RUN/Caddyfile-1-site" "$CASE6_PORT" "site-$((SITES - 1)).bench.test"
 fi
 
 port_busy "$ORIGIN_PORT" && die "origin port $ORIGIN_PORT is already in use"
@@ -494,7 +514,9 @@ for ((round = 1; round <= ROUNDS; round++)); do
 			for p in "${proxy_list[@]}"; do run_case "$round" "$c" "$p"; done
 			;;
 		6)
-			if want gatehouse; then run_case6 "$round"; else log "case 6 needs gatehouse; skipped"; fi
+			for p in "${proxy_list[@]}"; do
+				[[ $p == nginx ]] || run_case6 "$round" "$p"
+			done
 			;;
 		*) die "unknown case $c" ;;
 		esac

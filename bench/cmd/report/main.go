@@ -41,8 +41,9 @@ var metrics = map[string]metric{
 
 var (
 	metricOrder = []string{"rps", "hps", "hps_resumed", "mbps", "start", "rss", "rss_base"}
-	proxyOrder  = []string{"gatehouse", "caddy", "nginx", "gatehouse-1-site", "gatehouse-10k-sites"}
-	caseNames   = map[string]string{
+	proxyOrder  = []string{"gatehouse", "caddy", "nginx",
+		"gatehouse-1-site", "gatehouse-10k-sites", "caddy-1-site", "caddy-10k-sites"}
+	caseNames = map[string]string{
 		"1": "1. HTTP/1.1 keep-alive, 1 KiB, 64 conns",
 		"2": "2. HTTP/2, 1 KiB, 32 conns x 10 streams",
 		"3": "3. new TLS connection per request, 32 conns",
@@ -190,8 +191,8 @@ func table(data map[key]*agg) [][]string {
 	return rows
 }
 
-// ratios describes a gatehouse row against its peers: gatehouse/peer for
-// cases 1-5, 10k sites/1 site for case 6.
+// ratios describes a row against its peers: gatehouse/peer for cases 1-5;
+// for case 6, 10k sites/1 site and gatehouse/Caddy.
 func ratios(data map[key]*agg, c, p, m string) string {
 	var parts []string
 	switch p {
@@ -201,9 +202,14 @@ func ratios(data map[key]*agg, c, p, m string) string {
 				parts = append(parts, fmt.Sprintf("%.2fx %s", r, peer))
 			}
 		}
-	case "gatehouse-10k-sites":
-		if r, ok := ratio(data, key{c, p, m}, key{c, "gatehouse-1-site", m}); ok {
+	case "gatehouse-10k-sites", "caddy-10k-sites":
+		if r, ok := ratio(data, key{c, p, m}, key{c, strings.Replace(p, "10k-sites", "1-site", 1), m}); ok {
 			parts = append(parts, fmt.Sprintf("%.2fx 1 site", r))
+		}
+	}
+	if peer, ok := strings.CutPrefix(p, "gatehouse-"); ok {
+		if r, ok := ratio(data, key{c, p, m}, key{c, "caddy-" + peer, m}); ok {
+			parts = append(parts, fmt.Sprintf("%.2fx caddy", r))
 		}
 	}
 	return strings.Join(parts, ", ")
