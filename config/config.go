@@ -41,6 +41,13 @@ type Config struct {
 	Limits Limits `yaml:"limits,omitempty"`
 	// Sites are the hosts gatehouse serves, each with its Routes.
 	Sites []Site `yaml:"sites,omitempty"`
+	// OnDemand is the policy for Sites with tls.on_demand.
+	OnDemand *OnDemand `yaml:"on_demand,omitempty"`
+	// Events report Certificate lifecycle events.
+	Events *Events `yaml:"events,omitempty"`
+	// RetireAfter is how long the Certificate of a host removed from the
+	// config is kept, no longer renewed, before it is deleted. Default 720h.
+	RetireAfter time.Duration `yaml:"retire_after,omitempty"`
 
 	// File is the path the config was loaded from ("" when built in code).
 	File string `yaml:"-"`
@@ -58,6 +65,13 @@ type Listen struct {
 	HTTP string `yaml:"http"`
 	// HTTPS serves TLS and answers TLS-ALPN-01 challenges. Default ":443".
 	HTTPS string `yaml:"https"`
+	// ProxyProtocol makes the HTTP and HTTPS Listeners read a PROXY
+	// protocol v1 or v2 header first, from trusted_proxies only, and take
+	// the client address from it.
+	ProxyProtocol bool `yaml:"proxy_protocol,omitempty"`
+	// HTTP3 also serves HTTP/3 over QUIC on the HTTPS port (UDP) and
+	// advertises it with Alt-Svc.
+	HTTP3 bool `yaml:"http3,omitempty"`
 }
 
 // Log configures the structured log, access lines included.
@@ -68,6 +82,12 @@ type Log struct {
 	Level string `yaml:"level,omitempty"`
 	// Access turns the per-request access log on or off. Default on.
 	Access *bool `yaml:"access,omitempty"`
+	// File, when set, receives the access log instead of stderr. It is
+	// reopened on SIGUSR1 and rotated when it passes MaxSize.
+	File string `yaml:"file,omitempty"`
+	// MaxSize rotates File once it grows past this size (File.1 keeps the
+	// previous one). Zero means rotate only on SIGUSR1 (logrotate style).
+	MaxSize ByteSize `yaml:"max_size,omitempty"`
 }
 
 // ACME configures the ACME client used for sites whose certificates come from
@@ -88,6 +108,80 @@ type ACME struct {
 	Engine string `yaml:"engine,omitempty"`
 	// EAB is the external account binding some CAs (ZeroSSL) require.
 	EAB *EAB `yaml:"eab,omitempty"`
+	// Issuers lists ACME CAs tried in order: when one fails, the next is
+	// used. When set, it replaces ca, ca_root and eab above.
+	Issuers []Issuer `yaml:"issuers,omitempty"`
+	// Profile asks the CA for an ACME profile ("shortlived", "tlsserver").
+	Profile string `yaml:"profile,omitempty"`
+	// KeyType is the Certificate key: "p256" (default), "p384", "rsa2048",
+	// "rsa4096" or "ed25519".
+	KeyType string `yaml:"key_type,omitempty"`
+	// DNS solves DNS-01 through a DNS provider for every Site that does not
+	// set its own; needed for wildcard hosts.
+	DNS *DNS `yaml:"dns,omitempty"`
+}
+
+// Issuer is one ACME CA in an ordered list of Issuers.
+type Issuer struct {
+	// CA is the ACME directory URL.
+	CA string `yaml:"ca,omitempty"`
+	// CARoot is a PEM file of extra roots trusted when talking to this CA.
+	CARoot string `yaml:"ca_root,omitempty"`
+	// EAB is this CA's external account binding.
+	EAB *EAB `yaml:"eab,omitempty"`
+	// Profile asks this CA for an ACME profile.
+	Profile string `yaml:"profile,omitempty"`
+	// Email overrides acme.email for this CA.
+	Email string `yaml:"email,omitempty"`
+}
+
+// DNS configures DNS-01 challenges through a DNS provider.
+type DNS struct {
+	// Provider names the DNS provider: "rfc2136", "cloudflare", "route53",
+	// "digitalocean", "exec" or "httpreq".
+	Provider string `yaml:"provider,omitempty"`
+	// Credentials are the provider's settings, by the names its
+	// documentation gives (for example api_token for cloudflare).
+	Credentials map[string]string `yaml:"credentials,omitempty"`
+	// PropagationTimeout bounds the wait for the TXT record to be visible.
+	// Default 2m.
+	PropagationTimeout time.Duration `yaml:"propagation_timeout,omitempty"`
+	// Resolvers are the DNS servers (host:port) asked during the
+	// propagation check. Default the system's.
+	Resolvers []string `yaml:"resolvers,omitempty"`
+}
+
+// OnDemand is the policy that decides which names may get a Certificate at
+// their first TLS handshake, for Sites with tls.on_demand. At least one of
+// Allow, AllowFile or Ask is required.
+type OnDemand struct {
+	// Allow lists allowed names: exact, "*.example.com" (one label) or
+	// "~regexp".
+	Allow []string `yaml:"allow,omitempty"`
+	// AllowFile is a file of allowed names, one a line, in Allow's syntax;
+	// it is reloaded when it changes.
+	AllowFile string `yaml:"allow_file,omitempty"`
+	// Ask is a URL asked with ?domain=NAME; only a 2xx answer within a
+	// short timeout allows the name. Redirects are not followed; errors deny.
+	Ask string `yaml:"ask,omitempty"`
+	// Rate bounds how many new Certificates on-demand issuance may start.
+	Rate *Rate `yaml:"rate,omitempty"`
+}
+
+// Rate is a token bucket: Burst tokens, refilled one each Per.
+type Rate struct {
+	Burst int           `yaml:"burst,omitempty"`
+	Per   time.Duration `yaml:"per,omitempty"`
+}
+
+// Events calls out when something happens to a Certificate: obtained,
+// renewed, renewal_failed, expiring, revoked, retired.
+type Events struct {
+	// Webhook receives a JSON POST per event.
+	Webhook string `yaml:"webhook,omitempty"`
+	// Exec runs this command per event, with the event as JSON on stdin
+	// and GATEHOUSE_EVENT and GATEHOUSE_NAMES in its environment.
+	Exec []string `yaml:"exec,omitempty"`
 }
 
 // EAB is an ACME external account binding.
@@ -133,6 +227,11 @@ type Site struct {
 	// HSTS, when present, sends Strict-Transport-Security on every HTTPS
 	// response of the Site.
 	HSTS *HSTS `yaml:"hsts,omitempty"`
+	// SecurityHeaders adds a preset of response headers: HSTS (unless hsts
+	// is set), X-Content-Type-Options nosniff, X-Frame-Options DENY and
+	// Referrer-Policy strict-origin-when-cross-origin. A route's
+	// response_headers override or remove any of them.
+	SecurityHeaders bool `yaml:"security_headers,omitempty"`
 	// Routes map path prefixes to handlers; the longest prefix wins.
 	Routes []Route `yaml:"routes,omitempty"`
 }
@@ -153,6 +252,14 @@ type SiteTLS struct {
 	// reloaded on SIGHUP. Both or neither.
 	Cert string `yaml:"cert,omitempty"`
 	Key  string `yaml:"key,omitempty"`
+	// DNS solves DNS-01 for this Site through a DNS provider, overriding
+	// acme.dns.
+	DNS *DNS `yaml:"dns,omitempty"`
+	// OnDemand obtains Certificates at the first handshake for names the
+	// top-level on_demand policy allows.
+	OnDemand bool `yaml:"on_demand,omitempty"`
+	// Issuers overrides acme.issuers for this Site.
+	Issuers []Issuer `yaml:"issuers,omitempty"`
 }
 
 // HSTS configures the Strict-Transport-Security header.
@@ -188,6 +295,179 @@ type Route struct {
 	// is looked up under it ("/static/app.css" in Root/static/app.css)
 	// unless StripPrefix is set.
 	Root string `yaml:"root,omitempty"`
+	// Redirect answers with a redirect instead (a fourth kind of Route).
+	Redirect *Redirect `yaml:"redirect,omitempty"`
+
+	// LB chooses how requests spread over Upstreams and when they are
+	// retried.
+	LB *LB `yaml:"lb,omitempty"`
+	// Health is the active health check of the Upstreams.
+	Health *HealthCheck `yaml:"health,omitempty"`
+	// PassiveHealth ejects Upstreams that fail real requests.
+	PassiveHealth *PassiveHealth `yaml:"passive_health,omitempty"`
+	// UpstreamTLS configures TLS to https:// Upstreams beyond ca.
+	UpstreamTLS *UpstreamTLS `yaml:"upstream_tls,omitempty"`
+	// KeepAlive sizes the idle connection pool to the Upstreams.
+	KeepAlive *KeepAlive `yaml:"keepalive,omitempty"`
+	// MaxResponseHeader bounds an Upstream's response header block.
+	// Default 1MiB.
+	MaxResponseHeader ByteSize `yaml:"max_response_header,omitempty"`
+
+	// RequestHeaders change the request sent to the Upstream.
+	RequestHeaders *Headers `yaml:"request_headers,omitempty"`
+	// ResponseHeaders change the response sent to the client.
+	ResponseHeaders *Headers `yaml:"response_headers,omitempty"`
+	// AddPrefix is put before the path sent to the Upstream (after
+	// strip_prefix).
+	AddPrefix string `yaml:"add_prefix,omitempty"`
+	// Rewrite replaces the path sent to the Upstream by regexp.
+	Rewrite *Rewrite `yaml:"rewrite,omitempty"`
+	// Compress compresses responses with zstd or gzip, as the client
+	// accepts, except already-compressed types and tiny bodies.
+	Compress bool `yaml:"compress,omitempty"`
+
+	// BasicAuth asks for a user name and password.
+	BasicAuth *BasicAuth `yaml:"basic_auth,omitempty"`
+	// AllowIPs, when set, admits only clients in these CIDRs or IPs.
+	AllowIPs []string `yaml:"allow_ips,omitempty"`
+	// DenyIPs refuses clients in these CIDRs or IPs.
+	DenyIPs []string `yaml:"deny_ips,omitempty"`
+	// RateLimit bounds requests per client.
+	RateLimit *RateLimit `yaml:"rate_limit,omitempty"`
+	// ForwardAuth asks an external service whether to let a request through.
+	ForwardAuth *ForwardAuth `yaml:"forward_auth,omitempty"`
+}
+
+// Redirect is a redirect Route.
+type Redirect struct {
+	// To is the target URL; "{path}" and "{query}" stand for the request's.
+	To string `yaml:"to,omitempty"`
+	// Status is 301, 302, 303, 307 or 308. Default 308.
+	Status int `yaml:"status,omitempty"`
+}
+
+// LB is a Route's balancing policy and retries.
+type LB struct {
+	// Policy is round_robin (default), weighted_round_robin, least_conn,
+	// random_two, ip_hash or cookie.
+	Policy string `yaml:"policy,omitempty"`
+	// Weights are per Upstream, in order, for weighted_round_robin.
+	Weights []int `yaml:"weights,omitempty"`
+	// Cookie names the sticky-session cookie for the cookie policy.
+	// Default "gatehouse_upstream".
+	Cookie string `yaml:"cookie,omitempty"`
+	// CookieSecret signs the cookie; set it on every instance behind one
+	// name. Default a random secret per process.
+	CookieSecret string `yaml:"cookie_secret,omitempty"`
+	// TryDuration is how long a request may keep being retried on other
+	// Upstreams. Default 0: only a failed dial moves a request on, once per
+	// Upstream.
+	TryDuration time.Duration `yaml:"try_duration,omitempty"`
+	// RetryStatus lists Upstream statuses on which an idempotent request
+	// without a body is retried on another Upstream.
+	RetryStatus []int `yaml:"retry_status,omitempty"`
+}
+
+// HealthCheck is an active health check.
+type HealthCheck struct {
+	// Path is requested on each Upstream. Default "/".
+	Path string `yaml:"path,omitempty"`
+	// Interval between checks. Default 10s.
+	Interval time.Duration `yaml:"interval,omitempty"`
+	// Timeout of one check. Default 5s.
+	Timeout time.Duration `yaml:"timeout,omitempty"`
+	// ExpectStatus is the healthy status. Default any 2xx.
+	ExpectStatus int `yaml:"expect_status,omitempty"`
+	// ExpectBody is a substring the healthy body contains.
+	ExpectBody string `yaml:"expect_body,omitempty"`
+}
+
+// PassiveHealth ejects an Upstream for FailWindow after MaxFails failures
+// within FailWindow.
+type PassiveHealth struct {
+	// MaxFails is how many failures eject. Default 3.
+	MaxFails int `yaml:"max_fails,omitempty"`
+	// FailWindow is both the counting window and the ejection time.
+	// Default 30s.
+	FailWindow time.Duration `yaml:"fail_window,omitempty"`
+	// UnhealthyStatus lists statuses that count as failures (for example
+	// 502, 503).
+	UnhealthyStatus []int `yaml:"unhealthy_status,omitempty"`
+	// UnhealthyLatency counts a response slower than this as a failure.
+	UnhealthyLatency time.Duration `yaml:"unhealthy_latency,omitempty"`
+}
+
+// UpstreamTLS configures TLS to https:// Upstreams.
+type UpstreamTLS struct {
+	// ServerName is the name sent and verified instead of the URL's host.
+	ServerName string `yaml:"server_name,omitempty"`
+	// ClientCert and ClientKey are PEM files presented to the Upstream
+	// (mutual TLS).
+	ClientCert string `yaml:"client_cert,omitempty"`
+	ClientKey  string `yaml:"client_key,omitempty"`
+	// InsecureSkipVerify turns verification off; gatehouse warns at start.
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify,omitempty"`
+}
+
+// KeepAlive sizes an idle connection pool.
+type KeepAlive struct {
+	// MaxIdle is the idle connections kept per Upstream. Default 64.
+	MaxIdle int `yaml:"max_idle,omitempty"`
+	// IdleTimeout closes idle connections after this long. Default 90s.
+	IdleTimeout time.Duration `yaml:"idle_timeout,omitempty"`
+}
+
+// Headers changes a header block. Values may hold placeholders:
+// {client_ip}, {host}, {scheme}, {request_id}.
+type Headers struct {
+	// Set replaces a header's values.
+	Set map[string]string `yaml:"set,omitempty"`
+	// Add appends a value.
+	Add map[string]string `yaml:"add,omitempty"`
+	// Remove deletes headers.
+	Remove []string `yaml:"remove,omitempty"`
+}
+
+// Rewrite replaces the Upstream path: Match is a regexp on the path, To the
+// replacement with $1-style capture groups.
+type Rewrite struct {
+	Match string `yaml:"match,omitempty"`
+	To    string `yaml:"to,omitempty"`
+}
+
+// BasicAuth is HTTP basic authentication against bcrypt hashes
+// (`gatehouse hash-password` makes one).
+type BasicAuth struct {
+	// Realm is shown by browsers. Default "gatehouse".
+	Realm string `yaml:"realm,omitempty"`
+	// Users maps a user name to its bcrypt hash.
+	Users map[string]string `yaml:"users,omitempty"`
+}
+
+// RateLimit is a token bucket per client: Requests per Per, with Burst.
+type RateLimit struct {
+	Requests int           `yaml:"requests,omitempty"`
+	Per      time.Duration `yaml:"per,omitempty"`
+	// Burst is the bucket size. Default Requests.
+	Burst int `yaml:"burst,omitempty"`
+	// Key is "ip" (default, the real client IP) or "header:NAME".
+	Key string `yaml:"key,omitempty"`
+	// MaxClients bounds how many clients are tracked at once; the least
+	// recently seen is forgotten first. Default 100000.
+	MaxClients int `yaml:"max_clients,omitempty"`
+}
+
+// ForwardAuth asks an external service about each request: a 2xx lets it
+// through; any other answer is returned to the client as it is.
+type ForwardAuth struct {
+	// URL receives a GET with the original method, URI, host and client IP
+	// in X-Forwarded-* headers, plus the request's headers.
+	URL string `yaml:"url,omitempty"`
+	// CopyHeaders are copied from the service's 2xx answer onto the
+	// request sent to the Upstream (for example Remote-User).
+	CopyHeaders []string `yaml:"copy_headers,omitempty"`
+	// Timeout of the call. Default 5s.
+	Timeout time.Duration `yaml:"timeout,omitempty"`
 }
 
 // Respond is a fixed response.

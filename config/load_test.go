@@ -341,8 +341,8 @@ func TestUnknownKey(t *testing.T) {
 		{"stripprefix", `unknown key "stripprefix"; did you mean "strip_prefix"?`},
 		{"maxbody", `unknown key "maxbody"; did you mean "max_body"?`},
 		{"roto", `unknown key "roto"; did you mean "root"?`},
-		{"foo", `unknown key "foo"; known keys are ca, max_body, path, respond, root, strip_prefix, upstreams`},
-		{"backend", `unknown key "backend"; known keys are ca, max_body, path, respond, root, strip_prefix, upstreams`},
+		{"foo", `unknown key "foo"; known keys are add_prefix, allow_ips, basic_auth, ca, compress, deny_ips, forward_auth, health, keepalive, lb, max_body, max_response_header, passive_health, path, rate_limit, redirect, request_headers, respond, response_headers, rewrite, root, strip_prefix, upstream_tls, upstreams`},
+		{"backend", `unknown key "backend"; known keys are add_prefix, allow_ips, basic_auth, ca, compress, deny_ips, forward_auth, health, keepalive, lb, max_body, max_response_header, passive_health, path, rate_limit, redirect, request_headers, respond, response_headers, rewrite, root, strip_prefix, upstream_tls, upstreams`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.key, func(t *testing.T) {

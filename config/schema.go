@@ -105,10 +105,42 @@ func (c *checker) value(n *yaml.Node, t reflect.Type, path string) {
 			_, err := strconv.Atoi(n.Value)
 			return n.ShortTag() == "!!int" && err == nil
 		})
+	case reflect.Float64:
+		c.scalar(n, path, "a number", func(n *yaml.Node) bool {
+			_, err := strconv.ParseFloat(n.Value, 64)
+			return (n.ShortTag() == "!!int" || n.ShortTag() == "!!float") && err == nil
+		})
 	case reflect.Bool:
 		c.scalar(n, path, "true or false", isBool)
+	case reflect.Map:
+		c.stringMap(n, t, path)
 	default:
 		c.reject(n, path, "unsupported config field type %s", t)
+	}
+}
+
+// stringMap checks a mapping with free-form string keys (header names,
+// user names, provider credentials) and checks each value against the
+// map's element type.
+func (c *checker) stringMap(n *yaml.Node, t reflect.Type, path string) {
+	if n.Kind != yaml.MappingNode {
+		c.reject(n, path, "expected a mapping, got %s", describe(n))
+		return
+	}
+	seen := make(map[string]bool)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := deref(n.Content[i]), n.Content[i+1]
+		if k.Kind != yaml.ScalarNode || k.Value == "<<" {
+			c.reject(n, path, "expected a key name, got %s", describe(k))
+			return
+		}
+		if seen[k.Value] {
+			c.reject(n, path, "key %q appears twice", k.Value)
+			return
+		}
+		seen[k.Value] = true
+		c.positions[path+"."+k.Value] = Position{Line: k.Line, Col: k.Column}
+		c.value(v, t.Elem(), path+"."+k.Value)
 	}
 }
 

@@ -71,6 +71,7 @@ func (c *Config) validate() Problems {
 		v.addf("limits.header_bytes", "must not be negative")
 	}
 	v.sites()
+	v.pending()
 	sortProblems(v.problems)
 	return v.problems
 }
