@@ -305,7 +305,7 @@ parse_wrk() {
 # h2load_run OUT LOG URL PORT
 h2load_run() {
 	local out=$1 lf=$2 url=$3 port=$4 secs=${WRK_SECS:-$DSEC}
-	timeout $((secs + 30)) h2load -t 2 -c 32 -m 10 -D "$secs" -T 5 --connect-to="127.0.0.1:$port" \
+	timeout $((secs + 30)) h2load -t 2 -c 32 -m 10 -D "$secs" --connect-to="127.0.0.1:$port" \
 		--log-file="$lf" "$url" >"$out" 2>&1 || true
 }
 
