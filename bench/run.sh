@@ -261,6 +261,13 @@ start_proxy() {
 
 stop_proxy() { stop_pid "$PROXY_PID"; }
 
+# origin_conns: how many connections the origin has accepted so far.
+origin_conns() {
+	local n
+	n=$( (exec 3<>"/dev/tcp/127.0.0.1/$ORIGIN_PORT" && printf 'GET /_conns HTTP/1.0\r\n\r\n' >&3 && tail -n 1 <&3) 2>/dev/null || true)
+	echo "${n:-0}"
+}
+
 # rss_mib PID: resident memory of PID and its children (nginx's workers), MiB.
 rss_mib() {
 	local pid=$1 kb=0 p v
@@ -353,7 +360,8 @@ run_case() {
 		record "$round" "$c" "$p" "$([[ $c == 5 ]] && echo rss || echo rps)" - - - 1
 		return
 	fi
-	local r
+	local r dials0
+	dials0=$(origin_conns)
 	case $c in
 	1)
 		WRK_SECS=1 wrk_run "$out.warm" "$url/1k" 64
@@ -421,7 +429,7 @@ run_case() {
 		;;
 	esac
 	stop_proxy
-	log "round $round case $c $p: $r"
+	log "round $round case $c $p: $r; $(($(origin_conns) - dials0)) upstream connections opened"
 }
 
 # run_case6 ROUND PROXY: gatehouse (or Caddy, for comparison) with a 1-site

@@ -1,14 +1,18 @@
 // Command origin is the benchmark's upstream: plain HTTP/1.1 with keep-alive
 // on loopback, answering /1k with 1 KiB and /1m with 1 MiB of fixed bytes.
+// GET /_conns answers how many connections it has accepted, so the harness
+// can tell how often a proxy dials its upstream.
 package main
 
 import (
 	"bytes"
 	"flag"
+	"fmt"
 	"log"
 	"net"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 )
 
@@ -22,6 +26,10 @@ func main() {
 	mux.HandleFunc("/1k", body(small))
 	mux.HandleFunc("/1m", body(large))
 	mux.HandleFunc("/", body(small))
+	var accepted atomic.Int64
+	mux.HandleFunc("/_conns", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, accepted.Load())
+	})
 
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
@@ -32,6 +40,11 @@ func main() {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       5 * time.Minute,
 		ErrorLog:          log.New(log.Writer(), "origin: ", 0),
+		ConnState: func(_ net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				accepted.Add(1)
+			}
+		},
 	}
 	log.Printf("origin listening on %s", ln.Addr())
 	log.Fatal(srv.Serve(ln))
