@@ -23,10 +23,10 @@ CADDY_VERSION=v2.11.9
 usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
 while (($#)); do
 	case $1 in
-	--rounds) ROUNDS=$2; shift 2 ;;
-	--duration) DURATION=$2; shift 2 ;;
-	--cases) CASES=$2; shift 2 ;;
-	--proxies) PROXIES=$2; shift 2 ;;
+	--rounds) ROUNDS=${2:?--rounds needs a value}; shift 2 ;;
+	--duration) DURATION=${2:?--duration needs a value}; shift 2 ;;
+	--cases) CASES=${2:?--cases needs a value}; shift 2 ;;
+	--proxies) PROXIES=${2:?--proxies needs a value}; shift 2 ;;
 	-h | --help) usage; exit 0 ;;
 	*) echo "run.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
 	esac
@@ -43,14 +43,23 @@ else
 	echo "run.sh: --duration wants e.g. 10s, 500ms or 1m" >&2; exit 2
 fi
 ((DSEC >= 1)) || DSEC=1
+[[ $CASES =~ ^[1-6](,[1-6])*$ ]] || { echo "run.sh: --cases wants numbers 1-6, comma-separated" >&2; exit 2; }
+[[ $PROXIES =~ ^(gatehouse|caddy|nginx)(,(gatehouse|caddy|nginx))*$ ]] ||
+	{ echo "run.sh: --proxies wants gatehouse, caddy and/or nginx, comma-separated" >&2; exit 2; }
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WORK=${BENCH_WORK:-/tmp/gatehouse-bench}
 BIN=$WORK/bin
 RUN=$WORK/run # this run's configs, logs and load-tool output
 mkdir -p "$BIN"
+# Only ever delete a directory this script made (it leaves a marker in it).
+if [[ -e $RUN && ! -e $RUN/.gatehouse-bench ]]; then
+	echo "run.sh: $RUN exists and was not made by run.sh; set BENCH_WORK elsewhere" >&2
+	exit 2
+fi
 rm -rf "$RUN"
 mkdir -p "$RUN"
+touch "$RUN/.gatehouse-bench"
 
 ORIGIN_PORT=${BENCH_ORIGIN_PORT:-18080}
 declare -A PORT=([gatehouse]=18443 [caddy]=18444 [nginx]=18445)
