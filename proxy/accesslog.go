@@ -108,12 +108,19 @@ func (x *exchange) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 func (h *Handler) logAccess(t *Table, x *exchange, start time.Time) {
 	r := x.req
 	ctx := r.Context()
-	if !t.accessLog || !h.logger.Enabled(ctx, slog.LevelInfo) {
-		return
-	}
 	status := x.status
 	if status == 0 {
 		status = http.StatusOK
+	}
+	if t.observe != nil {
+		var name string
+		if x.site != nil {
+			name = x.site.name
+		}
+		t.observe(name, status, h.now().Sub(start))
+	}
+	if !t.accessLog || !h.logger.Enabled(ctx, slog.LevelInfo) {
+		return
 	}
 	attrs := make([]slog.Attr, 0, 12)
 	attrs = append(attrs,

@@ -38,6 +38,12 @@ type Options struct {
 	// HTTPSPort is the port of the HTTPS Listener that redirects point to.
 	// "" or "443" leave the port out of the Location.
 	HTTPSPort string
+	// Observe, when set, is called once per finished request on either
+	// Listener with the Site's name (its first host, "" when no Site
+	// matched), the status sent and the time taken, whether or not the
+	// access log is on. It feeds metrics, so it must be cheap, safe for
+	// concurrent use and must not allocate.
+	Observe func(site string, status int, d time.Duration)
 
 	// now is the clock for Upstream cooldowns; nil means time.Now. Tests set it.
 	now func() time.Time
@@ -65,6 +71,8 @@ type Table struct {
 	redirectPort string
 	logger       *slog.Logger
 	buffers      *bufferPool // shared by the Table's ReverseProxies
+	// observe is Options.Observe, or nil.
+	observe func(site string, status int, d time.Duration)
 }
 
 // site is a compiled config.Site.
@@ -110,6 +118,7 @@ func Compile(cfg *config.Config, opts Options) (*Table, error) {
 		responseHeaderTimeout: cmp.Or(cfg.Timeouts.ResponseHeader, defaultResponseHeaderTimeout),
 		logger:                opts.Logger,
 		buffers:               newBufferPool(),
+		observe:               opts.Observe,
 	}
 	if p := opts.HTTPSPort; p != "" && p != "443" {
 		t.redirectPort = ":" + p
