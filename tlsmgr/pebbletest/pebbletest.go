@@ -53,6 +53,21 @@ type Options struct {
 	// listener's IP address, and the server's certificate names only those
 	// two and example.com.
 	Addr string
+	// Resolver, when set, is the host:port of the DNS server Pebble's
+	// validation authority asks instead of the built-in resolver: a real
+	// authoritative server such as BIND, for DNS-01 tests that change
+	// records through the server's own update protocol. Without the
+	// built-in resolver Pebble resolves every name, HTTP-01 and
+	// TLS-ALPN-01 ones included, through this server. [CA.DNSAddr] and
+	// [CA.AddTXT] still work but Pebble no longer reads them.
+	Resolver string
+	// Profiles adds ACME profiles (RFC draft "ACME Profiles", Pebble's
+	// profiles), by name, each issuing certificates valid this long (whole
+	// seconds, as Validity). The "default" profile always exists. An
+	// order naming no profile gets a random one, as in Pebble, so a test
+	// that adds profiles should name one in every order or give them all
+	// the same validity.
+	Profiles map[string]time.Duration
 }
 
 // CA is a running Pebble ACME CA with its DNS resolver. Its methods are safe
@@ -104,7 +119,7 @@ func Start(t testing.TB, opts Options) *CA {
 	if validity <= 0 {
 		validity = DefaultValidity
 	}
-	seconds := uint64((validity + time.Second - 1) / time.Second) // at least 1
+	seconds := wholeSeconds(validity)
 	addr := opts.Addr
 	if addr == "" {
 		addr = "127.0.0.1:0"
@@ -124,10 +139,23 @@ func Start(t testing.TB, opts Options) *CA {
 	profiles := map[string]ca.Profile{
 		"default": {Description: "pebbletest default profile", ValidityPeriod: seconds},
 	}
+	for name, d := range opts.Profiles {
+		if name == "default" {
+			t.Fatalf("pebbletest: profile %q is built in; set Options.Validity instead", name)
+		}
+		if d <= 0 {
+			d = DefaultValidity
+		}
+		profiles[name] = ca.Profile{Description: "pebbletest profile " + name, ValidityPeriod: wholeSeconds(d)}
+	}
+	resolverAddr := c.dns.addr
+	if opts.Resolver != "" {
+		resolverAddr = opts.Resolver
+	}
 	// ECDSA keys for the root and intermediate: much faster to generate
 	// than RSA. One root, one intermediate, no OCSP.
 	c.ca = ca.New(logger, c.db, "", "ecdsa", 0, 1, profiles)
-	v := va.New(logger, opts.HTTPPort, opts.TLSPort, false, c.dns.addr, c.db)
+	v := va.New(logger, opts.HTTPPort, opts.TLSPort, false, resolverAddr, c.db)
 	w := wfe.New(logger, c.db, v, c.ca, nil, false, false, 0, 0)
 	h := w.Handler()
 
@@ -168,6 +196,12 @@ func Start(t testing.TB, opts Options) *CA {
 		t.Fatalf("pebbletest: writing client root: %v", err)
 	}
 	return c
+}
+
+// wholeSeconds rounds d up to whole seconds, at least one: Pebble's
+// validity periods are in seconds.
+func wholeSeconds(d time.Duration) uint64 {
+	return max(1, uint64((d+time.Second-1)/time.Second))
 }
 
 // newOrderPath asks Pebble's directory for the path of its newOrder
