@@ -109,6 +109,7 @@ func (c *Config) resolvePaths(dir string) {
 		}
 	}
 	resolve(&c.Storage)
+	resolve(&c.Log.File)
 	resolve(&c.ACME.CARoot)
 	for i := range c.Sites {
 		s := &c.Sites[i]

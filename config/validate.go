@@ -57,6 +57,7 @@ func (c *Config) validate() Problems {
 	v := &validator{c: c}
 	v.listen()
 	v.log()
+	v.listenExtras()
 	v.acme()
 	for i, p := range c.TrustedProxies {
 		if _, err := netip.ParsePrefix(p); err == nil {

@@ -8,18 +8,6 @@ import "fmt"
 func (v *validator) pending() {
 	const msg = "not supported yet by this gatehouse version"
 	c := v.c
-	if c.Listen.ProxyProtocol {
-		v.addf("listen.proxy_protocol", msg)
-	}
-	if c.Listen.HTTP3 {
-		v.addf("listen.http3", msg)
-	}
-	if c.Log.File != "" {
-		v.addf("log.file", msg)
-	}
-	if c.Log.MaxSize != 0 {
-		v.addf("log.max_size", msg)
-	}
 	if len(c.ACME.Issuers) > 0 {
 		v.addf("acme.issuers", msg)
 	}

@@ -3,10 +3,12 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 )
 
@@ -21,6 +23,38 @@ type exchange struct {
 	upstream string
 	site     *site
 	route    *route
+	// retries counts the Upstreams tried after the first one.
+	retries int
+	// requestID is the request's X-Request-ID, as received or generated.
+	requestID string
+	// body counts the request body bytes read, for bytes_in.
+	body countingBody
+}
+
+// countingBody counts what is read from a request body. The count is
+// atomic: an Upstream transport may still be reading the body on its own
+// goroutine when the access line is written.
+type countingBody struct {
+	io.ReadCloser
+	n atomic.Int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n.Add(int64(n))
+	return n, err
+}
+
+// countBody makes x count the bytes read from its request's body. It
+// changes the request in place, as http.MaxBytesReader users do; a request
+// without a body keeps http.NoBody, which ReverseProxy relies on.
+func (x *exchange) countBody() {
+	r := x.req
+	if r.Body == nil || r.Body == http.NoBody {
+		return
+	}
+	x.body.ReadCloser = r.Body
+	r.Body = &x.body
 }
 
 // exchangeKey is the context key under which proxied requests carry their
@@ -103,8 +137,11 @@ func (x *exchange) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return c, brw, err
 }
 
-// logAccess writes one access line for a finished request. The query
-// string and credentials headers are never logged: they may hold secrets.
+// logAccess writes one access line for a finished request: time,
+// client_ip, method, host, path, proto, status, bytes_in, bytes_out,
+// duration_ms, tls_version, then site, route, upstream, retries and
+// request_id when they apply. The query string and every header
+// (Authorization, Cookie) are left out: they may hold secrets.
 func (h *Handler) logAccess(t *Table, x *exchange, start time.Time) {
 	r := x.req
 	ctx := r.Context()
@@ -122,18 +159,24 @@ func (h *Handler) logAccess(t *Table, x *exchange, start time.Time) {
 	if !t.accessLog || !h.logger.Enabled(ctx, slog.LevelInfo) {
 		return
 	}
-	attrs := make([]slog.Attr, 0, 12)
+	var client string
+	if ip := t.clientIP(r); ip.IsValid() {
+		client = ip.String()
+	}
+	attrs := make([]slog.Attr, 0, 16)
 	attrs = append(attrs,
+		slog.String("client_ip", client),
 		slog.String("method", r.Method),
 		slog.String("host", r.Host),
 		slog.String("path", r.URL.Path),
 		slog.String("proto", r.Proto),
 		slog.Int("status", status),
-		slog.Int64("bytes", x.bytes),
+		slog.Int64("bytes_in", x.body.n.Load()),
+		slog.Int64("bytes_out", x.bytes),
 		slog.Float64("duration_ms", float64(h.now().Sub(start).Microseconds())/1000),
 	)
-	if ip := t.clientIP(r); ip.IsValid() {
-		attrs = append(attrs, slog.String("client_ip", ip.String()))
+	if v := tlsVersion(r.TLS); v != "" {
+		attrs = append(attrs, slog.String("tls_version", v))
 	}
 	if x.site != nil {
 		attrs = append(attrs, slog.String("site", x.site.name))
@@ -142,7 +185,29 @@ func (h *Handler) logAccess(t *Table, x *exchange, start time.Time) {
 		attrs = append(attrs, slog.String("route", x.route.path))
 	}
 	if x.upstream != "" {
-		attrs = append(attrs, slog.String("upstream", x.upstream))
+		attrs = append(attrs, slog.String("upstream", x.upstream), slog.Int("retries", x.retries))
+	}
+	if x.requestID != "" {
+		attrs = append(attrs, slog.String("request_id", x.requestID))
 	}
 	h.logger.LogAttrs(ctx, slog.LevelInfo, "request", attrs...)
+}
+
+// tlsVersion names the TLS version of a connection as "1.3", or returns ""
+// for plain HTTP.
+func tlsVersion(cs *tls.ConnectionState) string {
+	if cs == nil {
+		return ""
+	}
+	switch cs.Version {
+	case tls.VersionTLS13:
+		return "1.3"
+	case tls.VersionTLS12:
+		return "1.2"
+	case tls.VersionTLS11:
+		return "1.1"
+	case tls.VersionTLS10:
+		return "1.0"
+	}
+	return "unknown"
 }

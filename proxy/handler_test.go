@@ -372,13 +372,13 @@ func TestAccessLog(t *testing.T) {
 			t.Errorf("%s = %v, want %v", k, access[0][k], v)
 		}
 	}
-	for _, k := range []string{"time", "bytes", "duration_ms"} {
+	for _, k := range []string{"time", "bytes_in", "bytes_out", "duration_ms", "retries", "tls_version"} {
 		if _, ok := access[0][k]; !ok {
 			t.Errorf("key %s missing from %v", k, access[0])
 		}
 	}
-	if b, _ := access[0]["bytes"].(float64); b <= 0 {
-		t.Errorf("bytes = %v, want > 0", access[0]["bytes"])
+	if b, _ := access[0]["bytes_out"].(float64); b <= 0 {
+		t.Errorf("bytes_out = %v, want > 0", access[0]["bytes_out"])
 	}
 	if strings.Contains(f.log.String(), "s3cret") {
 		t.Errorf("log holds a secret from the query string or headers:\n%s", f.log.String())
