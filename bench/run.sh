@@ -3,13 +3,15 @@
 # in front of one origin on loopback with the same certificate (issue 3).
 #
 #   bash bench/run.sh [--rounds N] [--duration 10s] [--cases 1,2,3,4,5,6]
-#                     [--proxies gatehouse,caddy,nginx]
+#                     [--proxies gatehouse,caddy,nginx] [--ref COMMIT]
 #
 # Installs what is missing (wrk, h2load, nginx from Debian; Caddy with go
-# install), builds gatehouse from this checkout, runs every case for every
-# proxy interleaved over the rounds, and prints the medians. Work files, the
-# Caddy build and results.md live in ${BENCH_WORK:-/tmp/gatehouse-bench}.
-# Every request goes to 127.0.0.1; every process it starts is stopped on exit.
+# install), builds gatehouse from this checkout's working tree (from COMMIT
+# with --ref; from HEAD when the working tree does not build), runs every
+# case for every proxy interleaved over the rounds, and prints the medians.
+# Work files, the Caddy build and results.md live in
+# ${BENCH_WORK:-/tmp/gatehouse-bench}. Every request goes to 127.0.0.1;
+# every process it starts is stopped on exit. See bench/README.md.
 set -euo pipefail
 
 ROUNDS=3
@@ -19,14 +21,17 @@ PROXIES=gatehouse,caddy,nginx
 IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
 SITES=${BENCH_SITES:-10000}
 CADDY_VERSION=v2.11.9
+REF=
+GATEHOUSE_BUILT=
 
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; }
 while (($#)); do
 	case $1 in
 	--rounds) ROUNDS=${2:?--rounds needs a value}; shift 2 ;;
 	--duration) DURATION=${2:?--duration needs a value}; shift 2 ;;
 	--cases) CASES=${2:?--cases needs a value}; shift 2 ;;
 	--proxies) PROXIES=${2:?--proxies needs a value}; shift 2 ;;
+	--ref) REF=${2:?--ref needs a commit}; shift 2 ;;
 	-h | --help) usage; exit 0 ;;
 	*) echo "run.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
 	esac
@@ -118,14 +123,40 @@ install_tools() {
 	log "building the benchmark's own programs"
 	(cd "$REPO" && go build -o "$BIN/" ./bench/cmd/...)
 
-	if want gatehouse; then
-		log "building gatehouse from $REPO"
-		if ! (cd "$REPO" && go build -o "$BIN/gatehouse" ./cmd/gatehouse) 2>"$RUN/gatehouse-build.log"; then
-			cat "$RUN/gatehouse-build.log" >&2
-			log "warning: gatehouse does not build; measuring the peers only"
-			PROXIES=$(tr ',' '\n' <<<"$PROXIES" | grep -vx gatehouse | paste -sd, || true)
-		fi
+	if want gatehouse && ! build_gatehouse; then
+		log "warning: gatehouse does not build; measuring the peers only"
+		PROXIES=$(tr ',' '\n' <<<"$PROXIES" | grep -vx gatehouse | paste -sd, || true)
 	fi
+}
+
+# build_gatehouse: from the working tree, or from a clean export of $REF (or
+# of HEAD when the working tree does not build), into $BIN/gatehouse. Sets
+# GATEHOUSE_BUILT to what was built.
+build_gatehouse() {
+	local ref=$REF sha src
+	if [[ -z $ref ]]; then
+		log "building gatehouse from the working tree $REPO"
+		if (cd "$REPO" && go build -o "$BIN/gatehouse" ./cmd/gatehouse) 2>"$RUN/gatehouse-build.log"; then
+			GATEHOUSE_BUILT="working tree at $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo '?')"
+			return 0
+		fi
+		sed -n '1,10p' "$RUN/gatehouse-build.log" >&2
+		log "warning: the working tree does not build (all of it in $RUN/gatehouse-build.log); trying HEAD"
+		ref=HEAD
+	fi
+	sha=$(git -C "$REPO" rev-parse --verify "$ref^{commit}") || return 1
+	src=$WORK/src/$sha
+	if ! [[ -d $src ]]; then
+		mkdir -p "$src.tmp"
+		git -C "$REPO" archive "$sha" | tar -x -C "$src.tmp"
+		mv "$src.tmp" "$src"
+	fi
+	log "building gatehouse from commit ${sha:0:12}"
+	if ! (cd "$src" && go build -o "$BIN/gatehouse" ./cmd/gatehouse) 2>>"$RUN/gatehouse-build.log"; then
+		tail -n 10 "$RUN/gatehouse-build.log" >&2
+		return 1
+	fi
+	GATEHOUSE_BUILT="commit ${sha:0:12}"
 }
 
 # caddy_version: the module version $BIN/caddy was built from ("caddy
@@ -543,7 +574,7 @@ done
 cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 {
 	echo "gatehouse benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(hostname): $(nproc) cores, ${cpu:-unknown CPU}, $(uname -r)"
-	echo "gatehouse $(cd "$REPO" && git describe --always --dirty 2>/dev/null || echo '?'); Caddy $(caddy_version); $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'); wrk $(wrk -v 2>&1 | awk 'NR == 1 {print $2}'); $(h2load --version | awk '{print $2}'); $(go version | awk '{print $3}')"
+	echo "gatehouse ${GATEHOUSE_BUILT:-not built}; Caddy $(caddy_version); $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'); wrk $(wrk -v 2>&1 | awk 'NR == 1 {print $2}'); $(h2load --version | awk '{print $2}'); $(go version | awk '{print $3}')"
 	echo "medians of $ROUNDS round(s) of $DURATION each, load generator on the same machine; case 6 targets site-$((SITES - 1)) of $SITES"
 } >"$RUN/info.txt"
 
