@@ -24,6 +24,8 @@ type environment struct {
 	getenv         func(string) string
 	// reload delivers SIGHUP.
 	reload <-chan os.Signal
+	// reopen delivers SIGUSR1: reopen the access log file.
+	reopen <-chan os.Signal
 }
 
 // exitError asks main for a specific exit code after the command has

@@ -54,6 +54,7 @@ type instance struct {
 	stdout   *syncBuffer
 	stderr   *syncBuffer
 	reload   chan os.Signal
+	reopen   chan os.Signal // SIGUSR1
 	cancel   context.CancelFunc
 	done     chan error
 	https    string // host:port of the HTTPS Listener
@@ -106,13 +107,13 @@ func startArgs(t *testing.T, p ports, storage, cfgPath string, args []string) *i
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	in := &instance{
-		t: t, stdout: &syncBuffer{}, stderr: &syncBuffer{}, reload: make(chan os.Signal, 1),
+		t: t, stdout: &syncBuffer{}, stderr: &syncBuffer{}, reload: make(chan os.Signal, 1), reopen: make(chan os.Signal, 1),
 		cancel: cancel, done: make(chan error, 1),
 		https:   fmt.Sprintf("127.0.0.1:%d", p.HTTPS),
 		http:    fmt.Sprintf("127.0.0.1:%d", p.HTTP),
 		storage: storage, cfgPath: cfgPath,
 	}
-	env := &environment{stdout: in.stdout, stderr: in.stderr, getenv: func(string) string { return "" }, reload: in.reload}
+	env := &environment{stdout: in.stdout, stderr: in.stderr, getenv: func(string) string { return "" }, reload: in.reload, reopen: in.reopen}
 	go func() { in.done <- run(ctx, args, env) }()
 	t.Cleanup(func() { in.stop() })
 	waitFor(t, 10*time.Second, func() bool {

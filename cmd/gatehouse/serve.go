@@ -47,6 +47,9 @@ type gateway struct {
 	transports *proxy.Transports
 	servers    []*http.Server
 	wg         sync.WaitGroup // counts the Serve goroutines
+	h3         *http3Listener // nil unless listen.http3
+	trusted    trustedSet     // trusted_proxies, for the PROXY protocol
+	accessFile *logFile       // nil unless log.file
 }
 
 // serve runs gatehouse until ctx is done, reloading on SIGHUP and, when
@@ -85,6 +88,8 @@ func serve(ctx context.Context, env *environment, load func() (*config.Config, e
 			return nil
 		case <-env.reload:
 			g.reload(ctx, "signal")
+		case <-env.reopen:
+			g.reopenLogs()
 		case ev := <-changes:
 			if sameFile(ev.Name, watch) {
 				debounce.Reset(reloadDebounce)
@@ -119,6 +124,33 @@ func (g *gateway) start(ctx context.Context) error {
 			return err
 		}
 	}
+	var udp net.PacketConn
+	if cfg.Listen.HTTP3 && httpsLn != nil {
+		if udp, err = listenUDP("listen.https", cfg.Listen.HTTPS); err != nil {
+			closeAll(httpsLn, httpLn, adminLn)
+			return err
+		}
+		// Once the servers own it, stopHTTP3 closes it.
+		defer func() {
+			if g.h3 == nil {
+				udp.Close()
+			}
+		}()
+	}
+	g.trusted.set(cfg)
+	if cfg.Listen.ProxyProtocol {
+		if httpsLn != nil {
+			httpsLn = proxyProtocol(httpsLn, &g.trusted, cfg.Timeouts.ReadHeader)
+		}
+		if httpLn != nil {
+			httpLn = proxyProtocol(httpLn, &g.trusted, cfg.Timeouts.ReadHeader)
+		}
+	}
+	accessLog, err := g.openAccessLog()
+	if err != nil {
+		closeAll(httpsLn, httpLn, adminLn)
+		return err
+	}
 
 	g.certs, err = tlsmgr.New(ctx, cfg, g.logger)
 	if err != nil {
@@ -131,12 +163,17 @@ func (g *gateway) start(ctx context.Context) error {
 		closeAll(httpsLn, httpLn, adminLn)
 		return fmt.Errorf("compiling routes: %w", err)
 	}
-	g.routes = proxy.NewHandler(table, g.logger)
+	g.routes = proxy.NewHandler(table, accessLog)
 
 	errorLog := slog.NewLogLogger(g.logger.Handler(), slog.LevelDebug)
 	if httpsLn != nil {
+		var h http.Handler = g.routes
+		if udp != nil {
+			g.startHTTP3(udp, g.certs.TLSConfig(), g.routes)
+			h = altSvc(h, udp.LocalAddr().(*net.UDPAddr).Port)
+		}
 		srv := &http.Server{
-			Handler:           g.routes,
+			Handler:           h,
 			TLSConfig:         g.certs.TLSConfig(),
 			ReadHeaderTimeout: cfg.Timeouts.ReadHeader,
 			IdleTimeout:       cfg.Timeouts.Idle,
@@ -209,8 +246,14 @@ func (g *gateway) stop() {
 			}
 		}()
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		g.stopHTTP3(ctx)
+	}()
 	wg.Wait()
 	g.wg.Wait()
+	defer g.closeAccessLog()
 	if g.certs != nil {
 		if err := g.certs.Close(); err != nil {
 			g.logger.Warn("stopping certificate management", "error", err)
@@ -248,6 +291,7 @@ func (g *gateway) reload(ctx context.Context, why string) {
 		return
 	}
 	g.routes.Swap(table)
+	g.trusted.set(cfg)
 	g.cfg = cfg
 	log.Info("config reloaded", "sites", len(cfg.Sites))
 }
@@ -277,9 +321,11 @@ func keepRestartOnly(log *slog.Logger, running, next *config.Config) {
 		warn("acme", "", "")
 		next.ACME = running.ACME
 	}
-	if running.Log.Format != next.Log.Format || running.Log.Level != next.Log.Level {
+	if running.Log.Format != next.Log.Format || running.Log.Level != next.Log.Level ||
+		running.Log.File != next.Log.File || running.Log.MaxSize != next.Log.MaxSize {
 		warn("log", running.Log, next.Log)
 		next.Log.Format, next.Log.Level = running.Log.Format, running.Log.Level
+		next.Log.File, next.Log.MaxSize = running.Log.File, running.Log.MaxSize
 	}
 	if running.Limits != next.Limits {
 		warn("limits", running.Limits, next.Limits)
