@@ -66,11 +66,15 @@ type Listen struct {
 	// HTTPS serves TLS and answers TLS-ALPN-01 challenges. Default ":443".
 	HTTPS string `yaml:"https"`
 	// ProxyProtocol makes the HTTP and HTTPS Listeners read a PROXY
-	// protocol v1 or v2 header first, from trusted_proxies only, and take
-	// the client address from it.
+	// protocol v1 or v2 header first, so a TCP load balancer can pass on
+	// the client's address. Peers in trusted_proxies must send one (their
+	// connections are closed otherwise) and the client address in it is
+	// used; any other peer is served as itself, and closed if it sends a
+	// header, which is never believed from it. Needs trusted_proxies.
 	ProxyProtocol bool `yaml:"proxy_protocol,omitempty"`
-	// HTTP3 also serves HTTP/3 over QUIC on the HTTPS port (UDP) and
-	// advertises it with Alt-Svc.
+	// HTTP3 also serves HTTP/3 over QUIC on the HTTPS port (UDP), with the
+	// same certificates and Routes, and advertises it with Alt-Svc on the
+	// HTTPS Listener's responses. Needs https.
 	HTTP3 bool `yaml:"http3,omitempty"`
 }
 
@@ -82,8 +86,11 @@ type Log struct {
 	Level string `yaml:"level,omitempty"`
 	// Access turns the per-request access log on or off. Default on.
 	Access *bool `yaml:"access,omitempty"`
-	// File, when set, receives the access log instead of stderr. It is
-	// reopened on SIGUSR1 and rotated when it passes MaxSize.
+	// File, when set, receives the access log instead of stderr (gatehouse's
+	// own log stays there), whatever Level says. It is created 0640 in a
+	// directory that must exist, reopened on SIGUSR1 (after a log rotator
+	// moved it) and rotated when it passes MaxSize. Changing it needs a
+	// restart.
 	File string `yaml:"file,omitempty"`
 	// MaxSize rotates File once it grows past this size (File.1 keeps the
 	// previous one). Zero means rotate only on SIGUSR1 (logrotate style).
