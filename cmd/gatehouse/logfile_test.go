@@ -178,3 +178,48 @@ sites:
 		t.Errorf("no reopen in the log:\n%s", in.stderr)
 	}
 }
+
+// TestLogFileRotationFails: when FILE.1 cannot be replaced, lines go on to
+// the current file and the failure is reported once, not once a line.
+func TestLogFileRotationFails(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "access.log")
+	if err := os.Mkdir(path+".1", 0o755); err != nil { // rename onto it fails
+		t.Fatal(err)
+	}
+	var reports []string
+	l, err := openLogFile(path, 64, func(msg string, err error) { reports = append(reports, fmt.Sprint(msg, ": ", err)) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	line := strings.Repeat("x", 39) + "\n"
+	for range 5 {
+		if _, err := l.Write([]byte(line)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := string(data), strings.Repeat(line, 5); got != want {
+		t.Errorf("file holds %d bytes, want all %d written", len(got), len(want))
+	}
+	if len(reports) != 1 {
+		t.Errorf("got %d reports, want 1: %q", len(reports), reports)
+	}
+	// Once rotation works again, it happens on the next write.
+	if err := os.Remove(path + ".1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Write([]byte(line)); err != nil {
+		t.Fatal(err)
+	}
+	if data, _ := os.ReadFile(path); string(data) != line {
+		t.Errorf("after rotation the file holds %q, want just the new line", data)
+	}
+	if data, _ := os.ReadFile(path + ".1"); len(data) != 5*len(line) {
+		t.Errorf("%s.1 holds %d bytes, want the %d before rotation", path, len(data), 5*len(line))
+	}
+}
