@@ -5,7 +5,7 @@
 //
 // [Load] and [Parse] expand ${VAR} and ${VAR:-default} in values, resolve
 // relative file paths (storage, acme.ca_root, tls.cert, tls.key, a route's
-// ca and root) against the config file's directory, so every path in a
+// ca and root, on_demand.allow_file) against the config file's directory, so every path in a
 // loaded Config is absolute, then apply the defaults and [Config.Validate].
 package config
 
@@ -160,25 +160,36 @@ type DNS struct {
 
 // OnDemand is the policy that decides which names may get a Certificate at
 // their first TLS handshake, for Sites with tls.on_demand. At least one of
-// Allow, AllowFile or Ask is required.
+// Allow, AllowFile or Ask is required, because a Site such as "*" would
+// otherwise let anyone spend the CA's rate limits with made-up names. A name
+// is allowed when it matches one of the Site's hosts and Allow, AllowFile or
+// Ask allows it (any of the three). Denied names are remembered for a short
+// while, so a flood of them does not reach Ask. The policy changes on reload.
 type OnDemand struct {
-	// Allow lists allowed names: exact, "*.example.com" (one label) or
-	// "~regexp".
+	// Allow lists allowed names: exact ("shop.example.com"), one-label
+	// wildcards ("*.customers.example.com") or "~regexp", which must match
+	// the whole name.
 	Allow []string `yaml:"allow,omitempty"`
 	// AllowFile is a file of allowed names, one a line, in Allow's syntax;
-	// it is reloaded when it changes.
+	// blank lines and lines starting with # are skipped. It is read again
+	// when it changes; if it cannot be read or has a bad line, the last
+	// good list stays in force and the problem is logged.
 	AllowFile string `yaml:"allow_file,omitempty"`
-	// Ask is a URL asked with ?domain=NAME; only a 2xx answer within a
-	// short timeout allows the name. Redirects are not followed; errors deny.
+	// Ask is an http:// or https:// URL asked with GET ?domain=NAME; only
+	// a 2xx answer within 5s allows the name. Redirects are not followed;
+	// errors, timeouts and any other status deny.
 	Ask string `yaml:"ask,omitempty"`
 	// Rate bounds how many new Certificates on-demand issuance may start.
+	// Default burst 10, one more each minute. Renewals are not counted.
 	Rate *Rate `yaml:"rate,omitempty"`
 }
 
 // Rate is a token bucket: Burst tokens, refilled one each Per.
 type Rate struct {
-	Burst int           `yaml:"burst,omitempty"`
-	Per   time.Duration `yaml:"per,omitempty"`
+	// Burst is the bucket size. Default 10.
+	Burst int `yaml:"burst,omitempty"`
+	// Per is the time to refill one token. Default 1m.
+	Per time.Duration `yaml:"per,omitempty"`
 }
 
 // Events calls out when something happens to a Certificate: obtained,
@@ -262,8 +273,11 @@ type SiteTLS struct {
 	// DNS solves DNS-01 for this Site through a DNS provider, overriding
 	// acme.dns.
 	DNS *DNS `yaml:"dns,omitempty"`
-	// OnDemand obtains Certificates at the first handshake for names the
-	// top-level on_demand policy allows.
+	// OnDemand obtains a Certificate from ACME at the first handshake for
+	// each name that matches Hosts and that the top-level on_demand policy
+	// allows, instead of for the hosts at start. Hosts may then be "*" or
+	// wildcards; each name still gets its own Certificate (HTTP-01 or
+	// TLS-ALPN-01). Needs acme.engine certmagic.
 	OnDemand bool `yaml:"on_demand,omitempty"`
 	// Issuers overrides acme.issuers for this Site.
 	Issuers []Issuer `yaml:"issuers,omitempty"`

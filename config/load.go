@@ -111,6 +111,9 @@ func (c *Config) resolvePaths(dir string) {
 	resolve(&c.Storage)
 	resolve(&c.Log.File)
 	resolve(&c.ACME.CARoot)
+	if c.OnDemand != nil {
+		resolve(&c.OnDemand.AllowFile)
+	}
 	for i := range c.Sites {
 		s := &c.Sites[i]
 		resolve(&s.TLS.Cert)

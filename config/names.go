@@ -12,11 +12,13 @@ type ByteSize int64
 
 // IssuerFor reports which issuer serves host for a Site with this TLS
 // setting: "" for a Certificate from files, IssuerInternal for the local CA,
-// IssuerACME otherwise.
+// IssuerACME otherwise. On-demand Sites always use ACME.
 func (t SiteTLS) IssuerFor(host string) string {
 	switch {
 	case t.Cert != "":
 		return ""
+	case t.OnDemand:
+		return IssuerACME
 	case t.Issuer != "":
 		return t.Issuer
 	case IsInternalName(host):

@@ -72,6 +72,7 @@ func (c *Config) validate() Problems {
 		v.addf("limits.header_bytes", "must not be negative")
 	}
 	v.sites()
+	v.onDemand()
 	v.pending()
 	sortProblems(v.problems)
 	return v.problems

@@ -20,9 +20,6 @@ func (v *validator) pending() {
 	if c.ACME.DNS != nil {
 		v.addf("acme.dns", msg)
 	}
-	if c.OnDemand != nil {
-		v.addf("on_demand", msg)
-	}
 	if c.Events != nil {
 		v.addf("events", msg)
 	}
@@ -36,9 +33,6 @@ func (v *validator) pending() {
 		}
 		if s.TLS.DNS != nil {
 			v.addf(sp+".tls.dns", msg)
-		}
-		if s.TLS.OnDemand {
-			v.addf(sp+".tls.on_demand", msg)
 		}
 		if len(s.TLS.Issuers) > 0 {
 			v.addf(sp+".tls.issuers", msg)

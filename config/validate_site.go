@@ -126,7 +126,7 @@ func isDNSName(name string) bool {
 // certFor checks that a Certificate can be had for host h of the Site at
 // path.
 func (v *validator) certFor(t SiteTLS, h, path, hpath string) {
-	if t.Cert != "" {
+	if t.Cert != "" || t.OnDemand { // on-demand hosts: validate_ondemand.go
 		return
 	}
 	switch {

@@ -40,6 +40,8 @@ type Manager struct {
 
 	// table is the current host→source map, swapped whole by Apply.
 	table atomic.Pointer[table]
+	// onDemand serves on-demand Sites; nil until an Apply has one.
+	onDemand atomic.Pointer[onDemand]
 
 	// applyMu serialises Apply, so two reloads never interleave their swap
 	// and their engine update.
@@ -153,6 +155,9 @@ func (m *Manager) Apply(ctx context.Context, cfg *config.Config) error {
 			m.logger.WarnContext(ctx, "private key file is readable by group or others", "file", site.TLS.Key)
 		}
 	}
+	if err := m.prepareOnDemand(t); err != nil {
+		return fmt.Errorf("applying TLS config: %w", err)
+	}
 	m.table.Store(t)
 	m.ca.retain(t.internalNames)
 	m.engine.manage(t.acmeHosts)
@@ -235,6 +240,7 @@ func (m *Manager) redirectHTTPS(w http.ResponseWriter, r *http.Request) {
 func (m *Manager) Close() error {
 	m.closeOnce.Do(func() {
 		m.closeErr = m.engine.close()
+		m.closeOnDemand()
 	})
 	return m.closeErr
 }

@@ -22,6 +22,7 @@ const (
 	sourceStatic   sourceKind = iota // files named by tls.cert and tls.key
 	sourceInternal                   // the local CA
 	sourceACME                       // the ACME engine
+	sourceOnDemand                   // ACME at the first handshake (ondemand.go)
 )
 
 func (k sourceKind) String() string {
@@ -30,6 +31,8 @@ func (k sourceKind) String() string {
 		return "static"
 	case sourceInternal:
 		return "internal"
+	case sourceOnDemand:
+		return "on_demand"
 	default:
 		return "acme"
 	}
@@ -62,6 +65,10 @@ type table struct {
 	acmeHosts []string
 	// internalNames lists the names the local CA issues leaves for.
 	internalNames []string
+	// hasOnDemand says some Site is on demand; onDemand is then the
+	// compiled on_demand policy.
+	hasOnDemand bool
+	onDemand    *onDemandPolicy
 }
 
 // normalizeHost lowercases host, drops a trailing dot and IPv6 brackets, and
@@ -112,9 +119,13 @@ func buildTable(cfg *config.Config) (*table, error) {
 				errs = append(errs, fmt.Errorf("sites[%d].tls.issuer: unknown issuer %q", i, site.TLS.Issuer))
 				continue
 			}
+			if site.TLS.OnDemand {
+				src.kind = sourceOnDemand
+				t.hasOnDemand = true
+			}
 			switch {
 			case host == "*":
-				if src.kind != sourceStatic {
+				if src.kind != sourceStatic && src.kind != sourceOnDemand {
 					errs = append(errs, fmt.Errorf("sites[%d]: catch-all host \"*\" needs tls.cert and tls.key", i))
 					continue
 				}
@@ -135,6 +146,9 @@ func buildTable(cfg *config.Config) (*table, error) {
 				t.internalNames = append(t.internalNames, host)
 			}
 		}
+	}
+	if err := t.compileOnDemand(cfg); err != nil {
+		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -196,7 +210,7 @@ func (m *Manager) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 		if !m.tlsALPN {
 			return nil, fmt.Errorf("answering %s for %q: tls-alpn-01 challenge is disabled", acmeTLS1, name)
 		}
-		if s := t.exact[name]; s == nil || s.kind != sourceACME {
+		if s := t.exact[name]; (s == nil || s.kind != sourceACME) && !t.isOnDemand(name) {
 			return nil, fmt.Errorf("answering %s for %q: %w", acmeTLS1, name, errUnknownHost)
 		}
 		return m.engine.getCertificate(withServerName(hello, name))
@@ -210,6 +224,8 @@ func (m *Manager) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 		return src.cert, nil
 	case sourceInternal:
 		return m.ca.leaf(src.name)
+	case sourceOnDemand:
+		return m.onDemandCertificate(hello, name)
 	default:
 		return m.engine.getCertificate(withServerName(hello, name))
 	}

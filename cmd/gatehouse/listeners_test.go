@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -137,15 +138,16 @@ func v2Header(src string) func(io.Writer) error {
 func TestProxyProtocol(t *testing.T) {
 	up := newForwardedRecorder(t)
 	p := newPorts(t)
-	in := start(t, p, fmt.Sprintf(`listen: {http: "127.0.0.1:{{HTTP}}", https: "127.0.0.1:{{HTTPS}}", proxy_protocol: true}
+	const body = `listen: {http: "127.0.0.1:{{HTTP}}", https: "127.0.0.1:{{HTTPS}}", proxy_protocol: true}
 admin: "127.0.0.1:{{ADMIN}}"
 storage: {{STORAGE}}
 log: {format: json}
-trusted_proxies: [127.0.0.2]
+trusted_proxies: [%s]
 sites:
   - hosts: [localhost]
     routes: [{path: /, upstreams: [%s]}]
-`, up.URL))
+`
+	in := start(t, p, fmt.Sprintf(body, "127.0.0.2", up.URL))
 	roots := in.localRoots(t)
 
 	for _, tc := range []struct {
@@ -246,6 +248,31 @@ sites:
 		resp.Body.Close()
 		if string(body) != "127.0.0.1" {
 			t.Errorf("direct client: Upstream saw X-Forwarded-For %q, want 127.0.0.1", body)
+		}
+	})
+
+	// trusted_proxies changes on reload, and the Listeners follow it.
+	t.Run("reload", func(t *testing.T) {
+		writeConfig(t, in.cfgPath, p, in.storage, fmt.Sprintf(body, "127.0.0.3", up.URL))
+		in.reload <- syscall.SIGHUP
+		waitFor(t, 10*time.Second, func() bool { return strings.Contains(in.stderr.String(), "config reloaded") })
+		c := proxyClient(in, roots, "127.0.0.2", v1Header("203.0.113.77"))
+		if resp, err := c.Get("https://localhost/after-reload"); err == nil {
+			resp.Body.Close()
+			t.Errorf("a PROXY header from a peer no longer trusted was accepted: %d", resp.StatusCode)
+		}
+		c = proxyClient(in, roots, "127.0.0.3", v1Header("203.0.113.78"))
+		resp, err := c.Get("https://localhost/after-reload")
+		if err != nil {
+			t.Fatalf("GET through the newly trusted balancer: %v", err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(got) != "203.0.113.78" {
+			t.Errorf("Upstream saw X-Forwarded-For %q, want 203.0.113.78", got)
+		}
+		if up.sawAny("203.0.113.77") {
+			t.Error("the Upstream saw the address from a no longer trusted peer's header")
 		}
 	})
 }

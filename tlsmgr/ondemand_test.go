@@ -1,0 +1,434 @@
+package tlsmgr
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-proxy/gatehouse/config"
+	"github.com/gatehouse-proxy/gatehouse/tlsmgr/pebbletest"
+)
+
+// On-demand TLS against an in-process Pebble: each test has its own CA,
+// Listeners and names.
+
+// onDemandConfig returns a Config with one on-demand Site for hosts and
+// the given policy, issuing from ca.
+func (g *gatehouse) onDemandConfig(t *testing.T, ca *pebbletest.CA, storage string, od *config.OnDemand, hosts ...string) *config.Config {
+	t.Helper()
+	return &config.Config{
+		Storage:  storage,
+		Listen:   config.Listen{HTTP: g.httpAddr, HTTPS: g.httpsAddr},
+		ACME:     config.ACME{CA: ca.DirectoryURL(), CARoot: ca.ClientRootFile(), Email: "admin@example.org"},
+		Sites:    []config.Site{{Hosts: hosts, TLS: config.SiteTLS{OnDemand: true}}},
+		OnDemand: od,
+	}
+}
+
+// mustHandshake handshakes as host and fails the test unless a certificate
+// for host, issued by ca, is served.
+func mustHandshake(t *testing.T, g *gatehouse, ca *pebbletest.CA, host string) {
+	t.Helper()
+	leaf, err := handshake(g.httpsAddr, host, ca.IssuerRoots())
+	if err != nil {
+		t.Fatalf("handshake as %s: %v", host, err)
+	}
+	if len(leaf.DNSNames) != 1 || leaf.DNSNames[0] != host {
+		t.Fatalf("certificate for %s names %v", host, leaf.DNSNames)
+	}
+}
+
+// mustRefuse handshakes as host and fails the test unless the handshake is
+// refused with a TLS alert (not a timeout).
+func mustRefuse(t *testing.T, g *gatehouse, ca *pebbletest.CA, host string) {
+	t.Helper()
+	_, err := handshakeWithin(g.httpsAddr, host, ca, askTimeout+10*time.Second)
+	if err == nil {
+		t.Fatalf("handshake as %s succeeded; want it refused", host)
+	}
+	if errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "remote error: tls") {
+		t.Fatalf("handshake as %s: got %v, want a TLS alert from the server", host, err)
+	}
+}
+
+func checkOrders(t *testing.T, ca *pebbletest.CA, want int) {
+	t.Helper()
+	if got := ca.Orders(); got != want {
+		t.Errorf("orders: got %d, want %d", got, want)
+	}
+}
+
+// TestOnDemandAllowed obtains a certificate at the first handshake for an
+// allowed name, refuses names the policy or the Site's hosts do not allow
+// without ordering, and serves the stored certificate after a restart
+// without a new order.
+func TestOnDemandAllowed(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	g := startGatehouse(t)
+	ca := startCA(t, g.httpPort, g.httpsPort, 0, "")
+	storage := t.TempDir()
+	od := &config.OnDemand{Allow: []string{"shop.od.test", `~(a|b)[0-9]\.od\.test`, "*.tenants.od.test"}}
+	cfg := g.onDemandConfig(t, ca, storage, od, "*")
+	m := g.start(t, cfg, fastOptions())
+
+	// Nothing is ordered at start.
+	if _, err := handshake(g.httpsAddr, "shop.od.test", ca.IssuerRoots()); err != nil {
+		t.Fatalf("first handshake as shop.od.test: %v", err)
+	}
+	checkOrders(t, ca, 1)
+	mustHandshake(t, g, ca, "shop.od.test")
+	mustHandshake(t, g, ca, "a1.od.test")
+	mustHandshake(t, g, ca, "x.tenants.od.test")
+	checkOrders(t, ca, 3)
+
+	for _, denied := range []string{"shop2.od.test", "a12.od.test", "y.x.tenants.od.test", "tenants.od.test"} {
+		mustRefuse(t, g, ca, denied)
+	}
+	checkOrders(t, ca, 3)
+	if !m.IsOnDemand("shop.od.test") || m.IsOnDemand("") {
+		t.Errorf("IsOnDemand(shop.od.test) = %v, want true", m.IsOnDemand("shop.od.test"))
+	}
+
+	// Restart on the same storage: served from storage, no order.
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	g.start(t, cfg, fastOptions())
+	mustHandshake(t, g, ca, "shop.od.test")
+	checkOrders(t, ca, 3)
+}
+
+// TestOnDemandSiteHosts checks a name must match the on-demand Site's
+// hosts as well as the policy, and that other Sites are unaffected.
+func TestOnDemandSiteHosts(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	g := startGatehouse(t)
+	ca := startCA(t, g.httpPort, g.httpsPort, 0, "")
+	od := &config.OnDemand{Allow: []string{"a.customers.test", "b.elsewhere.test"}}
+	cfg := g.onDemandConfig(t, ca, t.TempDir(), od, "*.customers.test")
+	cfg.Sites = append(cfg.Sites, config.Site{Hosts: []string{"local.internal"}})
+	m := g.start(t, cfg, fastOptions())
+	mustHandshake(t, g, ca, "a.customers.test")
+	mustRefuse(t, g, ca, "b.elsewhere.test") // allowed by the policy, but no Site lists it
+	checkOrders(t, ca, 1)
+	if m.IsOnDemand("local.internal") || m.IsOnDemand("b.elsewhere.test") {
+		t.Error("IsOnDemand true for a name of no on-demand Site")
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(m.ca.root)
+	if _, err := handshake(g.httpsAddr, "local.internal", roots); err != nil {
+		t.Errorf("handshake as local.internal (local CA): %v", err)
+	}
+}
+
+// askServer is an on_demand.ask service: it allows ok.*, denies no.*,
+// redirects redir.* to an allowing URL, and answers slow.* only after the
+// question has been given up. It counts the questions per name.
+type askServer struct {
+	*httptest.Server
+	// mu guards asked.
+	mu    sync.Mutex
+	asked map[string]int
+}
+
+func startAskServer(t *testing.T) *askServer {
+	t.Helper()
+	a := &askServer{asked: map[string]int{}}
+	a.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/yes" {
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		name := r.URL.Query().Get("domain")
+		if r.URL.Query().Get("token") != "s3cret" {
+			http.Error(w, "bad token", http.StatusUnauthorized)
+			return
+		}
+		a.mu.Lock()
+		a.asked[name]++
+		a.mu.Unlock()
+		switch {
+		case strings.HasPrefix(name, "ok"):
+			w.WriteHeader(http.StatusNoContent)
+		case strings.HasPrefix(name, "redir"):
+			http.Redirect(w, r, "/yes", http.StatusFound)
+		case strings.HasPrefix(name, "slow"):
+			select {
+			case <-r.Context().Done():
+			case <-time.After(askTimeout + 5*time.Second):
+			}
+			w.WriteHeader(http.StatusOK)
+		default:
+			http.Error(w, "no", http.StatusForbidden)
+		}
+	}))
+	t.Cleanup(a.Close)
+	return a
+}
+
+func (a *askServer) count(name string) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.asked[name]
+}
+
+// TestOnDemandAsk checks on_demand.ask: 2xx allows; 403, a redirect, a
+// slow answer and an unreachable service deny, with no order; a denied
+// name is not asked about again at once.
+func TestOnDemandAsk(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	g := startGatehouse(t)
+	ca := startCA(t, g.httpPort, g.httpsPort, 0, "")
+	ask := startAskServer(t)
+	storage := t.TempDir()
+	cfg := g.onDemandConfig(t, ca, storage, &config.OnDemand{Ask: ask.URL + "/check?token=s3cret"}, "*.ask.test")
+	m := g.start(t, cfg, fastOptions())
+
+	mustHandshake(t, g, ca, "ok.ask.test")
+	checkOrders(t, ca, 1)
+	if n := ask.count("ok.ask.test"); n != 1 {
+		t.Errorf("ok.ask.test asked %d times, want 1 (later handshakes use the cached certificate)", n)
+	}
+
+	for _, name := range []string{"no.ask.test", "redir.ask.test"} {
+		mustRefuse(t, g, ca, name)
+		mustRefuse(t, g, ca, name)
+		if n := ask.count(name); n != 1 {
+			t.Errorf("%s asked %d times, want 1 (denials are cached)", name, n)
+		}
+	}
+
+	start := time.Now()
+	mustRefuse(t, g, ca, "slow.ask.test")
+	if d := time.Since(start); d < askTimeout-time.Second || d > askTimeout+4*time.Second {
+		t.Errorf("slow ask denied after %v, want about the %v timeout", d, askTimeout)
+	}
+	checkOrders(t, ca, 1)
+
+	// The ask service down: fail closed.
+	down := fmt.Sprintf("http://127.0.0.1:%d/check", pebbletest.FreePort(t))
+	if err := m.Apply(t.Context(), g.onDemandConfig(t, ca, storage, &config.OnDemand{Ask: down}, "*.ask.test")); err != nil {
+		t.Fatal(err)
+	}
+	mustRefuse(t, g, ca, "ok2.ask.test")
+	checkOrders(t, ca, 1)
+	// Already obtained certificates are still served.
+	mustHandshake(t, g, ca, "ok.ask.test")
+}
+
+// TestOnDemandAllowFile edits allow_file at runtime: a name added is
+// allowed (after its earlier denial), and a file with a bad line keeps the
+// last good list.
+func TestOnDemandAllowFile(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	g := startGatehouse(t)
+	ca := startCA(t, g.httpPort, g.httpsPort, 0, "")
+	file := filepath.Join(t.TempDir(), "allowed.txt")
+	write := func(content string) {
+		t.Helper()
+		tmp := file + ".tmp"
+		if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, file); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("# customers\nfirst.file.test\nkeep.file.test\n")
+	cfg := g.onDemandConfig(t, ca, t.TempDir(), &config.OnDemand{AllowFile: file}, "*.file.test")
+	h := signalHandler{
+		Handler: slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}),
+		msg:     "on_demand.allow_file has problems; keeping the last good list", once: new(sync.Once), seen: make(chan struct{}),
+	}
+	g.startLogged(t, cfg, fastOptions(), h)
+
+	mustHandshake(t, g, ca, "first.file.test")
+	mustRefuse(t, g, ca, "second.file.test")
+	checkOrders(t, ca, 1)
+
+	write("# customers\nfirst.file.test\nkeep.file.test\nsecond.file.test\n")
+	waitForCert(t, g, "second.file.test", ca.IssuerRoots(), "", 15*time.Second)
+	checkOrders(t, ca, 2)
+
+	write("first.file.test\n~[broken\n")
+	deadline := time.After(15 * time.Second)
+	for waiting := true; waiting; {
+		// A handshake for a new name makes the file be looked at.
+		_, _ = handshake(g.httpsAddr, "probe.file.test", ca.IssuerRoots())
+		select {
+		case <-h.seen:
+			waiting = false
+		case <-deadline:
+			t.Fatal("the bad allow_file was not reported")
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	mustHandshake(t, g, ca, "keep.file.test") // still on the last good list
+	checkOrders(t, ca, 3)
+}
+
+// TestOnDemandConcurrent makes 50 handshakes for one new name at once:
+// all succeed, with one order.
+func TestOnDemandConcurrent(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	g := startGatehouse(t)
+	ca := startCA(t, g.httpPort, g.httpsPort, 0, "")
+	g.start(t, g.onDemandConfig(t, ca, t.TempDir(), &config.OnDemand{Allow: []string{"*.many.test"}}, "*.many.test"), fastOptions())
+
+	const n = 50
+	start := make(chan struct{})
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			<-start
+			leaf, err := handshakeWithin(g.httpsAddr, "one.many.test", ca, 60*time.Second)
+			if err == nil && leaf.DNSNames[0] != "one.many.test" {
+				err = fmt.Errorf("certificate names %v", leaf.DNSNames)
+			}
+			errs <- err
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	failed := 0
+	for err := range errs {
+		if err != nil {
+			failed++
+			t.Log(err)
+		}
+	}
+	if failed > 0 {
+		t.Errorf("%d of %d concurrent handshakes failed", failed, n)
+	}
+	checkOrders(t, ca, 1)
+}
+
+// TestOnDemandFlood sends 500 handshakes for random names the policy
+// denies: no order is made, the negative cache stays bounded, and a
+// handshake for a name already served completes during the flood.
+func TestOnDemandFlood(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	g := startGatehouse(t)
+	ca := startCA(t, g.httpPort, g.httpsPort, 0, "")
+	g.start(t, g.onDemandConfig(t, ca, t.TempDir(), &config.OnDemand{Allow: []string{"good.flood.test"}}, "*.flood.test"), fastOptions())
+	mustHandshake(t, g, ca, "good.flood.test")
+
+	const total, workers = 500, 25
+	names := make(chan string)
+	var denied, accepted sync.WaitGroup
+	var mu sync.Mutex
+	succeeded := 0
+	for range workers {
+		denied.Go(func() {
+			for name := range names {
+				if _, err := handshake(g.httpsAddr, name, ca.IssuerRoots()); err == nil {
+					mu.Lock()
+					succeeded++
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	half := make(chan struct{})
+	go func() {
+		for i := range total {
+			if i == total/2 {
+				close(half)
+			}
+			names <- randomLabel(t) + ".flood.test"
+		}
+		close(names)
+	}()
+
+	<-half
+	accepted.Go(func() {
+		if _, err := handshakeWithin(g.httpsAddr, "good.flood.test", ca, 10*time.Second); err != nil {
+			t.Errorf("handshake for good.flood.test during the flood: %v", err)
+		}
+	})
+	accepted.Wait()
+	denied.Wait()
+	if succeeded != 0 {
+		t.Errorf("%d handshakes for denied names succeeded", succeeded)
+	}
+	checkOrders(t, ca, 1)
+}
+
+// TestOnDemandRate checks on_demand.rate: past its burst, an allowed name
+// gets no order.
+func TestOnDemandRate(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	g := startGatehouse(t)
+	ca := startCA(t, g.httpPort, g.httpsPort, 0, "")
+	od := &config.OnDemand{Allow: []string{"*.rate.test"}, Rate: &config.Rate{Burst: 1, Per: time.Hour}}
+	g.start(t, g.onDemandConfig(t, ca, t.TempDir(), od, "*.rate.test"), fastOptions())
+	mustHandshake(t, g, ca, "one.rate.test")
+	start := time.Now()
+	mustRefuse(t, g, ca, "two.rate.test")
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("rate-limited handshake took %v; want it refused at once, not retried", d)
+	}
+	checkOrders(t, ca, 1)
+	mustHandshake(t, g, ca, "one.rate.test")
+}
+
+// TestOnDemandAutocert checks on-demand Sites are refused with the
+// autocert engine, at Apply as in validation.
+func TestOnDemandAutocert(t *testing.T) {
+	g := startGatehouse(t)
+	cfg := &config.Config{
+		Storage:  t.TempDir(),
+		Listen:   config.Listen{HTTP: g.httpAddr, HTTPS: g.httpsAddr},
+		ACME:     config.ACME{CA: "https://127.0.0.1:1/dir", Engine: config.EngineAutocert},
+		Sites:    []config.Site{{Hosts: []string{"*"}, TLS: config.SiteTLS{OnDemand: true}}},
+		OnDemand: &config.OnDemand{Allow: []string{"a.test"}},
+	}
+	_, err := newManager(t.Context(), cfg, nil, fastOptions())
+	if err == nil || !strings.Contains(err.Error(), "acme.engine certmagic") {
+		t.Errorf("New with on_demand and autocert: got %v, want an error naming acme.engine certmagic", err)
+	}
+}
+
+// handshakeWithin is handshake with a longer bound, for handshakes that
+// wait for an order.
+func handshakeWithin(addr, host string, ca *pebbletest.CA, timeout time.Duration) (*x509.Certificate, error) {
+	d := &tls.Dialer{Config: &tls.Config{ServerName: host, RootCAs: ca.IssuerRoots()}}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return c.(*tls.Conn).ConnectionState().PeerCertificates[0], nil
+}
+
+func randomLabel(t *testing.T) string {
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		t.Error(err)
+	}
+	return hex.EncodeToString(b)
+}
