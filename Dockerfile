@@ -30,6 +30,6 @@ COPY examples/docker-edge.yaml /etc/gatehouse/gatehouse.yaml
 VOLUME /data
 ENV GATEHOUSE_CONFIG=/etc/gatehouse/gatehouse.yaml GATEHOUSE_STORAGE=/data
 USER gatehouse
-EXPOSE 80 443
+EXPOSE 80 443 443/udp
 ENTRYPOINT ["/usr/local/bin/gatehouse"]
 CMD ["run"]
