@@ -73,6 +73,7 @@ func (c *Config) validate() Problems {
 	}
 	v.sites()
 	v.onDemand()
+	v.onDemand()
 	v.pending()
 	sortProblems(v.problems)
 	return v.problems
