@@ -79,7 +79,6 @@ func (c *Config) withDefaults() {
 	}
 	setDefault(&c.ACME.Engine, DefaultEngine)
 	c.onDemandDefaults()
-	c.onDemandDefaults()
 	setDefault(&c.Timeouts.ReadHeader, DefaultReadHeader)
 	setDefault(&c.Timeouts.Idle, DefaultIdle)
 	setDefault(&c.Timeouts.Dial, DefaultDial)

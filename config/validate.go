@@ -73,7 +73,6 @@ func (c *Config) validate() Problems {
 	}
 	v.sites()
 	v.onDemand()
-	v.onDemand()
 	v.pending()
 	sortProblems(v.problems)
 	return v.problems
