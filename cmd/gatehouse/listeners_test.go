@@ -355,7 +355,11 @@ sites:
 		b, err := io.ReadAll(resp.Body)
 		done <- result{string(b), err}
 	}()
-	<-arrived
+	select {
+	case <-arrived:
+	case r := <-done:
+		t.Fatalf("slow request ended before the Upstream saw it: %q, %v", r.body, r.err)
+	}
 	stopped := make(chan error, 1)
 	go func() { stopped <- in.stop() }()
 	// The UDP socket stays open until requests in flight are done; wait
