@@ -78,6 +78,7 @@ func (c *Config) withDefaults() {
 		c.ACME.Challenges = []string{ChallengeHTTP01, ChallengeTLSALPN01}
 	}
 	setDefault(&c.ACME.Engine, DefaultEngine)
+	setDefault(&c.RetireAfter, DefaultRetireAfter)
 	c.onDemandDefaults()
 	setDefault(&c.Timeouts.ReadHeader, DefaultReadHeader)
 	setDefault(&c.Timeouts.Idle, DefaultIdle)

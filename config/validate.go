@@ -73,6 +73,7 @@ func (c *Config) validate() Problems {
 	}
 	v.sites()
 	v.onDemand()
+	v.events()
 	v.pending()
 	sortProblems(v.problems)
 	return v.problems

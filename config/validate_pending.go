@@ -20,12 +20,6 @@ func (v *validator) pending() {
 	if c.ACME.DNS != nil {
 		v.addf("acme.dns", msg)
 	}
-	if c.Events != nil {
-		v.addf("events", msg)
-	}
-	if c.RetireAfter != 0 {
-		v.addf("retire_after", msg)
-	}
 	for i, s := range c.Sites {
 		sp := fmt.Sprintf("sites[%d]", i)
 		if s.SecurityHeaders {

@@ -20,6 +20,8 @@ type certmagicEngine struct {
 	cfg    *certmagic.Config
 	issuer *certmagic.ACMEIssuer
 	obt    *obtainer
+	// notify, when set, also receives every event (the inventory).
+	notify func(ctx context.Context, event string, data map[string]any)
 }
 
 func newCertmagicEngine(s acmeSettings, opts options, logger *slog.Logger) (*certmagicEngine, error) {
@@ -89,6 +91,9 @@ func (e *certmagicEngine) forget(hosts []string) {
 
 // onEvent logs certificate life-cycle events in gatehouse's own words.
 func (e *certmagicEngine) onEvent(ctx context.Context, event string, data map[string]any) error {
+	if e.notify != nil {
+		e.notify(ctx, event, data)
+	}
 	host, _ := data["identifier"].(string)
 	switch event {
 	case "cert_obtained":

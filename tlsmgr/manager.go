@@ -49,6 +49,10 @@ type Manager struct {
 	// closeOnce makes Close idempotent.
 	closeOnce sync.Once
 	closeErr  error
+
+	// lc keeps the Certificate inventory, events and retirements; nil in
+	// tests that build a Manager by hand.
+	lc *lifecycle
 }
 
 // frozen is what a restart is needed to change.
@@ -67,6 +71,9 @@ type options struct {
 	// renewCheckInterval is how often certmagic checks for renewals; zero
 	// means certmagic's default.
 	renewCheckInterval time.Duration
+	// lifecycleInterval is how often the inventory is checked for
+	// expiring and retired Certificates; zero means a minute.
+	lifecycleInterval time.Duration
 }
 
 func defaultOptions() options {
@@ -123,8 +130,10 @@ func newManager(ctx context.Context, cfg *config.Config, logger *slog.Logger, op
 		return nil, err
 	}
 	m.table.Store(&table{exact: map[string]*source{}, wild: map[string]*source{}})
+	m.lc = newLifecycle(m, opts.lifecycleInterval)
 	if err := m.Apply(ctx, cfg); err != nil {
 		_ = m.engine.close()
+		m.lc.close()
 		return nil, err
 	}
 	return m, nil
@@ -161,6 +170,9 @@ func (m *Manager) Apply(ctx context.Context, cfg *config.Config) error {
 	m.table.Store(t)
 	m.ca.retain(t.internalNames)
 	m.engine.manage(t.acmeHosts)
+	if m.lc != nil {
+		m.lc.apply(ctx, cfg, t)
+	}
 	m.logger.DebugContext(ctx, "TLS config applied", "acme_hosts", t.acmeHosts, "internal_hosts", t.internalNames)
 	return nil
 }
@@ -241,6 +253,9 @@ func (m *Manager) Close() error {
 	m.closeOnce.Do(func() {
 		m.closeErr = m.engine.close()
 		m.closeOnDemand()
+		if m.lc != nil {
+			m.lc.close()
+		}
 	})
 	return m.closeErr
 }

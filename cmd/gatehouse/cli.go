@@ -42,6 +42,8 @@ Usage:
   gatehouse proxy    --from HOST[:PORT] --to URL [--to URL...]
                                              proxy one host, no config file
   gatehouse trust    [-config FILE]          print the local CA's root certificate
+  gatehouse certs    list|show|renew|revoke|retire
+                                             see and steer the Certificates
   gatehouse version                          print the version
   gatehouse help [COMMAND]                   this text, or a command's flags
 
@@ -59,6 +61,7 @@ func commands() []command {
 		{"validate", cmdValidate},
 		{"proxy", cmdProxy},
 		{"trust", cmdTrust},
+		{"certs", cmdCerts},
 		{"version", cmdVersion},
 	}
 }

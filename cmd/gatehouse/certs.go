@@ -1,0 +1,564 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/gatehouse-proxy/gatehouse/config"
+	"github.com/gatehouse-proxy/gatehouse/tlsmgr"
+)
+
+const certsUsage = `Usage: gatehouse certs COMMAND [flags]
+
+  list [--json]                      every Certificate, most urgent first
+  show NAME                          one Certificate in full, with its chain
+  renew NAME|--all [--force]         renew now (--force even when not due)
+  revoke NAME --reason REASON        revoke at the CA, then obtain and serve a replacement
+                                     (REASON: ` + "keyCompromise, superseded, cessationOfOperation, affiliationChanged, unspecified" + `)
+  retire                             retire the Certificates of hosts no longer in the config
+
+They talk to the running gatehouse through its admin endpoint (--admin ADDR,
+default the config's admin). When none answers, list, show, revoke and retire
+work on the storage directly; renew needs a running gatehouse to answer the
+CA's challenges. retire always works on the storage and the config file.
+
+Flags common to every command:
+  -config FILE   the config (default $GATEHOUSE_CONFIG, else ` + config.DefaultPath + `)
+  --admin ADDR   the admin endpoint to use instead of the config's
+`
+
+// certsCmd is one run of `gatehouse certs`: its flags and where it works.
+type certsCmd struct {
+	env      *environment
+	cfgPath  string
+	admin    string
+	cfg      *config.Config // nil until loaded
+	cfgErr   error
+	client   *http.Client
+	adminURL string // "" when no admin endpoint is to be used
+}
+
+func cmdCerts(ctx context.Context, args []string, env *environment) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "-help" || args[0] == "help" {
+		out := env.stderr
+		if len(args) > 0 {
+			out = env.stdout
+		}
+		fmt.Fprint(out, certsUsage)
+		if len(args) == 0 {
+			return exitError(2)
+		}
+		return nil
+	}
+	sub, args := args[0], args[1:]
+	fs := flag.NewFlagSet("certs "+sub, flag.ContinueOnError)
+	fs.SetOutput(env.stderr)
+	fs.Usage = func() { fmt.Fprint(env.stderr, certsUsage) }
+	c := &certsCmd{env: env, client: &http.Client{Timeout: 5 * time.Minute}}
+	cfgPath := configFlag(fs, env)
+	admin := fs.String("admin", "", "admin endpoint `ADDR` (default: the config's admin)")
+	asJSON := fs.Bool("json", false, "list: print JSON")
+	all := fs.Bool("all", false, "renew: every Certificate that can be renewed")
+	force := fs.Bool("force", false, "renew: even when not due")
+	reason := fs.String("reason", "", "revoke: the RFC 5280 `REASON`")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	c.cfgPath, c.admin = *cfgPath, *admin
+
+	want := func(n int, what string) error {
+		if len(pos) != n {
+			fmt.Fprintf(env.stderr, "gatehouse certs %s: %s\n\n", sub, what)
+			fs.Usage()
+			return exitError(2)
+		}
+		return nil
+	}
+	switch sub {
+	case "list":
+		if err := want(0, "takes no arguments"); err != nil {
+			return err
+		}
+		return c.list(ctx, *asJSON)
+	case "show":
+		if err := want(1, "needs one NAME"); err != nil {
+			return err
+		}
+		return c.show(ctx, pos[0])
+	case "renew":
+		if *all {
+			if err := want(0, "takes NAME or --all, not both"); err != nil {
+				return err
+			}
+			return c.renewAll(ctx, *force)
+		}
+		if err := want(1, "needs one NAME, or --all"); err != nil {
+			return err
+		}
+		return c.renew(ctx, pos[0], *force)
+	case "revoke":
+		if err := want(1, "needs one NAME"); err != nil {
+			return err
+		}
+		if *reason == "" {
+			fmt.Fprintf(env.stderr, "gatehouse certs revoke: --reason is required (%s)\n", strings.Join(tlsmgr.RevocationReasons(), ", "))
+			return exitError(2)
+		}
+		if _, err := tlsmgr.ParseRevocationReason(*reason); err != nil {
+			fmt.Fprintf(env.stderr, "gatehouse certs revoke: %v\n", err)
+			return exitError(2)
+		}
+		return c.revoke(ctx, pos[0], *reason)
+	case "retire":
+		if err := want(0, "takes no arguments"); err != nil {
+			return err
+		}
+		return c.retire(ctx)
+	default:
+		fmt.Fprintf(env.stderr, "gatehouse certs: unknown command %q\n\n", sub)
+		fs.Usage()
+		return exitError(2)
+	}
+}
+
+// parseInterspersed parses flags wherever they stand among the arguments
+// ("renew app.example.com --force") and returns the arguments.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, exitError(2)
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
+// loadConfig loads the config once; commands that can do without it look
+// at the error themselves.
+func (c *certsCmd) loadConfig() (*config.Config, error) {
+	if c.cfg == nil && c.cfgErr == nil {
+		c.cfg, c.cfgErr = config.Load(c.cfgPath)
+	}
+	return c.cfg, c.cfgErr
+}
+
+// configOrFail returns the config, or prints its problems and exit 1.
+func (c *certsCmd) configOrFail() (*config.Config, error) {
+	cfg, err := c.loadConfig()
+	if err != nil {
+		printProblems(c.env.stderr, err)
+		return nil, exitError(1)
+	}
+	return cfg, nil
+}
+
+// errNoInstance says no gatehouse answers at the admin endpoint.
+var errNoInstance = errors.New("no gatehouse answers")
+
+// connect finds the running gatehouse: it returns nil when one answers at
+// the admin endpoint, errNoInstance (wrapped) when none does.
+func (c *certsCmd) connect(ctx context.Context) error {
+	addr := c.admin
+	if addr == "" {
+		cfg, err := c.loadConfig()
+		switch {
+		case err == nil:
+			addr = cfg.Admin
+		default:
+			addr = config.DefaultAdmin
+		}
+	}
+	if addr == "" || addr == config.Off {
+		return fmt.Errorf("%w: the admin endpoint is off", errNoInstance)
+	}
+	base, err := adminBase(addr)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/healthz", nil)
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("%w at %s: %v", errNoInstance, addr, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%w at %s: /healthz answered %s", errNoInstance, addr, resp.Status)
+	}
+	c.adminURL = base
+	return nil
+}
+
+// adminBase turns the admin address into a base URL, dialling loopback
+// when it listens on every address.
+func adminBase(addr string) (string, error) {
+	if strings.Contains(addr, "://") {
+		u, err := url.Parse(addr)
+		if err != nil {
+			return "", fmt.Errorf("parsing --admin: %w", err)
+		}
+		return strings.TrimSuffix(u.String(), "/"), nil
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", fmt.Errorf("parsing admin address %q: %w", addr, err)
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port), nil
+}
+
+// offline prints why the command works on the storage.
+func (c *certsCmd) offline(why error, cfg *config.Config) {
+	fmt.Fprintf(c.env.stderr, "# %v; working on the storage %s\n", why, cfg.Storage)
+}
+
+// call sends a request to the admin endpoint and decodes a JSON answer
+// into out; an error answer becomes an error with its message.
+func (c *certsCmd) call(ctx context.Context, method, path string, body any, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.adminURL+path, rd)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("calling the admin endpoint: %w", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
+	if err != nil {
+		return fmt.Errorf("reading the admin endpoint's answer: %w", err)
+	}
+	if resp.StatusCode/100 != 2 {
+		var e struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(b, &e) == nil && e.Error != "" {
+			return errors.New(e.Error)
+		}
+		return fmt.Errorf("%s %s: %s", method, path, resp.Status)
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("decoding the admin endpoint's answer: %w", err)
+	}
+	return nil
+}
+
+// inventory returns every Certificate, from the running gatehouse or the
+// storage.
+func (c *certsCmd) inventory(ctx context.Context) ([]tlsmgr.CertificateInfo, error) {
+	if err := c.connect(ctx); err != nil {
+		if !errors.Is(err, errNoInstance) {
+			return nil, err
+		}
+		cfg, cerr := c.configOrFail()
+		if cerr != nil {
+			return nil, cerr
+		}
+		c.offline(err, cfg)
+		return tlsmgr.Inventory(ctx, cfg)
+	}
+	var certs []tlsmgr.CertificateInfo
+	if err := c.call(ctx, http.MethodGet, "/certs", nil, &certs); err != nil {
+		return nil, err
+	}
+	return certs, nil
+}
+
+func (c *certsCmd) list(ctx context.Context, asJSON bool) error {
+	certs, err := c.inventory(ctx)
+	if err != nil {
+		return err
+	}
+	tlsmgr.SortCertificates(certs)
+	if asJSON {
+		if certs == nil {
+			certs = []tlsmgr.CertificateInfo{}
+		}
+		for i := range certs {
+			certs[i].ChainPEM = "" // `certs show` has it
+		}
+		enc := json.NewEncoder(c.env.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(certs)
+	}
+	printTable(c.env.stdout, certs, time.Now(), isTerminal(c.env.stdout) && c.env.getenv("NO_COLOR") == "")
+	return nil
+}
+
+// ANSI colours for the days-left column.
+const (
+	red    = "\x1b[31m"
+	yellow = "\x1b[33m"
+	green  = "\x1b[32m"
+	reset  = "\x1b[0m"
+)
+
+// printTable writes the inventory as a table; with colour, days left are
+// red when expired or failing, yellow when expiring or within a week,
+// green otherwise.
+func printTable(w io.Writer, certs []tlsmgr.CertificateInfo, now time.Time, colour bool) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "STATUS\tDAYS LEFT\tNAMES\tSOURCE\tISSUER\tNEXT RENEWAL\tLAST ERROR")
+	for _, ci := range certs {
+		days := "-"
+		if d, ok := ci.DaysLeft(now); ok {
+			days = fmt.Sprint(d)
+			if colour {
+				// Colour codes are zero-width on a terminal but count for
+				// tabwriter, so every cell of the column gets the same
+				// number of them.
+				col := green
+				switch {
+				case ci.Status == tlsmgr.StatusExpired || ci.Status == tlsmgr.StatusFailing || d < 0:
+					col = red
+				case ci.Status == tlsmgr.StatusExpiring || d < 7:
+					col = yellow
+				}
+				days = col + days + reset
+			}
+		} else if colour {
+			days = reset + days + reset
+		}
+		next := "-"
+		if !ci.NextRenewal.IsZero() {
+			next = ci.NextRenewal.UTC().Format(time.RFC3339) + " (" + ci.RenewalReason + ")"
+		}
+		issuer := ci.Issuer
+		if issuer == "" {
+			issuer = "-"
+		}
+		lastErr := ci.LastError
+		if len(lastErr) > 80 {
+			lastErr = lastErr[:77] + "..."
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ci.Status, days, strings.Join(ci.Names, ","), ci.Source, issuer, next, lastErr)
+	}
+	tw.Flush()
+}
+
+// isTerminal reports whether w is a terminal, so colour is used only
+// there and never in pipes or files.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// find returns the Certificate serving name: a current one before a
+// retired one.
+func find(certs []tlsmgr.CertificateInfo, name string) (tlsmgr.CertificateInfo, bool) {
+	name = strings.ToLower(strings.TrimSuffix(name, "."))
+	var found *tlsmgr.CertificateInfo
+	for i := range certs {
+		for _, n := range certs[i].Names {
+			if n == name && (found == nil || found.Status == tlsmgr.StatusRetired) {
+				found = &certs[i]
+			}
+		}
+	}
+	if found == nil {
+		return tlsmgr.CertificateInfo{}, false
+	}
+	return *found, true
+}
+
+func (c *certsCmd) show(ctx context.Context, name string) error {
+	certs, err := c.inventory(ctx)
+	if err != nil {
+		return err
+	}
+	ci, ok := find(certs, name)
+	if !ok {
+		return fmt.Errorf("no certificate for %s", name)
+	}
+	printCert(c.env.stdout, ci, time.Now())
+	return nil
+}
+
+// printCert writes every field of ci, then its chain.
+func printCert(w io.Writer, ci tlsmgr.CertificateInfo, now time.Time) {
+	ts := func(t time.Time) string {
+		if t.IsZero() {
+			return "-"
+		}
+		return t.UTC().Format(time.RFC3339)
+	}
+	or := func(s string) string {
+		if s == "" {
+			return "-"
+		}
+		return s
+	}
+	days := "-"
+	if d, ok := ci.DaysLeft(now); ok {
+		days = fmt.Sprint(d)
+	}
+	next := ts(ci.NextRenewal)
+	if ci.RenewalReason != "" {
+		next += " (" + ci.RenewalReason + ")"
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, kv := range [][2]string{
+		{"names", strings.Join(ci.Names, ", ")},
+		{"status", string(ci.Status)},
+		{"source", ci.Source},
+		{"issuer", or(ci.Issuer)},
+		{"ca", or(ci.CA)},
+		{"key type", or(ci.KeyType)},
+		{"serial", or(ci.Serial)},
+		{"not before", ts(ci.NotBefore)},
+		{"not after", ts(ci.NotAfter)},
+		{"days left", days},
+		{"next renewal", next},
+		{"last attempt", ts(ci.LastAttempt)},
+		{"last error", or(ci.LastError)},
+		{"failures", fmt.Sprint(ci.Failures)},
+		{"retired at", ts(ci.RetiredAt)},
+	} {
+		fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
+	}
+	tw.Flush()
+	if ci.ChainPEM != "" {
+		fmt.Fprintf(w, "\n%s", ci.ChainPEM)
+	}
+}
+
+func (c *certsCmd) renew(ctx context.Context, name string, force bool) error {
+	if err := c.connect(ctx); err != nil {
+		if errors.Is(err, errNoInstance) {
+			return fmt.Errorf("%w; renewing needs a running gatehouse to answer the CA's challenges (a stopped one renews what is due when it starts)", err)
+		}
+		return err
+	}
+	return c.renewOne(ctx, name, force)
+}
+
+func (c *certsCmd) renewOne(ctx context.Context, name string, force bool) error {
+	path := "/certs/" + url.PathEscape(name) + "/renew"
+	if force {
+		path += "?force=1"
+	}
+	var ci tlsmgr.CertificateInfo
+	if err := c.call(ctx, http.MethodPost, path, nil, &ci); err != nil {
+		return fmt.Errorf("renewing %s: %w", name, err)
+	}
+	fmt.Fprintf(c.env.stdout, "%s: serial %s, valid until %s (%s)\n", name, ci.Serial, ci.NotAfter.UTC().Format(time.RFC3339), ci.Status)
+	return nil
+}
+
+// renewAll renews every Certificate gatehouse can renew (not files, not
+// retired ones), going on after a failure; it fails if any did.
+func (c *certsCmd) renewAll(ctx context.Context, force bool) error {
+	if err := c.connect(ctx); err != nil {
+		return fmt.Errorf("%w; renewing needs a running gatehouse", err)
+	}
+	var certs []tlsmgr.CertificateInfo
+	if err := c.call(ctx, http.MethodGet, "/certs", nil, &certs); err != nil {
+		return err
+	}
+	failed := 0
+	for _, ci := range certs {
+		if ci.Source == tlsmgr.SourceFile || ci.Status == tlsmgr.StatusRetired || len(ci.Names) == 0 {
+			continue
+		}
+		if err := c.renewOne(ctx, ci.Names[0], force); err != nil {
+			fmt.Fprintf(c.env.stderr, "gatehouse certs renew: %v\n", err)
+			failed++
+		}
+	}
+	if failed > 0 {
+		return exitError(1)
+	}
+	return nil
+}
+
+func (c *certsCmd) revoke(ctx context.Context, name, reason string) error {
+	if err := c.connect(ctx); err != nil {
+		if !errors.Is(err, errNoInstance) {
+			return err
+		}
+		cfg, cerr := c.configOrFail()
+		if cerr != nil {
+			return cerr
+		}
+		c.offline(err, cfg)
+		if err := tlsmgr.RevokeOffline(ctx, cfg, name, reason, c.logger(cfg)); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.env.stdout, "%s: revoked (%s); gatehouse obtains a replacement when it starts if the host is still configured\n", name, reason)
+		return nil
+	}
+	var ci tlsmgr.CertificateInfo
+	if err := c.call(ctx, http.MethodPost, "/certs/"+url.PathEscape(name)+"/revoke", map[string]string{"reason": reason}, &ci); err != nil {
+		return fmt.Errorf("revoking %s: %w", name, err)
+	}
+	fmt.Fprintf(c.env.stdout, "%s: revoked (%s); now serving serial %s, valid until %s\n", name, reason, ci.Serial, ci.NotAfter.UTC().Format(time.RFC3339))
+	return nil
+}
+
+// retire works on the storage and the config file: it is what a running
+// gatehouse does after each reload, so it is safe beside one.
+func (c *certsCmd) retire(ctx context.Context) error {
+	cfg, err := c.configOrFail()
+	if err != nil {
+		return err
+	}
+	names, err := tlsmgr.RetireOffline(ctx, cfg, c.logger(cfg))
+	if err != nil {
+		return err
+	}
+	if len(names) == 0 {
+		fmt.Fprintln(c.env.stdout, "nothing to retire")
+		return nil
+	}
+	for _, n := range names {
+		fmt.Fprintf(c.env.stdout, "%s: retired; no longer renewed, deleted after %s\n", n, cfg.RetireAfter)
+	}
+	return nil
+}
+
+// logger logs warnings of the offline commands to stderr.
+func (c *certsCmd) logger(cfg *config.Config) *slog.Logger {
+	return slog.New(slog.NewTextHandler(c.env.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}

@@ -1,0 +1,405 @@
+package tlsmgr
+
+import (
+	"bufio"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-proxy/gatehouse/config"
+)
+
+// eventReceiver is a real HTTP server that receives the events webhook.
+type eventReceiver struct {
+	url string
+	// fail, while positive, makes that many next deliveries answer 503.
+	mu     sync.Mutex
+	fail   int
+	events []Event
+	posts  int
+	got    chan struct{} // signalled after each event
+}
+
+func startEventReceiver(t *testing.T) *eventReceiver {
+	t.Helper()
+	r := &eventReceiver{got: make(chan struct{}, 1)}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.Method != http.MethodPost || req.Header.Get("Content-Type") != "application/json" {
+			http.Error(w, "want a JSON POST", http.StatusBadRequest)
+			return
+		}
+		var ev Event
+		if err := json.NewDecoder(req.Body).Decode(&ev); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		r.mu.Lock()
+		r.posts++
+		if r.fail > 0 {
+			r.fail--
+			r.mu.Unlock()
+			http.Error(w, "try later", http.StatusServiceUnavailable)
+			return
+		}
+		r.events = append(r.events, ev)
+		r.mu.Unlock()
+		select {
+		case r.got <- struct{}{}:
+		default:
+		}
+	}))
+	t.Cleanup(srv.Close)
+	r.url = srv.URL + "/hook"
+	return r
+}
+
+// wait returns the first event of type typ for name, waiting up to timeout.
+func (r *eventReceiver) wait(t *testing.T, typ, name string, timeout time.Duration) Event {
+	t.Helper()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		r.mu.Lock()
+		for _, ev := range r.events {
+			if ev.Type == typ && slices.Contains(ev.Names, name) {
+				r.mu.Unlock()
+				return ev
+			}
+		}
+		seen := make([]string, 0, len(r.events))
+		for _, ev := range r.events {
+			seen = append(seen, ev.Type+":"+strings.Join(ev.Names, ","))
+		}
+		r.mu.Unlock()
+		select {
+		case <-r.got:
+		case <-deadline.C:
+			t.Fatalf("no %s event for %s within %v; got %v", typ, name, timeout, seen)
+		}
+	}
+}
+
+func (r *eventReceiver) count(typ, name string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, ev := range r.events {
+		if ev.Type == typ && slices.Contains(ev.Names, name) {
+			n++
+		}
+	}
+	return n
+}
+
+// findInfo returns the inventory entry listing name.
+func findInfo(t *testing.T, certs []CertificateInfo, name string) CertificateInfo {
+	t.Helper()
+	for _, c := range certs {
+		if slices.Contains(c.Names, name) {
+			return c
+		}
+	}
+	t.Fatalf("no inventory entry for %s in %+v", name, certs)
+	return CertificateInfo{}
+}
+
+func hasInfo(certs []CertificateInfo, name string) bool {
+	return slices.ContainsFunc(certs, func(c CertificateInfo) bool { return slices.Contains(c.Names, name) })
+}
+
+func hexSerial(n *big.Int) string { return n.Text(16) }
+
+// TestInventoryAfterIssuance checks every field of the inventory for an
+// ACME, a local CA and a file Certificate, that the record survives a
+// restart, and that the offline inventory agrees.
+func TestInventoryAfterIssuance(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	g := startGatehouse(t)
+	ca := startCA(t, g.httpPort, g.httpsPort, 0, "")
+	storage := t.TempDir()
+	acme := config.ACME{CA: ca.DirectoryURL(), CARoot: ca.ClientRootFile(), Email: "admin@example.org"}
+	certFile, keyFile, fileSerial := writeSelfSigned(t, t.TempDir(), "file", "file.test")
+	cfg := g.config(t, storage, acme, "inv.test")
+	cfg.Sites = append(cfg.Sites,
+		config.Site{Hosts: []string{"inv.internal"}, TLS: config.SiteTLS{Issuer: config.IssuerInternal}},
+		config.Site{Hosts: []string{"file.test"}, TLS: config.SiteTLS{Cert: certFile, Key: keyFile}})
+	start := time.Now()
+	m := g.start(t, cfg, fastOptions())
+	leaf := waitForCert(t, g, "inv.test", ca.IssuerRoots(), "", 30*time.Second)
+
+	got := findInfo(t, m.Certificates(), "inv.test")
+	if got.Source != SourceACME || got.CA != ca.DirectoryURL() {
+		t.Errorf("source, CA: got %q, %q; want acme, %q", got.Source, got.CA, ca.DirectoryURL())
+	}
+	if got.Serial != hexSerial(leaf.SerialNumber) {
+		t.Errorf("serial: got %s, want the served %s", got.Serial, hexSerial(leaf.SerialNumber))
+	}
+	if got.Issuer != leaf.Issuer.CommonName || got.Issuer == "" {
+		t.Errorf("issuer: got %q, want %q", got.Issuer, leaf.Issuer.CommonName)
+	}
+	if got.KeyType != "ecdsa-p256" {
+		t.Errorf("key type: got %q, want ecdsa-p256", got.KeyType)
+	}
+	if !got.NotBefore.Equal(leaf.NotBefore) || !got.NotAfter.Equal(leaf.NotAfter) {
+		t.Errorf("validity: got %v..%v, want %v..%v", got.NotBefore, got.NotAfter, leaf.NotBefore, leaf.NotAfter)
+	}
+	if got.RenewalReason != ReasonARI && got.RenewalReason != ReasonLifetime {
+		t.Errorf("renewal reason: got %q", got.RenewalReason)
+	}
+	if got.NextRenewal.Before(got.NotBefore) || !got.NextRenewal.Before(got.NotAfter) {
+		t.Errorf("next renewal %v outside the validity %v..%v", got.NextRenewal, got.NotBefore, got.NotAfter)
+	}
+	if got.LastAttempt.Before(start.Add(-time.Second)) || got.LastAttempt.After(time.Now()) {
+		t.Errorf("last attempt %v not during the test (started %v)", got.LastAttempt, start)
+	}
+	if got.Status != StatusValid || got.Failures != 0 || got.LastError != "" {
+		t.Errorf("status: got %s, %d failures, error %q; want valid, 0, none", got.Status, got.Failures, got.LastError)
+	}
+	chain, err := parseChain([]byte(got.ChainPEM))
+	if err != nil || len(chain) < 2 || !chain[0].Equal(leaf) {
+		t.Errorf("chain PEM: %d certificates (%v), want the served leaf then its intermediate", len(chain), err)
+	}
+
+	// The record is private and in storage.
+	fi, err := os.Stat(filepath.Join(storage, "inventory", "inv.test.json"))
+	if err != nil {
+		t.Fatalf("inventory record: %v", err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode of the inventory record: got %v, want 0600", fi.Mode().Perm())
+	}
+
+	file := findInfo(t, m.Certificates(), "file.test")
+	if file.Source != SourceFile || file.Serial != hexSerial(fileSerial) || file.Status != StatusValid {
+		t.Errorf("file certificate: got source %s serial %s status %s; want file %s valid", file.Source, file.Serial, file.Status, hexSerial(fileSerial))
+	}
+	// A local CA leaf exists once a handshake asked for it.
+	if _, err := m.getCertificate(&tls.ClientHelloInfo{ServerName: "inv.internal"}); err != nil {
+		t.Fatal(err)
+	}
+	internal := findInfo(t, m.Certificates(), "inv.internal")
+	if internal.Source != SourceInternal || internal.Serial == "" || internal.Issuer != "gatehouse local CA intermediate" || internal.RenewalReason != ReasonLifetime {
+		t.Errorf("internal certificate: got %+v", internal)
+	}
+
+	// Offline, from the storage and the config, the ACME entry is the same.
+	off, err := Inventory(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := findInfo(t, off, "inv.test"); o.Serial != got.Serial || !o.LastAttempt.Equal(got.LastAttempt) || o.Status != StatusValid {
+		t.Errorf("offline entry: got serial %s attempt %v status %s; want %s %v valid", o.Serial, o.LastAttempt, o.Status, got.Serial, got.LastAttempt)
+	}
+	if !hasInfo(off, "file.test") || !hasInfo(off, "inv.internal") {
+		t.Errorf("offline inventory misses the file or internal certificate: %+v", off)
+	}
+
+	// After a restart the inventory is read back from storage.
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	m2 := g.start(t, cfg, fastOptions())
+	waitForCert(t, g, "inv.test", ca.IssuerRoots(), "", 10*time.Second)
+	again := findInfo(t, m2.Certificates(), "inv.test")
+	if again.Serial != got.Serial || !again.LastAttempt.Equal(got.LastAttempt) || again.Status != StatusValid {
+		t.Errorf("after restart: got serial %s attempt %v status %s; want %s %v valid", again.Serial, again.LastAttempt, again.Status, got.Serial, got.LastAttempt)
+	}
+}
+
+// writeEventScript writes a command that appends its environment and the
+// event it reads on stdin to out.
+func writeEventScript(t *testing.T, out string) string {
+	t.Helper()
+	script := filepath.Join(t.TempDir(), "on-event.sh")
+	// One printf, so a reader never sees half a line.
+	body := "#!/bin/sh\nev=$(cat)\nprintf '%s %s %s\\n' \"$GATEHOUSE_EVENT\" \"$GATEHOUSE_NAMES\" \"$ev\" >> " + out + "\n"
+	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return script
+}
+
+// execLines returns the lines the event script wrote: "TYPE NAMES JSON".
+func execLines(t *testing.T, out string) []string {
+	t.Helper()
+	f, err := os.Open(out)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var lines []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	return lines
+}
+
+// waitExecLine waits for a line of the event script starting with prefix
+// and checks its JSON.
+func waitExecLine(t *testing.T, out, typ, name string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		for _, l := range execLines(t, out) {
+			if rest, ok := strings.CutPrefix(l, typ+" "+name+" "); ok {
+				var ev Event
+				if err := json.Unmarshal([]byte(rest), &ev); err == nil && ev.Type == typ && slices.Contains(ev.Names, name) {
+					return
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("event command never got the %s event of %s as JSON; it wrote %q", typ, name, execLines(t, out))
+		}
+		<-tick.C
+	}
+}
+
+// TestRenewRevokeRetire runs the lifecycle commands against Pebble: a
+// forced renewal serves a new serial at once, a revocation is recorded by
+// the CA and a replacement is served, removed hosts are retired (no longer
+// renewed, kept, revocable) and deleted after retire_after; the webhook
+// and the command receive each event.
+func TestRenewRevokeRetire(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	g := startGatehouse(t)
+	ca := startCA(t, g.httpPort, g.httpsPort, 0, "")
+	storage := t.TempDir()
+	acme := config.ACME{CA: ca.DirectoryURL(), CARoot: ca.ClientRootFile(), Email: "admin@example.org"}
+	hook := startEventReceiver(t)
+	execOut := filepath.Join(t.TempDir(), "events.log")
+	events := &config.Events{Webhook: hook.url, Exec: []string{writeEventScript(t, execOut)}}
+	cfg := g.config(t, storage, acme, "keep.test", "gone.test", "old.test")
+	cfg.Events = events
+	m := g.start(t, cfg, fastOptions())
+	roots := ca.IssuerRoots()
+	first := waitForCert(t, g, "keep.test", roots, "", 30*time.Second)
+	gone := waitForCert(t, g, "gone.test", roots, "", 30*time.Second)
+	waitForCert(t, g, "old.test", roots, "", 30*time.Second)
+	if ev := hook.wait(t, EventObtained, "keep.test", 10*time.Second); ev.Issuer != ca.DirectoryURL() || !ev.NotAfter.Equal(first.NotAfter) {
+		t.Errorf("obtained event: got issuer %q not after %v; want %q, %v", ev.Issuer, ev.NotAfter, ca.DirectoryURL(), first.NotAfter)
+	}
+	waitExecLine(t, execOut, EventObtained, "keep.test")
+
+	// Not due and not forced: nothing changes, no order.
+	orders := ca.Orders()
+	if err := m.Renew(t.Context(), "keep.test", false); err != nil {
+		t.Fatalf("Renew: %v", err)
+	}
+	if leaf, err := handshake(g.httpsAddr, "keep.test", roots); err != nil || leaf.SerialNumber.Cmp(first.SerialNumber) != 0 || ca.Orders() != orders {
+		t.Errorf("renewal that is not due changed something: %v, %d orders (had %d)", err, ca.Orders(), orders)
+	}
+
+	// Forced: a new certificate, served at once.
+	if err := m.Renew(t.Context(), "KEEP.test", true); err != nil {
+		t.Fatalf("Renew --force: %v", err)
+	}
+	renewed, err := handshake(g.httpsAddr, "keep.test", roots)
+	if err != nil || renewed.SerialNumber.Cmp(first.SerialNumber) == 0 {
+		t.Fatalf("after a forced renewal: %v, serial %v (was %v)", err, renewed.SerialNumber, first.SerialNumber)
+	}
+	if got := findInfo(t, m.Certificates(), "keep.test"); got.Serial != hexSerial(renewed.SerialNumber) {
+		t.Errorf("inventory serial after renewal: got %s, want %s", got.Serial, hexSerial(renewed.SerialNumber))
+	}
+	hook.wait(t, EventRenewed, "keep.test", 10*time.Second)
+	waitExecLine(t, execOut, EventRenewed, "keep.test")
+
+	// Revoked at the CA, replaced and served without a restart.
+	if err := m.Revoke(t.Context(), "keep.test", "keyCompromise"); err != nil {
+		t.Fatalf("Revoke: %v", err)
+	}
+	if !ca.Revoked(renewed.SerialNumber) {
+		t.Error("Pebble does not report the revoked certificate revoked")
+	}
+	replaced, err := handshake(g.httpsAddr, "keep.test", roots)
+	if err != nil || replaced.SerialNumber.Cmp(renewed.SerialNumber) == 0 || ca.Revoked(replaced.SerialNumber) {
+		t.Fatalf("after revocation: %v, serving serial %v (revoked one %v)", err, replaced.SerialNumber, renewed.SerialNumber)
+	}
+	hook.wait(t, EventRevoked, "keep.test", 10*time.Second)
+	waitExecLine(t, execOut, EventRevoked, "keep.test")
+
+	for _, name := range []string{"nothing.test", "keep.internal"} {
+		if err := m.Renew(t.Context(), name, true); !errors.Is(err, ErrUnknownCertificate) {
+			t.Errorf("Renew(%s): got %v, want ErrUnknownCertificate", name, err)
+		}
+	}
+	if err := m.Revoke(t.Context(), "keep.test", "because"); err == nil || !strings.Contains(err.Error(), "keyCompromise") {
+		t.Errorf("Revoke with a bad reason: got %v, want the list of reasons", err)
+	}
+
+	// Removing two hosts retires them: not served, no longer renewed,
+	// kept in storage, listed as retired.
+	cfg2 := g.config(t, storage, acme, "keep.test")
+	cfg2.Events = events
+	if err := m.Apply(t.Context(), cfg2); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"gone.test", "old.test"} {
+		hook.wait(t, EventRetired, name, 10*time.Second)
+		info := findInfo(t, m.Certificates(), name)
+		if info.Status != StatusRetired || info.RetiredAt.IsZero() || info.Serial == "" {
+			t.Errorf("%s after removal: status %s retired at %v serial %q; want retired, archived", name, info.Status, info.RetiredAt, info.Serial)
+		}
+		if n := len(m.engine.(*certmagicEngine).cache.AllMatchingCertificates(name)); n != 0 {
+			t.Errorf("%s still in certmagic's cache (%d), so still renewed", name, n)
+		}
+	}
+	waitExecLine(t, execOut, EventRetired, "gone.test")
+	if names, err := m.Retire(t.Context()); err != nil || len(names) != 0 {
+		t.Errorf("Retire again: got %v, %v; want nothing new", names, err)
+	}
+	if hook.count(EventRetired, "gone.test") != 1 {
+		t.Errorf("retired events for gone.test: got %d, want 1", hook.count(EventRetired, "gone.test"))
+	}
+
+	// A retired certificate can be revoked; it then leaves the inventory
+	// and no replacement is ordered.
+	orders = ca.Orders()
+	if err := m.Revoke(t.Context(), "gone.test", "cessationOfOperation"); err != nil {
+		t.Fatalf("Revoke of a retired certificate: %v", err)
+	}
+	if !ca.Revoked(gone.SerialNumber) {
+		t.Error("Pebble does not report the retired certificate revoked")
+	}
+	if hasInfo(m.Certificates(), "gone.test") || ca.Orders() != orders {
+		t.Errorf("after revoking retired gone.test: still listed %v, orders %d (had %d)", hasInfo(m.Certificates(), "gone.test"), ca.Orders(), orders)
+	}
+
+	// Past retire_after, a retired certificate is deleted with its files.
+	keys, _ := filepath.Glob(filepath.Join(storage, "certificates", "*", "old.test"))
+	if len(keys) != 1 {
+		t.Fatalf("files of retired old.test: got %v, want them kept", keys)
+	}
+	cfg3 := g.config(t, storage, acme, "keep.test")
+	cfg3.Events, cfg3.RetireAfter = events, time.Nanosecond
+	if err := m.Apply(t.Context(), cfg3); err != nil {
+		t.Fatal(err)
+	}
+	if hasInfo(m.Certificates(), "old.test") {
+		t.Error("old.test still listed after retire_after")
+	}
+	if _, err := os.Stat(keys[0]); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("files of old.test after retire_after: %v, want them deleted", err)
+	}
+	if got := findInfo(t, m.Certificates(), "keep.test"); got.Status != StatusValid || got.Serial != hexSerial(replaced.SerialNumber) {
+		t.Errorf("keep.test after all this: status %s serial %s; want valid %s", got.Status, got.Serial, hexSerial(replaced.SerialNumber))
+	}
+}
