@@ -1,18 +1,317 @@
-// Package admin serves gatehouse's local admin endpoint. For now it answers
-// health checks; it reads proxy and tlsmgr only through small interfaces
-// that the command wires.
+// Package admin serves gatehouse's local admin endpoint: health and
+// readiness, the Certificate inventory and its lifecycle calls, reloads,
+// Prometheus metrics and a dashboard page. It reads certificate management
+// and the proxy only through the small interfaces and funcs in [Options],
+// which the command wires.
+//
+// The API speaks JSON. Errors are {"error": "..."} with a 4xx or 5xx
+// status:
+//
+//	GET  /healthz                 200 "ok" while the process serves
+//	GET  /readyz                  200 once Listeners serve and the config is applied, else 503
+//	GET  /certs                   every Certificate, most urgent first (a JSON array)
+//	GET  /certs/{name}            the Certificate serving name (404 if none)
+//	POST /certs/{name}/renew      renew now (?force=1 even when not due); answers the Certificate
+//	POST /certs/{name}/revoke     body {"reason": "keyCompromise"}; revokes, replaces, answers the new Certificate
+//	POST /reload                  reload the config file, as SIGHUP does
+//	GET  /metrics                 Prometheus text format
+//	GET  /                        the dashboard (HTML)
+//
+// State-changing calls (POST) refuse requests a browser sends on behalf of
+// another site: see [Handler].
 package admin
 
-import "net/http"
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"time"
 
-// Handler returns the admin endpoint's handler: GET /healthz answers 200
-// "ok" while the process serves.
-func Handler() http.Handler {
+	"github.com/gatehouse-proxy/gatehouse/tlsmgr"
+)
+
+// Certificates is what the admin endpoint needs of certificate management;
+// *tlsmgr.Manager implements it.
+type Certificates interface {
+	// Certificates returns the inventory, most urgent first.
+	Certificates() []tlsmgr.CertificateInfo
+	// Renew renews the Certificate serving name; force renews even when it
+	// is not due.
+	Renew(ctx context.Context, name string, force bool) error
+	// Revoke revokes the Certificate serving name at its CA with reason,
+	// then obtains and serves a replacement.
+	Revoke(ctx context.Context, name, reason string) error
+}
+
+// Upstream is the health of one Upstream of one Route, as the dashboard
+// and the metrics show it.
+type Upstream struct {
+	// Site is the Site's name (its first host).
+	Site string `json:"site"`
+	// Route is the Route's path.
+	Route string `json:"route"`
+	// URL is the Upstream's URL.
+	URL string `json:"url"`
+	// Healthy reports whether the Upstream takes requests now.
+	Healthy bool `json:"healthy"`
+	// Reason says why it is not healthy, or what last went wrong.
+	Reason string `json:"reason,omitempty"`
+	// InFlight counts the requests it is serving.
+	InFlight int64 `json:"in_flight"`
+	// Failures counts its failed dials, health checks and passive
+	// failures since it first appeared.
+	Failures uint64 `json:"failures"`
+}
+
+// Options are what the admin endpoint serves. Every field may be nil;
+// a nil source makes its endpoints answer 503 (or show nothing, on the
+// dashboard).
+type Options struct {
+	// Addr is the admin Listener's address as configured
+	// ("127.0.0.1:2019"). It defines the endpoint's own origin, which
+	// state-changing calls require, and, on a loopback address, the Host
+	// names accepted (see [Handler]).
+	Addr string
+	// Logger receives lifecycle calls and their errors; nil discards.
+	Logger *slog.Logger
+	// Certificates is certificate management.
+	Certificates Certificates
+	// Reload reloads the config as SIGHUP does and returns why it could
+	// not, in which case the running config keeps serving.
+	Reload func(ctx context.Context) error
+	// Ready reports whether the Listeners serve and the initial config is
+	// applied. Nil means ready.
+	Ready func() bool
+	// Upstreams returns the health of every Upstream, for the dashboard.
+	// The metrics take theirs from [NewMetrics].
+	Upstreams func() []Upstream
+	// Metrics is served on /metrics.
+	Metrics *Metrics
+
+	// now is the dashboard's clock; nil means time.Now. Tests set it.
+	now func() time.Time
+}
+
+// maxBody bounds the JSON bodies of POST calls.
+const maxBody = 64 << 10
+
+// Handler returns the admin endpoint's handler (the routes are listed in
+// the package doc).
+//
+// The endpoint has no authentication: it trusts whoever can reach its
+// address, which is why it listens on loopback by default. To keep a web
+// page in a browser on the same machine from using it, every POST must
+// carry no Origin header or one equal to the endpoint's own origin, must
+// not be marked Sec-Fetch-Site cross-site or same-site, and must have an
+// empty body or Content-Type application/json (an HTML form can send
+// neither); on a loopback address every request's Host must also be a
+// loopback name or address, which defeats DNS rebinding. Refusals are 403
+// (415 for the content type).
+func Handler(opts Options) http.Handler {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.now == nil {
+		opts.now = time.Now
+	}
+	a := &api{opts: opts, origin: newOriginPolicy(opts.Addr)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Header().Set("Cache-Control", "no-store")
 		w.Write([]byte("ok\n"))
 	})
-	return mux
+	mux.HandleFunc("GET /readyz", a.readyz)
+	mux.HandleFunc("GET /certs", a.listCerts)
+	mux.HandleFunc("GET /certs/{name}", a.showCert)
+	mux.HandleFunc("POST /certs/{name}/renew", a.renew)
+	mux.HandleFunc("POST /certs/{name}/revoke", a.revoke)
+	mux.HandleFunc("POST /reload", a.reload)
+	if opts.Metrics != nil {
+		mux.Handle("GET /metrics", opts.Metrics.handler())
+	} else {
+		mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
+			writeError(w, http.StatusServiceUnavailable, errors.New("metrics are not collected"))
+		})
+	}
+	mux.HandleFunc("GET /{$}", a.dashboard)
+	return a.guard(mux)
+}
+
+// api holds the handlers' shared state.
+type api struct {
+	opts   Options
+	origin originPolicy
+}
+
+func (a *api) readyz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if a.opts.Ready != nil && !a.opts.Ready() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		w.Write([]byte("not ready\n"))
+		return
+	}
+	w.Write([]byte("ready\n"))
+}
+
+func (a *api) listCerts(w http.ResponseWriter, _ *http.Request) {
+	if a.opts.Certificates == nil {
+		writeError(w, http.StatusServiceUnavailable, errors.New("certificate management is not running"))
+		return
+	}
+	certs := a.opts.Certificates.Certificates()
+	if certs == nil {
+		certs = []tlsmgr.CertificateInfo{}
+	}
+	writeJSON(w, http.StatusOK, certs)
+}
+
+func (a *api) showCert(w http.ResponseWriter, r *http.Request) {
+	if a.opts.Certificates == nil {
+		writeError(w, http.StatusServiceUnavailable, errors.New("certificate management is not running"))
+		return
+	}
+	name := r.PathValue("name")
+	c, ok := findCert(a.opts.Certificates.Certificates(), name)
+	if !ok {
+		writeError(w, http.StatusNotFound, fmt.Errorf("no certificate for %q", name))
+		return
+	}
+	writeJSON(w, http.StatusOK, c)
+}
+
+// findCert returns the Certificate listing name among its names, the
+// current one first: a retired Certificate may list the name too.
+func findCert(certs []tlsmgr.CertificateInfo, name string) (tlsmgr.CertificateInfo, bool) {
+	var found *tlsmgr.CertificateInfo
+	for i := range certs {
+		c := &certs[i]
+		if !slices.Contains(c.Names, name) {
+			continue
+		}
+		if found == nil || (found.Status == tlsmgr.StatusRetired && c.Status != tlsmgr.StatusRetired) {
+			found = c
+		}
+	}
+	if found == nil {
+		return tlsmgr.CertificateInfo{}, false
+	}
+	return *found, true
+}
+
+func (a *api) renew(w http.ResponseWriter, r *http.Request) {
+	if a.opts.Certificates == nil {
+		writeError(w, http.StatusServiceUnavailable, errors.New("certificate management is not running"))
+		return
+	}
+	name := r.PathValue("name")
+	force := r.URL.Query().Get("force")
+	forced := force == "1" || force == "true"
+	if _, ok := findCert(a.opts.Certificates.Certificates(), name); !ok {
+		writeError(w, http.StatusNotFound, fmt.Errorf("no certificate for %q", name))
+		return
+	}
+	a.opts.Logger.InfoContext(r.Context(), "renewing certificate on request", "name", name, "force", forced, "via", "admin")
+	if err := a.opts.Certificates.Renew(r.Context(), name, forced); err != nil {
+		a.opts.Logger.WarnContext(r.Context(), "renewing certificate on request", "name", name, "error", err)
+		writeError(w, lifecycleStatus(err), fmt.Errorf("renewing %s: %w", name, err))
+		return
+	}
+	a.answerCert(w, name)
+}
+
+// revokeRequest is the body of POST /certs/{name}/revoke.
+type revokeRequest struct {
+	// Reason is an RFC 5280 reason name (keyCompromise, superseded, ...).
+	Reason string `json:"reason"`
+}
+
+func (a *api) revoke(w http.ResponseWriter, r *http.Request) {
+	if a.opts.Certificates == nil {
+		writeError(w, http.StatusServiceUnavailable, errors.New("certificate management is not running"))
+		return
+	}
+	name := r.PathValue("name")
+	var req revokeRequest
+	if r.ContentLength != 0 {
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("decoding the request body: %w", err))
+			return
+		}
+	}
+	if _, ok := findCert(a.opts.Certificates.Certificates(), name); !ok {
+		writeError(w, http.StatusNotFound, fmt.Errorf("no certificate for %q", name))
+		return
+	}
+	a.opts.Logger.InfoContext(r.Context(), "revoking certificate on request", "name", name, "reason", req.Reason, "via", "admin")
+	if err := a.opts.Certificates.Revoke(r.Context(), name, req.Reason); err != nil {
+		a.opts.Logger.WarnContext(r.Context(), "revoking certificate on request", "name", name, "error", err)
+		writeError(w, lifecycleStatus(err), fmt.Errorf("revoking %s: %w", name, err))
+		return
+	}
+	a.answerCert(w, name)
+}
+
+// lifecycleStatus maps an error of Renew or Revoke to a status: 404 for a
+// name without a Certificate, else 502, as the CA or the challenge failed.
+func lifecycleStatus(err error) int {
+	if errors.Is(err, tlsmgr.ErrUnknownCertificate) {
+		return http.StatusNotFound
+	}
+	return http.StatusBadGateway
+}
+
+// answerCert answers a lifecycle call with the Certificate now serving
+// name.
+func (a *api) answerCert(w http.ResponseWriter, name string) {
+	c, ok := findCert(a.opts.Certificates.Certificates(), name)
+	if !ok {
+		writeError(w, http.StatusInternalServerError, fmt.Errorf("no certificate for %q after the call", name))
+		return
+	}
+	writeJSON(w, http.StatusOK, c)
+}
+
+// reloadAnswer is the body of a successful POST /reload.
+type reloadAnswer struct {
+	Status string `json:"status"`
+}
+
+func (a *api) reload(w http.ResponseWriter, r *http.Request) {
+	if a.opts.Reload == nil {
+		writeError(w, http.StatusServiceUnavailable, errors.New("reloading is not available"))
+		return
+	}
+	a.opts.Logger.InfoContext(r.Context(), "reloading config on request", "via", "admin")
+	if err := a.opts.Reload(r.Context()); err != nil {
+		// A bad file is the caller's to fix; the running config serves on.
+		writeError(w, http.StatusUnprocessableEntity, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, reloadAnswer{Status: "reloaded"})
+}
+
+// errorAnswer is the body of every error.
+type errorAnswer struct {
+	Error string `json:"error"`
+}
+
+func writeError(w http.ResponseWriter, status int, err error) {
+	writeJSON(w, status, errorAnswer{Error: err.Error()})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		status = http.StatusInternalServerError
+		b, _ = json.Marshal(errorAnswer{Error: fmt.Sprintf("encoding the answer: %v", err)})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
 }

@@ -42,6 +42,7 @@ Usage:
   gatehouse proxy    --from HOST[:PORT] --to URL [--to URL...]
                                              proxy one host, no config file
   gatehouse trust    [-config FILE]          print the local CA's root certificate
+  gatehouse check    [-config FILE]          ACME preflight: DNS, ports, CAA, the CA
   gatehouse certs    list|show|renew|revoke|retire
                                              see and steer the Certificates
   gatehouse version                          print the version
@@ -61,6 +62,7 @@ func commands() []command {
 		{"validate", cmdValidate},
 		{"proxy", cmdProxy},
 		{"trust", cmdTrust},
+		{"check", cmdCheck},
 		{"certs", cmdCerts},
 		{"version", cmdVersion},
 	}

@@ -15,7 +15,6 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 
-	"github.com/gatehouse-proxy/gatehouse/admin"
 	"github.com/gatehouse-proxy/gatehouse/config"
 	"github.com/gatehouse-proxy/gatehouse/proxy"
 	"github.com/gatehouse-proxy/gatehouse/tlsmgr"
@@ -50,6 +49,7 @@ type gateway struct {
 	h3         *http3Listener // nil unless listen.http3
 	trusted    trustedSet     // trusted_proxies, for the PROXY protocol
 	accessFile *logFile       // nil unless log.file
+	admin      adminState     // what the admin endpoint reads (adminwire.go)
 }
 
 // serve runs gatehouse until ctx is done, reloading on SIGHUP and, when
@@ -88,6 +88,8 @@ func serve(ctx context.Context, env *environment, load func() (*config.Config, e
 			return nil
 		case <-env.reload:
 			g.reload(ctx, "signal")
+		case done := <-g.admin.reloads:
+			done <- g.reload(ctx, "admin")
 		case <-env.reopen:
 			g.reopenLogs()
 		case ev := <-changes:
@@ -157,6 +159,7 @@ func (g *gateway) start(ctx context.Context) error {
 		closeAll(httpsLn, httpLn, adminLn)
 		return fmt.Errorf("starting certificate management: %w", err)
 	}
+	g.newMetrics()
 	g.transports = proxy.NewTransports()
 	table, err := proxy.Compile(cfg, g.proxyOptions(cfg))
 	if err != nil {
@@ -200,7 +203,7 @@ func (g *gateway) start(ctx context.Context) error {
 	}
 	if adminLn != nil {
 		srv := &http.Server{
-			Handler:           admin.Handler(),
+			Handler:           g.adminHandler(),
 			ReadHeaderTimeout: cfg.Timeouts.ReadHeader,
 			MaxHeaderBytes:    int(cfg.Limits.HeaderBytes),
 			ReadTimeout:       30 * time.Second,
@@ -210,12 +213,13 @@ func (g *gateway) start(ctx context.Context) error {
 		}
 		g.goServe(srv, func() error { return srv.Serve(adminLn) })
 	}
+	g.admin.ready.Store(true)
 	return nil
 }
 
 func (g *gateway) proxyOptions(cfg *config.Config) proxy.Options {
 	_, httpsPort, _ := net.SplitHostPort(cfg.Listen.HTTPS)
-	return proxy.Options{Logger: g.logger, Transports: g.transports, HTTPSPort: httpsPort}
+	return proxy.Options{Logger: g.logger, Transports: g.transports, HTTPSPort: httpsPort, Observe: g.observe()}
 }
 
 func (g *gateway) goServe(srv *http.Server, serve func() error) {
@@ -232,6 +236,7 @@ func (g *gateway) goServe(srv *http.Server, serve func() error) {
 // stop drains in-flight requests for up to timeouts.shutdown, then closes
 // what is left and stops certificate management.
 func (g *gateway) stop() {
+	g.admin.ready.Store(false)
 	grace := g.cfg.Timeouts.Shutdown
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
@@ -266,7 +271,7 @@ func (g *gateway) stop() {
 
 // reload loads, validates and compiles a whole new config, then swaps it in.
 // Anything wrong leaves the running config serving.
-func (g *gateway) reload(ctx context.Context, why string) {
+func (g *gateway) reload(ctx context.Context, why string) error {
 	log := g.logger.With("trigger", why)
 	cfg, err := g.load()
 	if err != nil {
@@ -278,22 +283,24 @@ func (g *gateway) reload(ctx context.Context, why string) {
 		} else {
 			log.Error("loading config; keeping the running one", "error", err)
 		}
-		return
+		return err
 	}
 	keepRestartOnly(log, g.cfg, cfg)
 	table, err := proxy.Compile(cfg, g.proxyOptions(cfg))
 	if err != nil {
 		log.Error("compiling routes; keeping the running config", "error", err)
-		return
+		return fmt.Errorf("compiling routes: %w", err)
 	}
 	if err := g.certs.Apply(ctx, cfg); err != nil {
 		log.Error("applying certificates; keeping the running config", "error", err)
-		return
+		return fmt.Errorf("applying certificates: %w", err)
 	}
 	g.routes.Swap(table)
 	g.trusted.set(cfg)
 	g.cfg = cfg
+	g.admin.cfg.Store(cfg)
 	log.Info("config reloaded", "sites", len(cfg.Sites))
+	return nil
 }
 
 // keepRestartOnly copies into next the settings a running gatehouse cannot

@@ -1,0 +1,185 @@
+package admin
+
+import (
+	"bytes"
+	_ "embed"
+	"fmt"
+	"html/template"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/gatehouse-proxy/gatehouse/tlsmgr"
+)
+
+//go:embed dashboard.html
+var dashboardHTML string
+
+// dashboardTemplate is parsed once; a broken template fails at start, in
+// every test.
+var dashboardTemplate = template.Must(template.New("dashboard").Parse(dashboardHTML))
+
+// dashboardPage is what the template renders.
+type dashboardPage struct {
+	Now          string
+	Certificates []dashCert
+	// CertsKnown is false when certificate management is not wired.
+	CertsKnown bool
+	Counts     []statusCount
+	Upstreams  []dashSite
+	// UpstreamsKnown is false when upstream health is not wired.
+	UpstreamsKnown bool
+	Ready          bool
+}
+
+type statusCount struct {
+	Status tlsmgr.Status
+	N      int
+}
+
+// dashCert is one row of the Certificate table.
+type dashCert struct {
+	Name    string
+	Others  []string
+	Status  tlsmgr.Status
+	Source  string
+	Issuer  string
+	CA      string
+	KeyType string
+	Serial  string
+	// Issued, Expires and Renews are dates, "" when unknown.
+	Issued, Expires, Renews string
+	RenewalReason           string
+	// Left says how long until expiry ("in 42 days", "3 days ago").
+	Left string
+	// Timeline is set when NotBefore and NotAfter are known; the
+	// percentages place today and the renewal point on the bar.
+	Timeline           bool
+	TodayPct, RenewPct string
+	ShowRenew          bool
+	// Elapsed is the share of the lifetime already passed, the bar's fill.
+	ElapsedPct  string
+	TimelineAlt string
+	LastError   string
+	LastAttempt string
+	Failures    int
+}
+
+// dashSite groups the Upstreams of one Site.
+type dashSite struct {
+	Site      string
+	Upstreams []Upstream
+	Down      int
+}
+
+func (a *api) dashboard(w http.ResponseWriter, r *http.Request) {
+	now := a.opts.now()
+	page := dashboardPage{Now: now.UTC().Format("2006-01-02 15:04:05 UTC"), Ready: a.opts.Ready == nil || a.opts.Ready()}
+	if a.opts.Certificates != nil {
+		page.CertsKnown = true
+		certs := a.opts.Certificates.Certificates()
+		tlsmgr.SortCertificates(certs)
+		counts := map[tlsmgr.Status]int{}
+		for _, c := range certs {
+			counts[c.Status]++
+			page.Certificates = append(page.Certificates, newDashCert(c, now))
+		}
+		for _, s := range []tlsmgr.Status{tlsmgr.StatusExpired, tlsmgr.StatusFailing, tlsmgr.StatusExpiring,
+			tlsmgr.StatusRenewing, tlsmgr.StatusValid, tlsmgr.StatusRetired} {
+			if counts[s] > 0 {
+				page.Counts = append(page.Counts, statusCount{s, counts[s]})
+			}
+		}
+	}
+	if a.opts.Upstreams != nil {
+		page.UpstreamsKnown = true
+		for _, u := range a.opts.Upstreams() {
+			i := slices.IndexFunc(page.Upstreams, func(s dashSite) bool { return s.Site == u.Site })
+			if i < 0 {
+				page.Upstreams = append(page.Upstreams, dashSite{Site: u.Site})
+				i = len(page.Upstreams) - 1
+			}
+			page.Upstreams[i].Upstreams = append(page.Upstreams[i].Upstreams, u)
+			if !u.Healthy {
+				page.Upstreams[i].Down++
+			}
+		}
+		// Sites with an Upstream down first, as failing Certificates are.
+		slices.SortStableFunc(page.Upstreams, func(x, y dashSite) int {
+			return min(y.Down, 1) - min(x.Down, 1)
+		})
+	}
+	var buf bytes.Buffer
+	if err := dashboardTemplate.Execute(&buf, page); err != nil {
+		a.opts.Logger.ErrorContext(r.Context(), "rendering the dashboard", "error", err)
+		http.Error(w, "rendering the dashboard failed", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	// The page has no scripts and loads nothing from elsewhere.
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'")
+	w.Header().Set("X-Frame-Options", "DENY")
+	w.Header().Set("Referrer-Policy", "no-referrer")
+	w.Write(buf.Bytes())
+}
+
+const day = 24 * time.Hour
+
+func newDashCert(c tlsmgr.CertificateInfo, now time.Time) dashCert {
+	d := dashCert{
+		Status: c.Status, Source: c.Source, Issuer: c.Issuer, CA: c.CA, KeyType: c.KeyType, Serial: c.Serial,
+		Issued: date(c.NotBefore), Expires: date(c.NotAfter), Renews: date(c.NextRenewal), RenewalReason: c.RenewalReason,
+		LastError: c.LastError, LastAttempt: date(c.LastAttempt), Failures: c.Failures,
+	}
+	if len(c.Names) > 0 {
+		d.Name, d.Others = c.Names[0], c.Names[1:]
+	}
+	if !c.NotAfter.IsZero() {
+		d.Left = humanLeft(c.NotAfter.Sub(now))
+	}
+	if !c.NotBefore.IsZero() && c.NotAfter.After(c.NotBefore) {
+		life := c.NotAfter.Sub(c.NotBefore)
+		pct := func(t time.Time) float64 {
+			return min(max(float64(t.Sub(c.NotBefore))/float64(life)*100, 0), 100)
+		}
+		d.Timeline = true
+		d.TodayPct = fmt.Sprintf("%.1f", pct(now))
+		d.ElapsedPct = d.TodayPct
+		alt := fmt.Sprintf("issued %s, expires %s", d.Issued, d.Expires)
+		if !c.NextRenewal.IsZero() {
+			d.ShowRenew = true
+			d.RenewPct = fmt.Sprintf("%.1f", pct(c.NextRenewal))
+			alt += ", renewal due " + d.Renews
+		}
+		d.TimelineAlt = alt + fmt.Sprintf("; today is %s%% of the way through its lifetime", d.TodayPct)
+	}
+	return d
+}
+
+func date(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format("2006-01-02 15:04")
+}
+
+// humanLeft says how far away an expiry is, in days, or hours when close.
+func humanLeft(d time.Duration) string {
+	past := d < 0
+	if past {
+		d = -d
+	}
+	var s string
+	switch {
+	case d >= 2*day:
+		s = fmt.Sprintf("%d days", int(d/day))
+	case d >= 2*time.Hour:
+		s = fmt.Sprintf("%d hours", int(d/time.Hour))
+	default:
+		s = fmt.Sprintf("%d minutes", int(d/time.Minute))
+	}
+	if past {
+		return "expired " + s + " ago"
+	}
+	return "in " + s
+}

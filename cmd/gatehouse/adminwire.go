@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/gatehouse-proxy/gatehouse/admin"
+	"github.com/gatehouse-proxy/gatehouse/config"
+)
+
+// adminState is what the admin endpoint reads of a running gateway. Its
+// fields are safe to use from the admin's request goroutines; everything
+// else of the gateway stays with the serve goroutine.
+type adminState struct {
+	// metrics is nil when the admin endpoint is off: nothing would serve
+	// them, so the proxy is not asked to observe requests.
+	metrics *admin.Metrics
+	// ready is set once the Listeners serve and the initial config is
+	// applied, and cleared when shutdown begins.
+	ready atomic.Bool
+	// reloads carries POST /reload to the serve goroutine, which answers
+	// on the channel it is sent.
+	reloads chan chan error
+	// cfg is the applied config, for the challenge label of the metrics.
+	cfg atomic.Pointer[config.Config]
+}
+
+// errStopping answers a reload asked for while gatehouse shuts down.
+var errStopping = errors.New("gatehouse is shutting down")
+
+// newMetrics creates the metrics when the admin endpoint is on; call it
+// once certificate management runs and before the first proxy.Compile.
+func (g *gateway) newMetrics() {
+	g.admin.cfg.Store(g.cfg)
+	g.admin.reloads = make(chan chan error)
+	if g.cfg.Admin == config.Off || g.cfg.Admin == "" {
+		return
+	}
+	g.admin.metrics = admin.NewMetrics(admin.MetricsOptions{
+		Inventory: g.certs,
+		Upstreams: g.upstreams,
+		Challenge: g.challengeOf,
+	})
+	g.certs.Subscribe(g.admin.metrics.ObserveEvent)
+}
+
+// observe is proxy.Options.Observe: the metrics' request observer, or nil.
+func (g *gateway) observe() func(string, int, time.Duration) {
+	if g.admin.metrics == nil {
+		return nil
+	}
+	return g.admin.metrics.ObserveRequest
+}
+
+// adminHandler is the admin endpoint, wired to this gateway.
+func (g *gateway) adminHandler() http.Handler {
+	return admin.Handler(admin.Options{
+		Addr:         g.cfg.Admin,
+		Logger:       g.logger,
+		Certificates: g.certs,
+		Reload:       g.requestReload,
+		Ready:        g.admin.ready.Load,
+		Upstreams:    g.upstreams,
+		Metrics:      g.admin.metrics,
+	})
+}
+
+// requestReload asks the serve goroutine for a reload, as SIGHUP does, and
+// waits for its outcome.
+func (g *gateway) requestReload(ctx context.Context) error {
+	done := make(chan error, 1)
+	select {
+	case g.admin.reloads <- done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// upstreams reports the proxy's Upstream health for the admin endpoint.
+func (g *gateway) upstreams() []admin.Upstream {
+	if g.routes == nil {
+		return nil
+	}
+	var out []admin.Upstream
+	for _, u := range g.routes.Upstreams() {
+		out = append(out, admin.Upstream{
+			Site: u.Site, Route: u.Route, URL: u.URL, Healthy: u.Healthy,
+			Reason: u.Reason, InFlight: u.InFlight, Failures: u.Failures,
+		})
+	}
+	return out
+}
+
+// challengeOf names the challenge types an order for host uses, from the
+// applied config: DNS-01 for wildcards and Sites with a DNS provider, else
+// the enabled acme.challenges.
+func (g *gateway) challengeOf(host string) string {
+	cfg := g.admin.cfg.Load()
+	if cfg == nil {
+		return "unknown"
+	}
+	if strings.HasPrefix(host, "*.") || cfg.ACME.DNS != nil {
+		return "dns-01"
+	}
+	for _, s := range cfg.Sites {
+		for _, h := range s.Hosts {
+			if strings.EqualFold(h, host) && s.TLS.DNS != nil {
+				return "dns-01"
+			}
+		}
+	}
+	return strings.Join(cfg.ACME.Challenges, ",")
+}
