@@ -78,6 +78,9 @@ func (c *Config) withDefaults() {
 		c.ACME.Challenges = []string{ChallengeHTTP01, ChallengeTLSALPN01}
 	}
 	setDefault(&c.ACME.Engine, DefaultEngine)
+	if c.ACME.DNS != nil {
+		setDefault(&c.ACME.DNS.PropagationTimeout, DefaultPropagationTimeout)
+	}
 	setDefault(&c.RetireAfter, DefaultRetireAfter)
 	c.onDemandDefaults()
 	setDefault(&c.Timeouts.ReadHeader, DefaultReadHeader)
@@ -93,6 +96,9 @@ func (c *Config) withDefaults() {
 		}
 		if s.HSTS != nil {
 			setDefault(&s.HSTS.MaxAge, DefaultHSTSMaxAge)
+		}
+		if s.TLS.DNS != nil {
+			setDefault(&s.TLS.DNS.PropagationTimeout, DefaultPropagationTimeout)
 		}
 		for j := range s.Routes {
 			r := &s.Routes[j]

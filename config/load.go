@@ -111,6 +111,10 @@ func (c *Config) resolvePaths(dir string) {
 	resolve(&c.Storage)
 	resolve(&c.Log.File)
 	resolve(&c.ACME.CARoot)
+	c.ACME.DNS.resolvePaths(resolve)
+	for i := range c.ACME.Issuers {
+		resolve(&c.ACME.Issuers[i].CARoot)
+	}
 	if c.OnDemand != nil {
 		resolve(&c.OnDemand.AllowFile)
 	}
@@ -118,6 +122,10 @@ func (c *Config) resolvePaths(dir string) {
 		s := &c.Sites[i]
 		resolve(&s.TLS.Cert)
 		resolve(&s.TLS.Key)
+		s.TLS.DNS.resolvePaths(resolve)
+		for j := range s.TLS.Issuers {
+			resolve(&s.TLS.Issuers[j].CARoot)
+		}
 		for j := range s.Routes {
 			resolve(&s.Routes[j].CA)
 			resolve(&s.Routes[j].Root)

@@ -59,6 +59,7 @@ func (c *Config) validate() Problems {
 	v.log()
 	v.listenExtras()
 	v.acme()
+	v.acmeIssuance()
 	for i, p := range c.TrustedProxies {
 		if _, err := netip.ParsePrefix(p); err == nil {
 			continue

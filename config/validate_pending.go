@@ -8,28 +8,10 @@ import "fmt"
 func (v *validator) pending() {
 	const msg = "not supported yet by this gatehouse version"
 	c := v.c
-	if len(c.ACME.Issuers) > 0 {
-		v.addf("acme.issuers", msg)
-	}
-	if c.ACME.Profile != "" {
-		v.addf("acme.profile", msg)
-	}
-	if c.ACME.KeyType != "" {
-		v.addf("acme.key_type", msg)
-	}
-	if c.ACME.DNS != nil {
-		v.addf("acme.dns", msg)
-	}
 	for i, s := range c.Sites {
 		sp := fmt.Sprintf("sites[%d]", i)
 		if s.SecurityHeaders {
 			v.addf(sp+".security_headers", msg)
-		}
-		if s.TLS.DNS != nil {
-			v.addf(sp+".tls.dns", msg)
-		}
-		if len(s.TLS.Issuers) > 0 {
-			v.addf(sp+".tls.issuers", msg)
 		}
 		for j, r := range s.Routes {
 			rp := fmt.Sprintf("%s.routes[%d]", sp, j)

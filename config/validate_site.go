@@ -132,8 +132,8 @@ func (v *validator) certFor(t SiteTLS, h, path, hpath string) {
 	switch {
 	case h == "*":
 		v.addf(hpath, "the catch-all host * needs tls.cert and tls.key: no CA issues a certificate for every name")
-	case strings.HasPrefix(h, "*.") && t.IssuerFor(h) == IssuerACME:
-		v.addf(hpath, "wildcard certificates need DNS-01, which gatehouse does not support yet; use tls.issuer: internal or tls.cert/tls.key")
+	case strings.HasPrefix(h, "*.") && t.IssuerFor(h) == IssuerACME && t.DNS == nil && v.c.ACME.DNS == nil:
+		v.addf(hpath, "a wildcard certificate from ACME needs DNS-01: set tls.dns (or acme.dns) with a DNS provider, or use tls.issuer: internal or tls.cert/tls.key")
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"net/http"
 
 	"github.com/caddyserver/certmagic"
-	"github.com/mholt/acmez/v3/acme"
 )
 
 // certmagicEngine obtains and renews certificates with certmagic, without
@@ -20,6 +19,9 @@ type certmagicEngine struct {
 	cfg    *certmagic.Config
 	issuer *certmagic.ACMEIssuer
 	obt    *obtainer
+	// policies holds one Config per distinct issuance policy (issuers.go);
+	// cfg is the one of the global policy, issuer its first issuer.
+	policies policyConfigs
 	// notify, when set, also receives every event (the inventory).
 	notify func(ctx context.Context, event string, data map[string]any)
 }
@@ -28,45 +30,23 @@ func newCertmagicEngine(s acmeSettings, opts options, logger *slog.Logger) (*cer
 	e := &certmagicEngine{logger: logger}
 	zl := newZapLogger(logger)
 	e.cache = certmagic.NewCache(certmagic.CacheOptions{
-		// One Config serves every certificate: the Cache asks for it at
-		// each maintenance pass. e.cfg is set below, before any
-		// certificate can be cached (only the obtain loops cache them,
-		// and they start later).
-		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) {
-			return e.cfg, nil
+		// The Cache asks for a certificate's Config at each maintenance
+		// pass: the one of its host's issuance policy. e.cfg is set
+		// below, before any certificate can be cached (only the obtain
+		// loops cache them, and they start later).
+		GetConfigForCert: func(c certmagic.Certificate) (*certmagic.Config, error) {
+			return e.configFor(c.Names...), nil
 		},
 		RenewCheckInterval: opts.renewCheckInterval,
 		Logger:             zl,
 	})
-	e.cfg = certmagic.New(e.cache, certmagic.Config{
-		Storage: &certmagic.FileStorage{Path: s.storage},
-		Logger:  zl,
-		OnEvent: e.onEvent,
-	})
-	tmpl := certmagic.ACMEIssuer{
-		CA:                      s.acme.CA,
-		Email:                   s.acme.Email,
-		Agreed:                  true,
-		TrustedRoots:            s.roots,
-		DisableHTTPChallenge:    !s.http01,
-		DisableTLSALPNChallenge: !s.tlsALPN01,
-		// certmagic tries to listen on these; gatehouse's Listeners hold
-		// them already, so it dials them, finds them answering and relies
-		// on HTTPHandler and GetCertificate (robustTryListen in
-		// certmagic's solvers.go). No extra listener is opened.
-		ListenHost:     s.listenHost,
-		AltHTTPPort:    s.httpPort,
-		AltTLSALPNPort: s.httpsPort,
-		Logger:         zl,
+	e.policies = policyConfigs{settings: s, logger: logger, zap: zl, onEvent: e.onEvent, cache: e.cache}
+	global := &issuancePolicy{Issuers: globalIssuers(s.acme), DNS: s.acme.DNS, KeyType: s.acme.KeyType}
+	var err error
+	if e.cfg, err = e.policies.get(global); err != nil {
+		return nil, err
 	}
-	if eab := s.acme.EAB; eab != nil {
-		tmpl.ExternalAccount = &acme.EAB{KeyID: eab.KeyID, MACKey: eab.MACKey}
-	}
-	if tmpl.CA == "" {
-		tmpl.CA = certmagic.LetsEncryptProductionCA
-	}
-	e.issuer = certmagic.NewACMEIssuer(e.cfg, tmpl)
-	e.cfg.Issuers = []certmagic.Issuer{e.issuer}
+	e.issuer = e.cfg.Issuers[0].(*certmagic.ACMEIssuer)
 	e.obt = newObtainer(logger, opts.backoffBase, opts.backoffMax, e.obtain, e.forget)
 	return e, nil
 }
@@ -76,7 +56,7 @@ func newCertmagicEngine(s acmeSettings, opts options, logger *slog.Logger) (*cer
 // the obtainer does.
 func (e *certmagicEngine) obtain(ctx context.Context, host string) error {
 	// certmagic's error already names the host and the step.
-	return e.cfg.ManageSync(ctx, []string{host})
+	return e.configFor(host).ManageSync(ctx, []string{host})
 }
 
 // forget removes hosts from the Cache, which stops their renewal. Their
@@ -124,7 +104,7 @@ func (e *certmagicEngine) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certi
 }
 
 func (e *certmagicEngine) handleHTTP(w http.ResponseWriter, r *http.Request) bool {
-	return e.issuer.HandleHTTPChallenge(w, r)
+	return e.policies.handleHTTP(w, r)
 }
 
 func (e *certmagicEngine) manage(hosts []string) { e.obt.set(hosts) }

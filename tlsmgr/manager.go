@@ -156,8 +156,9 @@ func (m *Manager) Apply(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("applying TLS config: %w", err)
 	}
-	if len(t.acmeHosts) > 0 && !m.http01 && !m.tlsALPN {
-		return errors.New("applying TLS config: ACME hosts configured but no challenge is usable (enable http-01 with listen.http or tls-alpn-01 with listen.https)")
+	policies := acmePolicies(cfg)
+	if needsListenerChallenge(policies) && !m.http01 && !m.tlsALPN {
+		return errors.New("applying TLS config: ACME hosts configured but no challenge is usable (enable http-01 with listen.http or tls-alpn-01 with listen.https, or DNS-01 with tls.dns)")
 	}
 	for _, site := range cfg.Sites {
 		if site.TLS.Key != "" && looseKeyMode(site.TLS.Key) {
@@ -166,6 +167,11 @@ func (m *Manager) Apply(ctx context.Context, cfg *config.Config) error {
 	}
 	if err := m.prepareOnDemand(t); err != nil {
 		return fmt.Errorf("applying TLS config: %w", err)
+	}
+	if ps, ok := m.engine.(policySetter); ok {
+		if err := ps.setPolicies(policies); err != nil {
+			return fmt.Errorf("applying TLS config: %w", err)
+		}
 	}
 	m.table.Store(t)
 	m.ca.retain(t.internalNames)

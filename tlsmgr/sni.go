@@ -131,8 +131,8 @@ func buildTable(cfg *config.Config) (*table, error) {
 				}
 				t.any = src
 			case strings.HasPrefix(host, "*."):
-				if src.kind == sourceACME {
-					errs = append(errs, fmt.Errorf("sites[%d]: wildcard host %q cannot use ACME (no DNS-01 yet)", i, raw))
+				if src.kind == sourceACME && cfg.DNSFor(&cfg.Sites[i]) == nil {
+					errs = append(errs, fmt.Errorf("sites[%d]: wildcard host %q needs DNS-01 (tls.dns or acme.dns) for an ACME certificate", i, raw))
 					continue
 				}
 				t.wild[host[2:]] = src

@@ -1,0 +1,122 @@
+package tlsmgr
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-proxy/gatehouse/config"
+	"github.com/gatehouse-proxy/gatehouse/tlsmgr/pebbletest"
+)
+
+// TestDNS01WildcardRFC2136 obtains a wildcard certificate and one for the
+// zone apex through DNS-01: gatehouse writes the TXT records into a real
+// BIND with TSIG-signed dynamic updates (lego's RFC 2136 provider), Pebble
+// validates them by asking that BIND, and the records are gone afterwards.
+func TestDNS01WildcardRFC2136(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	ns := startBIND(t, "example.test")
+	g := startGatehouse(t)
+	ca := pebbletest.Start(t, pebbletest.Options{HTTPPort: g.httpPort, TLSPort: g.httpsPort, Resolver: ns.addr})
+	acmeCfg := config.ACME{CA: ca.DirectoryURL(), CARoot: ca.ClientRootFile(), Email: "admin@example.org"}
+	cfg := g.config(t, t.TempDir(), acmeCfg, "*.example.test", "example.test")
+	cfg.Sites[0].TLS.DNS = &config.DNS{
+		Provider: "rfc2136",
+		Credentials: map[string]string{
+			"nameserver": ns.addr, "tsig_key": ns.keyName, "tsig_secret": ns.keySecret, "tsig_algorithm": ns.keyAlgo,
+		},
+		PropagationTimeout: 20 * time.Second,
+		Resolvers:          []string{ns.addr},
+	}
+	g.start(t, cfg, fastOptions())
+
+	leaf := waitForCert(t, g, "a.example.test", ca.IssuerRoots(), "", 60*time.Second)
+	if !slices.Equal(leaf.DNSNames, []string{"*.example.test"}) {
+		t.Errorf("certificate for a.example.test names %v, want [*.example.test]", leaf.DNSNames)
+	}
+	other := waitForCert(t, g, "other.example.test", ca.IssuerRoots(), "", 5*time.Second)
+	if other.SerialNumber.Cmp(leaf.SerialNumber) != 0 {
+		t.Errorf("other.example.test got serial %v, want the wildcard's %v", other.SerialNumber, leaf.SerialNumber)
+	}
+	apex := waitForCert(t, g, "example.test", ca.IssuerRoots(), "", 60*time.Second)
+	if !slices.Equal(apex.DNSNames, []string{"example.test"}) {
+		t.Errorf("certificate for example.test names %v, want [example.test]", apex.DNSNames)
+	}
+	// One label only: a.b.example.test is no host of the site.
+	if _, err := handshake(g.httpsAddr, "a.b.example.test", ca.IssuerRoots()); err == nil {
+		t.Error("a.b.example.test was served; a wildcard covers one label")
+	}
+	if got := ca.Orders(); got != 2 {
+		t.Errorf("orders: got %d, want 2 (one wildcard, one apex)", got)
+	}
+
+	// The challenge records were removed from the zone.
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	for {
+		vals, err := ns.txt(ctx, "_acme-challenge.example.test")
+		if err == nil && len(vals) == 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("_acme-challenge.example.test still holds TXT %q (err %v)", vals, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestDNSProviders builds each DNS provider from every credential key
+// gatehouse documents, so a key the validator accepts always reaches the
+// provider.
+func TestDNSProviders(t *testing.T) {
+	tsigFile := filepath.Join(t.TempDir(), "tsig.key")
+	if err := os.WriteFile(tsigFile, []byte("key \"k.\" {\n\talgorithm hmac-sha256;\n\tsecret \"c2VjcmV0\";\n};\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		provider string
+		creds    map[string]string
+		wantErr  string
+	}{
+		{"rfc2136", map[string]string{"nameserver": "127.0.0.1:53", "tsig_key": "k", "tsig_secret": "c2VjcmV0", "tsig_algorithm": "hmac-sha512", "zone": "example.test", "ttl": "30"}, ""},
+		{"rfc2136", map[string]string{"nameserver": "127.0.0.1", "tsig_file": tsigFile}, ""},
+		{"rfc2136", map[string]string{"nameserver": "127.0.0.1", "tsig_key": "k", "tsig_secret": "c2VjcmV0", "tsig_algorithm": "hmac-md4"}, "unsupported TSIG algorithm"},
+		{"cloudflare", map[string]string{"api_token": "t", "zone_token": "z", "base_url": "https://api.example.test/", "ttl": "300"}, ""},
+		{"cloudflare", map[string]string{"email": "ops@example.test", "api_key": "k"}, ""},
+		{"cloudflare", map[string]string{"api_token": "t", "ttl": "30"}, "invalid TTL"},
+		{"route53", map[string]string{
+			"access_key_id": "AKID", "secret_access_key": "secret", "session_token": "s", "region": "eu-west-1",
+			"hosted_zone_id": "Z1", "assume_role_arn": "", "external_id": "", "private_zone": "true", "max_retries": "2", "ttl": "10",
+		}, ""},
+		{"digitalocean", map[string]string{"auth_token": "t", "base_url": "https://api.example.test", "ttl": "60"}, ""},
+		{"exec", map[string]string{"program": "/bin/true", "mode": "RAW"}, ""},
+		{"httpreq", map[string]string{"endpoint": "https://dns.example.test/", "mode": "RAW", "username": "u", "password": "p"}, ""},
+		{"httpreq", map[string]string{"endpoint": "/relative"}, "not an absolute URL"},
+	} {
+		t.Run(tc.provider, func(t *testing.T) {
+			d := &config.DNS{Provider: tc.provider, Credentials: tc.creds, PropagationTimeout: time.Minute}
+			// Every key used here is one the validator accepts.
+			var known []string
+			for _, c := range config.DNSProviders[tc.provider] {
+				known = append(known, c.Key)
+			}
+			for k := range tc.creds {
+				if !slices.Contains(known, k) {
+					t.Fatalf("credential %q is not in config.DNSProviders[%q]", k, tc.provider)
+				}
+			}
+			_, _, err := newDNSProvider(d)
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatalf("newDNSProvider: %v", err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Fatalf("newDNSProvider: got error %v, want one containing %q", err, tc.wantErr)
+			}
+		})
+	}
+}

@@ -1,0 +1,203 @@
+package tlsmgr
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-proxy/gatehouse/config"
+	"github.com/gatehouse-proxy/gatehouse/tlsmgr/pebbletest"
+	"github.com/mholt/acmez/v3/acme"
+)
+
+// TestIssuerFailover lists an unreachable CA first and Pebble second: the
+// certificate comes from Pebble and the log names Pebble as its issuer. A
+// second Site overrides the list with Pebble alone.
+func TestIssuerFailover(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	g := startGatehouse(t)
+	ca := startCA(t, g.httpPort, g.httpsPort, 0, "")
+	// A reserved port with nothing listening: connections are refused.
+	down := fmt.Sprintf("https://127.0.0.1:%d/dir", pebbletest.FreePort(t))
+	acmeCfg := config.ACME{
+		Email: "admin@example.org",
+		Issuers: []config.Issuer{
+			{CA: down, CARoot: ca.ClientRootFile()},
+			{CA: ca.DirectoryURL(), CARoot: ca.ClientRootFile()},
+		},
+	}
+	cfg := g.config(t, t.TempDir(), acmeCfg, "failover.test")
+	cfg.Sites = append(cfg.Sites, config.Site{
+		Hosts: []string{"override.test"},
+		TLS:   config.SiteTLS{Issuers: []config.Issuer{{CA: ca.DirectoryURL(), CARoot: ca.ClientRootFile()}}},
+	})
+	logs := &recordHandler{Handler: slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo})}
+	m := g.startLogged(t, cfg, fastOptions(), logs)
+
+	leaf := waitForCert(t, g, "failover.test", ca.IssuerRoots(), "", 60*time.Second)
+	if leaf.DNSNames[0] != "failover.test" {
+		t.Errorf("DNS names: got %v, want [failover.test]", leaf.DNSNames)
+	}
+	waitForCert(t, g, "override.test", ca.IssuerRoots(), "", 60*time.Second)
+	pebbleKey := issuerKey(t, ca.DirectoryURL())
+	for _, host := range []string{"failover.test", "override.test"} {
+		if got := logs.attr("certificate obtained", "host", host, "issuer"); got != pebbleKey {
+			t.Errorf("issuer logged for %s: got %q, want %q", host, got, pebbleKey)
+		}
+	}
+	// Only failover.test tried the unreachable CA first.
+	if got := logs.attr("could not get certificate from issuer", "identifier", "failover.test", "issuer"); got != issuerKey(t, down) {
+		t.Errorf("failed issuer logged for failover.test: got %q, want %q", got, issuerKey(t, down))
+	}
+	if got := logs.attr("could not get certificate from issuer", "identifier", "override.test", "issuer"); got != "" {
+		t.Errorf("override.test tried issuer %q; its site lists Pebble alone", got)
+	}
+	e := m.engine.(*certmagicEngine)
+	if c := e.configFor("override.test"); len(c.Issuers) != 1 || c == e.configFor("failover.test") {
+		t.Errorf("override.test shares the global Config or has %d issuers, want its own with 1", len(c.Issuers))
+	}
+}
+
+// issuerKey is certmagic's name for the issuer of an ACME directory, as it
+// logs it.
+func issuerKey(t *testing.T, dir string) string {
+	t.Helper()
+	return strings.NewReplacer("https://", "", "http://", "", "/", "-").Replace(dir)
+}
+
+// recordHandler passes records on to Handler and keeps them, so a test can
+// look for an attribute. Attributes added with WithAttrs are not kept.
+type recordHandler struct {
+	slog.Handler
+	mu      sync.Mutex
+	records []slog.Record
+}
+
+func (h *recordHandler) Handle(ctx context.Context, r slog.Record) error {
+	h.mu.Lock()
+	h.records = append(h.records, r.Clone())
+	h.mu.Unlock()
+	return h.Handler.Handle(ctx, r)
+}
+
+// attr returns the value of attribute key in the first record with message
+// msg whose attribute matchKey is matchVal, or "".
+func (h *recordHandler) attr(msg, matchKey, matchVal, key string) string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, r := range h.records {
+		if r.Message != msg {
+			continue
+		}
+		attrs := map[string]string{}
+		r.Attrs(func(a slog.Attr) bool {
+			attrs[a.Key] = a.Value.String()
+			return true
+		})
+		if attrs[matchKey] == matchVal {
+			return attrs[key]
+		}
+	}
+	return ""
+}
+
+// TestACMEProfileAndKeyType asks Pebble for a profile with a short validity
+// and checks the served leaf has it and the configured key type. Pebble,
+// like Let's Encrypt, refuses Ed25519 CSRs: the refusal is reported and
+// nothing is served.
+func TestACMEProfileAndKeyType(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	for _, tc := range []struct {
+		keyType string
+		check   func(pub any) bool
+	}{
+		{"", func(pub any) bool { k, ok := pub.(*ecdsa.PublicKey); return ok && k.Curve == elliptic.P256() }},
+		{config.KeyP384, func(pub any) bool { k, ok := pub.(*ecdsa.PublicKey); return ok && k.Curve == elliptic.P384() }},
+		{config.KeyRSA2048, func(pub any) bool { k, ok := pub.(*rsa.PublicKey); return ok && k.N.BitLen() == 2048 }},
+		{config.KeyEd25519, nil},
+	} {
+		name := tc.keyType
+		if name == "" {
+			name = "default"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			g := startGatehouse(t)
+			ca := pebbletest.Start(t, pebbletest.Options{
+				HTTPPort: g.httpPort, TLSPort: g.httpsPort,
+				Profiles: map[string]time.Duration{"shortlived": 6 * time.Hour},
+			})
+			acmeCfg := config.ACME{CA: ca.DirectoryURL(), CARoot: ca.ClientRootFile(), Profile: "shortlived", KeyType: tc.keyType}
+			host := name + ".keys.test"
+			if tc.check == nil {
+				h := signalHandler{
+					Handler: slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}),
+					msg:     "obtaining certificate failed; will retry", once: new(sync.Once), seen: make(chan struct{}),
+				}
+				logs := &recordHandler{Handler: h}
+				g.startLogged(t, g.config(t, t.TempDir(), acmeCfg, host), fastOptions(), logs)
+				select {
+				case <-h.seen:
+				case <-time.After(30 * time.Second):
+					t.Fatal("no failed attempt logged")
+				}
+				if got := logs.attr("obtaining certificate failed; will retry", "host", host, "error"); !strings.Contains(got, "badCSR") {
+					t.Errorf("error logged: got %q, want the CA's badCSR refusal", got)
+				}
+				if _, err := handshake(g.httpsAddr, host, ca.IssuerRoots()); err == nil {
+					t.Error("a certificate was served although the CA refused the CSR")
+				}
+				return
+			}
+			g.start(t, g.config(t, t.TempDir(), acmeCfg, host), fastOptions())
+			leaf := waitForCert(t, g, host, ca.IssuerRoots(), "", 60*time.Second)
+			if !tc.check(leaf.PublicKey) {
+				t.Errorf("leaf key: got %T (%s), want %s", leaf.PublicKey, leaf.PublicKeyAlgorithm, name)
+			}
+			// Pebble's validity is whole seconds, NotAfter inclusive.
+			if life := leaf.NotAfter.Sub(leaf.NotBefore) + time.Second; life != 6*time.Hour {
+				t.Errorf("lifetime %v, want 6h from the shortlived profile", life)
+			}
+		})
+	}
+}
+
+// TestRateLimited checks a CA's rateLimited problem is told apart from
+// other failures and waited out for as long as the CA says, within bounds.
+func TestRateLimited(t *testing.T) {
+	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	rl := func(detail string) error {
+		return fmt.Errorf("[x.test] Obtain: %w", acme.Problem{Type: acme.ProblemTypeRateLimited, Detail: detail, Status: 429})
+	}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want time.Duration
+		ok   bool
+	}{
+		{"lets encrypt wording", rl("too many certificates (5) already issued for this exact set of identifiers in the last 168h0m0s, retry after 2026-11-28 15:30:00 UTC: see https://letsencrypt.org/docs/rate-limits/"), 3*time.Hour + 30*time.Minute, true},
+		{"RFC 3339", rl("retry after 2026-11-28T12:10:00Z"), 10 * time.Minute, true},
+		{"no time", rl("slow down"), rateLimitDelay, true},
+		{"far future", rl("retry after 2027-01-28 12:00:00 UTC"), maxRateLimitDelay, true},
+		{"past", rl("retry after 2026-11-28 11:00:00 UTC"), time.Second, true},
+		{"pointer", fmt.Errorf("wrapped: %w", &acme.Problem{Type: acme.ProblemTypeRateLimited}), rateLimitDelay, true},
+		{"other problem", fmt.Errorf("x: %w", acme.Problem{Type: acme.ProblemTypeUnauthorized, Detail: "retry after 2026-11-28 15:30:00 UTC"}), 0, false},
+		{"plain error", fmt.Errorf("dial tcp: connection refused"), 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, ok := rateLimited(tc.err, now)
+			if d != tc.want || ok != tc.ok {
+				t.Errorf("rateLimited: got %v, %v; want %v, %v", d, ok, tc.want, tc.ok)
+			}
+		})
+	}
+}
