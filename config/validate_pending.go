@@ -10,29 +10,15 @@ func (v *validator) pending() {
 	c := v.c
 	for i, s := range c.Sites {
 		sp := fmt.Sprintf("sites[%d]", i)
-		if s.SecurityHeaders {
-			v.addf(sp+".security_headers", msg)
-		}
 		for j, r := range s.Routes {
 			rp := fmt.Sprintf("%s.routes[%d]", sp, j)
 			for key, set := range map[string]bool{
-				"redirect":            r.Redirect != nil,
 				"lb":                  r.LB != nil,
 				"health":              r.Health != nil,
 				"passive_health":      r.PassiveHealth != nil,
 				"upstream_tls":        r.UpstreamTLS != nil,
 				"keepalive":           r.KeepAlive != nil,
 				"max_response_header": r.MaxResponseHeader != 0,
-				"request_headers":     r.RequestHeaders != nil,
-				"response_headers":    r.ResponseHeaders != nil,
-				"add_prefix":          r.AddPrefix != "",
-				"rewrite":             r.Rewrite != nil,
-				"compress":            r.Compress,
-				"basic_auth":          r.BasicAuth != nil,
-				"allow_ips":           len(r.AllowIPs) > 0,
-				"deny_ips":            len(r.DenyIPs) > 0,
-				"rate_limit":          r.RateLimit != nil,
-				"forward_auth":        r.ForwardAuth != nil,
 			} {
 				if set {
 					v.addf(rp+"."+key, msg)

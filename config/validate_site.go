@@ -189,12 +189,15 @@ func (v *validator) route(r Route, path string) {
 	if r.Root != "" {
 		kinds = append(kinds, "root")
 	}
+	if r.Redirect != nil {
+		kinds = append(kinds, "redirect")
+	}
 	switch len(kinds) {
 	case 0:
-		v.addf(path, "a route needs one of upstreams, respond or root")
+		v.addf(path, "a route needs one of upstreams, respond, root or redirect")
 	case 1:
 	default:
-		v.addf(path, "a route has exactly one of upstreams, respond or root, not %s", strings.Join(kinds, " and "))
+		v.addf(path, "a route has exactly one of upstreams, respond, root or redirect, not %s", strings.Join(kinds, " and "))
 	}
 
 	https := false

@@ -71,6 +71,8 @@ func describeRoute(r *route, cr *config.Route) string {
 		}
 	case *staticRoute:
 		fmt.Fprintf(&b, "root %s", h.root)
+	case *redirectRoute:
+		fmt.Fprintf(&b, "redirect %d %s", h.status, h.raw)
 	}
 	if r.stripPrefix {
 		b.WriteString(" strip_prefix")

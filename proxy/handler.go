@@ -48,6 +48,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Deferred so that a request aborted by panic(http.ErrAbortHandler),
 	// as ReverseProxy does when an Upstream breaks mid-body, is logged too.
 	defer h.logAccess(t, x, start)
+	x.requestID = requestIDFor(r)
+	x.Header()[requestIDHeader] = []string{x.requestID}
 	x.countBody()
 
 	s := t.site(r.Host)

@@ -81,6 +81,8 @@ type site struct {
 	hosts  []string // normalized, config order
 	hsts   []string // Strict-Transport-Security value, nil when off
 	routes []*route // longest prefix first
+	// securityHeaders adds the security_headers preset to every Route.
+	securityHeaders bool
 }
 
 // route is a compiled config.Route.
@@ -94,6 +96,9 @@ type route struct {
 	handler     http.Handler
 	// desc is the route's line in Describe.
 	desc string
+	// shape is the Route's request and response shaping and access
+	// control (middleware.go), nil when it has none.
+	shape *shaping
 }
 
 // Compile parses and checks everything in cfg that serving needs, so that
@@ -182,7 +187,10 @@ func (c *compiler) site(i int, cs *config.Site) error {
 	}
 	if cs.HSTS != nil {
 		s.hsts = []string{hstsValue(cs.HSTS)}
+	} else if cs.SecurityHeaders {
+		s.hsts = []string{hstsValue(&config.HSTS{})}
 	}
+	s.securityHeaders = cs.SecurityHeaders
 	seenPrefix := make(map[string]int)
 	for j := range cs.Routes {
 		r, err := c.route(s, &cs.Routes[j])
@@ -225,13 +233,18 @@ func (c *compiler) route(s *site, cr *config.Route) (*route, error) {
 		r.handler = newRespondRoute(cr.Respond)
 	case cr.Root != "":
 		r.handler, err = newStaticRoute(r, cr.Root)
+	case cr.Redirect != nil:
+		r.handler, err = newRedirectRoute(r, cr.Redirect)
 	default:
-		err = errors.New("checking route: needs upstreams, respond or root")
+		err = errors.New("checking route: needs upstreams, respond, root or redirect")
 	}
 	if err != nil {
 		return nil, err
 	}
 	r.desc = describeRoute(r, cr)
+	if r.handler, err = c.shape(s, r, cr, r.handler); err != nil {
+		return nil, err
+	}
 	return r, nil
 }
 

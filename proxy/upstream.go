@@ -37,9 +37,7 @@ func newProxyRoute(t *Table, s *site, r *route, b *balancer, errorLog *log.Logge
 		// responses of unknown length at once; the rest is buffered.
 		FlushInterval: 0,
 	}
-	if p.hsts {
-		p.rp.ModifyResponse = p.modifyResponse
-	}
+	p.rp.ModifyResponse = p.modifyResponse
 	return p
 }
 
@@ -69,6 +67,7 @@ func (p *proxyRoute) rewrite(pr *httputil.ProxyRequest) {
 		out.Header.Del("Connection")
 	}
 	p.table.setForwarded(in, out)
+	p.route.outbound(in, out)
 }
 
 // stripRawPath removes prefix from an escaped path, or returns "" (let the
@@ -85,9 +84,14 @@ func stripRawPath(raw, prefix string) string {
 }
 
 // modifyResponse drops an Upstream's Strict-Transport-Security when the
-// Site sends its own, so clients see exactly one.
+// Site sends its own, and its X-Request-ID, so clients see exactly one of
+// each.
 func (p *proxyRoute) modifyResponse(res *http.Response) error {
-	res.Header.Del("Strict-Transport-Security")
+	if p.hsts {
+		res.Header.Del("Strict-Transport-Security")
+	}
+	// The client gets gatehouse's X-Request-ID (set by the Handler), once.
+	delete(res.Header, requestIDHeader)
 	return nil
 }
 

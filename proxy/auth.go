@@ -1,0 +1,130 @@
+package proxy
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/gatehouse-proxy/gatehouse/config"
+)
+
+// Bounds of the cache of verified passwords.
+const (
+	authCacheTTL  = time.Minute
+	authCacheSize = 1024
+)
+
+// basicAuth asks for a user name and password (HTTP basic authentication)
+// and checks them against bcrypt hashes. bcrypt runs for unknown users too,
+// against another user's hash, so the answer time does not tell which
+// names exist. A successful check is remembered for a minute under a
+// salted SHA-256 of the credentials, so a browser sending them with every
+// request does not pay bcrypt each time; the password itself is never
+// kept.
+type basicAuth struct {
+	users map[string][]byte
+	// decoy is the hash compared for an unknown user.
+	decoy     []byte
+	challenge []string // WWW-Authenticate value
+	salt      [32]byte
+	now       func() time.Time
+	next      http.Handler
+
+	mu       sync.Mutex // guards verified
+	verified map[[32]byte]time.Time
+}
+
+func newBasicAuth(cr *config.BasicAuth, now func() time.Time) (*basicAuth, error) {
+	if len(cr.Users) == 0 {
+		return nil, errors.New("checking users: none")
+	}
+	realm := cr.Realm
+	if realm == "" {
+		realm = config.DefaultRealm
+	}
+	ba := &basicAuth{
+		users:     make(map[string][]byte, len(cr.Users)),
+		challenge: []string{`Basic realm="` + realm + `", charset="UTF-8"`},
+		now:       now,
+		verified:  make(map[[32]byte]time.Time),
+	}
+	names := make([]string, 0, len(cr.Users))
+	for name, hash := range cr.Users {
+		if _, err := bcrypt.Cost([]byte(hash)); err != nil {
+			return nil, fmt.Errorf("checking users.%s: %w", name, err)
+		}
+		ba.users[name] = []byte(hash)
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	ba.decoy = ba.users[names[0]]
+	_, _ = rand.Read(ba.salt[:])
+	return ba, nil
+}
+
+func (ba *basicAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	user, pass, ok := r.BasicAuth()
+	if !ok || !ba.check(user, pass) {
+		w.Header()["Www-Authenticate"] = ba.challenge
+		writeStatus(w, http.StatusUnauthorized)
+		return
+	}
+	// The Upstream gets no copy of the password.
+	r2 := new(http.Request)
+	*r2 = *r
+	r2.Header = r.Header.Clone()
+	delete(r2.Header, "Authorization")
+	ba.next.ServeHTTP(w, r2)
+}
+
+// check reports whether pass is user's password.
+func (ba *basicAuth) check(user, pass string) bool {
+	h := sha256.New()
+	h.Write(ba.salt[:])
+	h.Write([]byte(user))
+	h.Write([]byte{0})
+	h.Write([]byte(pass))
+	var key [32]byte
+	h.Sum(key[:0])
+
+	now := ba.now()
+	ba.mu.Lock()
+	until, ok := ba.verified[key]
+	ba.mu.Unlock()
+	if ok && now.Before(until) {
+		return true
+	}
+
+	hash, known := ba.users[user]
+	if !known {
+		hash = ba.decoy
+	}
+	if bcrypt.CompareHashAndPassword(hash, []byte(pass)) != nil || !known {
+		return false
+	}
+	ba.mu.Lock()
+	defer ba.mu.Unlock()
+	if len(ba.verified) >= authCacheSize {
+		for k, t := range ba.verified {
+			if !now.Before(t) {
+				delete(ba.verified, k)
+			}
+		}
+		// Still full: forget any one (map order is random).
+		for k := range ba.verified {
+			if len(ba.verified) < authCacheSize {
+				break
+			}
+			delete(ba.verified, k)
+		}
+	}
+	ba.verified[key] = now.Add(authCacheTTL)
+	return true
+}

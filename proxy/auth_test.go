@@ -1,0 +1,341 @@
+package proxy
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/gatehouse-proxy/gatehouse/config"
+)
+
+func bcryptHash(t *testing.T, pass string) string {
+	t.Helper()
+	h, err := bcrypt.GenerateFromPassword([]byte(pass), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(h)
+}
+
+func TestBasicAuth(t *testing.T) {
+	backend := newEcho(t, "b")
+	r := proxyTo("/", backend.URL)
+	r.BasicAuth = &config.BasicAuth{Realm: "staff", Users: map[string]string{
+		"alice": bcryptHash(t, "wonderland"),
+		"bob":   bcryptHash(t, "builder"),
+	}}
+	f := newFrontend(t, proxyConfig(r))
+	tests := []struct {
+		name, user, pass string
+		noAuth           bool
+		code             int
+	}{
+		{name: "no credentials", noAuth: true, code: 401},
+		{name: "wrong password", user: "alice", pass: "builder", code: 401},
+		{name: "unknown user", user: "mallory", pass: "wonderland", code: 401},
+		{name: "empty password", user: "bob", pass: "", code: 401},
+		{name: "alice", user: "alice", pass: "wonderland", code: 200},
+		{name: "alice again, from the cache", user: "alice", pass: "wonderland", code: 200},
+		{name: "bob", user: "bob", pass: "builder", code: 200},
+		{name: "cached user, other password", user: "alice", pass: "wonderland!", code: 401},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := f.request(t, http.MethodGet, host, "/", nil)
+			if !tt.noAuth {
+				req.SetBasicAuth(tt.user, tt.pass)
+			}
+			res, body := doRes(t, f.client(host), req)
+			if res.StatusCode != tt.code {
+				t.Fatalf("status %d, want %d", res.StatusCode, tt.code)
+			}
+			if tt.code == 401 {
+				if got := res.Header.Get("WWW-Authenticate"); got != `Basic realm="staff", charset="UTF-8"` {
+					t.Errorf("WWW-Authenticate = %q", got)
+				}
+				return
+			}
+			if got := decodeSeen(t, body).Header.Get("Authorization"); got != "" {
+				t.Errorf("Upstream received the credentials: Authorization %q", got)
+			}
+		})
+	}
+	ba := f.handler.Table().sites[0].routes[0].shape.basicAuth
+	ba.mu.Lock()
+	cached := len(ba.verified)
+	ba.mu.Unlock()
+	if cached != 2 {
+		t.Errorf("%d verified credentials cached, want 2 (alice and bob)", cached)
+	}
+}
+
+func TestBasicAuthCacheBounded(t *testing.T) {
+	ba, err := newBasicAuth(&config.BasicAuth{Users: map[string]string{"u": bcryptHash(t, "p")}}, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fill the cache with entries as a long-running process would.
+	for i := range authCacheSize {
+		ba.verified[[32]byte{byte(i), byte(i >> 8), 1}] = time.Now().Add(time.Minute)
+	}
+	if !ba.check("u", "p") {
+		t.Fatal("right password refused")
+	}
+	if n := len(ba.verified); n > authCacheSize {
+		t.Errorf("cache grew to %d entries, bound is %d", n, authCacheSize)
+	}
+	if ba.check("u", "q") {
+		t.Fatal("wrong password accepted")
+	}
+}
+
+func TestIPFilter(t *testing.T) {
+	backend := newEcho(t, "b")
+	route := func(path string, allow, deny []string) config.Route {
+		r := proxyTo(path, backend.URL)
+		r.AllowIPs, r.DenyIPs = allow, deny
+		return r
+	}
+	cfg := proxyConfig(
+		route("/lan/", []string{"10.0.0.0/8", "192.168.0.0/16"}, nil),
+		route("/local/", []string{"127.0.0.1", "::1"}, nil),
+		route("/nolocal/", nil, []string{"127.0.0.0/8"}),
+		route("/mixed/", []string{"10.0.0.0/8"}, []string{"10.6.6.0/24"}),
+	)
+	cfg.TrustedProxies = []string{"127.0.0.1"}
+	f := newFrontend(t, cfg)
+
+	untrusted := proxyConfig(route("/lan/", []string{"10.0.0.0/8"}, nil))
+	g := newFrontend(t, untrusted)
+
+	tests := []struct {
+		name string
+		f    *frontend
+		path string
+		xff  string
+		code int
+	}{
+		{"peer outside allow", f, "/lan/", "", 403},
+		{"peer inside allow", f, "/local/", "", 200},
+		{"peer denied", f, "/nolocal/", "", 403},
+		{"client behind trusted proxy allowed", f, "/lan/", "10.1.2.3", 200},
+		{"client behind trusted proxy not allowed", f, "/lan/", "203.0.113.9", 403},
+		{"client behind trusted proxy denied", f, "/mixed/", "10.6.6.6", 403},
+		{"deny is narrower than allow", f, "/mixed/", "10.6.7.1", 200},
+		{"proxy's own address is not the client", f, "/local/", "203.0.113.9", 403},
+		{"spoofed X-Forwarded-For from an untrusted peer", g, "/lan/", "10.1.2.3", 403},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := tt.f.request(t, http.MethodGet, host, tt.path, nil)
+			if tt.xff != "" {
+				req.Header.Set("X-Forwarded-For", tt.xff)
+			}
+			code, _ := do(t, tt.f.client(host), req)
+			if code != tt.code {
+				t.Errorf("status %d, want %d", code, tt.code)
+			}
+		})
+	}
+}
+
+func TestRateLimit(t *testing.T) {
+	backend := newEcho(t, "b")
+	byIP := proxyTo("/ip/", backend.URL)
+	byIP.RateLimit = &config.RateLimit{Requests: 2, Per: time.Minute, Key: "ip"}
+	byKey := proxyTo("/key/", backend.URL)
+	byKey.RateLimit = &config.RateLimit{Requests: 1, Per: time.Hour, Burst: 2, Key: "header:X-Api-Key"}
+	f := newFrontend(t, proxyConfig(byIP, byKey))
+
+	send := func(t *testing.T, path, key string) *http.Response {
+		t.Helper()
+		req := f.request(t, http.MethodGet, host, path, nil)
+		if key != "" {
+			req.Header.Set("X-Api-Key", key)
+		}
+		res, _ := doRes(t, f.client(host), req)
+		return res
+	}
+	for i, want := range []int{200, 200, 429, 429} {
+		if res := send(t, "/ip/", ""); res.StatusCode != want {
+			t.Fatalf("request %d by IP: status %d, want %d", i+1, res.StatusCode, want)
+		}
+	}
+	res := send(t, "/ip/", "")
+	// 2 per minute: the next token is due in 30s at most.
+	if ra, err := strconv.Atoi(res.Header.Get("Retry-After")); err != nil || ra < 1 || ra > 30 {
+		t.Errorf("Retry-After = %q, want 1 to 30 seconds", res.Header.Get("Retry-After"))
+	}
+
+	for i, want := range []int{200, 200, 429} {
+		if res := send(t, "/key/", "k1"); res.StatusCode != want {
+			t.Fatalf("request %d with key k1: status %d, want %d", i+1, res.StatusCode, want)
+		}
+	}
+	if res := send(t, "/key/", "k2"); res.StatusCode != 200 {
+		t.Errorf("another key: status %d, want 200 (its own bucket)", res.StatusCode)
+	}
+	// Without the header the client is keyed by IP, in a bucket of its own.
+	if res := send(t, "/key/", ""); res.StatusCode != 200 {
+		t.Errorf("no key: status %d, want 200", res.StatusCode)
+	}
+}
+
+func TestRateLimitBounded(t *testing.T) {
+	backend := newEcho(t, "b")
+	r := proxyTo("/", backend.URL)
+	const maxClients = 40
+	r.RateLimit = &config.RateLimit{Requests: 1, Per: time.Hour, Key: "header:X-Client", MaxClients: maxClients}
+	f := newFrontend(t, proxyConfig(r))
+	c := f.client(host)
+	send := func(client string) int {
+		req := f.request(t, http.MethodGet, host, "/", nil)
+		req.Header.Set("X-Client", client)
+		code, _ := do(t, c, req)
+		return code
+	}
+	for i := range 10 * maxClients {
+		if code := send(fmt.Sprint("client-", i)); code != 200 {
+			t.Fatalf("client %d: status %d on its first request", i, code)
+		}
+	}
+	rl := f.handler.Table().sites[0].routes[0].shape.rateLimit
+	if n := rl.clients(); n > maxClients || n < maxClients/2 {
+		t.Errorf("tracking %d clients after %d distinct ones, want at most max_clients %d (and not far below)", n, 10*maxClients, maxClients)
+	}
+	// The most recent client is remembered (its bucket is empty); the
+	// first, long forgotten, starts afresh.
+	if code := send(fmt.Sprint("client-", 10*maxClients-1)); code != 429 {
+		t.Errorf("most recent client: status %d, want 429", code)
+	}
+	if code := send("client-0"); code != 200 {
+		t.Errorf("forgotten client: status %d, want 200", code)
+	}
+}
+
+func TestForwardAuth(t *testing.T) {
+	var asked atomic.Pointer[http.Request]
+	block := make(chan struct{})
+	t.Cleanup(func() { close(block) })
+	auth := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked.Store(r)
+		switch {
+		case r.Header.Get("X-Forwarded-Uri") == "/slow":
+			select {
+			case <-block:
+			case <-r.Context().Done():
+			}
+		case r.Header.Get("Cookie") == "session=alice":
+			w.Header().Set("Remote-User", "alice")
+			w.Header().Set("Remote-Groups", "admins")
+			w.Header().Set("X-Not-Copied", "1")
+			w.WriteHeader(http.StatusNoContent)
+		case r.Header.Get("Cookie") == "session=anon":
+			// Authenticated, but the service sends no Remote-User.
+			w.WriteHeader(http.StatusOK)
+		case strings.HasPrefix(r.Header.Get("X-Forwarded-Uri"), "/api/"):
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			fmt.Fprint(w, `{"error":"login required"}`)
+		default:
+			w.Header().Set("Location", "https://login.example.com/?rd="+r.Header.Get("X-Forwarded-Proto")+"://"+r.Header.Get("X-Forwarded-Host")+r.Header.Get("X-Forwarded-Uri"))
+			w.Header().Set("Set-Cookie", "csrf=1")
+			w.WriteHeader(http.StatusFound)
+			fmt.Fprint(w, "go log in")
+		}
+	}))
+	backend := newEcho(t, "b")
+	protected := proxyTo("/", backend.URL)
+	protected.ForwardAuth = &config.ForwardAuth{URL: auth.URL + "/verify", CopyHeaders: []string{"Remote-User", "remote-groups"}, Timeout: 300 * time.Millisecond}
+	down := proxyTo("/down/", backend.URL)
+	down.ForwardAuth = &config.ForwardAuth{URL: "http://" + closedAddr(t) + "/verify"}
+	f := newFrontend(t, proxyConfig(protected, down))
+
+	send := func(t *testing.T, method, target, cookie string) (*http.Response, string) {
+		t.Helper()
+		req := f.request(t, method, host, target, nil)
+		if cookie != "" {
+			req.Header.Set("Cookie", cookie)
+		}
+		req.Header.Set("Remote-User", "mallory") // never believed
+		req.Header.Set("X-Forwarded-Uri", "/spoofed")
+		return doRes(t, f.client(host), req)
+	}
+
+	t.Run("authorized", func(t *testing.T) {
+		res, body := send(t, http.MethodPost, "/app/page?x=1", "session=alice")
+		if res.StatusCode != 200 {
+			t.Fatalf("status %d: %s", res.StatusCode, body)
+		}
+		s := decodeSeen(t, body)
+		if s.Method != "POST" || s.Path != "/app/page" {
+			t.Errorf("Upstream got %s %s", s.Method, s.Path)
+		}
+		for name, want := range map[string]string{"Remote-User": "alice", "Remote-Groups": "admins", "X-Not-Copied": ""} {
+			if got := s.Header.Get(name); got != want {
+				t.Errorf("Upstream saw %s %q, want %q", name, got, want)
+			}
+		}
+		a := asked.Load()
+		for name, want := range map[string]string{
+			"X-Forwarded-Method": "POST",
+			"X-Forwarded-Proto":  "https",
+			"X-Forwarded-Host":   host,
+			"X-Forwarded-Uri":    "/app/page?x=1",
+			"X-Forwarded-For":    "127.0.0.1",
+			"Cookie":             "session=alice",
+			"X-Request-Id":       res.Header.Get("X-Request-Id"),
+		} {
+			if got := a.Header.Get(name); got != want {
+				t.Errorf("auth service saw %s %q, want %q", name, got, want)
+			}
+		}
+		if a.Method != "GET" || a.URL.Path != "/verify" {
+			t.Errorf("auth service asked with %s %s, want GET /verify", a.Method, a.URL.Path)
+		}
+	})
+	t.Run("authorized without the header", func(t *testing.T) {
+		res, body := send(t, http.MethodGet, "/", "session=anon")
+		if res.StatusCode != 200 {
+			t.Fatalf("status %d", res.StatusCode)
+		}
+		if got := decodeSeen(t, body).Header.Get("Remote-User"); got != "" {
+			t.Errorf("Upstream saw the client's own Remote-User %q", got)
+		}
+	})
+	t.Run("redirect to login goes back as it is", func(t *testing.T) {
+		res, body := send(t, http.MethodGet, "/app/", "")
+		if res.StatusCode != 302 || body != "go log in" ||
+			res.Header.Get("Location") != "https://login.example.com/?rd=https://"+host+"/app/" ||
+			res.Header.Get("Set-Cookie") != "csrf=1" {
+			t.Errorf("got %d %q Location %q Set-Cookie %q", res.StatusCode, body, res.Header.Get("Location"), res.Header.Get("Set-Cookie"))
+		}
+	})
+	t.Run("401 goes back as it is", func(t *testing.T) {
+		res, body := send(t, http.MethodGet, "/api/x", "")
+		if res.StatusCode != 401 || body != `{"error":"login required"}` || res.Header.Get("Content-Type") != "application/json" {
+			t.Errorf("got %d %q %q", res.StatusCode, body, res.Header.Get("Content-Type"))
+		}
+	})
+	t.Run("service unreachable fails closed", func(t *testing.T) {
+		if res, _ := send(t, http.MethodGet, "/down/x", "session=alice"); res.StatusCode != 502 {
+			t.Errorf("status %d, want 502", res.StatusCode)
+		}
+	})
+	t.Run("service too slow fails closed", func(t *testing.T) {
+		start := time.Now()
+		res, _ := send(t, http.MethodGet, "/slow", "session=alice")
+		if res.StatusCode != 504 {
+			t.Errorf("status %d, want 504", res.StatusCode)
+		}
+		if d := time.Since(start); d > 3*time.Second {
+			t.Errorf("took %v; the timeout is 300ms", d)
+		}
+	})
+}

@@ -1,0 +1,305 @@
+package proxy
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/gatehouse-proxy/gatehouse/config"
+)
+
+// shaping is the compiled request and response shaping and access control
+// of one Route. Requests go through it in a fixed order:
+//
+//  1. response headers (security_headers preset, response_headers): the
+//     outermost wrapper, so even a 401, 403 or 429 carries them;
+//  2. allow_ips / deny_ips (403);
+//  3. rate_limit (429 with Retry-After), before any password is checked,
+//     so it also bounds guessing;
+//  4. basic_auth (401), then forward_auth;
+//  5. compress, wrapping the Route's own handler;
+//  6. for Upstreams, the request as sent: strip_prefix, add_prefix,
+//     rewrite, then request_headers and X-Request-ID (see outbound).
+type shaping struct {
+	table *Table
+
+	responseHeaders *headerOps
+	allow, deny     []netip.Prefix
+	rateLimit       *rateLimiter
+	basicAuth       *basicAuth
+	forwardAuth     *forwardAuth
+	compress        bool
+
+	// Request side, for Upstreams only.
+	requestHeaders *headerOps
+	addPrefix      string // without a trailing slash
+	addPrefixRaw   string // addPrefix escaped
+	rewrite        *regexp.Regexp
+	rewriteTo      string
+}
+
+// shape compiles cr's shaping and access control and returns h wrapped in
+// them, or h itself when the Route has none. It sets r.shape for
+// [route.outbound] and appends the options to r.desc.
+func (c *compiler) shape(s *site, r *route, cr *config.Route, h http.Handler) (http.Handler, error) {
+	sh := &shaping{table: c.table, compress: cr.Compress}
+	var err error
+	if sh.responseHeaders, err = compileHeaders(cr.ResponseHeaders); err != nil {
+		return nil, fmt.Errorf("compiling response_headers: %w", err)
+	}
+	if s.securityHeaders {
+		sh.responseHeaders = withSecurityDefaults(sh.responseHeaders)
+	}
+	if sh.requestHeaders, err = compileHeaders(cr.RequestHeaders); err != nil {
+		return nil, fmt.Errorf("compiling request_headers: %w", err)
+	}
+	for i, p := range cr.AllowIPs {
+		pr, err := parsePrefix(p)
+		if err != nil {
+			return nil, fmt.Errorf("parsing allow_ips[%d]: %w", i, err)
+		}
+		sh.allow = append(sh.allow, pr)
+	}
+	for i, p := range cr.DenyIPs {
+		pr, err := parsePrefix(p)
+		if err != nil {
+			return nil, fmt.Errorf("parsing deny_ips[%d]: %w", i, err)
+		}
+		sh.deny = append(sh.deny, pr)
+	}
+	if cr.RateLimit != nil {
+		if sh.rateLimit, err = newRateLimiter(c.table, cr.RateLimit, c.opts.now); err != nil {
+			return nil, fmt.Errorf("compiling rate_limit: %w", err)
+		}
+	}
+	if cr.BasicAuth != nil {
+		if sh.basicAuth, err = newBasicAuth(cr.BasicAuth, c.opts.now); err != nil {
+			return nil, fmt.Errorf("compiling basic_auth: %w", err)
+		}
+	}
+	if cr.ForwardAuth != nil {
+		if sh.forwardAuth, err = newForwardAuth(c.table, cr.ForwardAuth); err != nil {
+			return nil, fmt.Errorf("compiling forward_auth: %w", err)
+		}
+	}
+	if p := strings.TrimSuffix(cr.AddPrefix, "/"); p != "" {
+		sh.addPrefix = p
+		sh.addPrefixRaw = (&url.URL{Path: p}).EscapedPath()
+	}
+	if rw := cr.Rewrite; rw != nil {
+		if sh.rewrite, err = regexp.Compile(rw.Match); err != nil {
+			return nil, fmt.Errorf("compiling rewrite.match: %w", err)
+		}
+		sh.rewriteTo = rw.To
+	}
+	r.shape = sh
+	r.desc += sh.describe()
+
+	if sh.compress {
+		h = &compressHandler{next: h}
+	}
+	if fa := sh.forwardAuth; fa != nil {
+		fa.next = h
+		h = fa
+	}
+	if ba := sh.basicAuth; ba != nil {
+		ba.next = h
+		h = ba
+	}
+	if rl := sh.rateLimit; rl != nil {
+		rl.next = h
+		h = rl
+	}
+	if sh.allow != nil || sh.deny != nil {
+		h = &ipFilter{table: c.table, allow: sh.allow, deny: sh.deny, next: h}
+	}
+	if sh.responseHeaders != nil {
+		h = &responseHeaders{ops: sh.responseHeaders, table: c.table, next: h}
+	}
+	return h, nil
+}
+
+// describe renders the shaping options for Describe, each with a leading
+// space.
+func (sh *shaping) describe() string {
+	var b strings.Builder
+	if sh.requestHeaders != nil {
+		b.WriteString(" request_headers")
+	}
+	if sh.responseHeaders != nil {
+		b.WriteString(" response_headers")
+		if sh.responseHeaders.defaults != nil {
+			b.WriteString("+security")
+		}
+	}
+	if sh.addPrefix != "" {
+		b.WriteString(" add_prefix=" + sh.addPrefix)
+	}
+	if sh.rewrite != nil {
+		fmt.Fprintf(&b, " rewrite=%q->%q", sh.rewrite.String(), sh.rewriteTo)
+	}
+	if sh.compress {
+		b.WriteString(" compress")
+	}
+	for _, p := range sh.allow {
+		b.WriteString(" allow=" + p.String())
+	}
+	for _, p := range sh.deny {
+		b.WriteString(" deny=" + p.String())
+	}
+	if rl := sh.rateLimit; rl != nil {
+		fmt.Fprintf(&b, " rate_limit=%s/%s burst=%d key=%s max_clients=%d", strconv.Itoa(rl.requests), rl.per, rl.burst, rl.keyName, rl.maxClients)
+	}
+	if ba := sh.basicAuth; ba != nil {
+		fmt.Fprintf(&b, " basic_auth=%d users", len(ba.users))
+	}
+	if fa := sh.forwardAuth; fa != nil {
+		fmt.Fprintf(&b, " forward_auth=%s", fa.url.String())
+	}
+	return b.String()
+}
+
+// outbound shapes the request sent to an Upstream, after strip_prefix and
+// the forwarding headers: add_prefix, rewrite, request_headers, and the
+// X-Request-ID, which always reaches the Upstream.
+func (r *route) outbound(in, out *http.Request) {
+	x := exchangeFrom(in.Context())
+	var id string
+	if x != nil {
+		id = x.requestID
+	}
+	if id != "" {
+		out.Header[requestIDHeader] = []string{id}
+	}
+	sh := r.shape
+	if sh == nil {
+		return
+	}
+	if sh.addPrefix != "" {
+		out.URL.Path = sh.addPrefix + out.URL.Path
+		if out.URL.RawPath != "" {
+			out.URL.RawPath = sh.addPrefixRaw + out.URL.RawPath
+		}
+	}
+	if sh.rewrite != nil {
+		p := sh.rewrite.ReplaceAllString(out.URL.Path, sh.rewriteTo)
+		if !strings.HasPrefix(p, "/") {
+			p = "/" + p
+		}
+		out.URL.Path, out.URL.RawPath = p, ""
+	}
+	if ops := sh.requestHeaders; ops != nil {
+		v := vars{t: sh.table, r: in, requestID: id}
+		ops.apply(out.Header, &v)
+		if ops.host != nil {
+			out.Host = ops.host.value(&v)[0]
+		}
+	}
+}
+
+// ipFilter answers 403 to clients deny_ips names or allow_ips does not.
+// The client is the real one: the peer, or what trusted proxies say.
+type ipFilter struct {
+	table       *Table
+	allow, deny []netip.Prefix
+	next        http.Handler
+}
+
+func (f *ipFilter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !f.admits(f.table.clientIP(r)) {
+		writeStatus(w, http.StatusForbidden)
+		return
+	}
+	f.next.ServeHTTP(w, r)
+}
+
+// admits reports whether ip may pass. An invalid ip (no peer address)
+// passes only when there is no allow list.
+func (f *ipFilter) admits(ip netip.Addr) bool {
+	for _, p := range f.deny {
+		if p.Contains(ip) {
+			return false
+		}
+	}
+	if len(f.allow) == 0 {
+		return true
+	}
+	for _, p := range f.allow {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// responseHeaders applies the security_headers preset and response_headers
+// to every response of the Route, as its header is written.
+type responseHeaders struct {
+	ops   *headerOps
+	table *Table
+	next  http.Handler
+}
+
+func (rh *responseHeaders) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	hw := &headerWriter{ResponseWriter: w, rh: rh, r: r}
+	rh.next.ServeHTTP(hw, r)
+}
+
+// headerWriter changes the response header just before it is written.
+type headerWriter struct {
+	http.ResponseWriter
+	rh   *responseHeaders
+	r    *http.Request
+	done bool
+}
+
+func (w *headerWriter) apply() {
+	if w.done {
+		return
+	}
+	w.done = true
+	v := vars{t: w.rh.table, r: w.r}
+	if x := exchangeOf(w.ResponseWriter); x != nil {
+		v.requestID = x.requestID
+	}
+	w.rh.ops.apply(w.Header(), &v)
+}
+
+func (w *headerWriter) WriteHeader(code int) {
+	if code >= 200 {
+		w.apply()
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *headerWriter) Write(p []byte) (int, error) {
+	w.apply()
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *headerWriter) WriteString(s string) (int, error) {
+	w.apply()
+	return io.WriteString(w.ResponseWriter, s)
+}
+
+// ReadFrom keeps sendfile for static files.
+func (w *headerWriter) ReadFrom(r io.Reader) (int64, error) {
+	w.apply()
+	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(struct{ io.Writer }{w.ResponseWriter}, r)
+}
+
+// FlushError writes the header, changed, before a flush sends it.
+func (w *headerWriter) FlushError() error {
+	w.apply()
+	return http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+func (w *headerWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
