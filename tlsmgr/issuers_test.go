@@ -201,3 +201,45 @@ func TestRateLimited(t *testing.T) {
 		})
 	}
 }
+
+// TestObtainerWaitsOutRateLimit checks the obtain loop waits until the time
+// a rateLimited problem names before it asks the CA again, however short
+// its own backoff.
+func TestObtainerWaitsOutRateLimit(t *testing.T) {
+	var mu sync.Mutex // guards calls
+	var calls []time.Time
+	var retryAt time.Time
+	done := make(chan struct{})
+	o := newObtainer(slog.New(slog.DiscardHandler), time.Millisecond, 2*time.Millisecond,
+		func(ctx context.Context, host string) error {
+			mu.Lock()
+			defer mu.Unlock()
+			calls = append(calls, time.Now())
+			if len(calls) == 1 {
+				// Let's Encrypt's wording; whole seconds, as the CA writes them.
+				retryAt = time.Now().Add(1500 * time.Millisecond).Truncate(time.Second).Add(time.Second)
+				return fmt.Errorf("[%s] Obtain: %w", host, acme.Problem{
+					Type:   acme.ProblemTypeRateLimited,
+					Status: 429,
+					Detail: "too many new orders recently: retry after " + retryAt.UTC().Format("2006-01-02 15:04:05") + " UTC",
+				})
+			}
+			close(done)
+			return nil
+		}, func([]string) {})
+	defer o.stop()
+	o.set([]string{"limited.test"})
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no second attempt within 10s")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(calls) != 2 {
+		t.Fatalf("attempts: got %d, want 2", len(calls))
+	}
+	if calls[1].Before(retryAt) {
+		t.Errorf("second attempt at %v, before the CA's retry-after %v", calls[1].Format(time.StampMilli), retryAt.Format(time.StampMilli))
+	}
+}

@@ -101,7 +101,12 @@ func (o *obtainer) run(ctx context.Context, host string) {
 			return
 		}
 		d := b.next()
-		o.logger.Warn("obtaining certificate failed; will retry", "host", host, "retry_in", d.Round(time.Millisecond).String(), "error", err)
+		// A CA that says "rate limited" is left alone for as long as it
+		// asks, never retried on the short backoff.
+		wait, limited := rateLimited(err, time.Now())
+		d = max(d, wait)
+		o.logger.Warn("obtaining certificate failed; will retry", "host", host, "retry_in", d.Round(time.Millisecond).String(),
+			"rate_limited", limited, "error", err)
 		if !sleep(ctx, d) {
 			return
 		}
