@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -79,6 +80,8 @@ type onDemand struct {
 	// askSlots holds one token per ask question in flight.
 	askSlots chan struct{}
 	now      func() time.Time
+	// unsubscribe ends certificateEvent's subscription.
+	unsubscribe func()
 }
 
 // newOnDemand creates the on-demand side of a certmagic engine: its own
@@ -225,8 +228,51 @@ func (o *onDemand) askName(ctx context.Context, base *url.URL, name string) erro
 	return nil
 }
 
+// certificateEvent keeps the on-demand Certificates in memory in step with
+// storage when one is renewed, replaced or revoked outside a handshake
+// (gatehouse certs renew and revoke work through the ACME engine), so the
+// new one is served at once.
+func (o *onDemand) certificateEvent(ev Event) {
+	switch ev.Type {
+	case EventObtained, EventRenewed, EventRevoked:
+	default:
+		return
+	}
+	t := o.table.Load()
+	for _, name := range ev.Names {
+		if t.isOnDemand(name) {
+			o.reload(context.Background(), name)
+		}
+	}
+}
+
+// reload replaces the Certificate of name in the on-demand Cache by the
+// one in storage, or drops it if storage has none. A name not in memory is
+// left alone: its next handshake loads it.
+func (o *onDemand) reload(ctx context.Context, name string) {
+	var old []string
+	for _, c := range o.cache.AllMatchingCertificates(name) {
+		if slices.Contains(c.Names, name) {
+			old = append(old, c.Hash())
+		}
+	}
+	if len(old) == 0 {
+		return
+	}
+	cur, err := o.cfg.CacheManagedCertificate(ctx, name)
+	if err != nil {
+		o.logger.WarnContext(ctx, "reloading on-demand certificate; dropping it from memory", "host", name, "error", err)
+	} else {
+		old = slices.DeleteFunc(old, func(h string) bool { return h == cur.Hash() })
+	}
+	o.cache.Remove(old)
+}
+
 // close stops the on-demand Cache's maintenance goroutine.
 func (o *onDemand) close() {
+	if o.unsubscribe != nil {
+		o.unsubscribe()
+	}
 	o.cache.Stop()
 	o.ask.CloseIdleConnections()
 }
@@ -515,6 +561,7 @@ func (m *Manager) prepareOnDemand(t *table) error {
 			return errors.New("on-demand TLS needs acme.engine certmagic")
 		}
 		o = newOnDemand(e, &m.table, m.logger)
+		o.unsubscribe = m.Subscribe(o.certificateEvent)
 		m.onDemand.Store(o)
 	}
 	o.setRate(&t.onDemand.rate)

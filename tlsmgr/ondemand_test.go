@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -431,4 +432,171 @@ func randomLabel(t *testing.T) string {
 		t.Error(err)
 	}
 	return hex.EncodeToString(b)
+}
+
+// TestOnDemandRenewRevoke renews and revokes an on-demand Certificate
+// through the Manager (as gatehouse certs does): each time the next
+// handshake gets the new Certificate, and Pebble has the revoked one
+// revoked.
+func TestOnDemandRenewRevoke(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	g := startGatehouse(t)
+	ca := startCA(t, g.httpPort, g.httpsPort, 0, "")
+	m := g.start(t, g.onDemandConfig(t, ca, t.TempDir(), &config.OnDemand{Allow: []string{"*.life.test"}}, "*.life.test"), fastOptions())
+	const name = "shop.life.test"
+	first, err := handshakeWithin(g.httpsAddr, name, ca, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Renew(t.Context(), name, true); err != nil {
+		t.Fatalf("Renew: %v", err)
+	}
+	renewed, err := handshakeWithin(g.httpsAddr, name, ca, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if renewed.SerialNumber.Cmp(first.SerialNumber) == 0 {
+		t.Fatalf("after Renew the handshake still gets serial %v", first.SerialNumber)
+	}
+	if err := m.Revoke(t.Context(), name, "keyCompromise"); err != nil {
+		t.Fatalf("Revoke: %v", err)
+	}
+	if !ca.Revoked(renewed.SerialNumber) {
+		t.Errorf("Pebble does not have serial %v revoked", renewed.SerialNumber)
+	}
+	replaced, err := handshakeWithin(g.httpsAddr, name, ca, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if replaced.SerialNumber.Cmp(renewed.SerialNumber) == 0 {
+		t.Errorf("after Revoke the handshake still gets the revoked serial %v", renewed.SerialNumber)
+	}
+	var info *CertificateInfo
+	for _, ci := range m.Certificates() {
+		if slices.Contains(ci.Names, name) {
+			info = &ci
+		}
+	}
+	if info == nil || info.Source != SourceOnDemand {
+		t.Errorf("inventory entry of %s: got %+v, want source %q", name, info, SourceOnDemand)
+	}
+	checkOrders(t, ca, 3)
+}
+
+// TestOnDemandAskFlood floods an ask-only policy with random names while
+// the ask service is slow: at most askConcurrency questions are in flight,
+// nothing is ordered, and a name already served still handshakes.
+func TestOnDemandAskFlood(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	g := startGatehouse(t)
+	ca := startCA(t, g.httpPort, g.httpsPort, 0, "")
+	var mu sync.Mutex
+	inFlight, maxInFlight, asked := 0, 0, 0
+	ask := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("domain") == "ok.askflood.test" {
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		mu.Lock()
+		inFlight++
+		asked++
+		maxInFlight = max(maxInFlight, inFlight)
+		mu.Unlock()
+		select {
+		case <-r.Context().Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+		mu.Lock()
+		inFlight--
+		mu.Unlock()
+		w.WriteHeader(http.StatusForbidden)
+	}))
+	t.Cleanup(ask.Close)
+	g.start(t, g.onDemandConfig(t, ca, t.TempDir(), &config.OnDemand{Ask: ask.URL}, "*.askflood.test"), fastOptions())
+	mustHandshake(t, g, ca, "ok.askflood.test")
+
+	const total, workers = 300, 40
+	names := make(chan string)
+	var wg sync.WaitGroup
+	var succeeded sync.Map
+	for range workers {
+		wg.Go(func() {
+			for name := range names {
+				if _, err := handshake(g.httpsAddr, name, ca.IssuerRoots()); err == nil {
+					succeeded.Store(name, true)
+				}
+			}
+		})
+	}
+	for i := range total {
+		if i == total/2 {
+			if _, err := handshakeWithin(g.httpsAddr, "ok.askflood.test", ca, 10*time.Second); err != nil {
+				t.Errorf("handshake for ok.askflood.test during the flood: %v", err)
+			}
+		}
+		names <- randomLabel(t) + ".askflood.test"
+	}
+	close(names)
+	wg.Wait()
+	succeeded.Range(func(k, _ any) bool {
+		t.Errorf("handshake for %v succeeded", k)
+		return true
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if maxInFlight > askConcurrency || maxInFlight == 0 {
+		t.Errorf("questions in flight at once: got %d, want 1 to %d", maxInFlight, askConcurrency)
+	}
+	if asked >= total {
+		t.Errorf("ask was asked %d times for %d names; want the busy ones denied without asking", asked, total)
+	}
+	checkOrders(t, ca, 1)
+}
+
+func TestAllowSetMatch(t *testing.T) {
+	s, err := compileAllowSet([]string{"Shop.Example.com.", "*.tenants.example.com", `~(a|b)[0-9]+\.example\.org`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]bool{
+		"shop.example.com":          true,
+		"x.shop.example.com":        false,
+		"x.tenants.example.com":     true,
+		"tenants.example.com":       false,
+		"y.x.tenants.example.com":   false,
+		"a12.example.org":           true,
+		"a12.example.org.evil.test": false,
+		"c1.example.org":            false,
+	} {
+		if got := s.match(name); got != want {
+			t.Errorf("match(%q): got %v, want %v", name, got, want)
+		}
+	}
+	if _, err := compileAllowSet([]string{"*"}); err == nil {
+		t.Error(`compileAllowSet("*"): got no error`)
+	}
+}
+
+func TestNegCacheBounded(t *testing.T) {
+	c := newNegCache(time.Minute, 100)
+	now := time.Now()
+	for i := range 1000 {
+		c.add(fmt.Sprintf("n%d.test", i), now)
+		if c.len() > 100 {
+			t.Fatalf("after %d adds the cache holds %d names, want at most 100", i+1, c.len())
+		}
+	}
+	if !c.has("n999.test", now) {
+		t.Error("the latest denial was forgotten")
+	}
+	if c.has("n999.test", now.Add(time.Minute)) {
+		t.Error("a denial outlived its TTL")
+	}
+	c.add("x.test", now)
+	c.clear()
+	if c.has("x.test", now) {
+		t.Error("clear kept a denial")
+	}
 }
