@@ -106,6 +106,7 @@ func (c *Config) withDefaults() {
 			if r.Respond != nil {
 				setDefault(&r.Respond.Status, DefaultRespondStatus)
 			}
+			r.upstreamDefaults()
 			r.shapingDefaults()
 		}
 	}

@@ -129,6 +129,10 @@ func (c *Config) resolvePaths(dir string) {
 		for j := range s.Routes {
 			resolve(&s.Routes[j].CA)
 			resolve(&s.Routes[j].Root)
+			if t := s.Routes[j].UpstreamTLS; t != nil {
+				resolve(&t.ClientCert)
+				resolve(&t.ClientKey)
+			}
 		}
 	}
 }

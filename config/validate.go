@@ -73,6 +73,7 @@ func (c *Config) validate() Problems {
 		v.addf("limits.header_bytes", "must not be negative")
 	}
 	v.sites()
+	v.upstreams()
 	v.shapingAll()
 	v.onDemand()
 	v.events()

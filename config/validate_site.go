@@ -247,8 +247,10 @@ func checkUpstream(s string) (scheme, msg string) {
 	}
 	switch u.Scheme {
 	case "http", "https", "h2c":
+	case "unix":
+		return u.Scheme, checkUnixUpstream(s, u)
 	default:
-		return "", fmt.Sprintf("scheme %q is not http, https or h2c", u.Scheme)
+		return "", fmt.Sprintf("scheme %q is not http, https, h2c or unix", u.Scheme)
 	}
 	switch {
 	case u.Hostname() == "":
@@ -268,6 +270,20 @@ func checkUpstream(s string) (scheme, msg string) {
 		}
 	}
 	return u.Scheme, ""
+}
+
+// checkUnixUpstream says what is wrong with a unix socket Upstream,
+// unix:///absolute/path, or returns "".
+func checkUnixUpstream(s string, u *url.URL) string {
+	switch {
+	case u.Host != "":
+		return fmt.Sprintf("%q has a host; a unix socket upstream is unix:///absolute/path.sock (three slashes)", s)
+	case !strings.HasPrefix(u.Path, "/"):
+		return fmt.Sprintf("%q has no absolute socket path; write it like %q", s, "unix:///run/app.sock")
+	case u.User != nil || u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
+		return fmt.Sprintf("%q: a unix socket upstream is unix:///absolute/path.sock only", s)
+	}
+	return ""
 }
 
 // errorsUnwrapURL drops the "parse URL:" wrapping of a *url.Error, which

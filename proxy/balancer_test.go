@@ -42,11 +42,18 @@ func (f *fakeUpstream) count() int {
 	return f.calls
 }
 
+// testUpstream is an Upstream named and reached as name over rt.
+func testUpstream(name string, rt http.RoundTripper) *upstream {
+	u := &upstream{name: name, scheme: "http", host: name, rt: rt}
+	u.st.Store(new(upstreamState))
+	return u
+}
+
 func TestBalancerCooldown(t *testing.T) {
 	now := time.Unix(1_000_000, 0)
 	a, b := new(fakeUpstream), new(fakeUpstream)
-	upA := &upstream{name: "a", scheme: "http", host: "a", rt: a}
-	bal := newBalancer([]*upstream{upA, {name: "b", scheme: "http", host: "b", rt: b}},
+	upA := testUpstream("a", a)
+	bal := newBalancer([]*upstream{upA, testUpstream("b", b)},
 		func() time.Time { return now }, slog.New(slog.DiscardHandler))
 	send := func() {
 		t.Helper()
@@ -86,7 +93,7 @@ func TestBalancerCooldown(t *testing.T) {
 	if got := a.count(); got != 3 {
 		t.Errorf("calls after recovery = %v, want 3", got)
 	}
-	if got := upA.fails.Load(); got != 0 {
+	if got := upA.state().fails.Load(); got != 0 {
 		t.Errorf("fails after recovery = %v, want 0", got)
 	}
 }
@@ -96,10 +103,7 @@ func TestBalancerAllDown(t *testing.T) {
 	a, b := new(fakeUpstream), new(fakeUpstream)
 	a.set(true)
 	b.set(true)
-	bal := newBalancer([]*upstream{
-		{name: "a", scheme: "http", host: "a", rt: a},
-		{name: "b", scheme: "http", host: "b", rt: b},
-	}, func() time.Time { return now }, slog.New(slog.DiscardHandler))
+	bal := newBalancer([]*upstream{testUpstream("a", a), testUpstream("b", b)}, func() time.Time { return now }, slog.New(slog.DiscardHandler))
 	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://app.example.com/", nil)
 	if _, err := bal.RoundTrip(req); !isDialError(err) {
 		t.Fatalf("RoundTrip error = %v, want a dial error", err)
@@ -114,7 +118,7 @@ func TestBalancerAllDown(t *testing.T) {
 }
 
 func TestMarkFailedCaps(t *testing.T) {
-	var u upstream
+	var u upstreamState
 	now := time.Unix(0, 0)
 	var got []time.Duration
 	for range 8 {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"path"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -17,6 +18,9 @@ type Handler struct {
 	table  atomic.Pointer[Table]
 	logger *slog.Logger
 	now    func() time.Time
+	// swapMu serializes Swap and Close, which hand Upstream health checks
+	// from one Table to the next.
+	swapMu sync.Mutex
 }
 
 // NewHandler returns a Handler serving t. Access lines go to logger at Info
@@ -26,14 +30,23 @@ func NewHandler(t *Table, logger *slog.Logger) *Handler {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	h := &Handler{logger: logger, now: time.Now}
+	stopCheckers(t.activate(nil))
 	h.table.Store(t)
 	return h
 }
 
 // Swap makes t the Table for every request that starts from now on.
 // Compile t completely before calling Swap; a failed reload simply never
-// calls it and the old Table keeps serving.
-func (h *Handler) Swap(t *Table) { h.table.Store(t) }
+// calls it and the old Table keeps serving. Upstream health (checks,
+// ejections, in-flight counts) carries over to t for Upstreams it keeps;
+// the old Table's other health checks stop.
+func (h *Handler) Swap(t *Table) {
+	h.swapMu.Lock()
+	defer h.swapMu.Unlock()
+	stale := t.activate(h.table.Load())
+	h.table.Store(t)
+	stopCheckers(stale)
+}
 
 // Table returns the Table currently served.
 func (h *Handler) Table() *Table { return h.table.Load() }

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"cmp"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log"
@@ -71,6 +70,9 @@ type Table struct {
 	redirectPort string
 	logger       *slog.Logger
 	buffers      *bufferPool // shared by the Table's ReverseProxies
+	// ups holds every Upstream with its health, and the health checks
+	// the Table runs while it is served.
+	ups upstreamSet
 	// observe is Options.Observe, or nil.
 	observe func(site string, status int, d time.Duration)
 }
@@ -249,40 +251,11 @@ func (c *compiler) route(s *site, cr *config.Route) (*route, error) {
 }
 
 func (c *compiler) proxyRoute(s *site, r *route, cr *config.Route) (http.Handler, error) {
-	var (
-		roots *x509.CertPool
-		caSum [32]byte
-	)
-	if cr.CA != "" {
-		var err error
-		roots, caSum, err = loadCertPool(cr.CA)
-		if err != nil {
-			return nil, err
-		}
+	b, err := c.balancer(s, r, cr)
+	if err != nil {
+		return nil, err
 	}
-	ups := make([]*upstream, 0, len(cr.Upstreams))
-	for k, raw := range cr.Upstreams {
-		kind, target, err := parseUpstream(raw)
-		if err != nil {
-			return nil, fmt.Errorf("parsing upstreams[%d]: %w", k, err)
-		}
-		key := transportKey{
-			kind:           kind,
-			dial:           c.table.dialTimeout,
-			responseHeader: c.table.responseHeaderTimeout,
-		}
-		var rootsFor *x509.CertPool
-		if kind == kindHTTPS {
-			key.ca, rootsFor = caSum, roots
-		}
-		ups = append(ups, &upstream{
-			name:   raw,
-			scheme: target.Scheme,
-			host:   target.Host,
-			rt:     c.opts.Transports.get(key, rootsFor),
-		})
-	}
-	return newProxyRoute(c.table, s, r, newBalancer(ups, c.opts.now, c.opts.Logger), c.errorLog), nil
+	return newProxyRoute(c.table, s, r, b, c.errorLog), nil
 }
 
 // parsePrefix parses a CIDR or a single address (as a one-address prefix).

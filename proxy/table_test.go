@@ -189,7 +189,7 @@ func TestCompileErrors(t *testing.T) {
 		{
 			name: "bad upstream scheme",
 			cfg:  config.Config{Sites: []config.Site{cfgSite([]string{"a.example.com"}, proxyTo("/", "ftp://x"))}},
-			want: "scheme must be http, https or h2c",
+			want: "scheme must be http, https, h2c or unix",
 		},
 		{
 			name: "missing root",

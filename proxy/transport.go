@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"cmp"
+	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -9,19 +11,27 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"time"
 )
 
-// Pooling and handshake settings shared by every Upstream transport.
+// Pooling and handshake settings shared by every Upstream transport. The
+// idle pool size and timeout are the defaults of a Route's keepalive.
 const (
-	maxIdleConnsPerHost   = 64
-	maxIdleConns          = 1024
-	idleConnTimeout       = 90 * time.Second
-	tlsHandshakeTimeout   = 10 * time.Second
-	expectContinueTimeout = 1 * time.Second
-	tcpKeepAlive          = 30 * time.Second
+	defaultMaxIdlePerHost    = 64
+	maxIdleConns             = 1024
+	defaultIdleConnTimeout   = 90 * time.Second
+	defaultMaxResponseHeader = 1 << 20
+	tlsHandshakeTimeout      = 10 * time.Second
+	expectContinueTimeout    = 1 * time.Second
+	tcpKeepAlive             = 30 * time.Second
 )
+
+// unixHost is the host requests to a unix socket Upstream carry in their
+// URL. The socket's transport dials its path whatever the host says; the
+// host only names the connection pool, which is the socket's own.
+const unixHost = "localhost"
 
 // upstreamKind is how gatehouse speaks to an Upstream.
 type upstreamKind uint8
@@ -30,10 +40,13 @@ const (
 	kindHTTP  upstreamKind = iota // HTTP/1.1 over TCP
 	kindHTTPS                     // HTTP/2 or HTTP/1.1 by ALPN over TLS
 	kindH2C                       // HTTP/2 over TCP with prior knowledge
+	kindUnix                      // HTTP/1.1 over a unix socket
 )
 
 // transportKey identifies transports that can share connections: same
-// protocol, same trusted roots, same timeouts.
+// protocol, same TLS settings, same timeouts and pool sizes. Every field is
+// a value, so a reload that compiles the same settings gets the same
+// transport and its warm connections.
 type transportKey struct {
 	kind upstreamKind
 	// ca is the SHA-256 of the route's CA file, zero for system roots. The
@@ -42,12 +55,31 @@ type transportKey struct {
 	ca             [32]byte
 	dial           time.Duration
 	responseHeader time.Duration
+	// serverName, clientCert (SHA-256 of the certificate and key files)
+	// and insecure are the route's upstream_tls.
+	serverName string
+	clientCert [32]byte
+	insecure   bool
+	// maxIdle and idleTimeout are the route's keepalive.
+	maxIdle     int
+	idleTimeout time.Duration
+	// maxResponseHeader bounds an Upstream's response header block.
+	maxResponseHeader int64
+	// socket is the path of a unix socket Upstream.
+	socket string
 }
 
-// Transports is a pool of Upstream HTTP transports, one per protocol, CA
-// and timeout combination. It outlives Tables: pass the same Transports to
-// every Compile so a reload keeps Upstream connections warm. It is safe for
-// concurrent use.
+// transportTLS is what a transport needs for TLS beyond its key: the
+// parsed roots and client certificate the key only fingerprints.
+type transportTLS struct {
+	roots      *x509.CertPool
+	clientCert *tls.Certificate
+}
+
+// Transports is a pool of Upstream HTTP transports, one per protocol, TLS
+// setting, timeout and pool size combination. It outlives Tables: pass the
+// same Transports to every Compile so a reload keeps Upstream connections
+// warm. It is safe for concurrent use.
 type Transports struct {
 	mu   sync.Mutex // guards pool
 	pool map[transportKey]*http.Transport
@@ -74,10 +106,10 @@ func (ts *Transports) Close() {
 	}
 }
 
-// get returns the pooled transport for k, creating it with roots (nil for
-// the system roots) on first use. Transports a new Table no longer asks for
-// stay pooled; their idle connections expire after idleConnTimeout.
-func (ts *Transports) get(k transportKey, roots *x509.CertPool) http.RoundTripper {
+// get returns the pooled transport for k, creating it with tc on first
+// use. Transports a new Table no longer asks for stay pooled; their idle
+// connections expire after their idle timeout.
+func (ts *Transports) get(k transportKey, tc transportTLS) http.RoundTripper {
 	if ts.override != nil {
 		return ts.override
 	}
@@ -86,25 +118,39 @@ func (ts *Transports) get(k transportKey, roots *x509.CertPool) http.RoundTrippe
 	if t, ok := ts.pool[k]; ok {
 		return t
 	}
-	t := newTransport(k, roots)
+	t := newTransport(k, tc)
 	ts.pool[k] = t
 	return t
 }
 
-func newTransport(k transportKey, roots *x509.CertPool) *http.Transport {
+func newTransport(k transportKey, tc transportTLS) *http.Transport {
 	dialer := &net.Dialer{Timeout: k.dial, KeepAlive: tcpKeepAlive}
+	tlsConfig := &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		RootCAs:            tc.roots,
+		ServerName:         k.serverName,
+		InsecureSkipVerify: k.insecure, //nolint:gosec // only when the config says so, with a warning at compile
+	}
+	if tc.clientCert != nil {
+		tlsConfig.Certificates = []tls.Certificate{*tc.clientCert}
+	}
+	maxIdle := k.maxIdle
+	if maxIdle == 0 {
+		maxIdle = defaultMaxIdlePerHost
+	}
 	t := &http.Transport{
 		// Upstreams are reached directly: an HTTP_PROXY meant for the
 		// process's own outbound calls must not capture proxied traffic.
-		Proxy:                 nil,
-		DialContext:           dialer.DialContext,
-		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots},
-		TLSHandshakeTimeout:   tlsHandshakeTimeout,
-		ResponseHeaderTimeout: k.responseHeader,
-		ExpectContinueTimeout: expectContinueTimeout,
-		MaxIdleConns:          maxIdleConns,
-		MaxIdleConnsPerHost:   maxIdleConnsPerHost,
-		IdleConnTimeout:       idleConnTimeout,
+		Proxy:                  nil,
+		DialContext:            dialer.DialContext,
+		TLSClientConfig:        tlsConfig,
+		TLSHandshakeTimeout:    tlsHandshakeTimeout,
+		ResponseHeaderTimeout:  k.responseHeader,
+		ExpectContinueTimeout:  expectContinueTimeout,
+		MaxIdleConns:           max(maxIdleConns, maxIdle),
+		MaxIdleConnsPerHost:    maxIdle,
+		IdleConnTimeout:        cmp.Or(k.idleTimeout, defaultIdleConnTimeout),
+		MaxResponseHeaderBytes: cmp.Or(k.maxResponseHeader, defaultMaxResponseHeader),
 		// The client's Accept-Encoding goes through untouched and the
 		// Upstream's encoding comes back untouched; transparent gzip would
 		// change both.
@@ -121,25 +167,37 @@ func newTransport(k transportKey, roots *x509.CertPool) *http.Transport {
 		// UnencryptedHTTP2 without HTTP1 makes http:// URLs speak HTTP/2
 		// with prior knowledge.
 		t.Protocols.SetUnencryptedHTTP2(true)
+	case kindUnix:
+		t.Protocols.SetHTTP1(true)
+		socket := k.socket
+		t.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return dialer.DialContext(ctx, "unix", socket)
+		}
 	}
 	return t
 }
 
-// parseUpstream splits a configured Upstream URL into its kind and the
-// scheme and host requests are sent to (h2c:// is sent as http:// over the
-// h2c transport).
-func parseUpstream(raw string) (upstreamKind, *url.URL, error) {
+// parseUpstream splits a configured Upstream URL into its kind, the scheme
+// and host requests are sent to (h2c:// is sent as http:// over the h2c
+// transport, unix:// as http://localhost over the socket's transport) and,
+// for unix://, the socket path.
+func parseUpstream(raw string) (kind upstreamKind, target *url.URL, socket string, err error) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, "", err
+	}
+	if u.Scheme == "unix" {
+		if u.Host != "" || !strings.HasPrefix(u.Path, "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			return 0, nil, "", fmt.Errorf("checking upstream %q: a unix socket is unix:///absolute/path", raw)
+		}
+		return kindUnix, &url.URL{Scheme: "http", Host: unixHost}, u.Path, nil
 	}
 	if u.Host == "" {
-		return 0, nil, fmt.Errorf("checking upstream %q: missing host", raw)
+		return 0, nil, "", fmt.Errorf("checking upstream %q: missing host", raw)
 	}
 	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return 0, nil, fmt.Errorf("checking upstream %q: only scheme, host and port are allowed", raw)
+		return 0, nil, "", fmt.Errorf("checking upstream %q: only scheme, host and port are allowed", raw)
 	}
-	var kind upstreamKind
 	switch u.Scheme {
 	case "http":
 		kind = kindHTTP
@@ -149,9 +207,9 @@ func parseUpstream(raw string) (upstreamKind, *url.URL, error) {
 		kind = kindH2C
 		u.Scheme = "http"
 	default:
-		return 0, nil, fmt.Errorf("checking upstream %q: scheme must be http, https or h2c", raw)
+		return 0, nil, "", fmt.Errorf("checking upstream %q: scheme must be http, https, h2c or unix", raw)
 	}
-	return kind, &url.URL{Scheme: u.Scheme, Host: u.Host}, nil
+	return kind, &url.URL{Scheme: u.Scheme, Host: u.Host}, "", nil
 }
 
 // loadCertPool reads a PEM file of roots and returns the pool and the
@@ -166,4 +224,29 @@ func loadCertPool(file string) (*x509.CertPool, [32]byte, error) {
 		return nil, [32]byte{}, fmt.Errorf("reading ca %q: no PEM certificates found", file)
 	}
 	return pool, sha256.Sum256(data), nil
+}
+
+// loadClientCert reads the client certificate and key an Upstream asks
+// for, and returns them with the SHA-256 of both files, which identifies
+// them across reloads.
+func loadClientCert(certFile, keyFile string) (*tls.Certificate, [32]byte, error) {
+	certPEM, err := os.ReadFile(certFile)
+	if err != nil {
+		return nil, [32]byte{}, fmt.Errorf("reading upstream_tls.client_cert: %w", err)
+	}
+	keyPEM, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, [32]byte{}, fmt.Errorf("reading upstream_tls.client_key: %w", err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, [32]byte{}, fmt.Errorf("loading upstream_tls client certificate: %w", err)
+	}
+	h := sha256.New()
+	h.Write(certPEM)
+	h.Write([]byte{0})
+	h.Write(keyPEM)
+	var sum [32]byte
+	copy(sum[:], h.Sum(nil))
+	return &cert, sum, nil
 }

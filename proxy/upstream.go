@@ -41,13 +41,47 @@ func newProxyRoute(t *Table, s *site, r *route, b *balancer, errorLog *log.Logge
 	return p
 }
 
-// ServeHTTP proxies r. The exchange rides in the context so the balancer
-// can record which Upstream answered.
+// ServeHTTP proxies r. A proxyCtx rides in the context so the balancer
+// can see the routed request, record which Upstream answered in the
+// exchange, and leave that Upstream counted in flight until the response
+// is copied.
 func (p *proxyRoute) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if x := exchangeOf(w); x != nil {
-		r = r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x))
+	pc := &proxyCtx{Context: r.Context(), x: exchangeOf(w), in: r}
+	p.rp.ServeHTTP(w, r.WithContext(pc))
+	if pc.up != nil {
+		pc.up.state().inFlight.Add(-1)
 	}
-	p.rp.ServeHTTP(w, r)
+}
+
+// proxyCtx is the context of a proxied request: one allocation carrying
+// what the balancer and the ErrorHandler need.
+type proxyCtx struct {
+	context.Context
+	x  *exchange     // nil when the ResponseWriter hides it
+	in *http.Request // the routed request, for the real client IP
+	up *upstream     // the Upstream whose answer is sent, set by the balancer
+}
+
+// proxyCtxKey finds the proxyCtx through contexts derived from it.
+type proxyCtxKey struct{}
+
+func (c *proxyCtx) Value(key any) any {
+	switch key.(type) {
+	case exchangeKey:
+		if c.x == nil {
+			return nil
+		}
+		return c.x
+	case proxyCtxKey:
+		return c
+	}
+	return c.Context.Value(key)
+}
+
+// proxyCtxFrom returns the proxyCtx carried by ctx, or nil.
+func proxyCtxFrom(ctx context.Context) *proxyCtx {
+	pc, _ := ctx.Value(proxyCtxKey{}).(*proxyCtx)
+	return pc
 }
 
 // rewrite builds the outbound request. ReverseProxy has already removed
@@ -97,7 +131,8 @@ func (p *proxyRoute) modifyResponse(res *http.Response) error {
 
 // handleError answers a failed proxy attempt: 413 for a body over max_body,
 // nothing (499 in the log) when the client left, 502 when no Upstream could
-// be reached or one broke the connection, 504 when one was too slow.
+// be reached or one broke the connection, 503 with Retry-After when every
+// Upstream is unhealthy or ejected, 504 when one was too slow.
 func (p *proxyRoute) handleError(w http.ResponseWriter, r *http.Request, err error) {
 	code := errorStatus(r.Context(), err)
 	x := exchangeFrom(r.Context())
@@ -121,6 +156,9 @@ func (p *proxyRoute) handleError(w http.ResponseWriter, r *http.Request, err err
 		}
 		return
 	}
+	if ue, ok := errors.AsType[*errUnavailable](err); ok {
+		w.Header().Set("Retry-After", ue.retryAfterValue())
+	}
 	writeStatus(w, code)
 }
 
@@ -131,6 +169,9 @@ func errorStatus(ctx context.Context, err error) int {
 	}
 	if errors.Is(ctx.Err(), context.Canceled) {
 		return statusClientClosedRequest
+	}
+	if _, ok := errors.AsType[*errUnavailable](err); ok {
+		return http.StatusServiceUnavailable
 	}
 	if isDialError(err) {
 		return http.StatusBadGateway

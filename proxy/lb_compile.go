@@ -1,0 +1,144 @@
+package proxy
+
+import (
+	"cmp"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/gatehouse-proxy/gatehouse/config"
+)
+
+// Defaults of the upstream settings, for a Config built in code without
+// them (config.Load fills the same values in).
+const (
+	defaultHealthPath     = "/"
+	defaultHealthInterval = 10 * time.Second
+	defaultHealthTimeout  = 5 * time.Second
+	defaultMaxFails       = 3
+	defaultFailWindow     = 30 * time.Second
+)
+
+// balancer compiles a proxied Route's Upstreams, their transports and
+// health, and its balancing policy.
+func (c *compiler) balancer(s *site, r *route, cr *config.Route) (*balancer, error) {
+	base := transportKey{
+		dial:              c.table.dialTimeout,
+		responseHeader:    c.table.responseHeaderTimeout,
+		maxResponseHeader: cmp.Or(int64(cr.MaxResponseHeader), defaultMaxResponseHeader),
+	}
+	if ka := cr.KeepAlive; ka != nil {
+		base.maxIdle, base.idleTimeout = ka.MaxIdle, ka.IdleTimeout
+	}
+	// https:// Upstreams add the Route's CA and upstream_tls.
+	httpsKey, httpsTLS := base, transportTLS{}
+	{
+		if cr.CA != "" {
+			roots, sum, err := loadCertPool(cr.CA)
+			if err != nil {
+				return nil, err
+			}
+			httpsKey.ca, httpsTLS.roots = sum, roots
+		}
+		if ut := cr.UpstreamTLS; ut != nil {
+			httpsKey.serverName = ut.ServerName
+			httpsKey.insecure = ut.InsecureSkipVerify
+			if ut.ClientCert != "" || ut.ClientKey != "" {
+				cert, sum, err := loadClientCert(ut.ClientCert, ut.ClientKey)
+				if err != nil {
+					return nil, err
+				}
+				httpsKey.clientCert, httpsTLS.clientCert = sum, cert
+			}
+			if ut.InsecureSkipVerify {
+				c.opts.Logger.Warn("upstream certificates are not verified (upstream_tls.insecure_skip_verify): anyone on the path to them can read and change the traffic",
+					slog.String("site", s.name), slog.String("route", r.path))
+			}
+		}
+	}
+
+	var check *healthCheck
+	if h := cr.Health; h != nil {
+		check = &healthCheck{
+			path:         cmp.Or(h.Path, defaultHealthPath),
+			interval:     cmp.Or(h.Interval, defaultHealthInterval),
+			timeout:      cmp.Or(h.Timeout, defaultHealthTimeout),
+			expectStatus: h.ExpectStatus,
+			expectBody:   h.ExpectBody,
+		}
+	}
+
+	ups := make([]*upstream, 0, len(cr.Upstreams))
+	for k, raw := range cr.Upstreams {
+		kind, target, socket, err := parseUpstream(raw)
+		if err != nil {
+			return nil, fmt.Errorf("parsing upstreams[%d]: %w", k, err)
+		}
+		key, ktc := base, transportTLS{}
+		switch kind {
+		case kindHTTPS:
+			key, ktc = httpsKey, httpsTLS
+		case kindUnix:
+			key.socket = socket
+		}
+		key.kind = kind
+		u := &upstream{
+			name:   raw,
+			scheme: target.Scheme,
+			host:   target.Host,
+			rt:     c.opts.Transports.get(key, ktc),
+			key:    upstreamKey{site: s.name, route: r.path, name: raw},
+			tkey:   key,
+			check:  check,
+		}
+		c.table.ups.add(u)
+		ups = append(ups, u)
+	}
+
+	b := newBalancer(ups, c.opts.now, c.opts.Logger)
+	b.site, b.route = s.name, r.path
+	if lb := cr.LB; lb != nil {
+		switch lb.Policy {
+		case "", policyRoundRobin:
+		case policyWeightedRoundRobin:
+			if len(lb.Weights) != len(ups) {
+				return nil, fmt.Errorf("checking lb.weights: %d weights for %d upstreams", len(lb.Weights), len(ups))
+			}
+			for i, w := range lb.Weights {
+				if w < 1 {
+					return nil, fmt.Errorf("checking lb.weights[%d]: %d is not positive", i, w)
+				}
+			}
+			b.policy = newWeightedRoundRobin(lb.Weights)
+		case policyLeastConn:
+			b.policy = new(leastConn)
+		case policyRandomTwo:
+			b.policy = randomTwo{}
+		case policyIPHash:
+			b.policy = newIPHash(c.table, ups)
+		case policyCookie:
+			path := r.prefix
+			if path == "" {
+				path = "/"
+			}
+			b.cookie = newCookiePolicy(cmp.Or(lb.Cookie, defaultCookie), lb.CookieSecret, path, ups)
+		default:
+			return nil, fmt.Errorf("checking lb.policy: unknown policy %q", lb.Policy)
+		}
+		b.tryDuration = lb.TryDuration
+		for _, code := range lb.RetryStatus {
+			b.retryStatus.add(code)
+		}
+	}
+	if ph := cr.PassiveHealth; ph != nil {
+		b.passive = &passiveHealth{
+			maxFails: cmp.Or(ph.MaxFails, defaultMaxFails),
+			window:   cmp.Or(ph.FailWindow, defaultFailWindow),
+			latency:  ph.UnhealthyLatency,
+		}
+		for _, code := range ph.UnhealthyStatus {
+			b.passive.status.add(code)
+		}
+	}
+	return b, nil
+}
