@@ -264,6 +264,10 @@ func (g *gateway) stop() {
 			g.logger.Warn("stopping certificate management", "error", err)
 		}
 	}
+	if g.routes != nil {
+		// Stops the Upstream health checks.
+		_ = g.routes.Close()
+	}
 	if g.transports != nil {
 		g.transports.Close()
 	}
