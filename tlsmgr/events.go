@@ -51,7 +51,7 @@ type eventSink struct {
 	// mu guards closed and sending on queue.
 	mu     sync.RWMutex
 	closed bool
-	queue  chan Event
+	queue  chan queued
 	// ctx is cancelled when Close gives up waiting.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -68,7 +68,7 @@ func newEventSink(logger *slog.Logger) *eventSink {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 		timeout: deliveryTimeout, attempts: webhookAttempts, backoff: webhookBackoff,
-		queue: make(chan Event, eventQueueSize),
+		queue: make(chan queued, eventQueueSize),
 		ctx:   ctx, cancel: cancel, done: make(chan struct{}),
 	}
 	go s.run()
@@ -86,9 +86,16 @@ func (s *eventSink) configure(ev *config.Events) {
 	s.cfg.Store(&c)
 }
 
+// queued is an event and the receivers in force when it happened.
+type queued struct {
+	ev  Event
+	cfg *config.Events
+}
+
 // enqueue queues ev for delivery without blocking.
 func (s *eventSink) enqueue(ev Event) {
-	if s.cfg.Load() == nil {
+	cfg := s.cfg.Load()
+	if cfg == nil {
 		return
 	}
 	s.mu.RLock()
@@ -97,7 +104,7 @@ func (s *eventSink) enqueue(ev Event) {
 		return
 	}
 	select {
-	case s.queue <- ev:
+	case s.queue <- queued{ev, cfg}:
 	default:
 		s.logger.Warn("event queue full; event not delivered", "event", ev.Type, "names", ev.Names)
 	}
@@ -105,8 +112,8 @@ func (s *eventSink) enqueue(ev Event) {
 
 func (s *eventSink) run() {
 	defer close(s.done)
-	for ev := range s.queue {
-		s.deliver(s.ctx, ev)
+	for q := range s.queue {
+		s.deliver(s.ctx, q.cfg, q.ev)
 	}
 }
 
@@ -131,11 +138,7 @@ func (s *eventSink) close() {
 	s.cancel()
 }
 
-func (s *eventSink) deliver(ctx context.Context, ev Event) {
-	cfg := s.cfg.Load()
-	if cfg == nil {
-		return
-	}
+func (s *eventSink) deliver(ctx context.Context, cfg *config.Events, ev Event) {
 	body, err := json.Marshal(ev)
 	if err != nil {
 		s.logger.Error("encoding event", "event", ev.Type, "error", err)

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -402,4 +403,85 @@ func TestRenewRevokeRetire(t *testing.T) {
 	if got := findInfo(t, m.Certificates(), "keep.test"); got.Status != StatusValid || got.Serial != hexSerial(replaced.SerialNumber) {
 		t.Errorf("keep.test after all this: status %s serial %s; want valid %s", got.Status, got.Serial, hexSerial(replaced.SerialNumber))
 	}
+}
+
+// TestRenewalFailureReported lets a short-lived certificate come due while
+// the CA is down: the renewal failure is reported (renewal_failed event,
+// status failing with the error) and so is the certificate past its
+// renewal point (expiring event), both before it expires.
+func TestRenewalFailureReported(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	g := startGatehouse(t)
+	const validity = 21 * time.Second
+	ca := startCA(t, g.httpPort, g.httpsPort, validity, "")
+	hook := startEventReceiver(t)
+	cfg := g.config(t, t.TempDir(), config.ACME{CA: ca.DirectoryURL(), CARoot: ca.ClientRootFile(), Email: "admin@example.org"}, "fail.test")
+	cfg.Events = &config.Events{Webhook: hook.url}
+	opts := fastOptions()
+	opts.renewCheckInterval = time.Second
+	opts.lifecycleInterval = 200 * time.Millisecond
+	m := g.start(t, cfg, opts)
+	leaf := waitForCert(t, g, "fail.test", ca.IssuerRoots(), "", 30*time.Second)
+	ca.Close() // the CA goes down before renewal is due
+
+	failed := hook.wait(t, EventRenewalFailed, "fail.test", validity)
+	if failed.Error == "" || !failed.Time.Before(leaf.NotAfter) {
+		t.Errorf("renewal_failed event: error %q at %v; want an error before %v", failed.Error, failed.Time, leaf.NotAfter)
+	}
+	info := findInfo(t, m.Certificates(), "fail.test")
+	if info.Status != StatusFailing || info.Failures < 1 || info.LastError == "" || info.Serial != hexSerial(leaf.SerialNumber) {
+		t.Errorf("inventory after the failure: status %s, %d failures, error %q, serial %s; want failing with an error, serial %s",
+			info.Status, info.Failures, info.LastError, info.Serial, hexSerial(leaf.SerialNumber))
+	}
+	expiring := hook.wait(t, EventExpiring, "fail.test", validity)
+	if !expiring.Time.Before(leaf.NotAfter) || !expiring.NotAfter.Equal(leaf.NotAfter) {
+		t.Errorf("expiring event at %v for not after %v; want it before %v", expiring.Time, expiring.NotAfter, leaf.NotAfter)
+	}
+	if n := hook.count(EventExpiring, "fail.test"); n != 1 {
+		t.Errorf("expiring events: got %d, want 1 per certificate", n)
+	}
+}
+
+// TestWebhookRetries checks a webhook answering 503 is retried with
+// backoff until it takes the event, and that a webhook that hangs neither
+// blocks the caller nor later events beyond its timeout.
+func TestWebhookRetries(t *testing.T) {
+	t.Parallel()
+	hook := startEventReceiver(t)
+	hook.fail = 2
+	s := newEventSink(slog.New(slog.NewTextHandler(t.Output(), nil)))
+	defer s.close()
+	s.backoff, s.timeout = 20*time.Millisecond, time.Second
+	s.configure(&config.Events{Webhook: hook.url})
+	s.enqueue(Event{Type: EventRenewed, Names: []string{"retry.test"}})
+	hook.wait(t, EventRenewed, "retry.test", 10*time.Second)
+	hook.mu.Lock()
+	posts := hook.posts
+	hook.mu.Unlock()
+	if posts != 3 {
+		t.Errorf("webhook posts: got %d, want 3 (two refused, then accepted)", posts)
+	}
+
+	// A webhook that never answers: enqueue returns at once, and the event
+	// after it still goes out once the timeout cuts the stuck attempts.
+	release := make(chan struct{})
+	stuck := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer stuck.Close()
+	defer close(release)
+	s.timeout, s.attempts = 200*time.Millisecond, 2
+	s.configure(&config.Events{Webhook: stuck.URL})
+	begin := time.Now()
+	s.enqueue(Event{Type: EventExpiring, Names: []string{"stuck.test"}})
+	if d := time.Since(begin); d > 100*time.Millisecond {
+		t.Errorf("enqueue took %v with a stuck webhook; want it not to block", d)
+	}
+	s.configure(&config.Events{Webhook: hook.url})
+	s.enqueue(Event{Type: EventRetired, Names: []string{"after.test"}})
+	hook.wait(t, EventRetired, "after.test", 10*time.Second)
 }
