@@ -243,3 +243,34 @@ func TestObtainerWaitsOutRateLimit(t *testing.T) {
 		t.Errorf("second attempt at %v, before the CA's retry-after %v", calls[1].Format(time.StampMilli), retryAt.Format(time.StampMilli))
 	}
 }
+
+// TestARIWindowRenews checks the CA's renewal window (ARI, RFC 9773) is
+// honoured: a 90-day certificate is far from its lifetime-based renewal
+// point, yet once the CA moves its suggested window into the past, a new
+// certificate is obtained and served.
+func TestARIWindowRenews(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	g := startGatehouse(t)
+	ca := pebbletest.Start(t, pebbletest.Options{HTTPPort: g.httpPort, TLSPort: g.httpsPort, ARIRetryAfter: time.Second})
+	acmeCfg := config.ACME{CA: ca.DirectoryURL(), CARoot: ca.ClientRootFile(), Email: "admin@example.org"}
+	opts := fastOptions()
+	opts.renewCheckInterval = time.Second
+	g.start(t, g.config(t, t.TempDir(), acmeCfg, "ari.test"), opts)
+	first := waitForCert(t, g, "ari.test", ca.IssuerRoots(), "", 30*time.Second)
+
+	// Untouched, the default window (two thirds into 90 days) renews nothing.
+	time.Sleep(3 * time.Second)
+	if again := waitForCert(t, g, "ari.test", ca.IssuerRoots(), "", 5*time.Second); again.SerialNumber.Cmp(first.SerialNumber) != 0 {
+		t.Fatalf("renewed to serial %v with no reason", again.SerialNumber)
+	}
+
+	now := time.Now()
+	if err := ca.SetRenewalWindow(first.SerialNumber, now.Add(-2*time.Hour), now.Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	renewed := waitForCert(t, g, "ari.test", ca.IssuerRoots(), first.SerialNumber.String(), 30*time.Second)
+	if renewed.NotAfter.Before(first.NotAfter) {
+		t.Errorf("renewed NotAfter %v before the first %v", renewed.NotAfter, first.NotAfter)
+	}
+}

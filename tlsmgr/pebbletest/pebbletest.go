@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -68,6 +69,11 @@ type Options struct {
 	// that adds profiles should name one in every order or give them all
 	// the same validity.
 	Profiles map[string]time.Duration
+	// ARIRetryAfter, when positive, replaces the Retry-After header of
+	// the ACME Renewal Information endpoint (Pebble says six hours), so a
+	// client that honours it asks again this soon and sees a window set
+	// with [CA.SetRenewalWindow] within a test.
+	ARIRetryAfter time.Duration
 }
 
 // CA is a running Pebble ACME CA with its DNS resolver. Its methods are safe
@@ -83,6 +89,7 @@ type CA struct {
 	closeOnce  sync.Once
 	dirURL     string
 	orderPath  string // path of Pebble's newOrder resource, read from its directory
+	ariPath    string // path prefix of Pebble's renewalInfo resource
 	issuerPool *x509.CertPool
 }
 
@@ -159,7 +166,7 @@ func Start(t testing.TB, opts Options) *CA {
 	w := wfe.New(logger, c.db, v, c.ca, nil, false, false, 0, 0)
 	h := w.Handler()
 
-	c.orderPath, err = newOrderPath(h)
+	c.orderPath, c.ariPath, err = directoryPaths(h)
 	if err != nil {
 		t.Fatalf("pebbletest: reading Pebble's directory: %v", err)
 	}
@@ -169,6 +176,11 @@ func Start(t testing.TB, opts Options) *CA {
 		t.Fatalf("pebbletest: listening for the ACME directory server: %v", err)
 	}
 	c.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if opts.ARIRetryAfter > 0 && r.Method == http.MethodGet && c.ariPath != "" && strings.HasPrefix(r.URL.Path, c.ariPath) {
+			secs := strconv.Itoa(int(max(1, wholeSeconds(opts.ARIRetryAfter))))
+			h.ServeHTTP(&retryAfterWriter{ResponseWriter: rw, value: secs}, r)
+			return
+		}
 		if r.Method != http.MethodPost || r.URL.Path != c.orderPath {
 			h.ServeHTTP(rw, r)
 			return
@@ -204,27 +216,55 @@ func wholeSeconds(d time.Duration) uint64 {
 	return max(1, uint64((d+time.Second-1)/time.Second))
 }
 
-// newOrderPath asks Pebble's directory for the path of its newOrder
-// resource, which the wfe package does not export.
-func newOrderPath(h http.Handler) (string, error) {
+// directoryPaths asks Pebble's directory for the paths of its newOrder and
+// renewalInfo resources, which the wfe package does not export.
+func directoryPaths(h http.Handler) (order, ari string, err error) {
 	rec := httptest.NewRecorder()
 	req := httptest.NewRequest(http.MethodGet, "https://127.0.0.1"+wfe.DirectoryPath, nil)
 	req.Header.Set("User-Agent", "pebbletest") // Pebble rejects requests without one
 	h.ServeHTTP(rec, req)
 	if rec.Code != http.StatusOK {
-		return "", fmt.Errorf("GET %s: status %d", wfe.DirectoryPath, rec.Code)
+		return "", "", fmt.Errorf("GET %s: status %d", wfe.DirectoryPath, rec.Code)
 	}
 	var dir struct {
-		NewOrder string `json:"newOrder"`
+		NewOrder    string `json:"newOrder"`
+		RenewalInfo string `json:"renewalInfo"`
 	}
 	if err := json.Unmarshal(rec.Body.Bytes(), &dir); err != nil {
-		return "", fmt.Errorf("decoding directory: %w", err)
+		return "", "", fmt.Errorf("decoding directory: %w", err)
 	}
 	u, err := url.Parse(dir.NewOrder)
 	if err != nil || u.Path == "" {
-		return "", fmt.Errorf("bad newOrder URL %q", dir.NewOrder)
+		return "", "", fmt.Errorf("bad newOrder URL %q", dir.NewOrder)
 	}
-	return u.Path, nil
+	if a, err := url.Parse(dir.RenewalInfo); err == nil && dir.RenewalInfo != "" {
+		ari = strings.TrimSuffix(a.Path, "/") + "/"
+	}
+	return u.Path, ari, nil
+}
+
+// retryAfterWriter replaces the Retry-After header of a response.
+type retryAfterWriter struct {
+	http.ResponseWriter
+	value string
+	done  bool
+}
+
+func (w *retryAfterWriter) WriteHeader(code int) {
+	if !w.done {
+		w.done = true
+		if w.Header().Get("Retry-After") != "" {
+			w.Header().Set("Retry-After", w.value)
+		}
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *retryAfterWriter) Write(b []byte) (int, error) {
+	if !w.done {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(b)
 }
 
 // statusWriter records the status code a handler sends.
