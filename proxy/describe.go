@@ -61,6 +61,7 @@ func describeRoute(r *route, cr *config.Route) string {
 		if cr.CA != "" {
 			fmt.Fprintf(&b, " ca=%s", cr.CA)
 		}
+		describeUpstreams(&b, cr)
 	case *respondRoute:
 		fmt.Fprintf(&b, "respond %d", h.status)
 		if body := h.body; body != "" {

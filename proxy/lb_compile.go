@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/gatehouse-proxy/gatehouse/config"
@@ -141,4 +142,48 @@ func (c *compiler) balancer(s *site, r *route, cr *config.Route) (*balancer, err
 		}
 	}
 	return b, nil
+}
+
+// describeUpstreams adds a proxied Route's upstream settings to its line
+// in Describe, as compiled (defaults filled in).
+func describeUpstreams(b *strings.Builder, cr *config.Route) {
+	if lb := cr.LB; lb != nil {
+		fmt.Fprintf(b, " lb=%s", cmp.Or(lb.Policy, policyRoundRobin))
+		if len(lb.Weights) > 0 {
+			fmt.Fprintf(b, " weights=%v", lb.Weights)
+		}
+		if lb.Policy == policyCookie {
+			fmt.Fprintf(b, " cookie=%s", cmp.Or(lb.Cookie, defaultCookie))
+		}
+		if lb.TryDuration > 0 {
+			fmt.Fprintf(b, " try_duration=%s", lb.TryDuration)
+		}
+		if len(lb.RetryStatus) > 0 {
+			fmt.Fprintf(b, " retry_status=%v", lb.RetryStatus)
+		}
+	}
+	if h := cr.Health; h != nil {
+		fmt.Fprintf(b, " health=%s every %s within %s", cmp.Or(h.Path, defaultHealthPath),
+			cmp.Or(h.Interval, defaultHealthInterval), cmp.Or(h.Timeout, defaultHealthTimeout))
+	}
+	if p := cr.PassiveHealth; p != nil {
+		fmt.Fprintf(b, " passive=%d/%s", cmp.Or(p.MaxFails, defaultMaxFails), cmp.Or(p.FailWindow, defaultFailWindow))
+	}
+	if t := cr.UpstreamTLS; t != nil {
+		if t.ServerName != "" {
+			fmt.Fprintf(b, " server_name=%s", t.ServerName)
+		}
+		if t.ClientCert != "" {
+			fmt.Fprintf(b, " client_cert=%s", t.ClientCert)
+		}
+		if t.InsecureSkipVerify {
+			b.WriteString(" insecure_skip_verify")
+		}
+	}
+	if k := cr.KeepAlive; k != nil {
+		fmt.Fprintf(b, " keepalive=%d/%s", cmp.Or(k.MaxIdle, defaultMaxIdlePerHost), cmp.Or(k.IdleTimeout, defaultIdleConnTimeout))
+	}
+	if m := int64(cr.MaxResponseHeader); m != 0 && m != defaultMaxResponseHeader {
+		fmt.Fprintf(b, " max_response_header=%d", m)
+	}
 }

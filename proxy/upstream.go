@@ -146,7 +146,9 @@ func (p *proxyRoute) handleError(w http.ResponseWriter, r *http.Request, err err
 		attrs = append(attrs, slog.String("upstream", x.upstream))
 	}
 	level := slog.LevelWarn
-	if code == statusClientClosedRequest || code == http.StatusRequestEntityTooLarge {
+	if code == statusClientClosedRequest || code == http.StatusRequestEntityTooLarge || code == http.StatusServiceUnavailable {
+		// The client's doing, or (503) every Upstream is known to be down,
+		// which their health changes already logged.
 		level = slog.LevelDebug
 	}
 	p.logger.LogAttrs(r.Context(), level, "proxying request", attrs...)
