@@ -26,14 +26,18 @@ const (
 	EventExpiring      = "expiring"
 	EventRevoked       = "revoked"
 	EventRetired       = "retired"
+
+	// EventObtainFailed: obtaining a host's first Certificate failed (it
+	// is retried with backoff); the metrics count issuance failures by it.
+	EventObtainFailed = "obtain_failed"
 )
 
 // Event is something that happened to a Certificate. It is what
 // [Manager.Subscribe] delivers and what the events webhook and command
 // receive as JSON.
 type Event struct {
-	// Type is obtained, renewed, renewal_failed, expiring, revoked or
-	// retired.
+	// Type is obtained, obtain_failed, renewed, renewal_failed,
+	// expiring, revoked or retired.
 	Type string `json:"type"`
 	// Names are the hosts of the Certificate.
 	Names []string `json:"names"`
@@ -45,6 +49,11 @@ type Event struct {
 	Time  time.Time `json:"time"`
 	// NotAfter is the end of the Certificate's validity, when known.
 	NotAfter time.Time `json:"not_after,omitzero"`
+	// Duration is how long the ACME attempt took, from certmagic's
+	// cert_obtaining to its outcome, for obtained, obtain_failed, renewed
+	// and renewal_failed from an ACME CA; zero when unknown. It feeds the
+	// order duration histogram of the metrics.
+	Duration time.Duration `json:"-"`
 }
 
 // defaultLifecycleInterval is how often the inventory is checked for
@@ -69,7 +78,10 @@ type lifecycle struct {
 	mu          sync.Mutex
 	retireAfter time.Duration
 	acmeHosts   []string
-	onDemand    bool
+	// onDemand reports whether a name belongs to an on-demand Site:
+	// such names are never listed in the config, so they are retired
+	// only when no on-demand Site covers them any more.
+	onDemand func(name string) bool
 
 	sink   *eventSink
 	cancel context.CancelFunc
@@ -80,11 +92,14 @@ type lifecycle struct {
 // lifecycle commands. certmagic has it; autocert has not.
 type lifecycleEngine interface {
 	// renew renews the Certificate of name now (only if due unless
-	// force) and serves the new one.
-	renew(ctx context.Context, name string, force bool) error
+	// force); with serve, it also loads the new one into the engine's
+	// Cache (on-demand Certificates live in a Cache of their own, which
+	// follows the renewed event).
+	renew(ctx context.Context, name string, force, serve bool) error
 	// revoke revokes the Certificate of name at its CA and deletes it
-	// from storage; with replace, it obtains a new one and serves it.
-	revoke(ctx context.Context, name string, reason int, replace bool) error
+	// from storage; with replace, it obtains a new one, and with serve it
+	// loads it into the engine's Cache.
+	revoke(ctx context.Context, name string, reason int, replace, serve bool) error
 	// purge deletes the Certificate of name from storage.
 	purge(ctx context.Context, name string) error
 	// caFor returns the ACME directory of the issuer with this key.
@@ -172,7 +187,7 @@ func (lc *lifecycle) apply(ctx context.Context, cfg *config.Config, t *table) []
 	lc.mu.Lock()
 	lc.retireAfter = cmpOr(cfg.RetireAfter, config.DefaultRetireAfter)
 	lc.acmeHosts = slices.Clone(t.acmeHosts)
-	lc.onDemand = slices.ContainsFunc(cfg.Sites, func(s config.Site) bool { return s.TLS.OnDemand })
+	lc.onDemand = t.isOnDemand
 	lc.mu.Unlock()
 	lc.sink.configure(cfg.Events)
 
@@ -205,22 +220,35 @@ func cmpOr[T comparable](v, def T) T {
 }
 
 // settings returns what apply last set.
-func (lc *lifecycle) settings() (retireAfter time.Duration, acmeHosts []string, onDemand bool) {
+func (lc *lifecycle) settings() (retireAfter time.Duration, acmeHosts []string, onDemand func(string) bool) {
 	lc.mu.Lock()
 	defer lc.mu.Unlock()
-	return lc.retireAfter, lc.acmeHosts, lc.onDemand
+	onDemand = lc.onDemand
+	if onDemand == nil {
+		onDemand = func(string) bool { return false }
+	}
+	return lc.retireAfter, lc.acmeHosts, onDemand
 }
 
 // defaultRecord returns the record a name starts with.
 func (lc *lifecycle) defaultRecord(name string) func() record {
 	return func() record {
-		_, hosts, _ := lc.settings()
+		_, hosts, onDemand := lc.settings()
 		src := SourceACME
-		if !slices.Contains(hosts, name) {
+		if !slices.Contains(hosts, name) && onDemand(name) {
 			src = SourceOnDemand
 		}
 		return record{Names: []string{name}, Source: src}
 	}
+}
+
+// attemptDuration is how long the attempt that r records as under way has
+// taken at now, or zero when none is.
+func attemptDuration(r *record, now time.Time) time.Duration {
+	if !r.Attempting || r.LastAttempt.IsZero() || now.Before(r.LastAttempt) {
+		return 0
+	}
+	return now.Sub(r.LastAttempt)
 }
 
 // certmagicEvent keeps the inventory up to date from certmagic's events
@@ -245,14 +273,19 @@ func (lc *lifecycle) certmagicEvent(ctx context.Context, event string, data map[
 		if le, ok := lc.engine.(lifecycleEngine); ok {
 			ca = cmpOr(le.caFor(name, key), key)
 		}
+		var took time.Duration
 		_, err = lc.inv.update(ctx, name, lc.defaultRecord(name), func(r *record) {
+			took = attemptDuration(r, now)
 			r.Attempting, r.Failures, r.LastError = false, 0, ""
 			r.IssuerKey, r.CA = key, ca
+			if _, hosts, onDemand := lc.settings(); slices.Contains(hosts, name) || onDemand(name) {
+				r.RetiredAt = time.Time{} // back in use
+			}
 			if r.LastAttempt.IsZero() {
 				r.LastAttempt = now
 			}
 		})
-		ev := Event{Type: EventObtained, Names: []string{name}, Issuer: ca, Time: now}
+		ev := Event{Type: EventObtained, Names: []string{name}, Issuer: ca, Time: now, Duration: took}
 		if renewal {
 			ev.Type = EventRenewed
 		}
@@ -267,23 +300,27 @@ func (lc *lifecycle) certmagicEvent(ctx context.Context, event string, data map[
 			msg = cause.Error()
 		}
 		var r record
+		var took time.Duration
 		r, err = lc.inv.update(ctx, name, lc.defaultRecord(name), func(r *record) {
+			took = attemptDuration(r, now)
 			r.Attempting = false
 			r.Failures++
 			r.LastError = msg
 		})
-		if renewal {
-			issuer := r.CA
-			if issuer == "" {
-				if keys, ok := data["issuers"].([]string); ok && len(keys) > 0 {
-					issuer = keys[0]
-					if le, ok := lc.engine.(lifecycleEngine); ok {
-						issuer = cmpOr(le.caFor(name, keys[0]), keys[0])
-					}
+		issuer := r.CA
+		if issuer == "" {
+			if keys, ok := data["issuers"].([]string); ok && len(keys) > 0 {
+				issuer = keys[0]
+				if le, ok := lc.engine.(lifecycleEngine); ok {
+					issuer = cmpOr(le.caFor(name, keys[0]), keys[0])
 				}
 			}
-			lc.emit(Event{Type: EventRenewalFailed, Names: []string{name}, Issuer: issuer, Error: msg, Time: now})
 		}
+		typ := EventRenewalFailed
+		if !renewal {
+			typ = EventObtainFailed
+		}
+		lc.emit(Event{Type: typ, Names: []string{name}, Issuer: issuer, Error: msg, Time: now, Duration: took})
 	}
 	if err != nil {
 		lc.logger.Warn("updating the certificate inventory", "host", name, "event", event, "error", err)
@@ -350,26 +387,14 @@ func (lc *lifecycle) retire(ctx context.Context, now time.Time) ([]string, error
 	}
 	candidates := map[string]string{} // name → issuer key
 	for name, key := range lc.inv.storedACMENames(ctx) {
-		name = unsafeName(name)
-		r, ok := recs[name]
-		if !ok && onDemand {
-			// Probably an on-demand certificate from before the inventory
-			// knew about it; on-demand names are never in the config.
-			continue
-		}
-		if ok && r.Source == SourceOnDemand {
-			continue
-		}
-		candidates[name] = key
+		candidates[unsafeName(name)] = key
 	}
 	for name, r := range recs {
-		if r.Source == SourceACME {
-			candidates[name] = r.IssuerKey
-		}
+		candidates[name] = r.IssuerKey
 	}
 	var retired []string
 	for name, key := range candidates {
-		if slices.Contains(hosts, name) {
+		if slices.Contains(hosts, name) || onDemand(name) {
 			continue
 		}
 		if r, ok := recs[name]; ok && !r.RetiredAt.IsZero() {
@@ -498,7 +523,7 @@ func (m *Manager) Renew(ctx context.Context, name string, force bool) error {
 		if !ok {
 			return fmt.Errorf("renewing certificate of %s: not supported by acme.engine %s", name, m.frozen.acme.Engine)
 		}
-		if err := le.renew(ctx, name, force); err != nil {
+		if err := le.renew(ctx, name, force, slices.Contains(t.acmeHosts, name)); err != nil {
 			return fmt.Errorf("renewing certificate of %s: %w", name, err)
 		}
 		return nil
@@ -518,11 +543,14 @@ func (m *Manager) Renew(ctx context.Context, name string, force bool) error {
 	return fmt.Errorf("renewing certificate of %s: %w", name, ErrUnknownCertificate)
 }
 
-// isOnDemand reports whether name has an on-demand Certificate in the
-// inventory.
+// isOnDemand reports whether name belongs to an on-demand Site and has a
+// Certificate in the inventory.
 func (m *Manager) isOnDemand(ctx context.Context, name string) bool {
+	if !m.table.Load().isOnDemand(name) {
+		return false
+	}
 	r, err := m.inventory().load(ctx, name)
-	return err == nil && r != nil && r.Source == SourceOnDemand && r.RetiredAt.IsZero()
+	return err == nil && r != nil && r.RetiredAt.IsZero()
 }
 
 // Revoke revokes the ACME Certificate of name at its CA with reason (an
@@ -558,8 +586,8 @@ func (m *Manager) Revoke(ctx context.Context, name string, reason string) error 
 	if before == nil {
 		return fmt.Errorf("revoking certificate of %s: %w", name, ErrUnknownCertificate)
 	}
-	replace := configured || (r != nil && r.Source == SourceOnDemand && r.RetiredAt.IsZero())
-	revokeErr := le.revoke(ctx, name, code, replace)
+	replace := configured || m.isOnDemand(ctx, name)
+	revokeErr := le.revoke(ctx, name, code, replace, configured)
 	if errors.Is(revokeErr, errRevokedNotReplaced) || revokeErr == nil {
 		ev := Event{Type: EventRevoked, Names: []string{name}, Time: time.Now().UTC(), NotAfter: before.chain[0].NotAfter}
 		if r != nil {
@@ -588,9 +616,12 @@ func (m *Manager) Revoke(ctx context.Context, name string, reason string) error 
 var errRevokedNotReplaced = errors.New("revoked, but obtaining the replacement failed")
 
 // renew implements lifecycleEngine.
-func (e *certmagicEngine) renew(ctx context.Context, name string, force bool) error {
+func (e *certmagicEngine) renew(ctx context.Context, name string, force, serve bool) error {
 	if err := e.configFor(name).RenewCertSync(ctx, name, force); err != nil {
 		return err
+	}
+	if !serve {
+		return nil
 	}
 	return e.recache(ctx, name)
 }
@@ -614,7 +645,7 @@ func (e *certmagicEngine) recache(ctx context.Context, name string) error {
 }
 
 // revoke implements lifecycleEngine.
-func (e *certmagicEngine) revoke(ctx context.Context, name string, reason int, replace bool) error {
+func (e *certmagicEngine) revoke(ctx context.Context, name string, reason int, replace, serve bool) error {
 	cfg := e.configFor(name)
 	revoked := false
 	for _, iss := range cfg.Issuers {
@@ -653,6 +684,9 @@ func (e *certmagicEngine) revoke(ctx context.Context, name string, reason int, r
 	}
 	if err := cfg.ObtainCertSync(ctx, name); err != nil {
 		return fmt.Errorf("%w: %w", errRevokedNotReplaced, err)
+	}
+	if !serve {
+		return nil
 	}
 	if err := e.recache(ctx, name); err != nil {
 		return fmt.Errorf("%w: %w", errRevokedNotReplaced, err)
@@ -772,7 +806,7 @@ func RevokeOffline(ctx context.Context, cfg *config.Config, name, reason string,
 	if before == nil {
 		return fmt.Errorf("revoking certificate of %s: %w", name, ErrUnknownCertificate)
 	}
-	if err := e.revoke(ctx, name, code, false); err != nil {
+	if err := e.revoke(ctx, name, code, false, false); err != nil {
 		return fmt.Errorf("revoking certificate of %s: %w", name, err)
 	}
 	ev := Event{Type: EventRevoked, Names: []string{name}, Time: time.Now().UTC(), NotAfter: before.chain[0].NotAfter, Issuer: e.caFor(name, before.issuerKey)}
