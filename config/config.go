@@ -298,8 +298,10 @@ type HSTS struct {
 type Route struct {
 	// Path is a prefix of the cleaned request path. Default "/".
 	Path string `yaml:"path,omitempty"`
-	// Upstreams are the backends requests are proxied to, round robin:
-	// http://, https://, h2c:// URLs (scheme, host and port only).
+	// Upstreams are the backends requests are proxied to, round robin
+	// unless lb says otherwise: http://, https://, h2c:// URLs (scheme,
+	// host and port only) or unix:///path/to.sock (HTTP/1.1 over a unix
+	// socket).
 	Upstreams []string `yaml:"upstreams,omitempty"`
 	// StripPrefix removes Path from the request path before it is proxied
 	// or looked up under Root.
@@ -380,12 +382,14 @@ type LB struct {
 	// CookieSecret signs the cookie; set it on every instance behind one
 	// name. Default a random secret per process.
 	CookieSecret string `yaml:"cookie_secret,omitempty"`
-	// TryDuration is how long a request may keep being retried on other
-	// Upstreams. Default 0: only a failed dial moves a request on, once per
-	// Upstream.
+	// TryDuration is how long a request may keep being retried: rounds
+	// over the Upstreams repeat, 250ms apart, until it has passed. Default
+	// 0: one round, each Upstream tried at most once.
 	TryDuration time.Duration `yaml:"try_duration,omitempty"`
 	// RetryStatus lists Upstream statuses on which an idempotent request
-	// without a body is retried on another Upstream.
+	// without a body is retried on another Upstream. A failed dial is
+	// always retried (nothing was sent); a request whose body was sent
+	// never is.
 	RetryStatus []int `yaml:"retry_status,omitempty"`
 }
 
