@@ -33,8 +33,9 @@ type Inventory interface {
 //     gatehouse_certificate_issuance_attempts_total{issuer,challenge},
 //     gatehouse_certificate_issuance_failures_total{issuer,challenge},
 //     gatehouse_certificate_renewal_attempts_total{issuer,challenge},
-//     gatehouse_certificate_renewal_failures_total{issuer,challenge} and
-//     the histogram gatehouse_acme_order_duration_seconds{issuer};
+//     gatehouse_certificate_renewal_failures_total{issuer,challenge}
+//     (issuer is the CA's ACME directory, or "internal") and the histogram
+//     gatehouse_acme_order_duration_seconds{issuer};
 //   - from the proxy ([Metrics.ObserveRequest]):
 //     gatehouse_http_requests_total{site,code} and the histogram
 //     gatehouse_http_request_duration_seconds{site,code}, code being the
@@ -158,7 +159,8 @@ func (m *Metrics) addSite(site string) *siteSeries {
 
 // ObserveEvent counts a Certificate event; subscribe it with
 // (*tlsmgr.Manager).Subscribe. An obtained or renewed event counts an
-// attempt, a renewal_failed event an attempt and a failure.
+// attempt, an obtain_failed or renewal_failed event an attempt and a
+// failure, and each of them with a Duration feeds the order histogram.
 func (m *Metrics) ObserveEvent(e tlsmgr.Event) {
 	challenge := "unknown"
 	if m.challenge != nil && len(e.Names) > 0 {
@@ -167,11 +169,19 @@ func (m *Metrics) ObserveEvent(e tlsmgr.Event) {
 	switch e.Type {
 	case tlsmgr.EventObtained:
 		m.issuanceAttempts.WithLabelValues(e.Issuer, challenge).Inc()
+	case tlsmgr.EventObtainFailed:
+		m.issuanceAttempts.WithLabelValues(e.Issuer, challenge).Inc()
+		m.issuanceFailures.WithLabelValues(e.Issuer, challenge).Inc()
 	case tlsmgr.EventRenewed:
 		m.renewalAttempts.WithLabelValues(e.Issuer, challenge).Inc()
 	case tlsmgr.EventRenewalFailed:
 		m.renewalAttempts.WithLabelValues(e.Issuer, challenge).Inc()
 		m.renewalFailures.WithLabelValues(e.Issuer, challenge).Inc()
+	default:
+		return
+	}
+	if e.Duration > 0 {
+		m.orderDuration.WithLabelValues(e.Issuer).Observe(e.Duration.Seconds())
 	}
 }
 

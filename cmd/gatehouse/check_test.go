@@ -17,7 +17,7 @@ import (
 	"github.com/gatehouse-proxy/gatehouse/tlsmgr/pebbletest"
 )
 
-// zone is a DNS server on 127.0.0.1 (UDP) answering from fixed records:
+// zone is a DNS server on 127.0.0.1 (UDP and TCP) answering from fixed records:
 // the stand-in for public DNS in `gatehouse check` tests.
 type zone struct {
 	addr string
@@ -38,16 +38,31 @@ func newZone(t *testing.T, records ...string) *zone {
 		name := strings.ToLower(rr.Header().Name)
 		z.rrs[name] = append(z.rrs[name], rr)
 	}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	// UDP and TCP on one port: Go's resolver (and so Pebble's) may use
+	// either.
+	var pc net.PacketConn
+	var ln net.Listener
+	for attempt := 0; ln == nil; attempt++ {
+		var err error
+		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		if ln, err = net.Listen("tcp", pc.LocalAddr().String()); err != nil {
+			pc.Close()
+			if attempt == 10 {
+				t.Fatalf("binding TCP beside UDP %s: %v", pc.LocalAddr(), err)
+			}
+		}
 	}
 	z.addr = pc.LocalAddr().String()
-	started := make(chan struct{})
-	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(z.serve), NotifyStartedFunc: func() { close(started) }}
-	go srv.ActivateAndServe()
-	<-started
-	t.Cleanup(func() { srv.Shutdown() })
+	for _, srv := range []*dns.Server{{PacketConn: pc}, {Listener: ln}} {
+		started := make(chan struct{})
+		srv.Handler = dns.HandlerFunc(z.serve)
+		srv.NotifyStartedFunc = func() { close(started) }
+		go srv.ActivateAndServe()
+		<-started
+		t.Cleanup(func() { srv.Shutdown() })
+	}
 	return z
 }
 
