@@ -2,7 +2,10 @@ package tlsmgr
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -67,6 +70,54 @@ func TestDNS01WildcardRFC2136(t *testing.T) {
 			t.Fatalf("_acme-challenge.example.test still holds TXT %q (err %v)", vals, err)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestDNS01Exec obtains a wildcard certificate through lego's exec
+// provider: a shell script that calls BIND's nsupdate, as a user would
+// script any DNS service gatehouse has no provider for.
+func TestDNS01Exec(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	nsupdate, err := exec.LookPath("nsupdate")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("nsupdate not found in CI: .ci/run should install bind9-dnsutils: %v", err)
+		}
+		t.Skip("nsupdate not installed: apt-get install -y bind9-dnsutils")
+	}
+	ns := startBIND(t, "exec.test")
+	host, port, _ := net.SplitHostPort(ns.addr)
+	script := filepath.Join(t.TempDir(), "dns-hook")
+	// lego's exec provider runs: PROGRAM present|cleanup FQDN VALUE.
+	body := fmt.Sprintf(`#!/bin/sh
+set -e
+case "$1" in
+present) op="update add $2 1 TXT \"$3\"" ;;
+cleanup) op="update delete $2 TXT \"$3\"" ;;
+*) exit 0 ;;
+esac
+printf 'server %s %s\nzone exec.test.\n%%s\nsend\n' "$op" | %s -y %s:%s:%s
+`, host, port, nsupdate, ns.keyAlgo, strings.TrimSuffix(ns.keyName, "."), ns.keySecret)
+	if err := os.WriteFile(script, []byte(body), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	g := startGatehouse(t)
+	ca := pebbletest.Start(t, pebbletest.Options{HTTPPort: g.httpPort, TLSPort: g.httpsPort, Resolver: ns.addr})
+	acmeCfg := config.ACME{
+		CA: ca.DirectoryURL(), CARoot: ca.ClientRootFile(),
+		DNS: &config.DNS{
+			Provider: "exec", Credentials: map[string]string{"program": script},
+			PropagationTimeout: 20 * time.Second, Resolvers: []string{ns.addr},
+		},
+	}
+	g.start(t, g.config(t, t.TempDir(), acmeCfg, "*.exec.test"), fastOptions())
+	leaf := waitForCert(t, g, "www.exec.test", ca.IssuerRoots(), "", 60*time.Second)
+	if !slices.Equal(leaf.DNSNames, []string{"*.exec.test"}) {
+		t.Errorf("certificate for www.exec.test names %v, want [*.exec.test]", leaf.DNSNames)
+	}
+	if vals, err := ns.txt(t.Context(), "_acme-challenge.exec.test"); err != nil || len(vals) != 0 {
+		t.Errorf("_acme-challenge.exec.test after issuance: TXT %q (err %v), want none", vals, err)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"crypto/rsa"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -59,6 +60,23 @@ func TestIssuerFailover(t *testing.T) {
 	}
 	if got := logs.attr("could not get certificate from issuer", "identifier", "override.test", "issuer"); got != "" {
 		t.Errorf("override.test tried issuer %q; its site lists Pebble alone", got)
+	}
+	// The inventory names the CA that issued each certificate.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var ca1 string
+		for _, ci := range m.Certificates() {
+			if slices.Equal(ci.Names, []string{"failover.test"}) {
+				ca1 = ci.CA
+			}
+		}
+		if ca1 == ca.DirectoryURL() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("inventory CA of failover.test: got %q, want %q", ca1, ca.DirectoryURL())
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	e := m.engine.(*certmagicEngine)
 	if c := e.configFor("override.test"); len(c.Issuers) != 1 || c == e.configFor("failover.test") {
