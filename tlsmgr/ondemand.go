@@ -85,9 +85,16 @@ type onDemand struct {
 }
 
 // newOnDemand creates the on-demand side of a certmagic engine: its own
-// Cache and Config, sharing the engine's storage, key source and Issuers
-// (so the same ACME account is used).
-func newOnDemand(e *certmagicEngine, tbl *atomic.Pointer[table], logger *slog.Logger) *onDemand {
+// Cache and Config, sharing the engine's storage and the Issuers of
+// acme.issuers (or acme.ca), so the same ACME accounts are used. It uses
+// them without acme.dns: the names are not known in advance, so their DNS
+// zones are not ours to write; HTTP-01 and TLS-ALPN-01 are.
+func newOnDemand(e *certmagicEngine, tbl *atomic.Pointer[table], logger *slog.Logger) (*onDemand, error) {
+	a := e.policies.settings.acme
+	base, err := e.policies.get(&issuancePolicy{Issuers: globalIssuers(a), KeyType: a.KeyType})
+	if err != nil {
+		return nil, fmt.Errorf("building the on-demand issuers: %w", err)
+	}
 	o := &onDemand{
 		logger:   logger,
 		table:    tbl,
@@ -118,16 +125,16 @@ func newOnDemand(e *certmagicEngine, tbl *atomic.Pointer[table], logger *slog.Lo
 		Logger:           zl,
 	})
 	o.cfg = certmagic.New(o.cache, certmagic.Config{
-		Storage:   e.cfg.Storage,
-		KeySource: e.cfg.KeySource,
-		Issuers:   e.cfg.Issuers,
+		Storage:   base.Storage,
+		KeySource: base.KeySource,
+		Issuers:   base.Issuers,
 		Logger:    zl,
 		OnEvent:   o.onEvent,
 		// Only life-cycle events; never one per handshake.
 		ShouldEmitFunc: func(event string) bool { return strings.HasPrefix(event, "cert_") },
 		OnDemand:       &certmagic.OnDemandConfig{DecisionFunc: o.decide},
 	})
-	return o
+	return o, nil
 }
 
 // setRate makes r the rate of new orders.
@@ -560,7 +567,10 @@ func (m *Manager) prepareOnDemand(t *table) error {
 		if !ok {
 			return errors.New("on-demand TLS needs acme.engine certmagic")
 		}
-		o = newOnDemand(e, &m.table, m.logger)
+		var err error
+		if o, err = newOnDemand(e, &m.table, m.logger); err != nil {
+			return err
+		}
 		o.unsubscribe = m.Subscribe(o.certificateEvent)
 		m.onDemand.Store(o)
 	}

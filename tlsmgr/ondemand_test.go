@@ -600,3 +600,21 @@ func TestNegCacheBounded(t *testing.T) {
 		t.Error("clear kept a denial")
 	}
 }
+
+// TestOnDemandIgnoresGlobalDNS checks on-demand names are validated on the
+// Listeners even when acme.dns is set for the configured hosts: the names
+// are not known in advance, so their zones are not gatehouse's to write.
+func TestOnDemandIgnoresGlobalDNS(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	g := startGatehouse(t)
+	ca := startCA(t, g.httpPort, g.httpsPort, 0, "")
+	cfg := g.onDemandConfig(t, ca, t.TempDir(), &config.OnDemand{Allow: []string{"*.nodns.test"}}, "*.nodns.test")
+	// A DNS provider that always fails: any DNS-01 attempt would fail.
+	cfg.ACME.DNS = &config.DNS{Provider: "exec", Credentials: map[string]string{"program": "/bin/false"}, PropagationTimeout: time.Second}
+	g.start(t, cfg, fastOptions())
+	if _, err := handshakeWithin(g.httpsAddr, "a.nodns.test", ca, 30*time.Second); err != nil {
+		t.Fatalf("handshake as a.nodns.test: %v", err)
+	}
+	checkOrders(t, ca, 1)
+}
