@@ -198,7 +198,7 @@ func (b *balancer) RoundTrip(req *http.Request) (*http.Response, error) {
 		if attempt == 0 && sticky >= 0 && marks[sticky] == markCandidate {
 			idx = sticky
 		} else {
-			idx = b.policy.pick(b, pc, req, marks, attempt > 0)
+			idx = b.pick(pc, req, marks, attempt > 0)
 		}
 		if idx < 0 {
 			if unlockCooldowns(marks) {

@@ -33,6 +33,25 @@ type policy interface {
 	pick(b *balancer, pc *proxyCtx, req *http.Request, marks []uint8, retry bool) int
 }
 
+// pick asks b's policy for the next Upstream. The type switch calls each
+// policy directly, so marks, which lives on RoundTrip's stack, does not
+// escape to the heap as it would through an interface call.
+func (b *balancer) pick(pc *proxyCtx, req *http.Request, marks []uint8, retry bool) int {
+	switch p := b.policy.(type) {
+	case *roundRobin:
+		return p.pick(b, pc, req, marks, retry)
+	case *weightedRoundRobin:
+		return p.pick(b, pc, req, marks, retry)
+	case *leastConn:
+		return p.pick(b, pc, req, marks, retry)
+	case randomTwo:
+		return p.pick(b, pc, req, marks, retry)
+	case *ipHash:
+		return p.pick(b, pc, req, marks, retry)
+	}
+	panic("proxy: policy without a case in balancer.pick")
+}
+
 // turn returns the position a rotating policy starts from: the next one
 // for a new request, the current one for a retry (whose first attempt
 // took the turn before it).
