@@ -23,18 +23,18 @@ import (
 func TestDNS01WildcardRFC2136(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
-	ns := startBIND(t, "example.test")
+	ns := pebbletest.StartBIND(t, "example.test")
 	g := startGatehouse(t)
-	ca := pebbletest.Start(t, pebbletest.Options{HTTPPort: g.httpPort, TLSPort: g.httpsPort, Resolver: ns.addr})
+	ca := pebbletest.Start(t, pebbletest.Options{HTTPPort: g.httpPort, TLSPort: g.httpsPort, Resolver: ns.Addr})
 	acmeCfg := config.ACME{CA: ca.DirectoryURL(), CARoot: ca.ClientRootFile(), Email: "admin@example.org"}
 	cfg := g.config(t, t.TempDir(), acmeCfg, "*.example.test", "example.test")
 	cfg.Sites[0].TLS.DNS = &config.DNS{
 		Provider: "rfc2136",
 		Credentials: map[string]string{
-			"nameserver": ns.addr, "tsig_key": ns.keyName, "tsig_secret": ns.keySecret, "tsig_algorithm": ns.keyAlgo,
+			"nameserver": ns.Addr, "tsig_key": ns.KeyName, "tsig_secret": ns.KeySecret, "tsig_algorithm": ns.KeyAlgorithm,
 		},
 		PropagationTimeout: 20 * time.Second,
-		Resolvers:          []string{ns.addr},
+		Resolvers:          []string{ns.Addr},
 	}
 	g.start(t, cfg, fastOptions())
 
@@ -62,7 +62,7 @@ func TestDNS01WildcardRFC2136(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	for {
-		vals, err := ns.txt(ctx, "_acme-challenge.example.test")
+		vals, err := ns.TXT(ctx, "_acme-challenge.example.test")
 		if err == nil && len(vals) == 0 {
 			break
 		}
@@ -86,8 +86,8 @@ func TestDNS01Exec(t *testing.T) {
 		}
 		t.Skip("nsupdate not installed: apt-get install -y bind9-dnsutils")
 	}
-	ns := startBIND(t, "exec.test")
-	host, port, _ := net.SplitHostPort(ns.addr)
+	ns := pebbletest.StartBIND(t, "exec.test")
+	host, port, _ := net.SplitHostPort(ns.Addr)
 	script := filepath.Join(t.TempDir(), "dns-hook")
 	// lego's exec provider runs: PROGRAM present|cleanup FQDN VALUE.
 	body := fmt.Sprintf(`#!/bin/sh
@@ -98,17 +98,17 @@ cleanup) op="update delete $2 TXT \"$3\"" ;;
 *) exit 0 ;;
 esac
 printf 'server %s %s\nzone exec.test.\n%%s\nsend\n' "$op" | %s -y %s:%s:%s
-`, host, port, nsupdate, ns.keyAlgo, strings.TrimSuffix(ns.keyName, "."), ns.keySecret)
+`, host, port, nsupdate, ns.KeyAlgorithm, strings.TrimSuffix(ns.KeyName, "."), ns.KeySecret)
 	if err := os.WriteFile(script, []byte(body), 0o700); err != nil {
 		t.Fatal(err)
 	}
 	g := startGatehouse(t)
-	ca := pebbletest.Start(t, pebbletest.Options{HTTPPort: g.httpPort, TLSPort: g.httpsPort, Resolver: ns.addr})
+	ca := pebbletest.Start(t, pebbletest.Options{HTTPPort: g.httpPort, TLSPort: g.httpsPort, Resolver: ns.Addr})
 	acmeCfg := config.ACME{
 		CA: ca.DirectoryURL(), CARoot: ca.ClientRootFile(),
 		DNS: &config.DNS{
 			Provider: "exec", Credentials: map[string]string{"program": script},
-			PropagationTimeout: 20 * time.Second, Resolvers: []string{ns.addr},
+			PropagationTimeout: 20 * time.Second, Resolvers: []string{ns.Addr},
 		},
 	}
 	g.start(t, g.config(t, t.TempDir(), acmeCfg, "*.exec.test"), fastOptions())
@@ -116,7 +116,7 @@ printf 'server %s %s\nzone exec.test.\n%%s\nsend\n' "$op" | %s -y %s:%s:%s
 	if !slices.Equal(leaf.DNSNames, []string{"*.exec.test"}) {
 		t.Errorf("certificate for www.exec.test names %v, want [*.exec.test]", leaf.DNSNames)
 	}
-	if vals, err := ns.txt(t.Context(), "_acme-challenge.exec.test"); err != nil || len(vals) != 0 {
+	if vals, err := ns.TXT(t.Context(), "_acme-challenge.exec.test"); err != nil || len(vals) != 0 {
 		t.Errorf("_acme-challenge.exec.test after issuance: TXT %q (err %v), want none", vals, err)
 	}
 }
