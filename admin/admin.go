@@ -29,6 +29,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/gatehouse-proxy/gatehouse/tlsmgr"
@@ -183,13 +184,15 @@ func (a *api) showCert(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, c)
 }
 
-// findCert returns the Certificate listing name among its names, the
-// current one first: a retired Certificate may list the name too.
+// findCert returns the Certificate listing name among its names (in any
+// case, with or without a final dot), the current one first: a retired
+// Certificate may list the name too.
 func findCert(certs []tlsmgr.CertificateInfo, name string) (tlsmgr.CertificateInfo, bool) {
+	name = strings.TrimSuffix(name, ".")
 	var found *tlsmgr.CertificateInfo
 	for i := range certs {
 		c := &certs[i]
-		if !slices.Contains(c.Names, name) {
+		if !slices.ContainsFunc(c.Names, func(n string) bool { return strings.EqualFold(n, name) }) {
 			continue
 		}
 		if found == nil || (found.Status == tlsmgr.StatusRetired && c.Status != tlsmgr.StatusRetired) {
@@ -210,10 +213,6 @@ func (a *api) renew(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	force := r.URL.Query().Get("force")
 	forced := force == "1" || force == "true"
-	if _, ok := findCert(a.opts.Certificates.Certificates(), name); !ok {
-		writeError(w, http.StatusNotFound, fmt.Errorf("no certificate for %q", name))
-		return
-	}
 	a.opts.Logger.InfoContext(r.Context(), "renewing certificate on request", "name", name, "force", forced, "via", "admin")
 	if err := a.opts.Certificates.Renew(r.Context(), name, forced); err != nil {
 		a.opts.Logger.WarnContext(r.Context(), "renewing certificate on request", "name", name, "error", err)
@@ -244,8 +243,8 @@ func (a *api) revoke(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if _, ok := findCert(a.opts.Certificates.Certificates(), name); !ok {
-		writeError(w, http.StatusNotFound, fmt.Errorf("no certificate for %q", name))
+	if _, err := tlsmgr.ParseRevocationReason(req.Reason); err != nil {
+		writeError(w, http.StatusBadRequest, err)
 		return
 	}
 	a.opts.Logger.InfoContext(r.Context(), "revoking certificate on request", "name", name, "reason", req.Reason, "via", "admin")
@@ -267,12 +266,12 @@ func lifecycleStatus(err error) int {
 }
 
 // answerCert answers a lifecycle call with the Certificate now serving
-// name.
+// name. A retired Certificate that was revoked leaves the inventory: the
+// answer then names it only.
 func (a *api) answerCert(w http.ResponseWriter, name string) {
 	c, ok := findCert(a.opts.Certificates.Certificates(), name)
 	if !ok {
-		writeError(w, http.StatusInternalServerError, fmt.Errorf("no certificate for %q after the call", name))
-		return
+		c = tlsmgr.CertificateInfo{Names: []string{name}}
 	}
 	writeJSON(w, http.StatusOK, c)
 }

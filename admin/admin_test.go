@@ -246,6 +246,17 @@ func TestCertificatesAPI(t *testing.T) {
 		t.Errorf("renew: serial %q before, %q after; want a new one", before.Serial, after.Serial)
 	}
 
+	// Names are matched as hosts are: in any case.
+	req, _ = http.NewRequest("POST", srv.URL+"/certs/App.Internal/renew?force=1", nil)
+	if status, body := call(t, req); status != 200 || !strings.Contains(body, `"app.internal"`) {
+		t.Errorf("renewing App.Internal: got %d %s", status, body)
+	}
+	req, _ = http.NewRequest("POST", srv.URL+"/certs/app.internal/revoke", strings.NewReader(`{"reason": "because"}`))
+	req.Header.Set("Content-Type", "application/json")
+	if status, body := call(t, req); status != 400 || !strings.Contains(body, "because") {
+		t.Errorf("revoking with an unknown reason: got %d %s, want 400", status, body)
+	}
+
 	req, _ = http.NewRequest("POST", srv.URL+"/certs/nope.example/renew", nil)
 	if status, _ := call(t, req); status != 404 {
 		t.Errorf("renewing an unknown name: got %d, want 404", status)
