@@ -252,7 +252,7 @@ func TestPassiveHealth(t *testing.T) {
 	}))
 	t.Cleanup(bad.Close)
 	good := newEcho(t, "good")
-	window := 400 * time.Millisecond
+	window := time.Second
 	f := newFrontend(t, proxyConfig(config.Route{
 		Path: "/", Upstreams: []string{bad.URL, good.URL},
 		PassiveHealth: &config.PassiveHealth{MaxFails: 2, FailWindow: window, UnhealthyStatus: []int{502}},

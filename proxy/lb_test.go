@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -212,4 +213,44 @@ func TestCookieStickiness(t *testing.T) {
 			t.Error("a cookie signed with another secret was accepted")
 		}
 	})
+}
+
+// TestIPHashMovesOnlyTheLostClients marks one of three Upstreams down:
+// only the clients it had move, and they come back when it does.
+func TestIPHashMovesOnlyTheLostClients(t *testing.T) {
+	table := mustCompile(t, proxyConfig(withLB(&config.LB{Policy: "ip_hash"},
+		"http://10.0.0.1:80", "http://10.0.0.2:80", "http://10.0.0.3:80")))
+	_, r := table.lookup(host, "/")
+	b := r.handler.(*proxyRoute).balancer
+	pickFor := func(ip string, marks []uint8) int {
+		req := httptest.NewRequest(http.MethodGet, "https://"+host+"/", nil)
+		req.RemoteAddr = ip + ":1234"
+		return b.pick(&proxyCtx{Context: req.Context(), in: req}, req, marks, false)
+	}
+	all := []uint8{markCandidate, markCandidate, markCandidate}
+	oneDown := []uint8{markCandidate, markDown, markCandidate}
+	before := make(map[string]int)
+	perUpstream := make([]int, 3)
+	for i := range 300 {
+		ip := "198.51." + strconv.Itoa(i/250) + "." + strconv.Itoa(i%250)
+		before[ip] = pickFor(ip, all)
+		perUpstream[before[ip]]++
+	}
+	for i, n := range perUpstream {
+		if n < 50 {
+			t.Errorf("upstream %d got %d of 300 clients, want a fair share", i, n)
+		}
+	}
+	for ip, was := range before {
+		now := pickFor(ip, oneDown)
+		if now == 1 {
+			t.Fatalf("client %s sent to the down upstream", ip)
+		}
+		if was != 1 && now != was {
+			t.Errorf("client %s moved from %d to %d though its upstream stayed up", ip, was, now)
+		}
+		if again := pickFor(ip, all); again != was {
+			t.Errorf("client %s did not return to %d once all were up (got %d)", ip, was, again)
+		}
+	}
 }
