@@ -594,12 +594,10 @@ func (m *Manager) closeOnDemand() {
 	}
 }
 
-// IsOnDemand reports whether the Certificate of name is an on-demand one:
-// name belongs to an on-demand Site of the current config (as an exact
-// host, or through "*" or a wildcard) and is not a host with its own
-// Certificate. The inventory uses it to show such Certificates with source
-// "on_demand"; they share storage with the other ACME Certificates.
-func (m *Manager) IsOnDemand(name string) bool {
+// servesOnDemand reports whether name belongs to an on-demand Site of the
+// current config (as an exact host, or through "*" or a wildcard), so its
+// Certificate, if any, is an on-demand one.
+func (m *Manager) servesOnDemand(name string) bool {
 	name = normalizeHost(name)
 	return name != "" && m.table.Load().isOnDemand(name)
 }

@@ -100,8 +100,8 @@ func TestOnDemandAllowed(t *testing.T) {
 		mustRefuse(t, g, ca, denied)
 	}
 	checkOrders(t, ca, 3)
-	if !m.IsOnDemand("shop.od.test") || m.IsOnDemand("") {
-		t.Errorf("IsOnDemand(shop.od.test) = %v, want true", m.IsOnDemand("shop.od.test"))
+	if !m.servesOnDemand("shop.od.test") || m.servesOnDemand("") {
+		t.Errorf("servesOnDemand(shop.od.test) = %v, want true", m.servesOnDemand("shop.od.test"))
 	}
 
 	// Restart on the same storage: served from storage, no order.
@@ -127,7 +127,7 @@ func TestOnDemandSiteHosts(t *testing.T) {
 	mustHandshake(t, g, ca, "a.customers.test")
 	mustRefuse(t, g, ca, "b.elsewhere.test") // allowed by the policy, but no Site lists it
 	checkOrders(t, ca, 1)
-	if m.IsOnDemand("local.internal") || m.IsOnDemand("b.elsewhere.test") {
+	if m.servesOnDemand("local.internal") || m.servesOnDemand("b.elsewhere.test") {
 		t.Error("IsOnDemand true for a name of no on-demand Site")
 	}
 	roots := x509.NewCertPool()
@@ -617,4 +617,27 @@ func TestOnDemandIgnoresGlobalDNS(t *testing.T) {
 		t.Fatalf("handshake as a.nodns.test: %v", err)
 	}
 	checkOrders(t, ca, 1)
+}
+
+// TestOnDemandChallenges obtains on-demand Certificates with each
+// challenge alone: HTTP-01 on the HTTP Listener, TLS-ALPN-01 on the HTTPS
+// Listener (whose dispatch must let the validation through for a name no
+// Site lists exactly).
+func TestOnDemandChallenges(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	for _, ch := range []string{config.ChallengeHTTP01, config.ChallengeTLSALPN01} {
+		t.Run(ch, func(t *testing.T) {
+			t.Parallel()
+			g := startGatehouse(t)
+			ca := startCA(t, g.httpPort, g.httpsPort, 0, "")
+			// certmagic joins concurrent loads and orders of one name
+			// process-wide, so parallel tests use different names.
+			cfg := g.onDemandConfig(t, ca, t.TempDir(), &config.OnDemand{Allow: []string{"*.chal.test"}}, "*")
+			cfg.ACME.Challenges = []string{ch}
+			g.start(t, cfg, fastOptions())
+			mustHandshake(t, g, ca, ch+".chal.test")
+			checkOrders(t, ca, 1)
+		})
+	}
 }
