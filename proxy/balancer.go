@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -178,7 +179,7 @@ func (b *balancer) RoundTrip(req *http.Request) (*http.Response, error) {
 	} else {
 		marks = make([]uint8, n)
 	}
-	if !b.markAll(marks, start) {
+	if !b.markAll(ctx, marks, start) {
 		return nil, b.unavailable(start)
 	}
 	retryStatus := b.retryStatus.any() && isIdempotent(req.Method) && (req.Body == nil || req.Body == http.NoBody)
@@ -204,7 +205,7 @@ func (b *balancer) RoundTrip(req *http.Request) (*http.Response, error) {
 			if unlockCooldowns(marks) {
 				continue
 			}
-			if b.tryDuration <= 0 || !b.pause(req, deadline) || !b.markAll(marks, b.now()) {
+			if b.tryDuration <= 0 || !b.pause(req, deadline) || !b.markAll(ctx, marks, b.now()) {
 				break
 			}
 			continue
@@ -257,12 +258,19 @@ func (b *balancer) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // markAll marks every Upstream for a new round at now and reports whether
-// any may be tried.
-func (b *balancer) markAll(marks []uint8, now time.Time) bool {
+// any may be tried. The first request to find a passive ejection over logs
+// the Upstream's return.
+func (b *balancer) markAll(ctx context.Context, marks []uint8, now time.Time) bool {
 	nowNano := now.UnixNano()
 	ok := false
 	for i, u := range b.upstreams {
-		marks[i] = u.state().mark(nowNano)
+		s := u.state()
+		if until := s.ejectedUntil.Load(); until != 0 && until <= nowNano && s.ejectedUntil.CompareAndSwap(until, 0) {
+			b.logger.LogAttrs(ctx, slog.LevelInfo, "upstream healthy",
+				slog.String("upstream", u.name), slog.String("site", b.site), slog.String("route", b.route),
+				slog.Bool("healthy", true), slog.String("reason", "ejection over"))
+		}
+		marks[i] = s.mark(nowNano)
 		ok = ok || marks[i] != markDown
 	}
 	return ok

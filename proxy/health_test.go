@@ -275,6 +275,9 @@ func TestPassiveHealth(t *testing.T) {
 	// The ejection lasts fail_window, then the upstream gets traffic again.
 	waitFor(t, "the ejection ended", func() bool { return status(t, f.handler, bad.URL).Healthy })
 	backendsOfAny(t, f, 2)
+	if l := logLine(t, f, "upstream healthy", bad.URL); l == nil || l["reason"] != "ejection over" {
+		t.Errorf("return log line = %v, want reason %q", l, "ejection over")
+	}
 	if n := badServed.Load(); n != 3 {
 		t.Errorf("bad upstream served %d requests after the window, want 3", n)
 	}
