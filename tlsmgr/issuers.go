@@ -260,6 +260,14 @@ func newIssuer(cfg *certmagic.Config, s acmeSettings, is config.Issuer, solver *
 		AltTLSALPNPort: s.httpsPort,
 		Logger:         cfg.Logger,
 	}
+	if tmpl.Email == "" {
+		// certmagic asks for an email address on stdin when it has none
+		// (and, lacking one, reuses another issuer's, process-wide). A
+		// server must never block on a terminal: a blank address is
+		// trimmed to "" by certmagic after that check, so the account has
+		// no contact, as configured.
+		tmpl.Email = " "
+	}
 	if solver != nil {
 		tmpl.DNS01Solver = solver
 	}

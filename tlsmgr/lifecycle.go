@@ -3,6 +3,7 @@ package tlsmgr
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -41,8 +42,8 @@ type Event struct {
 	Type string `json:"type"`
 	// Names are the hosts of the Certificate.
 	Names []string `json:"names"`
-	// Issuer is the ACME directory URL of the CA, or "internal" for the
-	// local CA.
+	// Issuer is the ACME directory URL of the CA, "internal" for the
+	// local CA, or the issuer's common name for a file Certificate.
 	Issuer string `json:"issuer,omitempty"`
 	// Error is why a renewal failed.
 	Error string    `json:"error,omitempty"`
@@ -82,6 +83,11 @@ type lifecycle struct {
 	// such names are never listed in the config, so they are retired
 	// only when no on-demand Site covers them any more.
 	onDemand func(name string) bool
+	// table is the applied host table, for the file Certificates.
+	table *table
+	// fileExpiring holds the serials of file Certificates an expiring
+	// event was sent for. Files are per instance, so this is memory only.
+	fileExpiring map[string]bool
 
 	sink   *eventSink
 	cancel context.CancelFunc
@@ -188,6 +194,7 @@ func (lc *lifecycle) apply(ctx context.Context, cfg *config.Config, t *table) []
 	lc.retireAfter = cmpOr(cfg.RetireAfter, config.DefaultRetireAfter)
 	lc.acmeHosts = slices.Clone(t.acmeHosts)
 	lc.onDemand = t.isOnDemand
+	lc.table = t
 	lc.mu.Unlock()
 	lc.sink.configure(cfg.Events)
 
@@ -299,6 +306,11 @@ func (lc *lifecycle) certmagicEvent(ctx context.Context, event string, data map[
 		if cause != nil {
 			msg = cause.Error()
 		}
+		if errors.Is(cause, context.Canceled) {
+			// Stopped (shutdown, host removed), not failed.
+			_, err = lc.inv.update(ctx, name, lc.defaultRecord(name), func(r *record) { r.Attempting = false })
+			break
+		}
 		var r record
 		var took time.Duration
 		r, err = lc.inv.update(ctx, name, lc.defaultRecord(name), func(r *record) {
@@ -371,8 +383,43 @@ func (lc *lifecycle) check(ctx context.Context, now time.Time) {
 		lc.logger.Warn("certificate past its renewal point and not renewed", "host", name, "not_after", info.NotAfter, "status", info.Status, "last_error", info.LastError)
 		lc.emit(Event{Type: EventExpiring, Names: info.Names, Issuer: info.CA, Error: info.LastError, Time: now.UTC(), NotAfter: info.NotAfter})
 	}
+	lc.checkFiles(now)
 	if _, err := lc.retire(ctx, now); err != nil {
 		lc.logger.Warn("retiring certificates", "error", err)
+	}
+}
+
+// checkFiles sends an expiring event, once per certificate, for every
+// file Certificate with a third of its lifetime (plus the grace) left:
+// nobody but its owner renews it, so this is the reminder.
+func (lc *lifecycle) checkFiles(now time.Time) {
+	lc.mu.Lock()
+	t := lc.table
+	lc.mu.Unlock()
+	if t == nil {
+		return
+	}
+	for cert, hosts := range t.configured().static {
+		info := CertificateInfo{Names: slices.Sorted(slices.Values(hosts)), Source: SourceFile}
+		if cert.Leaf == nil {
+			continue
+		}
+		fill(&info, []*x509.Certificate{cert.Leaf}, nil)
+		if !now.After(info.NextRenewal.Add(expiringGrace(info))) {
+			continue
+		}
+		lc.mu.Lock()
+		sent := lc.fileExpiring[info.Serial]
+		if lc.fileExpiring == nil {
+			lc.fileExpiring = map[string]bool{}
+		}
+		lc.fileExpiring[info.Serial] = true
+		lc.mu.Unlock()
+		if sent {
+			continue
+		}
+		lc.logger.Warn("certificate from files is near its end; replace the files and reload", "hosts", info.Names, "not_after", info.NotAfter)
+		lc.emit(Event{Type: EventExpiring, Names: info.Names, Issuer: info.Issuer, Time: now.UTC(), NotAfter: info.NotAfter})
 	}
 }
 

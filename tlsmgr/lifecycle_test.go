@@ -485,3 +485,47 @@ func TestWebhookRetries(t *testing.T) {
 	s.enqueue(Event{Type: EventRetired, Names: []string{"after.test"}})
 	hook.wait(t, EventRetired, "after.test", 10*time.Second)
 }
+
+// TestFileCertificateExpiring checks a certificate from files past its
+// renewal point is reported once as expiring: nobody renews it but its
+// owner.
+func TestFileCertificateExpiring(t *testing.T) {
+	t.Parallel()
+	hook := startEventReceiver(t)
+	certFile, keyFile, serial := writeSelfSigned(t, t.TempDir(), "file", "files.test")
+	cfg := &config.Config{
+		Storage: t.TempDir(),
+		Sites:   []config.Site{{Hosts: []string{"files.test"}, TLS: config.SiteTLS{Cert: certFile, Key: keyFile}}},
+		Events:  &config.Events{Webhook: hook.url},
+	}
+	tbl, err := buildTable(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lc := newLifecycleCore(slog.New(slog.NewTextHandler(t.Output(), nil)), cfg.Storage, nil, nil)
+	defer lc.close()
+	lc.apply(t.Context(), cfg, tbl)
+
+	// writeSelfSigned certificates live two hours, from an hour ago: not
+	// due now, due 45 minutes from now.
+	lc.check(t.Context(), time.Now())
+	later := time.Now().Add(45 * time.Minute)
+	lc.check(t.Context(), later)
+	lc.check(t.Context(), later.Add(time.Minute))
+	lc.emit(Event{Type: EventRetired, Names: []string{"sentinel.test"}})
+	hook.wait(t, EventRetired, "sentinel.test", 10*time.Second) // delivery is in order
+	if n := hook.count(EventExpiring, "files.test"); n != 1 {
+		t.Fatalf("expiring events for the file certificate: got %d, want 1", n)
+	}
+	ev := hook.wait(t, EventExpiring, "files.test", time.Second)
+	if ev.NotAfter.IsZero() || ev.Time.Before(later.Add(-time.Second).UTC()) {
+		t.Errorf("expiring event: %+v", ev)
+	}
+	inv, err := Inventory(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := findInfo(t, inv, "files.test"); got.Serial != hexSerial(serial) || got.Source != SourceFile || got.Status != StatusValid {
+		t.Errorf("file certificate in the inventory now: serial %s source %s status %s; want %s file valid", got.Serial, got.Source, got.Status, hexSerial(serial))
+	}
+}
