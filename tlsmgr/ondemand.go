@@ -82,7 +82,15 @@ type onDemand struct {
 	now      func() time.Time
 	// unsubscribe ends certificateEvent's subscription.
 	unsubscribe func()
+	// askWarned is when a failed ask was last logged (Unix nanoseconds),
+	// and askQuiet counts the failures not logged since: a flood of names
+	// while ask is down logs one line every askWarnEvery.
+	askWarned atomic.Int64
+	askQuiet  atomic.Int64
 }
+
+// askWarnEvery is the most often a failing ask is logged.
+const askWarnEvery = 10 * time.Second
 
 // newOnDemand creates the on-demand side of a certmagic engine: its own
 // Cache and Config, sharing the engine's storage and the Issuers of
@@ -224,7 +232,7 @@ func (o *onDemand) askName(ctx context.Context, base *url.URL, name string) erro
 	req.Header.Set("User-Agent", "gatehouse on-demand")
 	resp, err := o.ask.Do(req)
 	if err != nil {
-		o.logger.WarnContext(ctx, "on_demand.ask failed; denying", "host", name, "error", err)
+		o.warnAsk(ctx, name, err)
 		return fmt.Errorf("asking about %s: %w", name, err)
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
@@ -273,6 +281,17 @@ func (o *onDemand) reload(ctx context.Context, name string) {
 		old = slices.DeleteFunc(old, func(h string) bool { return h == cur.Hash() })
 	}
 	o.cache.Remove(old)
+}
+
+// warnAsk logs a failed question to ask, at most once per askWarnEvery.
+func (o *onDemand) warnAsk(ctx context.Context, name string, err error) {
+	now := o.now().UnixNano()
+	last := o.askWarned.Load()
+	if now-last < int64(askWarnEvery) || !o.askWarned.CompareAndSwap(last, now) {
+		o.askQuiet.Add(1)
+		return
+	}
+	o.logger.WarnContext(ctx, "on_demand.ask failed; denying", "host", name, "error", err, "failures_not_logged", o.askQuiet.Swap(0))
 }
 
 // close stops the on-demand Cache's maintenance goroutine.

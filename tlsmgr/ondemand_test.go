@@ -641,3 +641,22 @@ func TestOnDemandChallenges(t *testing.T) {
 		})
 	}
 }
+
+// TestAskFailuresLoggedSparingly checks a flood of names while ask is down
+// logs one line, not one per name.
+func TestAskFailuresLoggedSparingly(t *testing.T) {
+	var buf strings.Builder
+	now := time.Now()
+	o := &onDemand{logger: slog.New(slog.NewTextHandler(&buf, nil)), now: func() time.Time { return now }}
+	for i := range 100 {
+		o.warnAsk(t.Context(), fmt.Sprintf("n%d.test", i), errors.New("connection refused"))
+	}
+	if n := strings.Count(buf.String(), "on_demand.ask failed"); n != 1 {
+		t.Errorf("logged %d lines for 100 failures, want 1:\n%s", n, buf.String())
+	}
+	now = now.Add(askWarnEvery)
+	o.warnAsk(t.Context(), "late.test", errors.New("connection refused"))
+	if !strings.Contains(buf.String(), "failures_not_logged=99") {
+		t.Errorf("second line does not count the 99 failures not logged:\n%s", buf.String())
+	}
+}
