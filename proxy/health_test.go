@@ -307,7 +307,11 @@ func TestPassiveHealthLatency(t *testing.T) {
 	if st := status(t, f.handler, slow.URL); st.Healthy || !strings.HasPrefix(st.Reason, "ejected: latency") {
 		t.Errorf("status = %+v, want ejected for latency", st)
 	}
-	if code, _ := f.get(t, host, "/"); code != http.StatusServiceUnavailable {
-		t.Errorf("with the only upstream ejected: status %v, want 503", code)
+	res := getRes(t, f, "/")
+	if res.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("with the only upstream ejected: status %v, want 503", res.Status)
+	}
+	if ra := res.Header.Get("Retry-After"); ra != "60" && ra != "59" {
+		t.Errorf("Retry-After = %q, want about 60 (the rest of the ejection)", ra)
 	}
 }
