@@ -79,10 +79,13 @@ type checker struct {
 	local []netip.Addr
 	// token is the random name of the probe challenge file.
 	token string
+	// natted holds the hosts that resolve only to addresses this machine
+	// does not have, whose probes may fail for want of hairpin NAT.
+	natted map[string]bool
 }
 
 func newChecker(cfg *config.Config, resolverAddr, caaIdentity string, out io.Writer) (*checker, error) {
-	c := &checker{cfg: cfg, out: out, caaIdentity: caaIdentity, resolver: net.DefaultResolver}
+	c := &checker{cfg: cfg, out: out, caaIdentity: caaIdentity, resolver: net.DefaultResolver, natted: map[string]bool{}}
 	if resolverAddr != "" {
 		if _, _, err := net.SplitHostPort(resolverAddr); err != nil {
 			return nil, fmt.Errorf("-resolver: want HOST:PORT: %w", err)
@@ -312,6 +315,7 @@ func (c *checker) checkAddress(ctx context.Context, name string) bool {
 	// port probe that follows decides; say what was found either way.
 	c.note(name, "resolves to %s; not an address of this machine: %s (this machine has %s); fine only if those forward to it",
 		strings.Join(shown, ", "), strings.Join(foreign, ", "), c.localList())
+	c.natted[name] = true
 	return true
 }
 
@@ -347,7 +351,11 @@ func (c *checker) checkPorts(ctx context.Context, hosts []acmeHost) {
 	for _, h := range hosts {
 		passed := slices.ContainsFunc(results, func(r map[string]probeResult) bool { return r[h.name].ok })
 		for _, r := range results {
-			switch res := r[h.name]; {
+			res := r[h.name]
+			if !res.ok && c.natted[h.name] {
+				res.msg += " (behind NAT the router may not loop the probe back; the CA comes from outside)"
+			}
+			switch {
 			case res.ok:
 				c.ok(h.name, "%s", res.msg)
 			case passed:
