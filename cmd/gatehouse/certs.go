@@ -53,11 +53,7 @@ type certsCmd struct {
 
 func cmdCerts(ctx context.Context, args []string, env *environment) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "-help" || args[0] == "help" {
-		out := env.stderr
-		if len(args) > 0 {
-			out = env.stdout
-		}
-		fmt.Fprint(out, certsUsage)
+		fmt.Fprint(env.stderr, certsUsage)
 		if len(args) == 0 {
 			return exitError(2)
 		}
