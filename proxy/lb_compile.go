@@ -31,31 +31,9 @@ func (c *compiler) balancer(s *site, r *route, cr *config.Route) (*balancer, err
 	if ka := cr.KeepAlive; ka != nil {
 		base.maxIdle, base.idleTimeout = ka.MaxIdle, ka.IdleTimeout
 	}
-	// https:// Upstreams add the Route's CA and upstream_tls.
-	httpsKey, httpsTLS := base, transportTLS{}
-	{
-		if cr.CA != "" {
-			roots, sum, err := loadCertPool(cr.CA)
-			if err != nil {
-				return nil, err
-			}
-			httpsKey.ca, httpsTLS.roots = sum, roots
-		}
-		if ut := cr.UpstreamTLS; ut != nil {
-			httpsKey.serverName = ut.ServerName
-			httpsKey.insecure = ut.InsecureSkipVerify
-			if ut.ClientCert != "" || ut.ClientKey != "" {
-				cert, sum, err := loadClientCert(ut.ClientCert, ut.ClientKey)
-				if err != nil {
-					return nil, err
-				}
-				httpsKey.clientCert, httpsTLS.clientCert = sum, cert
-			}
-			if ut.InsecureSkipVerify {
-				c.opts.Logger.Warn("upstream certificates are not verified (upstream_tls.insecure_skip_verify): anyone on the path to them can read and change the traffic",
-					slog.String("site", s.name), slog.String("route", r.path))
-			}
-		}
+	httpsKey, httpsTLS, err := c.upstreamTLS(s, r, cr, base)
+	if err != nil {
+		return nil, err
 	}
 
 	var check *healthCheck
@@ -186,4 +164,35 @@ func describeUpstreams(b *strings.Builder, cr *config.Route) {
 	if m := int64(cr.MaxResponseHeader); m != 0 && m != defaultMaxResponseHeader {
 		fmt.Fprintf(b, " max_response_header=%d", m)
 	}
+}
+
+// upstreamTLS returns the transport key and TLS material of a Route's
+// https:// Upstreams: base plus the Route's CA and upstream_tls.
+func (c *compiler) upstreamTLS(s *site, r *route, cr *config.Route, base transportKey) (transportKey, transportTLS, error) {
+	key, tc := base, transportTLS{}
+	if cr.CA != "" {
+		roots, sum, err := loadCertPool(cr.CA)
+		if err != nil {
+			return key, tc, err
+		}
+		key.ca, tc.roots = sum, roots
+	}
+	ut := cr.UpstreamTLS
+	if ut == nil {
+		return key, tc, nil
+	}
+	key.serverName = ut.ServerName
+	key.insecure = ut.InsecureSkipVerify
+	if ut.ClientCert != "" || ut.ClientKey != "" {
+		cert, sum, err := loadClientCert(ut.ClientCert, ut.ClientKey)
+		if err != nil {
+			return key, tc, err
+		}
+		key.clientCert, tc.clientCert = sum, cert
+	}
+	if ut.InsecureSkipVerify {
+		c.opts.Logger.Warn("upstream certificates are not verified (upstream_tls.insecure_skip_verify): anyone on the path to them can read and change the traffic",
+			slog.String("site", s.name), slog.String("route", r.path))
+	}
+	return key, tc, nil
 }
