@@ -1,0 +1,124 @@
+package admin
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-proxy/gatehouse/tlsmgr"
+)
+
+// fixedCerts serves a fixed inventory and refuses lifecycle calls, for
+// rendering tests that need certificates in states a real manager reaches
+// only after weeks.
+type fixedCerts []tlsmgr.CertificateInfo
+
+func (f fixedCerts) Certificates() []tlsmgr.CertificateInfo {
+	return append([]tlsmgr.CertificateInfo(nil), f...)
+}
+func (fixedCerts) Renew(context.Context, string, bool) error { return tlsmgr.ErrUnknownCertificate }
+func (fixedCerts) Revoke(context.Context, string, string) error {
+	return tlsmgr.ErrUnknownCertificate
+}
+
+func getPage(t *testing.T, url string) (http.Header, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, body)
+	}
+	return resp.Header, string(body)
+}
+
+// TestDashboardTimeline checks where the marks land on each bar, that the
+// most urgent certificates lead, and that text from a CA's error cannot
+// inject markup.
+func TestDashboardTimeline(t *testing.T) {
+	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	issued := now.Add(-10 * day)
+	certs := fixedCerts{
+		{Names: []string{"ok.example.com", "www.example.com"}, Source: "acme", Issuer: "R13", Status: tlsmgr.StatusValid,
+			NotBefore: issued, NotAfter: issued.Add(90 * day), NextRenewal: issued.Add(60 * day), RenewalReason: "ari"},
+		{Names: []string{"bad.example.com"}, Source: "acme", Status: tlsmgr.StatusFailing, Failures: 2,
+			LastError: `<script>alert("x")</script> CAA forbids`, LastAttempt: now.Add(-time.Hour)},
+		{Names: []string{"old.example.com"}, Source: "acme", Issuer: "R13", Status: tlsmgr.StatusExpired,
+			NotBefore: now.Add(-100 * day), NotAfter: now.Add(-10 * day)},
+	}
+	srv := newServer(t, Options{Certificates: certs, now: func() time.Time { return now }})
+	header, page := getPage(t, srv.URL+"/")
+
+	if ct := header.Get("Content-Type"); ct != "text/html; charset=utf-8" {
+		t.Errorf("Content-Type %q", ct)
+	}
+	if csp := header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") {
+		t.Errorf("Content-Security-Policy %q", csp)
+	}
+	if strings.Contains(page, "<script") {
+		t.Error("the page carries a script (or an unescaped one from a CA error)")
+	}
+	if !strings.Contains(page, "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; CAA forbids") {
+		t.Error("the failing certificate's error is not shown escaped")
+	}
+
+	rows := regexp.MustCompile(`(?s)<tr class="cert ([a-z]+)"[^>]*>(.*?)</tr>`).FindAllStringSubmatch(page, -1)
+	var order []string
+	for _, r := range rows {
+		order = append(order, r[1])
+	}
+	if strings.Join(order, ",") != "expired,failing,valid" {
+		t.Fatalf("row order: got %v, want expired, failing, valid", order)
+	}
+	ok := rows[2][2]
+	for _, want := range []string{
+		`<span class="mark today" style="left: 11.1%"`,
+		`<span class="mark renewal" style="left: 66.7%"`,
+		`<span class="elapsed" style="width: 11.1%"`,
+		`aria-label="issued 2026-11-18 12:00, expires 2027-02-16 12:00, renewal due 2027-01-17 12:00; today is 11.1% of the way through its lifetime"`,
+		`renews 2027-01-17 12:00 (ari)`,
+		`in 80 days`,
+		`also www.example.com`,
+	} {
+		if !strings.Contains(ok, want) {
+			t.Errorf("ok.example.com row lacks %s\n%s", want, ok)
+		}
+	}
+	if bad := rows[1][2]; !strings.Contains(bad, ">failing<") || !strings.Contains(bad, "2 failed attempts in a row") || !strings.Contains(bad, "not issued yet") {
+		t.Errorf("bad.example.com row:\n%s", bad)
+	}
+	if old := rows[0][2]; !strings.Contains(old, `style="left: 100.0%"`) || !strings.Contains(old, "expired 10 days ago") {
+		t.Errorf("old.example.com row: want today at the end of the bar and the days since expiry\n%s", old)
+	}
+	if !strings.Contains(page, `<strong>1</strong><span class="badge status-failing">failing</span>`) {
+		t.Error("no summary count of failing certificates")
+	}
+}
+
+func TestDashboardUpstreams(t *testing.T) {
+	srv := newServer(t, Options{Upstreams: func() []Upstream {
+		return []Upstream{
+			{Site: "a.example.com", Route: "/", URL: "http://10.0.0.1:80", Healthy: true},
+			{Site: "b.example.com", Route: "/api/", URL: "http://10.0.0.2:80", Reason: "health check: status 503", Failures: 4},
+		}
+	}})
+	_, page := getPage(t, srv.URL+"/")
+	a := strings.Index(page, "a.example.com")
+	b := strings.Index(page, "b.example.com")
+	if a < 0 || b < 0 || b > a {
+		t.Errorf("want the Site with an Upstream down (b) before the healthy one (a): b at %d, a at %d", b, a)
+	}
+	if !regexp.MustCompile(`(?s)http://10.0.0.2:80</code>.*?health-down">down</span><div class="meta">health check: status 503</div>`).MatchString(page) {
+		t.Error("the down Upstream is not marked down with its reason")
+	}
+	if !strings.Contains(page, "Certificate management is not running.") {
+		t.Error("without certificate management the page should say so")
+	}
+}
