@@ -297,31 +297,42 @@ type acmeFacts struct {
 // issuerKey or, when that is empty or holds nothing, under any issuer.
 // It returns nil when no issuer has one.
 func (inv *inventory) loadACME(ctx context.Context, issuerKey, name string) *acmeFacts {
-	keys := []string{}
 	if issuerKey != "" {
-		keys = append(keys, issuerKey)
+		if f := inv.loadACMEUnder(ctx, issuerKey, name); f != nil {
+			return f
+		}
 	}
-	keys = append(keys, inv.issuerKeys(ctx)...)
-	for _, key := range keys {
-		certPEM, err := inv.storage.Load(ctx, certmagic.StorageKeys.SiteCert(key, name))
-		if err != nil {
+	for _, key := range inv.issuerKeys(ctx) {
+		if key == issuerKey {
 			continue
 		}
-		chain, err := parseChain(certPEM)
-		if err != nil || len(chain) == 0 {
-			continue
+		if f := inv.loadACMEUnder(ctx, key, name); f != nil {
+			return f
 		}
-		f := &acmeFacts{issuerKey: key, chain: chain, chainPEM: certPEM}
-		if meta, err := inv.storage.Load(ctx, certmagic.StorageKeys.SiteMeta(key, name)); err == nil {
-			var res certmagic.CertificateResource
-			var data acme.Certificate
-			if json.Unmarshal(meta, &res) == nil && len(res.IssuerData) > 0 && json.Unmarshal(res.IssuerData, &data) == nil {
-				f.ari = data.RenewalInfo
-			}
-		}
-		return f
 	}
 	return nil
+}
+
+// loadACMEUnder reads the certificate of name stored by the issuer with
+// this key, or returns nil.
+func (inv *inventory) loadACMEUnder(ctx context.Context, key, name string) *acmeFacts {
+	certPEM, err := inv.storage.Load(ctx, certmagic.StorageKeys.SiteCert(key, name))
+	if err != nil {
+		return nil
+	}
+	chain, err := parseChain(certPEM)
+	if err != nil || len(chain) == 0 {
+		return nil
+	}
+	f := &acmeFacts{issuerKey: key, chain: chain, chainPEM: certPEM}
+	if meta, err := inv.storage.Load(ctx, certmagic.StorageKeys.SiteMeta(key, name)); err == nil {
+		var res certmagic.CertificateResource
+		var data acme.Certificate
+		if json.Unmarshal(meta, &res) == nil && len(res.IssuerData) > 0 && json.Unmarshal(res.IssuerData, &data) == nil {
+			f.ari = data.RenewalInfo
+		}
+	}
+	return f
 }
 
 // issuerKeys lists the issuer directories under certificates/.
