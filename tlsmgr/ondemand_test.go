@@ -660,3 +660,41 @@ func TestAskFailuresLoggedSparingly(t *testing.T) {
 		t.Errorf("second line does not count the 99 failures not logged:\n%s", buf.String())
 	}
 }
+
+// TestOnDemandReload turns on-demand on and off by Apply: a config that
+// gains an on-demand Site serves it without a restart, and one that drops
+// it refuses its names again, even those with a Certificate in memory.
+func TestOnDemandReload(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	g := startGatehouse(t)
+	ca := startCA(t, g.httpPort, g.httpsPort, 0, "")
+	storage := t.TempDir()
+	plain := g.onDemandConfig(t, ca, storage, nil, "local.internal")
+	plain.Sites[0].TLS.OnDemand = false
+	m := g.start(t, plain, fastOptions())
+	mustRefuse(t, g, ca, "a.reload.test")
+
+	on := g.onDemandConfig(t, ca, storage, &config.OnDemand{Allow: []string{"*.reload.test"}}, "*.reload.test")
+	on.Sites = append(on.Sites, plain.Sites[0])
+	if err := m.Apply(t.Context(), on); err != nil {
+		t.Fatalf("Apply with an on-demand site: %v", err)
+	}
+	mustHandshake(t, g, ca, "a.reload.test")
+
+	if err := m.Apply(t.Context(), plain); err != nil {
+		t.Fatalf("Apply without it: %v", err)
+	}
+	mustRefuse(t, g, ca, "a.reload.test")
+	checkOrders(t, ca, 1)
+
+	// A policy that no longer allows a name refuses it once it is not in
+	// memory (here: after a restart), even though storage has it.
+	narrow := g.onDemandConfig(t, ca, storage, &config.OnDemand{Allow: []string{"b.reload.test"}}, "*.reload.test")
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	g.start(t, narrow, fastOptions())
+	mustRefuse(t, g, ca, "a.reload.test")
+	checkOrders(t, ca, 1)
+}
