@@ -290,10 +290,12 @@ func (v *validator) redirect(rd *Redirect, path string) {
 			v.addf(path+".to", "%s", msg)
 			return
 		}
-		if strings.HasPrefix(rd.To, "/") && !strings.HasPrefix(rd.To, "//") {
+		// Check the target as it would be rendered for some request.
+		to := strings.NewReplacer("{path}", "/p", "{query}", "q", "{host}", "example.com", "{scheme}", "https").Replace(rd.To)
+		if strings.HasPrefix(to, "/") && !strings.HasPrefix(to, "//") {
 			return
 		}
-		u, err := url.Parse(rd.To)
+		u, err := url.Parse(to)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			v.addf(path+".to", "%q is neither a path starting with / nor an absolute http:// or https:// URL", rd.To)
 		}

@@ -21,6 +21,7 @@ var version = ""
 // commands in-process.
 type environment struct {
 	stdout, stderr io.Writer
+	stdin          io.Reader // hash-password reads it; nil means os.Stdin
 	getenv         func(string) string
 	// reload delivers SIGHUP.
 	reload <-chan os.Signal
@@ -45,6 +46,7 @@ Usage:
   gatehouse check    [-config FILE]          ACME preflight: DNS, ports, CAA, the CA
   gatehouse certs    list|show|renew|revoke|retire
                                              see and steer the Certificates
+  gatehouse hash-password [-cost N]          bcrypt hash of a password on stdin, for basic_auth
   gatehouse version                          print the version
   gatehouse help [COMMAND]                   this text, or a command's flags
 
@@ -64,6 +66,7 @@ func commands() []command {
 		{"trust", cmdTrust},
 		{"check", cmdCheck},
 		{"certs", cmdCerts},
+		{"hash-password", cmdHashPassword},
 		{"version", cmdVersion},
 	}
 }
