@@ -497,9 +497,26 @@ func (inv *inventory) fromRecord(ctx context.Context, r record, now time.Time) C
 	}
 	if f := inv.loadACME(ctx, r.IssuerKey, r.Names[0]); f != nil {
 		fill(&info, f.chain, f.ari)
+	} else if chain := inv.loadAutocert(ctx, r.Names[0]); chain != nil {
+		fill(&info, chain, nil)
 	}
 	info.Status = status(info, r.Attempting, now)
 	return info
+}
+
+// loadAutocert reads the certificate of name from the cache of the
+// autocert engine (autocert/NAME: its key and chain in PEM), or returns
+// nil. autocert reports no events, so only the certificate is known.
+func (inv *inventory) loadAutocert(ctx context.Context, name string) []*x509.Certificate {
+	b, err := inv.storage.Load(ctx, path.Join("autocert", name))
+	if err != nil {
+		return nil
+	}
+	chain, err := parseChain(b)
+	if err != nil || len(chain) == 0 {
+		return nil
+	}
+	return chain
 }
 
 // certSet is the configured Certificates, by source: what buildTable

@@ -529,3 +529,25 @@ func TestFileCertificateExpiring(t *testing.T) {
 		t.Errorf("file certificate in the inventory now: serial %s source %s status %s; want %s file valid", got.Serial, got.Source, got.Status, hexSerial(serial))
 	}
 }
+
+// TestAutocertInventory checks the inventory shows certificates of the
+// autocert engine, which reports no events, and that the lifecycle
+// commands it cannot do say so.
+func TestAutocertInventory(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	g := startGatehouse(t)
+	ca := startCA(t, g.httpPort, g.httpsPort, 0, "")
+	acme := config.ACME{CA: ca.DirectoryURL(), CARoot: ca.ClientRootFile(), Email: "admin@example.org", Engine: config.EngineAutocert}
+	m := g.start(t, g.config(t, t.TempDir(), acme, "ac.test"), fastOptions())
+	leaf := waitForCert(t, g, "ac.test", ca.IssuerRoots(), "", 60*time.Second)
+	got := findInfo(t, m.Certificates(), "ac.test")
+	if got.Serial != hexSerial(leaf.SerialNumber) || got.Status != StatusValid || got.Source != SourceACME {
+		t.Errorf("autocert certificate in the inventory: serial %s status %s source %s; want %s valid acme", got.Serial, got.Status, got.Source, hexSerial(leaf.SerialNumber))
+	}
+	for _, err := range []error{m.Renew(t.Context(), "ac.test", true), m.Revoke(t.Context(), "ac.test", "superseded")} {
+		if err == nil || !strings.Contains(err.Error(), "not supported by acme.engine autocert") {
+			t.Errorf("lifecycle call with autocert: got %v, want it refused", err)
+		}
+	}
+}
