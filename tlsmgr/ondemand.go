@@ -50,6 +50,8 @@ const (
 	deniedMax = 10000
 	// allowFileCheckInterval is the most often allow_file is stat'ed.
 	allowFileCheckInterval = time.Second
+	// askWarnEvery is the most often a failing ask is logged.
+	askWarnEvery = 10 * time.Second
 )
 
 var (
@@ -88,9 +90,6 @@ type onDemand struct {
 	askWarned atomic.Int64
 	askQuiet  atomic.Int64
 }
-
-// askWarnEvery is the most often a failing ask is logged.
-const askWarnEvery = 10 * time.Second
 
 // newOnDemand creates the on-demand side of a certmagic engine: its own
 // Cache and Config, sharing the engine's storage and the Issuers of
