@@ -118,7 +118,8 @@ type ACME struct {
 	// Issuers lists ACME CAs tried in order: when one fails, the next is
 	// used. When set, it replaces ca, ca_root and eab above.
 	Issuers []Issuer `yaml:"issuers,omitempty"`
-	// Profile asks the CA for an ACME profile ("shortlived", "tlsserver").
+	// Profile asks the CA for an ACME profile ("shortlived", "tlsserver");
+	// it is the default of every issuer's own profile.
 	Profile string `yaml:"profile,omitempty"`
 	// KeyType is the Certificate key: "p256" (default), "p384", "rsa2048",
 	// "rsa4096" or "ed25519".
@@ -147,14 +148,17 @@ type DNS struct {
 	// Provider names the DNS provider: "rfc2136", "cloudflare", "route53",
 	// "digitalocean", "exec" or "httpreq".
 	Provider string `yaml:"provider,omitempty"`
-	// Credentials are the provider's settings, by the names its
-	// documentation gives (for example api_token for cloudflare).
+	// Credentials are the provider's settings; [DNSProviders] lists the
+	// keys each provider takes (for example api_token for cloudflare),
+	// and any other key is an error.
 	Credentials map[string]string `yaml:"credentials,omitempty"`
 	// PropagationTimeout bounds the wait for the TXT record to be visible.
 	// Default 2m.
 	PropagationTimeout time.Duration `yaml:"propagation_timeout,omitempty"`
 	// Resolvers are the DNS servers (host:port) asked during the
-	// propagation check. Default the system's.
+	// propagation check, and by the provider to find the zone and follow
+	// CNAMEs. Default the system's. Every resolvers list of a config must
+	// be the same: the providers' DNS client is process-wide.
 	Resolvers []string `yaml:"resolvers,omitempty"`
 }
 

@@ -190,9 +190,12 @@ func (v *validator) acme() {
 }
 
 // usesACME reports whether any host of any Site gets its Certificate from
-// ACME.
+// ACME through a Listener's challenge (HTTP-01, TLS-ALPN-01), not DNS-01.
 func (v *validator) usesACME() bool {
-	for _, s := range v.c.Sites {
+	for i, s := range v.c.Sites {
+		if v.c.DNSFor(&v.c.Sites[i]) != nil {
+			continue
+		}
 		for _, h := range s.Hosts {
 			if s.TLS.IssuerFor(h) == IssuerACME {
 				return true
