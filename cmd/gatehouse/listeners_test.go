@@ -145,7 +145,9 @@ log: {format: json}
 trusted_proxies: [%s]
 sites:
   - hosts: [localhost]
-    routes: [{path: /, upstreams: [%s]}]
+    routes:
+      - {path: /, upstreams: [%[2]s]}
+      - {path: /admin/, upstreams: [%[2]s], allow_ips: [203.0.113.0/24]}
 `
 	in := start(t, p, fmt.Sprintf(body, "127.0.0.2", up.URL))
 	roots := in.localRoots(t)
@@ -188,6 +190,28 @@ sites:
 			}
 		})
 	}
+
+	// allow_ips judges the client from the header, not the balancer.
+	t.Run("allow_ips", func(t *testing.T) {
+		c := proxyClient(in, roots, "127.0.0.2", v1Header("203.0.113.7"))
+		resp, err := c.Get("https://localhost/admin/x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("allowed client through the balancer: status %d, want 200", resp.StatusCode)
+		}
+		c = proxyClient(in, roots, "127.0.0.2", v2Header("198.51.100.9"))
+		resp, err = c.Get("https://localhost/admin/x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("client outside allow_ips through the balancer: status %d, want 403", resp.StatusCode)
+		}
+	})
 
 	t.Run("http listener", func(t *testing.T) {
 		dialer := &net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}

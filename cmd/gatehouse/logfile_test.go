@@ -60,7 +60,7 @@ sites:
 		"client_ip": "127.0.0.1", "method": "POST", "host": "localhost", "path": "/api/users",
 		"proto": "HTTP/2.0", "status": float64(200), "bytes_in": float64(10),
 		"bytes_out": float64(len("got 10 bytes")), "upstream": up.URL, "retries": float64(0),
-		"tls_version": "1.3", "site": "localhost", "route": "/api/",
+		"tls_version": "1.3", "site": "localhost", "route": "/api/", "request_id": "req-42",
 	}
 	for k, v := range want {
 		if l[k] != v {
