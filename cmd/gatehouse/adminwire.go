@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -27,6 +28,21 @@ type adminState struct {
 	reloads chan chan error
 	// cfg is the applied config, for the challenge label of the metrics.
 	cfg atomic.Pointer[config.Config]
+	// stopped is closed when shutdown begins, so a reload asked for then
+	// does not wait for a serve loop that is gone.
+	stopped  chan struct{}
+	stopOnce sync.Once
+}
+
+// stopping marks the gateway unready and refuses further reloads; stop
+// calls it first.
+func (s *adminState) stopping() {
+	s.ready.Store(false)
+	s.stopOnce.Do(func() {
+		if s.stopped != nil {
+			close(s.stopped)
+		}
+	})
 }
 
 // errStopping answers a reload asked for while gatehouse shuts down.
@@ -37,6 +53,7 @@ var errStopping = errors.New("gatehouse is shutting down")
 func (g *gateway) newMetrics() {
 	g.admin.cfg.Store(g.cfg)
 	g.admin.reloads = make(chan chan error)
+	g.admin.stopped = make(chan struct{})
 	if g.cfg.Admin == config.Off || g.cfg.Admin == "" {
 		return
 	}
@@ -75,6 +92,8 @@ func (g *gateway) requestReload(ctx context.Context) error {
 	done := make(chan error, 1)
 	select {
 	case g.admin.reloads <- done:
+	case <-g.admin.stopped:
+		return errStopping
 	case <-ctx.Done():
 		return ctx.Err()
 	}

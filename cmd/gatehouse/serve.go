@@ -236,7 +236,7 @@ func (g *gateway) goServe(srv *http.Server, serve func() error) {
 // stop drains in-flight requests for up to timeouts.shutdown, then closes
 // what is left and stops certificate management.
 func (g *gateway) stop() {
-	g.admin.ready.Store(false)
+	g.admin.stopping()
 	grace := g.cfg.Timeouts.Shutdown
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
