@@ -28,11 +28,13 @@ func TestAccessLogFile(t *testing.T) {
 	in := start(t, p, fmt.Sprintf(`listen: {http: "127.0.0.1:{{HTTP}}", https: "127.0.0.1:{{HTTPS}}"}
 admin: "127.0.0.1:{{ADMIN}}"
 storage: {{STORAGE}}
-log: {format: json, file: %s}
+log: {format: json, file: %[1]s}
 sites:
   - hosts: [localhost]
-    routes: [{path: /api/, upstreams: [%s]}]
-`, file, up.URL))
+    routes:
+      - {path: /api/, upstreams: [%[2]s]}
+      - {path: /retry/, upstreams: ["http://127.0.0.1:%[3]d", %[2]s]}
+`, file, up.URL, freePort(t)))
 	c := in.client(t)
 
 	req, _ := http.NewRequest("POST", "https://localhost/api/users?token=s3cret-query", strings.NewReader("0123456789"))
@@ -89,6 +91,24 @@ sites:
 	if m := info.Mode().Perm(); m != 0o640 {
 		t.Errorf("log file mode = %o, want 640", m)
 	}
+
+	// Round robin over a dead and a live Upstream: one of two requests
+	// starts at the dead one and is retried on the live one.
+	for i := range 2 {
+		if status, _ := get(t, c, fmt.Sprintf("https://localhost/retry/%d", i)); status != 200 {
+			t.Fatalf("status = %d, want 200", status)
+		}
+	}
+	waitFor(t, 5*time.Second, func() bool {
+		data, _ := os.ReadFile(file)
+		retried := false
+		for _, l := range accessLines(t, string(data)) {
+			if strings.HasPrefix(fmt.Sprint(l["path"]), "/retry/") && l["retries"] == float64(1) && l["upstream"] == up.URL {
+				retried = true
+			}
+		}
+		return retried
+	})
 }
 
 // TestAccessLogRotation rotates the access log by size, then reopens it on
