@@ -339,6 +339,21 @@ func (c *checker) checkPorts(ctx context.Context, hosts []acmeHost) {
 		}
 		return
 	}
+	// The CA always validates on ports 80 and 443; other Listener ports
+	// work only behind a forward, which the probes cannot see.
+	for _, l := range []struct {
+		on          bool
+		key, addr   string
+		challenge   string
+		defaultPort string
+	}{
+		{http01, "listen.http", c.cfg.Listen.HTTP, "http-01", "80"},
+		{alpn, "listen.https", c.cfg.Listen.HTTPS, "tls-alpn-01", "443"},
+	} {
+		if _, port, err := net.SplitHostPort(l.addr); l.on && err == nil && port != l.defaultPort {
+			c.note(l.key, "the CA validates %s on port %s, not %s: it must be forwarded there", l.challenge, l.defaultPort, port)
+		}
+	}
 	var results []map[string]probeResult
 	if http01 {
 		results = append(results, c.probeHTTP(ctx, hosts))

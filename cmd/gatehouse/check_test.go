@@ -157,6 +157,7 @@ func TestCheckPasses(t *testing.T) {
 		fmt.Sprintf("ok    app.test: tls-alpn-01: app.test:%d reaches a temporary TLS listener", p.HTTPS),
 		"ok    app.test: CAA at app.test allows pebble.test",
 		"ok    other.test: CAA at test allows pebble.test",
+		fmt.Sprintf("note  listen.http: the CA validates http-01 on port 80, not %d", p.HTTP),
 		"ok: nothing found",
 	)
 	if strings.Contains(out, "localhost") {
