@@ -866,3 +866,49 @@ func RevokeOffline(ctx context.Context, cfg *config.Config, name, reason string,
 	}
 	return nil
 }
+
+// RenewOffline renews the ACME Certificate of name (only if due, unless
+// force) without a running gatehouse, with the account and policies of cfg.
+// The CA's challenges are answered on the config's Listener addresses,
+// which certmagic binds for the moment; they must be free, so this fails
+// while a gatehouse serves on them. The events configured in cfg are
+// delivered before it returns.
+func RenewOffline(ctx context.Context, cfg *config.Config, name string, force bool, logger *slog.Logger) error {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	name = normalizeHost(name)
+	if cfg.ACME.Engine == config.EngineAutocert {
+		return fmt.Errorf("renewing certificate of %s: not supported by acme.engine %s", name, cfg.ACME.Engine)
+	}
+	t, err := buildTable(cfg)
+	if err != nil {
+		return fmt.Errorf("reading the configured certificates: %w", err)
+	}
+	if !slices.Contains(t.acmeHosts, name) {
+		return fmt.Errorf("renewing certificate of %s: %w (only ACME hosts of the config renew offline)", name, ErrUnknownCertificate)
+	}
+	s, err := newACMESettings(cfg)
+	if err != nil {
+		return err
+	}
+	e, err := newCertmagicEngine(s, defaultOptions(), logger)
+	if err != nil {
+		return err
+	}
+	defer e.close()
+	if err := e.setPolicies(acmePolicies(cfg)); err != nil {
+		return err
+	}
+	lc := newLifecycleCore(logger, cfg.Storage, e, nil)
+	defer lc.close()
+	lc.mu.Lock()
+	lc.retireAfter, lc.acmeHosts, lc.onDemand, lc.table = cmpOr(cfg.RetireAfter, config.DefaultRetireAfter), t.acmeHosts, t.isOnDemand, t
+	lc.mu.Unlock()
+	lc.sink.configure(cfg.Events)
+	e.notify = lc.certmagicEvent
+	if err := e.renew(ctx, name, force, false); err != nil {
+		return fmt.Errorf("renewing certificate of %s: %w", name, err)
+	}
+	return nil
+}

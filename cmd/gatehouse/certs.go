@@ -31,9 +31,9 @@ const certsUsage = `Usage: gatehouse certs COMMAND [flags]
   retire                             retire the Certificates of hosts no longer in the config
 
 They talk to the running gatehouse through its admin endpoint (--admin ADDR,
-default the config's admin). When none answers, list, show, revoke and retire
-work on the storage directly; renew needs a running gatehouse to answer the
-CA's challenges. retire always works on the storage and the config file.
+default the config's admin). When none answers, they work on the storage
+directly (renew then answers the CA's challenges on the config's listen
+addresses itself). retire always works on the storage and the config file.
 
 Flags common to every command:
   -config FILE   the config (default $GATEHOUSE_CONFIG, else ` + config.DefaultPath + `)
@@ -462,10 +462,24 @@ func printCert(w io.Writer, ci tlsmgr.CertificateInfo, now time.Time) {
 
 func (c *certsCmd) renew(ctx context.Context, name string, force bool) error {
 	if err := c.connect(ctx); err != nil {
-		if errors.Is(err, errNoInstance) {
-			return fmt.Errorf("%w; renewing needs a running gatehouse to answer the CA's challenges (a stopped one renews what is due when it starts)", err)
+		if !errors.Is(err, errNoInstance) {
+			return err
 		}
-		return err
+		cfg, cerr := c.configOrFail()
+		if cerr != nil {
+			return cerr
+		}
+		c.offline(err, cfg)
+		if err := tlsmgr.RenewOffline(ctx, cfg, name, force, c.logger(cfg)); err != nil {
+			return fmt.Errorf("%w (offline renewal answers the CA's challenges on the config's listen addresses itself)", err)
+		}
+		certs, err := tlsmgr.Inventory(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		ci, _ := find(certs, name)
+		fmt.Fprintf(c.env.stdout, "%s: serial %s, valid until %s (%s); gatehouse serves it when it starts\n", name, ci.Serial, ci.NotAfter.UTC().Format(time.RFC3339), ci.Status)
+		return nil
 	}
 	return c.renewOne(ctx, name, force)
 }
@@ -486,11 +500,8 @@ func (c *certsCmd) renewOne(ctx context.Context, name string, force bool) error 
 // renewAll renews every Certificate gatehouse can renew (not files, not
 // retired ones), going on after a failure; it fails if any did.
 func (c *certsCmd) renewAll(ctx context.Context, force bool) error {
-	if err := c.connect(ctx); err != nil {
-		return fmt.Errorf("%w; renewing needs a running gatehouse", err)
-	}
-	var certs []tlsmgr.CertificateInfo
-	if err := c.call(ctx, http.MethodGet, "/certs", nil, &certs); err != nil {
+	certs, err := c.inventory(ctx)
+	if err != nil {
 		return err
 	}
 	failed := 0
@@ -498,7 +509,10 @@ func (c *certsCmd) renewAll(ctx context.Context, force bool) error {
 		if ci.Source == tlsmgr.SourceFile || ci.Status == tlsmgr.StatusRetired || len(ci.Names) == 0 {
 			continue
 		}
-		if err := c.renewOne(ctx, ci.Names[0], force); err != nil {
+		if c.adminURL == "" && ci.Source != tlsmgr.SourceACME {
+			continue // offline, only ACME Certificates renew
+		}
+		if err := c.renew(ctx, ci.Names[0], force); err != nil {
 			fmt.Fprintf(c.env.stderr, "gatehouse certs renew: %v\n", err)
 			failed++
 		}
