@@ -45,6 +45,11 @@ func (s *adminState) stopping() {
 	})
 }
 
+// adminWriteTimeout bounds an admin call. Renew and revoke answer once the
+// CA has, and DNS-01 waits for propagation (acme.dns.propagation_timeout,
+// 2m by default), so it is long enough for a slow ACME order.
+const adminWriteTimeout = 10 * time.Minute
+
 // errStopping answers a reload asked for while gatehouse shuts down.
 var errStopping = errors.New("gatehouse is shutting down")
 

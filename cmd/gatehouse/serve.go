@@ -207,7 +207,7 @@ func (g *gateway) start(ctx context.Context) error {
 			ReadHeaderTimeout: cfg.Timeouts.ReadHeader,
 			MaxHeaderBytes:    int(cfg.Limits.HeaderBytes),
 			ReadTimeout:       30 * time.Second,
-			WriteTimeout:      30 * time.Second,
+			WriteTimeout:      adminWriteTimeout,
 			IdleTimeout:       cfg.Timeouts.Idle,
 			ErrorLog:          errorLog,
 		}
