@@ -1,11 +1,13 @@
 package proxy
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net/http"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -36,6 +38,9 @@ type basicAuth struct {
 	salt      [32]byte
 	now       func() time.Time
 	next      http.Handler
+	// slots bounds the bcrypt comparisons running at once to half the
+	// CPUs, so a flood of password guesses slows logins, not the proxy.
+	slots chan struct{}
 
 	mu       sync.Mutex // guards verified
 	verified map[[32]byte]time.Time
@@ -54,6 +59,7 @@ func newBasicAuth(cr *config.BasicAuth, now func() time.Time) (*basicAuth, error
 		challenge: []string{`Basic realm="` + realm + `", charset="UTF-8"`},
 		now:       now,
 		verified:  make(map[[32]byte]time.Time),
+		slots:     make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2)),
 	}
 	names := make([]string, 0, len(cr.Users))
 	for name, hash := range cr.Users {
@@ -71,7 +77,7 @@ func newBasicAuth(cr *config.BasicAuth, now func() time.Time) (*basicAuth, error
 
 func (ba *basicAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	user, pass, ok := r.BasicAuth()
-	if !ok || !ba.check(user, pass) {
+	if !ok || !ba.check(r.Context(), user, pass) {
 		w.Header()["Www-Authenticate"] = ba.challenge
 		writeStatus(w, http.StatusUnauthorized)
 		return
@@ -84,8 +90,9 @@ func (ba *basicAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ba.next.ServeHTTP(w, r2)
 }
 
-// check reports whether pass is user's password.
-func (ba *basicAuth) check(user, pass string) bool {
+// check reports whether pass is user's password. It gives up, false, when
+// ctx ends while waiting for a bcrypt slot.
+func (ba *basicAuth) check(ctx context.Context, user, pass string) bool {
 	h := sha256.New()
 	h.Write(ba.salt[:])
 	h.Write([]byte(user))
@@ -106,7 +113,14 @@ func (ba *basicAuth) check(user, pass string) bool {
 	if !known {
 		hash = ba.decoy
 	}
-	if bcrypt.CompareHashAndPassword(hash, []byte(pass)) != nil || !known {
+	select {
+	case ba.slots <- struct{}{}:
+	case <-ctx.Done():
+		return false
+	}
+	err := bcrypt.CompareHashAndPassword(hash, []byte(pass))
+	<-ba.slots
+	if err != nil || !known {
 		return false
 	}
 	ba.mu.Lock()

@@ -84,13 +84,13 @@ func TestBasicAuthCacheBounded(t *testing.T) {
 	for i := range authCacheSize {
 		ba.verified[[32]byte{byte(i), byte(i >> 8), 1}] = time.Now().Add(time.Minute)
 	}
-	if !ba.check("u", "p") {
+	if !ba.check(t.Context(), "u", "p") {
 		t.Fatal("right password refused")
 	}
 	if n := len(ba.verified); n > authCacheSize {
 		t.Errorf("cache grew to %d entries, bound is %d", n, authCacheSize)
 	}
-	if ba.check("u", "q") {
+	if ba.check(t.Context(), "u", "q") {
 		t.Fatal("wrong password accepted")
 	}
 }
@@ -338,4 +338,30 @@ func TestForwardAuth(t *testing.T) {
 			t.Errorf("took %v; the timeout is 300ms", d)
 		}
 	})
+}
+
+// TestBasicAuthUnknownUser checks that a name that does not exist costs a
+// bcrypt comparison too, so timing does not reveal which names exist.
+func TestBasicAuthUnknownUser(t *testing.T) {
+	h, err := bcrypt.GenerateFromPassword([]byte("pw"), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ba, err := newBasicAuth(&config.BasicAuth{Users: map[string]string{"alice": string(h)}}, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	timed := func(user, pass string) time.Duration {
+		start := time.Now()
+		if ba.check(t.Context(), user, pass) {
+			t.Fatalf("%s/%s accepted", user, pass)
+		}
+		return time.Since(start)
+	}
+	known := timed("alice", "wrong")
+	unknown := timed("mallory", "pw")
+	// bcrypt at cost 10 takes tens of milliseconds; a map miss, microseconds.
+	if unknown < known/10 {
+		t.Errorf("unknown user answered in %v, known user with a wrong password in %v: the name's existence shows", unknown, known)
+	}
 }

@@ -282,11 +282,32 @@ func (w *compressWriter) Write(p []byte) (int, error) {
 	return w.ResponseWriter.Write(p)
 }
 
+// WriteString spares fixed responses a copy of their body: it goes to the
+// encoder through buf.
 func (w *compressWriter) WriteString(s string) (int, error) {
-	if w.state == cwPassthrough {
+	if w.state == cwHeaderPending {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.state == cwBuffering {
+		if w.n+len(s) < minCompressSize {
+			w.n += copy(w.buf[w.n:], s)
+			return len(s), nil
+		}
+		w.start()
+	}
+	if w.state != cwCompressing {
 		return io.WriteString(w.ResponseWriter, s)
 	}
-	return w.Write([]byte(s))
+	n := 0
+	for len(s) > 0 {
+		c := copy(w.buf[:], s)
+		if _, err := w.encode(w.buf[:c]); err != nil {
+			return n, err
+		}
+		n += c
+		s = s[c:]
+	}
+	return n, nil
 }
 
 // ReadFrom keeps sendfile for responses that pass as they are.
