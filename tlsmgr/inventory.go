@@ -224,8 +224,8 @@ func (inv *inventory) load(ctx context.Context, name string) (*record, error) {
 }
 
 // update applies f to the record of name (a new one, from def, if there is
-// none) and stores it, atomically with mode 0600. It returns the record
-// as stored.
+// none; with a nil def, none is an error) and stores it, atomically with
+// mode 0600. It returns the record as stored.
 func (inv *inventory) update(ctx context.Context, name string, def func() record, f func(r *record)) (record, error) {
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
@@ -234,6 +234,9 @@ func (inv *inventory) update(ctx context.Context, name string, def func() record
 		return record{}, err
 	}
 	if r == nil {
+		if def == nil {
+			return record{}, fmt.Errorf("updating inventory record of %s: %w", name, fs.ErrNotExist)
+		}
 		d := def()
 		r = &d
 	}

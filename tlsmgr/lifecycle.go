@@ -1,6 +1,7 @@
 package tlsmgr
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -68,7 +69,6 @@ type lifecycle struct {
 	logger *slog.Logger
 	inv    *inventory
 	engine acmeEngine
-	ca     *localCA
 
 	// subMu guards subs and nextSub.
 	subMu   sync.Mutex
@@ -118,7 +118,7 @@ func newLifecycle(m *Manager, interval time.Duration) *lifecycle {
 	if interval <= 0 {
 		interval = defaultLifecycleInterval
 	}
-	lc := newLifecycleCore(m.logger, m.frozen.storage, m.engine, m.ca)
+	lc := newLifecycleCore(m.logger, m.frozen.storage, m.engine)
 	if e, ok := m.engine.(*certmagicEngine); ok {
 		e.notify = lc.certmagicEvent
 	}
@@ -129,12 +129,12 @@ func newLifecycle(m *Manager, interval time.Duration) *lifecycle {
 }
 
 // newLifecycleCore returns a lifecycle without its watch loop, for the
-// offline commands; engine and ca may be nil.
-func newLifecycleCore(logger *slog.Logger, storage string, engine acmeEngine, ca *localCA) *lifecycle {
+// offline commands; engine may be nil.
+func newLifecycleCore(logger *slog.Logger, storage string, engine acmeEngine) *lifecycle {
 	done := make(chan struct{})
 	close(done) // no watch loop yet
 	lc := &lifecycle{
-		logger: logger, inv: newInventory(storage), engine: engine, ca: ca,
+		logger: logger, inv: newInventory(storage), engine: engine,
 		subs: map[int]func(Event){}, retireAfter: config.DefaultRetireAfter,
 		cancel: func() {}, done: done,
 	}
@@ -153,6 +153,7 @@ func (m *Manager) Subscribe(f func(Event)) (cancel func()) {
 	return m.lc.Subscribe(f)
 }
 
+// Subscribe is [Manager.Subscribe].
 func (lc *lifecycle) Subscribe(f func(Event)) func() {
 	lc.subMu.Lock()
 	defer lc.subMu.Unlock()
@@ -191,39 +192,17 @@ func (lc *lifecycle) emit(ev Event) {
 // the config are no longer retired, and hosts gone from it are retired.
 func (lc *lifecycle) apply(ctx context.Context, cfg *config.Config, t *table) []string {
 	lc.mu.Lock()
-	lc.retireAfter = cmpOr(cfg.RetireAfter, config.DefaultRetireAfter)
+	lc.retireAfter = cmp.Or(cfg.RetireAfter, config.DefaultRetireAfter)
 	lc.acmeHosts = slices.Clone(t.acmeHosts)
 	lc.onDemand = t.isOnDemand
 	lc.table = t
 	lc.mu.Unlock()
 	lc.sink.configure(cfg.Events)
-
-	for _, host := range t.acmeHosts {
-		r, err := lc.inv.load(ctx, host)
-		if err != nil {
-			lc.logger.Warn("reading the certificate inventory", "host", host, "error", err)
-			continue
-		}
-		if r != nil && !r.RetiredAt.IsZero() {
-			_, err := lc.inv.update(ctx, host, nil, func(r *record) { r.RetiredAt = time.Time{}; r.Source = SourceACME })
-			if err != nil {
-				lc.logger.Warn("updating the certificate inventory", "host", host, "error", err)
-			}
-		}
-	}
 	retired, err := lc.retire(ctx, time.Now())
 	if err != nil {
 		lc.logger.Warn("retiring certificates", "error", err)
 	}
 	return retired
-}
-
-func cmpOr[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // settings returns what apply last set.
@@ -278,7 +257,7 @@ func (lc *lifecycle) certmagicEvent(ctx context.Context, event string, data map[
 		key, _ := data["issuer"].(string)
 		ca := key
 		if le, ok := lc.engine.(lifecycleEngine); ok {
-			ca = cmpOr(le.caFor(name, key), key)
+			ca = cmp.Or(le.caFor(name, key), key)
 		}
 		var took time.Duration
 		_, err = lc.inv.update(ctx, name, lc.defaultRecord(name), func(r *record) {
@@ -324,7 +303,7 @@ func (lc *lifecycle) certmagicEvent(ctx context.Context, event string, data map[
 			if keys, ok := data["issuers"].([]string); ok && len(keys) > 0 {
 				issuer = keys[0]
 				if le, ok := lc.engine.(lifecycleEngine); ok {
-					issuer = cmpOr(le.caFor(name, keys[0]), keys[0])
+					issuer = cmp.Or(le.caFor(name, keys[0]), keys[0])
 				}
 			}
 		}
@@ -442,6 +421,19 @@ func (lc *lifecycle) retire(ctx context.Context, now time.Time) ([]string, error
 	var retired []string
 	for name, key := range candidates {
 		if slices.Contains(hosts, name) || onDemand(name) {
+			if r, ok := recs[name]; ok && !r.RetiredAt.IsZero() {
+				// Back in the config: served and renewed again.
+				src := SourceACME
+				if !slices.Contains(hosts, name) {
+					src = SourceOnDemand
+				}
+				r, err := lc.inv.update(ctx, name, nil, func(r *record) { r.RetiredAt, r.Source = time.Time{}, src })
+				if err != nil {
+					return retired, err
+				}
+				recs[name] = r
+				lc.logger.Info("retired certificate back in use", "host", name)
+			}
 			continue
 		}
 		if r, ok := recs[name]; ok && !r.RetiredAt.IsZero() {
@@ -802,7 +794,7 @@ func RetireOffline(ctx context.Context, cfg *config.Config, logger *slog.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("reading the configured certificates: %w", err)
 	}
-	lc := newLifecycleCore(logger, cfg.Storage, nil, nil)
+	lc := newLifecycleCore(logger, cfg.Storage, nil)
 	defer lc.close()
 	return lc.apply(ctx, cfg, t), nil
 }
@@ -837,7 +829,7 @@ func RevokeOffline(ctx context.Context, cfg *config.Config, name, reason string,
 		return err
 	}
 	defer e.close()
-	lc := newLifecycleCore(logger, cfg.Storage, e, nil)
+	lc := newLifecycleCore(logger, cfg.Storage, e)
 	defer lc.close()
 	lc.sink.configure(cfg.Events)
 
@@ -900,10 +892,10 @@ func RenewOffline(ctx context.Context, cfg *config.Config, name string, force bo
 	if err := e.setPolicies(acmePolicies(cfg)); err != nil {
 		return err
 	}
-	lc := newLifecycleCore(logger, cfg.Storage, e, nil)
+	lc := newLifecycleCore(logger, cfg.Storage, e)
 	defer lc.close()
 	lc.mu.Lock()
-	lc.retireAfter, lc.acmeHosts, lc.onDemand, lc.table = cmpOr(cfg.RetireAfter, config.DefaultRetireAfter), t.acmeHosts, t.isOnDemand, t
+	lc.retireAfter, lc.acmeHosts, lc.onDemand, lc.table = cmp.Or(cfg.RetireAfter, config.DefaultRetireAfter), t.acmeHosts, t.isOnDemand, t
 	lc.mu.Unlock()
 	lc.sink.configure(cfg.Events)
 	e.notify = lc.certmagicEvent

@@ -384,6 +384,25 @@ func TestRenewRevokeRetire(t *testing.T) {
 		t.Errorf("after revoking retired gone.test: still listed %v, orders %d (had %d)", hasInfo(m.Certificates(), "gone.test"), ca.Orders(), orders)
 	}
 
+	// A retired host back in the config is served again from storage,
+	// without a new order, and is no longer retired.
+	orders = ca.Orders()
+	cfgBack := g.config(t, storage, acme, "keep.test", "old.test")
+	cfgBack.Events = events
+	if err := m.Apply(t.Context(), cfgBack); err != nil {
+		t.Fatal(err)
+	}
+	waitForCert(t, g, "old.test", roots, "", 10*time.Second)
+	if got := findInfo(t, m.Certificates(), "old.test"); got.Status != StatusValid || !got.RetiredAt.IsZero() || ca.Orders() != orders {
+		t.Errorf("old.test back in the config: status %s retired at %v, %d orders (had %d); want valid, no new order", got.Status, got.RetiredAt, ca.Orders(), orders)
+	}
+	if err := m.Apply(t.Context(), cfg2); err != nil {
+		t.Fatal(err)
+	}
+	if got := findInfo(t, m.Certificates(), "old.test"); got.Status != StatusRetired {
+		t.Errorf("old.test removed again: status %s, want retired", got.Status)
+	}
+
 	// Past retire_after, a retired certificate is deleted with its files.
 	keys, _ := filepath.Glob(filepath.Join(storage, "certificates", "*", "old.test"))
 	if len(keys) != 1 {
@@ -502,7 +521,7 @@ func TestFileCertificateExpiring(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lc := newLifecycleCore(slog.New(slog.NewTextHandler(t.Output(), nil)), cfg.Storage, nil, nil)
+	lc := newLifecycleCore(slog.New(slog.NewTextHandler(t.Output(), nil)), cfg.Storage, nil)
 	defer lc.close()
 	lc.apply(t.Context(), cfg, tbl)
 
