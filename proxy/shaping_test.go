@@ -1,10 +1,15 @@
 package proxy
 
 import (
+	"encoding/base64"
+	"io"
 	"net/http"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/net/websocket"
 
 	"github.com/gatehouse-proxy/gatehouse/config"
 )
@@ -317,5 +322,49 @@ func BenchmarkRequestHeaders(b *testing.B) {
 		h := make(http.Header, 4)
 		v := vars{t: tab, r: r, requestID: "0123456789abcdef0123456789abcdef"}
 		ops.apply(h, &v)
+	}
+}
+
+// TestWebSocketThroughShaping opens a WebSocket through a Route with every
+// response wrapper and access check on: the upgrade must pass them all.
+func TestWebSocketThroughShaping(t *testing.T) {
+	backend := newServer(t, websocket.Handler(func(ws *websocket.Conn) {
+		_, _ = io.Copy(ws, ws)
+	}))
+	r := proxyTo("/ws", backend.URL)
+	r.Compress = true
+	r.ResponseHeaders = &config.Headers{Set: map[string]string{"X-Via": "gatehouse"}}
+	r.RequestHeaders = &config.Headers{Set: map[string]string{"X-Client": "{client_ip}"}}
+	r.AllowIPs = []string{"127.0.0.0/8"}
+	r.RateLimit = &config.RateLimit{Requests: 10, Per: time.Second}
+	r.BasicAuth = &config.BasicAuth{Users: map[string]string{"alice": bcryptHash(t, "pw")}}
+	f := newFrontend(t, &config.Config{Sites: []config.Site{{Hosts: []string{"*"}, SecurityHeaders: true, Routes: []config.Route{r}}}})
+
+	wsURL := "wss" + strings.TrimPrefix(f.srv.URL, "https") + "/ws"
+	wcfg, err := websocket.NewConfig(wsURL, "https://app.example.com/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wcfg.TlsConfig = f.tlsConfig()
+	if _, err := websocket.DialConfig(wcfg); err == nil {
+		t.Fatal("WebSocket opened without credentials")
+	}
+	wcfg.Header = http.Header{"Authorization": {"Basic " + base64.StdEncoding.EncodeToString([]byte("alice:pw"))}}
+	ws, err := websocket.DialConfig(wcfg)
+	if err != nil {
+		t.Fatalf("dialing WebSocket through the shaped Route: %v", err)
+	}
+	defer ws.Close()
+	for _, msg := range []string{"hello", strings.Repeat("long enough to be worth compressing ", 40)} {
+		if err := websocket.Message.Send(ws, msg); err != nil {
+			t.Fatalf("sending: %v", err)
+		}
+		var got string
+		if err := websocket.Message.Receive(ws, &got); err != nil {
+			t.Fatalf("receiving: %v", err)
+		}
+		if got != msg {
+			t.Errorf("echo = %q, want %q", got, msg)
+		}
 	}
 }
