@@ -42,7 +42,8 @@ type Inventory interface {
 //     status class ("2xx");
 //   - gatehouse_upstream_healthy{site,route,upstream} (1 or 0) at scrape
 //     time;
-//   - the Go runtime and process collectors (go_*, process_*).
+//   - the Go runtime, build and process collectors (go_*, go_build_info,
+//     process_*).
 //
 // A Metrics lives as long as the process: reloads keep its counters.
 type Metrics struct {
@@ -113,6 +114,7 @@ func NewMetrics(opts MetricsOptions) *Metrics {
 		&certCollector{inventory: opts.Inventory},
 		&upstreamCollector{upstreams: opts.Upstreams},
 		collectors.NewGoCollector(),
+		collectors.NewBuildInfoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	empty := map[string]*siteSeries{}

@@ -87,8 +87,10 @@ func TestRequestMetrics(t *testing.T) {
 			t.Errorf("missing %s", want)
 		}
 	}
-	if !regexp.MustCompile(`(?m)^go_goroutines \d+`).MatchString(out) || !regexp.MustCompile(`(?m)^process_cpu_seconds_total `).MatchString(out) {
-		t.Error("no Go runtime or process metrics")
+	for _, re := range []string{`(?m)^go_goroutines \d+`, `(?m)^process_cpu_seconds_total `, `(?m)^go_build_info\{`} {
+		if !regexp.MustCompile(re).MatchString(out) {
+			t.Errorf("no match for %s: Go runtime, build or process metrics missing", re)
+		}
 	}
 }
 
