@@ -281,3 +281,41 @@ func TestCAAIdentity(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckWildcard checks a wildcard host solved through DNS-01: no
+// address or port is needed, and its CAA is read from issuewild.
+func TestCheckWildcard(t *testing.T) {
+	ca := pebbletest.Start(t, pebbletest.Options{})
+	z := newZone(t,
+		`wild.test. 60 IN CAA 0 issue ";"`,
+		`wild.test. 60 IN CAA 0 issuewild "pebble.test"`,
+		`locked.test. 60 IN CAA 0 issuewild "letsencrypt.org"`,
+	)
+	p := newPorts(t)
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "gatehouse.yaml")
+	writeConfig(t, cfgPath, p, filepath.Join(dir, "storage"), fmt.Sprintf(`listen: {http: "127.0.0.1:{{HTTP}}", https: "127.0.0.1:{{HTTPS}}"}
+admin: "off"
+storage: {{STORAGE}}
+acme: {ca: %s, ca_root: %s}
+sites:
+  - hosts: ["*.wild.test", "*.locked.test"]
+    tls: {dns: {provider: exec, credentials: {program: /bin/true}}}
+    routes: [{respond: {body: wild}}]
+`, ca.DirectoryURL(), ca.ClientRootFile()))
+
+	err, out := runCheck(t, "-config", cfgPath, "-resolver", z.addr, "-caa-identity", "pebble.test")
+	wantLines(t, out,
+		"ok    *.wild.test: solved with DNS-01: no address or open port needed",
+		"ok    *.wild.test: CAA at wild.test allows pebble.test",
+		"FAIL  *.locked.test: CAA at locked.test allows only letsencrypt.org, not pebble.test",
+		"1 problem would make obtaining certificates fail",
+	)
+	if strings.Contains(out, "http-01") || strings.Contains(out, "tls-alpn-01") {
+		t.Errorf("DNS-01 hosts need no port probe:\n%s", out)
+	}
+	var exit exitError
+	if !errors.As(err, &exit) || exit != 1 {
+		t.Errorf("got %v, want exit status 1", err)
+	}
+}
