@@ -52,6 +52,9 @@ const (
 	allowFileCheckInterval = time.Second
 	// askWarnEvery is the most often a failing ask is logged.
 	askWarnEvery = 10 * time.Second
+	// onDemandHandshakeTimeout bounds a handshake that waits for an
+	// order; certmagic gives up obtaining after 3 minutes too.
+	onDemandHandshakeTimeout = 3 * time.Minute
 )
 
 var (
@@ -81,7 +84,11 @@ type onDemand struct {
 	ask     *http.Client
 	// askSlots holds one token per ask question in flight.
 	askSlots chan struct{}
-	now      func() time.Time
+	// waiting maps a name whose Certificate a handshake is deciding on,
+	// loading or ordering now to that handshake's hello; the other
+	// handshakes for the name wait for it, and get its longer deadline.
+	waiting sync.Map
+	now     func() time.Time
 	// unsubscribe ends certificateEvent's subscription.
 	unsubscribe func()
 	// askWarned is when a failed ask was last logged (Unix nanoseconds),
@@ -169,7 +176,15 @@ func (o *onDemand) getCertificate(hello *tls.ClientHelloInfo, name string) (*tls
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	return o.cfg.GetCertificateWithContext(ctx, withServerName(hello, name))
+	if _, ok := o.waiting.Load(name); ok {
+		// certmagic will make this handshake wait for another one's
+		// decision or order.
+		extendHandshake(hello.Conn)
+	}
+	h := withServerName(hello, name)
+	cert, err := o.cfg.GetCertificateWithContext(ctx, h)
+	o.waiting.CompareAndDelete(name, h) // if decide made h the leader
+	return cert, err
 }
 
 // errNoSNI refuses on-demand issuance for a hello without a server name.
@@ -183,11 +198,32 @@ func (o *onDemand) decide(ctx context.Context, name string) error {
 	if src := t.lookup(name); src == nil || src.kind != sourceOnDemand || t.onDemand == nil {
 		return errOnDemandDenied
 	}
+	// This handshake now leads the loading or ordering of name; the
+	// handshakes certmagic makes wait for it see the mark (and
+	// getCertificate removes it when this one is done).
+	if hello, _ := ctx.Value(certmagic.ClientHelloInfoCtxKey).(*tls.ClientHelloInfo); hello != nil {
+		o.waiting.Store(name, hello)
+		extendHandshake(hello.Conn)
+	}
 	err := t.onDemand.allow(ctx, o, name)
 	if err != nil {
 		o.logger.DebugContext(ctx, "on-demand certificate denied", "host", name, "error", err)
 	}
 	return err
+}
+
+// extendHandshake moves the deadline of a connection whose handshake waits
+// for ask, storage or an order to onDemandHandshakeTimeout from now. The
+// HTTPS Listener's handshake deadline (timeouts.read_header) is meant for
+// slow clients, and would otherwise cut off the first handshake of a name
+// while ask and the CA answer. net/http clears the deadline once the
+// handshake is done. A denied name's handshake ends at the decision, so
+// the longer deadline only lasts for allowed names (bounded by
+// on_demand.rate) and for ask (bounded by askTimeout and askConcurrency).
+func extendHandshake(c net.Conn) {
+	if c != nil {
+		_ = c.SetDeadline(time.Now().Add(onDemandHandshakeTimeout))
+	}
 }
 
 // onEvent spends a token of on_demand.rate before every new order (not

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -85,5 +86,75 @@ func TestOnDemandThroughTheCommand(t *testing.T) {
 	waitFor(t, 20*time.Second, func() bool { return !refused("other.example.test") })
 	if status, body := get(t, c, "https://other.example.test/"); status != 200 || body != "app saw other.example.test" {
 		t.Errorf("name added to allow_file: got %d %q", status, body)
+	}
+}
+
+// TestOnDemandSlowFirstHandshake checks the first handshakes of an
+// allowed name outlive timeouts.read_header (the HTTPS Listener's
+// handshake deadline, meant for slow clients) while they wait for ask and
+// the order: 20 clients at once, one question, one order, 20 answers.
+func TestOnDemandSlowFirstHandshake(t *testing.T) {
+	if testing.Short() {
+		t.Skip("issues certificates from an in-process Pebble")
+	}
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "app saw %s", r.Host)
+	}))
+	defer upstream.Close()
+	var asked atomic.Int32
+	ask := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked.Add(1)
+		select {
+		case <-r.Context().Done():
+		case <-time.After(2 * time.Second): // longer than read_header
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer ask.Close()
+	p := newPorts(t)
+	ca := pebbletest.Start(t, pebbletest.Options{HTTPPort: p.HTTP, TLSPort: p.HTTPS})
+	cfg := fmt.Sprintf(`listen: {http: "127.0.0.1:{{HTTP}}", https: "127.0.0.1:{{HTTPS}}"}
+admin: "off"
+storage: {{STORAGE}}
+timeouts: {read_header: 1s}
+acme: {ca: %s, ca_root: %s}
+on_demand: {ask: %s}
+sites:
+  - hosts: [localhost]
+    routes: [{respond: {body: local}}]
+  - hosts: ["*.slow.test"]
+    tls: {on_demand: true}
+    routes: [{upstreams: [%s]}]
+`, ca.DirectoryURL(), ca.ClientRootFile(), ask.URL, upstream.URL)
+	in := start(t, p, cfg)
+
+	const n = 20
+	errs := make(chan error, n)
+	start := make(chan struct{})
+	for range n {
+		go func() {
+			<-start
+			c := clientFor(in.https, ca.IssuerRoots()) // a connection of its own
+			resp, err := c.Get("https://a.slow.test/")
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					err = fmt.Errorf("status %d", resp.StatusCode)
+				}
+			}
+			errs <- err
+		}()
+	}
+	close(start)
+	for range n {
+		if err := <-errs; err != nil {
+			t.Errorf("first requests to a.slow.test: %v", err)
+		}
+	}
+	if got := asked.Load(); got != 1 {
+		t.Errorf("ask asked %d times, want 1", got)
+	}
+	if got := ca.Orders(); got != 1 {
+		t.Errorf("orders: got %d, want 1", got)
 	}
 }
