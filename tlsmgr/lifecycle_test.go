@@ -250,8 +250,9 @@ func execLines(t *testing.T, out string) []string {
 	return lines
 }
 
-// waitExecLine waits for a line of the event script starting with prefix
-// and checks its JSON.
+// waitExecLine waits for the line the event script wrote for the event of
+// this type and names (comma-separated, as in GATEHOUSE_NAMES) with that
+// event as JSON.
 func waitExecLine(t *testing.T, out, typ, name string) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
@@ -261,7 +262,7 @@ func waitExecLine(t *testing.T, out, typ, name string) {
 		for _, l := range execLines(t, out) {
 			if rest, ok := strings.CutPrefix(l, typ+" "+name+" "); ok {
 				var ev Event
-				if err := json.Unmarshal([]byte(rest), &ev); err == nil && ev.Type == typ && slices.Contains(ev.Names, name) {
+				if err := json.Unmarshal([]byte(rest), &ev); err == nil && ev.Type == typ && strings.Join(ev.Names, ",") == name {
 					return
 				}
 			}
@@ -568,5 +569,24 @@ func TestAutocertInventory(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "not supported by acme.engine autocert") {
 			t.Errorf("lifecycle call with autocert: got %v, want it refused", err)
 		}
+	}
+}
+
+// TestEventExecTimeout checks an event command that hangs is killed after
+// the timeout and the next event's command still runs.
+func TestEventExecTimeout(t *testing.T) {
+	t.Parallel()
+	s := newEventSink(slog.New(slog.NewTextHandler(t.Output(), nil)))
+	defer s.close()
+	s.timeout = 300 * time.Millisecond
+	s.configure(&config.Events{Exec: []string{"/bin/sh", "-c", "sleep 30"}})
+	begin := time.Now()
+	s.enqueue(Event{Type: EventExpiring, Names: []string{"hang.test"}})
+	out := filepath.Join(t.TempDir(), "events.log")
+	s.configure(&config.Events{Exec: []string{writeEventScript(t, out)}})
+	s.enqueue(Event{Type: EventRenewed, Names: []string{"next.test", "www.next.test"}})
+	waitExecLine(t, out, EventRenewed, "next.test,www.next.test")
+	if d := time.Since(begin); d > 10*time.Second {
+		t.Errorf("the next event waited %v behind a hanging command; want about the timeout", d)
 	}
 }
