@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -363,5 +364,91 @@ func TestBasicAuthUnknownUser(t *testing.T) {
 	// bcrypt at cost 10 takes tens of milliseconds; a map miss, microseconds.
 	if unknown < known/10 {
 		t.Errorf("unknown user answered in %v, known user with a wrong password in %v: the name's existence shows", unknown, known)
+	}
+}
+
+func TestRateLimitKey(t *testing.T) {
+	rl, err := newRateLimiter(&Table{}, &config.RateLimit{Requests: 1, Per: time.Second, Key: "header:X-Api-Key"}, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := func(remote, apiKey string) uint64 {
+		r, _ := http.NewRequest("GET", "https://h.example/", nil)
+		r.RemoteAddr = remote
+		if apiKey != "" {
+			r.Header.Set("X-Api-Key", apiKey)
+		}
+		return rl.key(r)
+	}
+	same := [][2]uint64{
+		{key("[2001:db8:1:2::1]:1000", ""), key("[2001:db8:1:2:ffff::9]:2000", "")}, // one /64
+		{key("192.0.2.1:1000", ""), key("192.0.2.1:2000", "")},                      // ports differ
+		{key("192.0.2.1:1000", "k"), key("192.0.2.9:1000", "k")},                    // the header decides
+		{key("[::ffff:192.0.2.1]:1", ""), key("192.0.2.1:1", "")},                   // v4-mapped
+	}
+	for i, p := range same {
+		if p[0] != p[1] {
+			t.Errorf("pair %d: keys differ, want one bucket", i)
+		}
+	}
+	differ := [][2]uint64{
+		{key("[2001:db8:1:2::1]:1", ""), key("[2001:db8:1:3::1]:1", "")},
+		{key("192.0.2.1:1", ""), key("192.0.2.2:1", "")},
+		{key("192.0.2.1:1", "a"), key("192.0.2.1:1", "b")},
+		{key("192.0.2.1:1", "a"), key("192.0.2.1:1", "")},
+	}
+	for i, p := range differ {
+		if p[0] == p[1] {
+			t.Errorf("pair %d: same key, want separate buckets", i)
+		}
+	}
+}
+
+// TestRateLimitConcurrent hammers one limiter from many goroutines (run
+// with -race): the table stays bounded, its LRU lists match its maps, and
+// every client gets at least its burst.
+func TestRateLimitConcurrent(t *testing.T) {
+	const maxClients, burst = 64, 3
+	rl, err := newRateLimiter(&Table{}, &config.RateLimit{Requests: burst, Per: time.Hour, MaxClients: maxClients}, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var admitted [maxClients / 2]atomic.Int32
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 2000 {
+				c := (g*7 + i) % len(admitted)
+				if rl.take(uint64(c)*0x9e3779b97f4a7c15) == 0 {
+					admitted[c].Add(1)
+				}
+				// Churn through other clients too.
+				rl.take(uint64(1000 + g*100000 + i))
+			}
+		})
+	}
+	wg.Wait()
+	if n := rl.clients(); n > maxClients {
+		t.Errorf("tracking %d clients, bound is %d", n, maxClients)
+	}
+	for c := range admitted {
+		// A client forgotten under churn may come back with a full bucket,
+		// so more than burst is possible; but never unbounded.
+		if n := admitted[c].Load(); n < burst {
+			t.Errorf("client %d admitted %d times, want at least its burst %d", c, n, burst)
+		}
+	}
+	for i := range rl.shards {
+		s := &rl.shards[i]
+		n := 0
+		for c := s.sentinel.next; c != &s.sentinel; c = c.next {
+			if s.clients[c.key] != c {
+				t.Fatalf("shard %d: list entry %d not in the map", i, c.key)
+			}
+			n++
+		}
+		if n != len(s.clients) {
+			t.Errorf("shard %d: list has %d entries, map %d", i, n, len(s.clients))
+		}
 	}
 }
