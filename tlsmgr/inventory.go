@@ -601,12 +601,11 @@ func (inv *inventory) collect(ctx context.Context, set certSet, leaf func(string
 				}
 			}
 			fill(&info, certs, nil)
-			info.Status = status(info, false, now)
-		} else {
-			// Local CA leaves are issued at the first handshake and kept in
-			// memory only; none yet is not a problem.
-			info.Status = StatusValid
 		}
+		// Local CA leaves are issued at a handshake and kept in memory
+		// only; the first handshake past the renewal point (or with none
+		// yet) gets a new one, so an old or missing leaf is not a problem.
+		info.Status = StatusValid
 		out = append(out, info)
 	}
 	SortCertificates(out)
