@@ -217,7 +217,7 @@ func TestOnDemandAsk(t *testing.T) {
 
 	start := time.Now()
 	mustRefuse(t, g, ca, "slow.ask.test")
-	if d := time.Since(start); d < askTimeout-time.Second || d > askTimeout+4*time.Second {
+	if d := time.Since(start); d < askTimeout-time.Second || d > askTimeout+9*time.Second {
 		t.Errorf("slow ask denied after %v, want about the %v timeout", d, askTimeout)
 	}
 	checkOrders(t, ca, 1)
@@ -388,7 +388,8 @@ func TestOnDemandRate(t *testing.T) {
 	mustHandshake(t, g, ca, "one.rate.test")
 	start := time.Now()
 	mustRefuse(t, g, ca, "two.rate.test")
-	if d := time.Since(start); d > 3*time.Second {
+	// certmagic would retry after a minute; a refusal is final.
+	if d := time.Since(start); d > 20*time.Second {
 		t.Errorf("rate-limited handshake took %v; want it refused at once, not retried", d)
 	}
 	checkOrders(t, ca, 1)
