@@ -70,9 +70,23 @@ func TestCertsCommand(t *testing.T) {
 	}
 	p := newPorts(t)
 	ca := pebbletest.Start(t, pebbletest.Options{HTTPPort: p.HTTP, TLSPort: p.HTTPS})
-	cfg := fmt.Sprintf(certsConfig, ca.DirectoryURL(), ca.ClientRootFile(), "app.test")
+	cfg := fmt.Sprintf(certsConfig, ca.DirectoryURL(), ca.ClientRootFile(), "app.test, gone.test")
 	in := start(t, p, cfg)
 	waitForCertificate(t, in, ca, "app.test", 30*time.Second)
+	waitForCertificate(t, in, ca, "gone.test", 30*time.Second)
+
+	// A reload without gone.test retires its certificate.
+	writeConfig(t, in.cfgPath, p, in.storage, fmt.Sprintf(certsConfig, ca.DirectoryURL(), ca.ClientRootFile(), "app.test"))
+	in.reload <- nil
+	waitFor(t, 10*time.Second, func() bool {
+		code, out, _ := runCmd(t, nil, "certs", "list", "-config", in.cfgPath)
+		for _, line := range strings.Split(out, "\n") {
+			if f := strings.Fields(line); code == 0 && len(f) > 2 && f[0] == "retired" && f[2] == "gone.test" {
+				return true
+			}
+		}
+		return false
+	})
 	roots := ca.IssuerRoots()
 	first := certsServedSerial(t, in, "app.test", roots)
 
