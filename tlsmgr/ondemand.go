@@ -208,8 +208,27 @@ func (o *onDemand) decide(ctx context.Context, name string) error {
 	err := t.onDemand.allow(ctx, o, name)
 	if err != nil {
 		o.logger.DebugContext(ctx, "on-demand certificate denied", "host", name, "error", err)
+		return err
 	}
-	return err
+	// With on_demand.rate spent, an allowed name can only be loaded from
+	// storage. Saying no here spares certmagic's storage check and lock
+	// files for every name of a flood under an allowed wildcard; the
+	// token itself is taken in onEvent, when an order really starts.
+	if o.limiter.Tokens() < 1 && !o.stored(ctx, name) {
+		return errOnDemandRate
+	}
+	return nil
+}
+
+// stored reports whether storage has a Certificate for name from one of
+// the on-demand Issuers.
+func (o *onDemand) stored(ctx context.Context, name string) bool {
+	for _, iss := range o.cfg.Issuers {
+		if o.cfg.Storage.Exists(ctx, certmagic.StorageKeys.SiteCert(iss.IssuerKey(), name)) {
+			return true
+		}
+	}
+	return false
 }
 
 // extendHandshake moves the deadline of a connection whose handshake waits

@@ -376,15 +376,17 @@ func TestOnDemandFlood(t *testing.T) {
 	checkOrders(t, ca, 1)
 }
 
-// TestOnDemandRate checks on_demand.rate: past its burst, an allowed name
-// gets no order.
+// TestOnDemandRate checks on_demand.rate: past its burst, allowed names
+// get no order, but a Certificate in storage is still served.
 func TestOnDemandRate(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
 	g := startGatehouse(t)
 	ca := startCA(t, g.httpPort, g.httpsPort, 0, "")
+	storage := t.TempDir()
 	od := &config.OnDemand{Allow: []string{"*.rate.test"}, Rate: &config.Rate{Burst: 1, Per: time.Hour}}
-	g.start(t, g.onDemandConfig(t, ca, t.TempDir(), od, "*.rate.test"), fastOptions())
+	cfg := g.onDemandConfig(t, ca, storage, od, "*.rate.test")
+	m := g.start(t, cfg, fastOptions())
 	mustHandshake(t, g, ca, "one.rate.test")
 	start := time.Now()
 	mustRefuse(t, g, ca, "two.rate.test")
@@ -392,8 +394,22 @@ func TestOnDemandRate(t *testing.T) {
 	if d := time.Since(start); d > 20*time.Second {
 		t.Errorf("rate-limited handshake took %v; want it refused at once, not retried", d)
 	}
+	for range 20 {
+		mustRefuse(t, g, ca, randomLabel(t)+".rate.test")
+	}
 	checkOrders(t, ca, 1)
 	mustHandshake(t, g, ca, "one.rate.test")
+
+	// After a restart: spend the token on a new name, then a name whose
+	// Certificate is only in storage still loads.
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	g.start(t, cfg, fastOptions())
+	mustHandshake(t, g, ca, "three.rate.test")
+	mustRefuse(t, g, ca, "four.rate.test")
+	mustHandshake(t, g, ca, "one.rate.test")
+	checkOrders(t, ca, 2)
 }
 
 // TestOnDemandAutocert checks on-demand Sites are refused with the
