@@ -1,11 +1,13 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"runtime"
 	"slices"
@@ -42,8 +44,22 @@ type basicAuth struct {
 	// CPUs, so a flood of password guesses slows logins, not the proxy.
 	slots chan struct{}
 
+	// logins remembers verified credentials; a reload that keeps the
+	// Route's users hands it (and salt) to the new Table.
+	logins *authCache
+}
+
+// authCache maps a salted hash of verified credentials to when it expires.
+type authCache struct {
 	mu       sync.Mutex // guards verified
 	verified map[[32]byte]time.Time
+}
+
+// size returns how many credentials are remembered.
+func (c *authCache) size() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.verified)
 }
 
 func newBasicAuth(cr *config.BasicAuth, now func() time.Time) (*basicAuth, error) {
@@ -58,7 +74,7 @@ func newBasicAuth(cr *config.BasicAuth, now func() time.Time) (*basicAuth, error
 		users:     make(map[string][]byte, len(cr.Users)),
 		challenge: []string{`Basic realm="` + realm + `", charset="UTF-8"`},
 		now:       now,
-		verified:  make(map[[32]byte]time.Time),
+		logins:    &authCache{verified: make(map[[32]byte]time.Time)},
 		slots:     make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2)),
 	}
 	names := make([]string, 0, len(cr.Users))
@@ -102,9 +118,10 @@ func (ba *basicAuth) check(ctx context.Context, user, pass string) bool {
 	h.Sum(key[:0])
 
 	now := ba.now()
-	ba.mu.Lock()
-	until, ok := ba.verified[key]
-	ba.mu.Unlock()
+	c := ba.logins
+	c.mu.Lock()
+	until, ok := c.verified[key]
+	c.mu.Unlock()
 	if ok && now.Before(until) {
 		return true
 	}
@@ -123,22 +140,29 @@ func (ba *basicAuth) check(ctx context.Context, user, pass string) bool {
 	if err != nil || !known {
 		return false
 	}
-	ba.mu.Lock()
-	defer ba.mu.Unlock()
-	if len(ba.verified) >= authCacheSize {
-		for k, t := range ba.verified {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.verified) >= authCacheSize {
+		for k, t := range c.verified {
 			if !now.Before(t) {
-				delete(ba.verified, k)
+				delete(c.verified, k)
 			}
 		}
 		// Still full: forget any one (map order is random).
-		for k := range ba.verified {
-			if len(ba.verified) < authCacheSize {
+		for k := range c.verified {
+			if len(c.verified) < authCacheSize {
 				break
 			}
-			delete(ba.verified, k)
+			delete(c.verified, k)
 		}
 	}
-	ba.verified[key] = now.Add(authCacheTTL)
+	c.verified[key] = now.Add(authCacheTTL)
 	return true
+}
+
+// sameUsers reports whether o has exactly ba's users and hashes, so a login
+// o verified is still good for ba. A removed user or changed password
+// never inherits.
+func (ba *basicAuth) sameUsers(o *basicAuth) bool {
+	return maps.EqualFunc(ba.users, o.users, bytes.Equal)
 }

@@ -68,10 +68,7 @@ func TestBasicAuth(t *testing.T) {
 		})
 	}
 	ba := f.handler.Table().sites[0].routes[0].shape.basicAuth
-	ba.mu.Lock()
-	cached := len(ba.verified)
-	ba.mu.Unlock()
-	if cached != 2 {
+	if cached := ba.logins.size(); cached != 2 {
 		t.Errorf("%d verified credentials cached, want 2 (alice and bob)", cached)
 	}
 }
@@ -83,12 +80,12 @@ func TestBasicAuthCacheBounded(t *testing.T) {
 	}
 	// Fill the cache with entries as a long-running process would.
 	for i := range authCacheSize {
-		ba.verified[[32]byte{byte(i), byte(i >> 8), 1}] = time.Now().Add(time.Minute)
+		ba.logins.verified[[32]byte{byte(i), byte(i >> 8), 1}] = time.Now().Add(time.Minute)
 	}
 	if !ba.check(t.Context(), "u", "p") {
 		t.Fatal("right password refused")
 	}
-	if n := len(ba.verified); n > authCacheSize {
+	if n := ba.logins.size(); n > authCacheSize {
 		t.Errorf("cache grew to %d entries, bound is %d", n, authCacheSize)
 	}
 	if ba.check(t.Context(), "u", "q") {
@@ -450,5 +447,55 @@ func TestRateLimitConcurrent(t *testing.T) {
 		if n != len(s.clients) {
 			t.Errorf("shard %d: list has %d entries, map %d", i, n, len(s.clients))
 		}
+	}
+}
+
+// TestReloadKeepsShapingState swaps in freshly compiled Tables: an
+// unchanged Route keeps its clients' buckets and remembered logins, a
+// changed one starts afresh.
+func TestReloadKeepsShapingState(t *testing.T) {
+	backend := newEcho(t, "b")
+	alice := bcryptHash(t, "pw")
+	cfg := func(requests int, users map[string]string) *config.Config {
+		limited := proxyTo("/limited", backend.URL)
+		limited.RateLimit = &config.RateLimit{Requests: requests, Per: time.Hour}
+		private := proxyTo("/private", backend.URL)
+		private.BasicAuth = &config.BasicAuth{Users: users}
+		return proxyConfig(limited, private)
+	}
+	f := newFrontend(t, cfg(1, map[string]string{"alice": alice}))
+	send := func(path string) int {
+		req := f.request(t, http.MethodGet, host, path, nil)
+		req.SetBasicAuth("alice", "pw")
+		code, _ := do(t, f.client(host), req)
+		return code
+	}
+	logins := func() int {
+		for _, r := range f.handler.Table().sites[0].routes {
+			if r.shape.basicAuth != nil {
+				return r.shape.basicAuth.logins.size()
+			}
+		}
+		t.Fatal("no basic_auth route")
+		return 0
+	}
+	if send("/limited") != 200 || send("/limited") != 429 || send("/private") != 200 || logins() != 1 {
+		t.Fatal("setup: want the bucket empty and alice remembered")
+	}
+
+	f.handler.Swap(f.compile(t, cfg(1, map[string]string{"alice": alice})))
+	if code := send("/limited"); code != 429 {
+		t.Errorf("after a reload that kept the route: status %d, want 429 (the bucket is still empty)", code)
+	}
+	if n := logins(); n != 1 {
+		t.Errorf("after a reload that kept the users: %d logins remembered, want 1", n)
+	}
+
+	f.handler.Swap(f.compile(t, cfg(2, map[string]string{"alice": alice, "bob": bcryptHash(t, "x")})))
+	if code := send("/limited"); code != 200 {
+		t.Errorf("after a reload that changed the limit: status %d, want 200 (a new bucket)", code)
+	}
+	if n := logins(); n != 0 {
+		t.Errorf("after a reload that changed the users: %d logins remembered, want 0", n)
 	}
 }

@@ -44,6 +44,7 @@ func (h *Handler) Swap(t *Table) {
 	h.swapMu.Lock()
 	defer h.swapMu.Unlock()
 	stale := t.activate(h.table.Load())
+	t.inheritShaping(h.table.Load())
 	h.table.Store(t)
 	stopCheckers(stale)
 }

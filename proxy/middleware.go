@@ -303,3 +303,37 @@ func (w *headerWriter) FlushError() error {
 }
 
 func (w *headerWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// inheritShaping hands per-client state a reload should not reset from old
+// to t, before t serves: the rate-limit buckets and the remembered
+// basic_auth logins of every Route whose Site, path and settings are
+// unchanged. Otherwise a reload would give every client a fresh burst.
+// Both Tables then share that state, which is safe: it has its own locks.
+func (t *Table) inheritShaping(old *Table) {
+	if old == nil || old == t {
+		return
+	}
+	type key struct{ site, path string }
+	prev := make(map[key]*shaping)
+	for _, s := range old.sites {
+		for _, r := range s.routes {
+			if r.shape != nil {
+				prev[key{s.name, r.path}] = r.shape
+			}
+		}
+	}
+	for _, s := range t.sites {
+		for _, r := range s.routes {
+			sh, o := r.shape, prev[key{s.name, r.path}]
+			if sh == nil || o == nil {
+				continue
+			}
+			if a, b := sh.rateLimit, o.rateLimit; a != nil && b != nil && a.sameSettings(b) {
+				a.seed, a.shards = b.seed, b.shards
+			}
+			if a, b := sh.basicAuth, o.basicAuth; a != nil && b != nil && a.sameUsers(b) {
+				a.salt, a.logins = b.salt, b.logins
+			}
+		}
+	}
+}

@@ -178,3 +178,10 @@ func (rl *rateLimiter) clients() int {
 	}
 	return n
 }
+
+// sameSettings reports whether o counts clients exactly as rl does, so
+// their buckets mean the same.
+func (rl *rateLimiter) sameSettings(o *rateLimiter) bool {
+	return rl.limit == o.limit && rl.burst == o.burst && rl.header == o.header &&
+		rl.maxClients == o.maxClients && len(rl.shards) == len(o.shards)
+}
