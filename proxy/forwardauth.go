@@ -125,7 +125,7 @@ func (fa *forwardAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		code := errorStatus(r.Context(), err)
 		fa.logger.LogAttrs(r.Context(), slog.LevelWarn, "asking forward_auth",
-			slog.String("host", r.Host), slog.String("url", fa.url.String()),
+			slog.String("host", r.Host), slog.String("url", fa.url.Redacted()),
 			slog.Int("status", code), slog.Any("error", err))
 		if code == statusClientClosedRequest {
 			if x := exchangeOf(w); x != nil {

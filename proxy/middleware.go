@@ -159,7 +159,7 @@ func (sh *shaping) describe() string {
 		fmt.Fprintf(&b, " basic_auth=%d users", len(ba.users))
 	}
 	if fa := sh.forwardAuth; fa != nil {
-		fmt.Fprintf(&b, " forward_auth=%s", fa.url.String())
+		fmt.Fprintf(&b, " forward_auth=%s", fa.url.Redacted())
 	}
 	return b.String()
 }
