@@ -589,3 +589,60 @@ func TestEventExecTimeout(t *testing.T) {
 		t.Errorf("the next event waited %v behind a hanging command; want about the timeout", d)
 	}
 }
+
+// TestStatus checks how a Certificate's status follows from its dates and
+// its record, most urgent first.
+func TestStatus(t *testing.T) {
+	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	day := 24 * time.Hour
+	cert := func(mod func(*CertificateInfo)) CertificateInfo {
+		// 90 days, 30 days left, renewal due in 5 days.
+		c := CertificateInfo{NotBefore: now.Add(-60 * day), NotAfter: now.Add(30 * day), NextRenewal: now.Add(5 * day)}
+		if mod != nil {
+			mod(&c)
+		}
+		return c
+	}
+	for _, tc := range []struct {
+		name       string
+		info       CertificateInfo
+		attempting bool
+		want       Status
+	}{
+		{"valid", cert(nil), false, StatusValid},
+		{"renewing", cert(nil), true, StatusRenewing},
+		{"stale attempt", cert(func(c *CertificateInfo) { c.LastAttempt = now.Add(-time.Hour) }), true, StatusValid},
+		{"just past the renewal point", cert(func(c *CertificateInfo) { c.NextRenewal = now.Add(-time.Minute) }), false, StatusValid},
+		{"expiring", cert(func(c *CertificateInfo) { c.NextRenewal = now.Add(-2 * time.Hour) }), false, StatusExpiring},
+		{"failing", cert(func(c *CertificateInfo) { c.Failures, c.LastError = 2, "boom" }), false, StatusFailing},
+		{"failing while retrying", cert(func(c *CertificateInfo) { c.Failures, c.LastAttempt = 1, now }), true, StatusFailing},
+		{"expired", cert(func(c *CertificateInfo) { c.NotAfter, c.Failures = now.Add(-time.Second), 3 }), false, StatusExpired},
+		{"retired", cert(func(c *CertificateInfo) { c.RetiredAt, c.NotAfter = now.Add(-day), now.Add(-time.Second) }), false, StatusRetired},
+		{"first attempt pending", CertificateInfo{}, false, StatusRenewing},
+		{"first attempt failed", CertificateInfo{Failures: 1}, false, StatusFailing},
+	} {
+		if tc.attempting && tc.info.LastAttempt.IsZero() {
+			tc.info.LastAttempt = now.Add(-time.Minute)
+		}
+		if got := status(tc.info, tc.attempting, now); got != tc.want {
+			t.Errorf("%s: got %s, want %s", tc.name, got, tc.want)
+		}
+	}
+
+	certs := []CertificateInfo{
+		{Names: []string{"v2"}, Status: StatusValid, NotAfter: now.Add(60 * day)},
+		{Names: []string{"r"}, Status: StatusRetired, NotAfter: now.Add(day)},
+		{Names: []string{"v1"}, Status: StatusValid, NotAfter: now.Add(10 * day)},
+		{Names: []string{"f"}, Status: StatusFailing, NotAfter: now.Add(20 * day)},
+		{Names: []string{"x"}, Status: StatusExpired, NotAfter: now.Add(-day)},
+		{Names: []string{"i"}, Status: StatusValid},
+	}
+	SortCertificates(certs)
+	var order []string
+	for _, c := range certs {
+		order = append(order, c.Names[0])
+	}
+	if got, want := strings.Join(order, " "), "x f v1 v2 i r"; got != want {
+		t.Errorf("sorted by urgency: got %s, want %s", got, want)
+	}
+}
