@@ -470,7 +470,7 @@ func (c *certsCmd) renew(ctx context.Context, name string, force bool) error {
 			return cerr
 		}
 		c.offline(err, cfg)
-		if err := tlsmgr.RenewOffline(ctx, cfg, name, force, c.logger(cfg)); err != nil {
+		if err := tlsmgr.RenewOffline(ctx, cfg, name, force, c.logger()); err != nil {
 			return fmt.Errorf("%w (offline renewal answers the CA's challenges on the config's listen addresses itself)", err)
 		}
 		certs, err := tlsmgr.Inventory(ctx, cfg)
@@ -533,7 +533,7 @@ func (c *certsCmd) revoke(ctx context.Context, name, reason string) error {
 			return cerr
 		}
 		c.offline(err, cfg)
-		if err := tlsmgr.RevokeOffline(ctx, cfg, name, reason, c.logger(cfg)); err != nil {
+		if err := tlsmgr.RevokeOffline(ctx, cfg, name, reason, c.logger()); err != nil {
 			return err
 		}
 		fmt.Fprintf(c.env.stdout, "%s: revoked (%s); gatehouse obtains a replacement when it starts if the host is still configured\n", name, reason)
@@ -554,7 +554,7 @@ func (c *certsCmd) retire(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	names, err := tlsmgr.RetireOffline(ctx, cfg, c.logger(cfg))
+	names, err := tlsmgr.RetireOffline(ctx, cfg, c.logger())
 	if err != nil {
 		return err
 	}
@@ -569,6 +569,6 @@ func (c *certsCmd) retire(ctx context.Context) error {
 }
 
 // logger logs warnings of the offline commands to stderr.
-func (c *certsCmd) logger(cfg *config.Config) *slog.Logger {
+func (c *certsCmd) logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(c.env.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
