@@ -17,6 +17,10 @@ import (
 // Placeholders allowed in request_headers and response_headers values.
 var HeaderPlaceholders = []string{"client_ip", "host", "scheme", "request_id"}
 
+// RequestHeaderPlaceholders adds {user}, the name basic_auth verified, to
+// HeaderPlaceholders; it is known only on the way to the Upstream.
+var RequestHeaderPlaceholders = append(HeaderPlaceholders[:len(HeaderPlaceholders):len(HeaderPlaceholders)], "user")
+
 // Placeholders allowed in redirect.to.
 var RedirectPlaceholders = []string{"host", "scheme", "path", "query"}
 
@@ -79,6 +83,18 @@ func (v *validator) shaping(r Route, path string) {
 	v.headers(r.ResponseHeaders, path+".response_headers", false)
 	if r.RequestHeaders != nil && !upstreams {
 		v.addf(path+".request_headers", "request_headers is only used with upstreams")
+	}
+	if h := r.RequestHeaders; h != nil && r.BasicAuth == nil {
+		for _, m := range []struct {
+			op   string
+			vals map[string]string
+		}{{"set", h.Set}, {"add", h.Add}} {
+			for _, name := range sortedKeys(m.vals) {
+				if strings.Contains(m.vals[name], "{user}") {
+					v.addf(path+".request_headers."+m.op+"."+name, "{user} is the name basic_auth verified; this route has no basic_auth")
+				}
+			}
+		}
 	}
 	if r.AddPrefix != "" {
 		switch {
@@ -156,7 +172,11 @@ func (v *validator) headers(h *Headers, path string, request bool) {
 				v.addf(p, "a header value must not hold line breaks or NUL")
 				continue
 			}
-			if msg := checkPlaceholders(val, HeaderPlaceholders); msg != "" {
+			known := HeaderPlaceholders
+			if request {
+				known = RequestHeaderPlaceholders
+			}
+			if msg := checkPlaceholders(val, known); msg != "" {
 				v.addf(p, "%s", msg)
 			}
 			if strings.EqualFold(name, "Host") && val == "" {

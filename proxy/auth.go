@@ -98,13 +98,16 @@ func (ba *basicAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, http.StatusUnauthorized)
 		return
 	}
-	// The Upstream gets no copy of the password.
-	r2 := new(http.Request)
-	*r2 = *r
+	// The Upstream gets no copy of the password; request_headers may
+	// pass it the user's name as {user}.
+	r2 := r.WithContext(context.WithValue(r.Context(), userKey{}, user))
 	r2.Header = r.Header.Clone()
 	delete(r2.Header, "Authorization")
 	ba.next.ServeHTTP(w, r2)
 }
+
+// userKey is the context key of the name basic_auth verified.
+type userKey struct{}
 
 // check reports whether pass is user's password. It gives up, false, when
 // ctx ends while waiting for a bcrypt slot.

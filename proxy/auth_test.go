@@ -31,6 +31,7 @@ func TestBasicAuth(t *testing.T) {
 		"alice": bcryptHash(t, "wonderland"),
 		"bob":   bcryptHash(t, "builder"),
 	}}
+	r.RequestHeaders = &config.Headers{Set: map[string]string{"X-Remote-User": "{user}"}}
 	f := newFrontend(t, proxyConfig(r))
 	tests := []struct {
 		name, user, pass string
@@ -52,6 +53,7 @@ func TestBasicAuth(t *testing.T) {
 			if !tt.noAuth {
 				req.SetBasicAuth(tt.user, tt.pass)
 			}
+			req.Header.Set("X-Remote-User", "root") // never believed
 			res, body := doRes(t, f.client(host), req)
 			if res.StatusCode != tt.code {
 				t.Fatalf("status %d, want %d", res.StatusCode, tt.code)
@@ -62,8 +64,12 @@ func TestBasicAuth(t *testing.T) {
 				}
 				return
 			}
-			if got := decodeSeen(t, body).Header.Get("Authorization"); got != "" {
+			s := decodeSeen(t, body)
+			if got := s.Header.Get("Authorization"); got != "" {
 				t.Errorf("Upstream received the credentials: Authorization %q", got)
+			}
+			if got := s.Header.Values("X-Remote-User"); len(got) != 1 || got[0] != tt.user {
+				t.Errorf("Upstream saw X-Remote-User %q, want [%q]", got, tt.user)
 			}
 		})
 	}

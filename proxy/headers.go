@@ -67,6 +67,7 @@ const (
 	phPath
 	phQuery // ?query, or nothing when the query is empty (see parseTemplate)
 	phRawQuery
+	phUser
 )
 
 var placeholderNames = map[string]placeholder{
@@ -76,6 +77,7 @@ var placeholderNames = map[string]placeholder{
 	"request_id": phRequestID,
 	"path":       phPath,
 	"query":      phRawQuery,
+	"user":       phUser,
 }
 
 // template is a header value or redirect target split once, at compile
@@ -156,6 +158,7 @@ type vars struct {
 	r         *http.Request
 	requestID string
 	path      string // escaped, for redirects
+	user      string // the name basic_auth verified, or ""
 	clientIP  string // computed on first use
 }
 
@@ -195,6 +198,8 @@ func (t *template) render(buf []byte, v *vars) []byte {
 			}
 		case phRawQuery:
 			buf = append(buf, v.r.URL.RawQuery...)
+		case phUser:
+			buf = append(buf, v.user...)
 		}
 	}
 	return buf
@@ -230,8 +235,9 @@ type headerOp struct {
 	tmpl template
 }
 
-// compileHeaders compiles a config.Headers block; nil gives nil.
-func compileHeaders(h *config.Headers) (*headerOps, error) {
+// compileHeaders compiles a config.Headers block with the placeholders
+// known; nil gives nil.
+func compileHeaders(h *config.Headers, known []string) (*headerOps, error) {
 	if h == nil {
 		return nil, nil
 	}
@@ -246,7 +252,7 @@ func compileHeaders(h *config.Headers) (*headerOps, error) {
 		}
 		slices.Sort(names)
 		for _, name := range names {
-			t, err := parseTemplate(m[name], config.HeaderPlaceholders)
+			t, err := parseTemplate(m[name], known)
 			if err != nil {
 				return fmt.Errorf("parsing %s: %w", name, err)
 			}

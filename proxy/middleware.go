@@ -49,13 +49,13 @@ type shaping struct {
 func (c *compiler) shape(s *site, r *route, cr *config.Route, h http.Handler) (http.Handler, error) {
 	sh := &shaping{table: c.table, compress: cr.Compress}
 	var err error
-	if sh.responseHeaders, err = compileHeaders(cr.ResponseHeaders); err != nil {
+	if sh.responseHeaders, err = compileHeaders(cr.ResponseHeaders, config.HeaderPlaceholders); err != nil {
 		return nil, fmt.Errorf("compiling response_headers: %w", err)
 	}
 	if s.securityHeaders {
 		sh.responseHeaders = withSecurityDefaults(sh.responseHeaders)
 	}
-	if sh.requestHeaders, err = compileHeaders(cr.RequestHeaders); err != nil {
+	if sh.requestHeaders, err = compileHeaders(cr.RequestHeaders, config.RequestHeaderPlaceholders); err != nil {
 		return nil, fmt.Errorf("compiling request_headers: %w", err)
 	}
 	for i, p := range cr.AllowIPs {
@@ -195,6 +195,9 @@ func (r *route) outbound(in, out *http.Request) {
 	}
 	if ops := sh.requestHeaders; ops != nil {
 		v := vars{t: sh.table, r: in, requestID: id}
+		if u, ok := in.Context().Value(userKey{}).(string); ok {
+			v.user = u
+		}
 		ops.apply(out.Header, &v)
 		if ops.host != nil {
 			out.Host = ops.host.value(&v)[0]

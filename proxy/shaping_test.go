@@ -310,7 +310,7 @@ func BenchmarkRequestHeaders(b *testing.B) {
 	ops, err := compileHeaders(&config.Headers{
 		Set: map[string]string{"X-Client": "{client_ip}", "X-Static": "v"},
 		Add: map[string]string{"X-Id": "{request_id}"},
-	})
+	}, config.HeaderPlaceholders)
 	if err != nil {
 		b.Fatal(err)
 	}
