@@ -420,7 +420,8 @@ func keyType(c *x509.Certificate) string {
 const renewalRatio = 1.0 / 3.0
 
 // fill sets the fields of info that come from the certificate chain, and
-// the next renewal from ari (if it has a window) or the lifetime.
+// the next renewal: the time ari selected in the CA's window, if any, or
+// the point where a third of the lifetime is left, whichever is earlier.
 func fill(info *CertificateInfo, chain []*x509.Certificate, ari *acme.RenewalInfo) {
 	if len(chain) == 0 {
 		return
@@ -438,15 +439,20 @@ func fill(info *CertificateInfo, chain []*x509.Certificate, ari *acme.RenewalInf
 		ders[i] = c.Raw
 	}
 	info.ChainPEM = encodeChain(ders)
+	// certmagic renews at the CA's ARI time or when a third of the
+	// lifetime is left, whichever comes first.
+	life := leaf.NotAfter.Sub(leaf.NotBefore)
+	info.NextRenewal = leaf.NotAfter.Add(-time.Duration(float64(life) * renewalRatio))
+	info.RenewalReason = ReasonLifetime
+	var at time.Time
 	switch {
 	case ari != nil && !ari.SelectedTime.IsZero():
-		info.NextRenewal, info.RenewalReason = ari.SelectedTime, ReasonARI
+		at = ari.SelectedTime
 	case ari != nil && ari.HasWindow():
-		info.NextRenewal, info.RenewalReason = ari.SuggestedWindow.Start, ReasonARI
-	default:
-		life := leaf.NotAfter.Sub(leaf.NotBefore)
-		info.NextRenewal = leaf.NotAfter.Add(-time.Duration(float64(life) * renewalRatio))
-		info.RenewalReason = ReasonLifetime
+		at = ari.SuggestedWindow.Start
+	}
+	if !at.IsZero() && at.Before(info.NextRenewal) {
+		info.NextRenewal, info.RenewalReason = at, ReasonARI
 	}
 }
 
