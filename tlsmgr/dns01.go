@@ -77,9 +77,6 @@ var (
 	_ acmez.Waiter = (*dnsSolver)(nil)
 )
 
-// resolversMu serialises the process-wide setting of lego's DNS client.
-var resolversMu sync.Mutex
-
 // newDNSSolver builds the provider that d names from its credentials.
 func newDNSSolver(d *config.DNS, logger *slog.Logger) (*dnsSolver, error) {
 	p, interval, err := newDNSProvider(d)
@@ -97,9 +94,7 @@ func newDNSSolver(d *config.DNS, logger *slog.Logger) (*dnsSolver, error) {
 		// lego's providers find zones and follow CNAMEs of
 		// _acme-challenge names through its process-wide client;
 		// validation makes sure every resolvers list is the same.
-		resolversMu.Lock()
 		dns01.SetDefaultClient(dns01.NewClient(&dns01.Options{RecursiveNameservers: d.Resolvers}))
-		resolversMu.Unlock()
 	}
 	return &dnsSolver{
 		logger: logger, provider: p, name: d.Provider,
