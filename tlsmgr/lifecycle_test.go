@@ -5,8 +5,10 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/big"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -446,35 +448,38 @@ func TestRenewalFailureReported(t *testing.T) {
 	const validity = 21 * time.Second
 	ca := startCA(t, g.httpPort, g.httpsPort, validity, "")
 	hook := startEventReceiver(t)
-	cfg := g.config(t, t.TempDir(), config.ACME{CA: ca.DirectoryURL(), CARoot: ca.ClientRootFile(), Email: "admin@example.org"}, "fail.test")
+	// certmagic keeps the retry schedule of failed renewals per name in a
+	// package variable, so a name of its own keeps -count=N runs apart.
+	host := fmt.Sprintf("fail-%d.test", rand.Uint32())
+	cfg := g.config(t, t.TempDir(), config.ACME{CA: ca.DirectoryURL(), CARoot: ca.ClientRootFile(), Email: "admin@example.org"}, host)
 	cfg.Events = &config.Events{Webhook: hook.url}
 	opts := fastOptions()
 	opts.renewCheckInterval = time.Second
 	opts.lifecycleInterval = 200 * time.Millisecond
 	m := g.start(t, cfg, opts)
-	waitForCert(t, g, "fail.test", ca.IssuerRoots(), "", 30*time.Second)
+	waitForCert(t, g, host, ca.IssuerRoots(), "", 30*time.Second)
 	ca.Close() // the CA goes down before renewal is due
 	// Pebble's ARI may have had certmagic renew once already: the
 	// certificate that matters is the one served now.
-	leaf, err := handshake(g.httpsAddr, "fail.test", ca.IssuerRoots())
+	leaf, err := handshake(g.httpsAddr, host, ca.IssuerRoots())
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	failed := hook.wait(t, EventRenewalFailed, "fail.test", validity)
+	failed := hook.wait(t, EventRenewalFailed, host, validity)
 	if failed.Error == "" || !failed.Time.Before(leaf.NotAfter) {
 		t.Errorf("renewal_failed event: error %q at %v; want an error before %v", failed.Error, failed.Time, leaf.NotAfter)
 	}
-	info := findInfo(t, m.Certificates(), "fail.test")
+	info := findInfo(t, m.Certificates(), host)
 	if info.Status != StatusFailing || info.Failures < 1 || info.LastError == "" || info.Serial != hexSerial(leaf.SerialNumber) {
 		t.Errorf("inventory after the failure: status %s, %d failures, error %q, serial %s; want failing with an error, serial %s",
 			info.Status, info.Failures, info.LastError, info.Serial, hexSerial(leaf.SerialNumber))
 	}
-	expiring := hook.wait(t, EventExpiring, "fail.test", validity)
+	expiring := hook.wait(t, EventExpiring, host, validity)
 	if !expiring.Time.Before(leaf.NotAfter) || !expiring.NotAfter.Equal(leaf.NotAfter) {
 		t.Errorf("expiring event at %v for not after %v; want it before %v", expiring.Time, expiring.NotAfter, leaf.NotAfter)
 	}
-	if n := hook.count(EventExpiring, "fail.test"); n != 1 {
+	if n := hook.count(EventExpiring, host); n != 1 {
 		t.Errorf("expiring events: got %d, want 1 per certificate", n)
 	}
 }
