@@ -583,7 +583,14 @@ func TestAutocertInventory(t *testing.T) {
 	acme := config.ACME{CA: ca.DirectoryURL(), CARoot: ca.ClientRootFile(), Email: "admin@example.org", Engine: config.EngineAutocert}
 	m := g.start(t, g.config(t, t.TempDir(), acme, "ac.test"), fastOptions())
 	leaf := waitForCert(t, g, "ac.test", ca.IssuerRoots(), "", 60*time.Second)
-	got := findInfo(t, m.Certificates(), "ac.test")
+	// autocert serves the certificate from its handshake before the obtain
+	// loop that asked for it has returned and recorded it: wait for that.
+	var got CertificateInfo
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if got = findInfo(t, m.Certificates(), "ac.test"); got.Status == StatusValid {
+			break
+		}
+	}
 	if got.Serial != hexSerial(leaf.SerialNumber) || got.Status != StatusValid || got.Source != SourceACME {
 		t.Errorf("autocert certificate in the inventory: serial %s status %s source %s; want %s valid acme", got.Serial, got.Status, got.Source, hexSerial(leaf.SerialNumber))
 	}
