@@ -77,7 +77,6 @@ func (c *Config) validate() Problems {
 	v.shapingAll()
 	v.onDemand()
 	v.events()
-	v.pending()
 	sortProblems(v.problems)
 	return v.problems
 }
