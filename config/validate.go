@@ -22,6 +22,9 @@ import (
 type validator struct {
 	c        *Config
 	problems Problems
+	// keyPairs remembers which cert/key file pairs were already checked, so
+	// many Sites sharing one certificate parse it once.
+	keyPairs map[[2]string]bool
 }
 
 func (v *validator) addf(path, format string, args ...any) {

@@ -156,6 +156,14 @@ func (v *validator) siteTLS(t SiteTLS, path string) {
 	if t.Issuer != "" {
 		v.addf(path+".issuer", "tls.issuer cannot be combined with tls.cert and tls.key")
 	}
+	pair := [2]string{t.Cert, t.Key}
+	if v.keyPairs[pair] {
+		return
+	}
+	if v.keyPairs == nil {
+		v.keyPairs = map[[2]string]bool{}
+	}
+	v.keyPairs[pair] = true
 	cert, msg := readFile(t.Cert)
 	if msg != "" {
 		v.addf(path+".cert", "%s", msg)

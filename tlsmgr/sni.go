@@ -90,13 +90,21 @@ func buildTable(cfg *config.Config) (*table, error) {
 	t := &table{exact: map[string]*source{}, wild: map[string]*source{}}
 	var errs []error
 	seen := map[string]bool{}
+	// Sites sharing one certificate share one parsed copy: a 10,000-Site
+	// config with one wildcard certificate loads it once, not 10,000 times.
+	loaded := map[[2]string]*tls.Certificate{}
 	for i, site := range cfg.Sites {
 		var static *tls.Certificate
 		if site.TLS.Cert != "" {
-			c, err := loadStatic(site.TLS.Cert, site.TLS.Key)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("sites[%d].tls: %w", i, err))
-				continue
+			pair := [2]string{site.TLS.Cert, site.TLS.Key}
+			c, ok := loaded[pair]
+			if !ok {
+				var err error
+				if c, err = loadStatic(site.TLS.Cert, site.TLS.Key); err != nil {
+					errs = append(errs, fmt.Errorf("sites[%d].tls: %w", i, err))
+					continue
+				}
+				loaded[pair] = c
 			}
 			static = c
 		}
