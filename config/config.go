@@ -440,7 +440,11 @@ type UpstreamTLS struct {
 
 // KeepAlive sizes an idle connection pool.
 type KeepAlive struct {
-	// MaxIdle is the idle connections kept per Upstream. Default 64.
+	// MaxIdle is the idle connections kept per Upstream. Default 512: as
+	// many as the requests in flight at a peak (an HTTP/2 client multiplies
+	// its connections by its streams), so a steady load reuses connections
+	// instead of closing and redialing the ones over the cap. Idle ones close
+	// after IdleTimeout.
 	MaxIdle int `yaml:"max_idle,omitempty"`
 	// IdleTimeout closes idle connections after this long. Default 90s.
 	IdleTimeout time.Duration `yaml:"idle_timeout,omitempty"`

@@ -46,7 +46,7 @@ sites:
 		{"health.timeout", r.Health.Timeout, 5 * time.Second},
 		{"passive_health.max_fails", r.PassiveHealth.MaxFails, 3},
 		{"passive_health.fail_window", r.PassiveHealth.FailWindow, 30 * time.Second},
-		{"keepalive.max_idle", r.KeepAlive.MaxIdle, 64},
+		{"keepalive.max_idle", r.KeepAlive.MaxIdle, 512},
 		{"keepalive.idle_timeout", r.KeepAlive.IdleTimeout, 90 * time.Second},
 		{"max_response_header", r.MaxResponseHeader, ByteSize(1 << 20)},
 		{"cookie policy's cookie", c.Sites[0].Routes[1].LB.Cookie, "gatehouse_upstream"},

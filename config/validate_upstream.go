@@ -19,7 +19,7 @@ const (
 	DefaultHealthTimeout     = 5 * time.Second
 	DefaultMaxFails          = 3
 	DefaultFailWindow        = 30 * time.Second
-	DefaultKeepAliveMaxIdle  = 64
+	DefaultKeepAliveMaxIdle  = 512
 	DefaultKeepAliveIdle     = 90 * time.Second
 	DefaultMaxResponseHeader = ByteSize(1 << 20)
 )

@@ -17,9 +17,13 @@ import (
 )
 
 // Pooling and handshake settings shared by every Upstream transport. The
-// idle pool size and timeout are the defaults of a Route's keepalive.
+// idle pool size and timeout are the defaults of a Route's keepalive. The
+// idle pool is sized for the requests in flight at a peak, not for the
+// client connections: 32 HTTP/2 connections of 10 streams each keep 320
+// requests in flight, and a pool of 64 closed and redialed the other 256
+// Upstream connections continuously (about 3,600 dials/s in bench case 2).
 const (
-	defaultMaxIdlePerHost    = 64
+	defaultMaxIdlePerHost    = 512
 	maxIdleConns             = 1024
 	defaultIdleConnTimeout   = 90 * time.Second
 	defaultMaxResponseHeader = 1 << 20
