@@ -27,6 +27,10 @@ type exchange struct {
 	retries int
 	// requestID is the request's X-Request-ID, as received or generated.
 	requestID string
+	// requestIDValue holds requestID as the one-element header value that
+	// both the response and the outbound request carry. It is shared and
+	// never written in place (cap == len, so an Add copies).
+	requestIDValue [1]string
 	// body counts the request body bytes read, for bytes_in.
 	body countingBody
 }

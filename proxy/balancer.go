@@ -330,17 +330,31 @@ func (b *balancer) unavailable(now time.Time) error {
 	return &errUnavailable{retryAfter: max(wait, 0)}
 }
 
-// try sends req to u. The request is copied, never modified, and its body
-// is shielded from the transport's Close so a later attempt can still send
-// it. u counts the request in flight until the caller says it is done.
+// onlyOnce reports whether a request gets exactly one attempt: one
+// Upstream and no try_duration, so nothing can send it again.
+func (b *balancer) onlyOnce() bool {
+	return len(b.upstreams) == 1 && b.tryDuration <= 0
+}
+
+// try sends req to u. When another attempt may follow, the request is
+// copied, never modified, and its body is shielded from the transport's
+// Close so a later attempt can still send it. The only attempt is sent as
+// req itself: it is ReverseProxy's own copy of the inbound request, URL
+// included, and nothing reads it again while the transport may. u counts
+// the request in flight until the caller says it is done.
 func (b *balancer) try(u *upstream, req *http.Request) (*http.Response, error) {
-	out := new(http.Request)
-	*out = *req
-	target := *req.URL
-	target.Scheme, target.Host = u.scheme, u.host
-	out.URL = &target
-	if req.Body != nil {
-		out.Body = keepOpenBody{req.Body}
+	out := req
+	if b.onlyOnce() {
+		req.URL.Scheme, req.URL.Host = u.scheme, u.host
+	} else {
+		out = new(http.Request)
+		*out = *req
+		target := *req.URL
+		target.Scheme, target.Host = u.scheme, u.host
+		out.URL = &target
+		if req.Body != nil {
+			out.Body = keepOpenBody{req.Body}
+		}
 	}
 	if x := exchangeFrom(req.Context()); x != nil {
 		x.upstream = u.name

@@ -78,15 +78,23 @@ func parseForwardedAddr(s string) (netip.Addr, bool) {
 	return netip.Addr{}, false
 }
 
+// X-Forwarded-Proto values shared by every request: a header map gets them
+// with cap == len, so an Add copies instead of writing into them.
+var (
+	forwardedHTTP  = []string{"http"}
+	forwardedHTTPS = []string{"https"}
+)
+
 // setForwarded sets X-Forwarded-For, -Proto and -Host on out. What the
 // client sent is believed only from a trusted proxy: then X-Forwarded-For is
 // appended to, and -Proto, -Host and Forwarded are kept. From anyone else
 // they are replaced (Forwarded is dropped). ReverseProxy has already removed
-// all four from out.
+// all four from out, so they are assigned under their canonical names
+// rather than through Header.Set.
 func (t *Table) setForwarded(in, out *http.Request) {
-	proto := "http"
+	proto := forwardedHTTP
 	if in.TLS != nil {
-		proto = "https"
+		proto = forwardedHTTPS
 	}
 	host := in.Host
 	peer, ok := peerAddr(in)
@@ -99,7 +107,7 @@ func (t *Table) setForwarded(in, out *http.Request) {
 			xff = strings.Join(prior, ", ") + ", " + xff
 		}
 		if v := in.Header.Get("X-Forwarded-Proto"); v != "" {
-			proto = v
+			proto = []string{v}
 		}
 		if v := in.Header.Get("X-Forwarded-Host"); v != "" {
 			host = v
@@ -108,9 +116,13 @@ func (t *Table) setForwarded(in, out *http.Request) {
 			out.Header["Forwarded"] = slices.Clone(v)
 		}
 	}
+	// One allocation for both per-request values; each slice has cap ==
+	// len, so an Add to one copies instead of overwriting the other.
+	vals := make([]string, 2)
+	vals[0], vals[1] = xff, host
 	if xff != "" {
-		out.Header.Set("X-Forwarded-For", xff)
+		out.Header["X-Forwarded-For"] = vals[0:1:1]
 	}
-	out.Header.Set("X-Forwarded-Proto", proto)
-	out.Header.Set("X-Forwarded-Host", host)
+	out.Header["X-Forwarded-Proto"] = proto
+	out.Header["X-Forwarded-Host"] = vals[1:2:2]
 }

@@ -63,7 +63,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// as ReverseProxy does when an Upstream breaks mid-body, is logged too.
 	defer h.logAccess(t, x, start)
 	x.requestID = requestIDFor(r)
-	x.Header()[requestIDHeader] = []string{x.requestID}
+	x.requestIDValue[0] = x.requestID
+	x.Header()[requestIDHeader] = x.requestIDValue[:]
 	x.countBody()
 
 	s := t.site(r.Host)

@@ -174,7 +174,7 @@ func (r *route) outbound(in, out *http.Request) {
 		id = x.requestID
 	}
 	if id != "" {
-		out.Header[requestIDHeader] = []string{id}
+		out.Header[requestIDHeader] = x.requestIDValue[:]
 	}
 	sh := r.shape
 	if sh == nil {
