@@ -368,3 +368,39 @@ func TestWebSocketThroughShaping(t *testing.T) {
 		}
 	}
 }
+
+// TestRequestHeadersAddToShared adds to the headers whose values are
+// shared (X-Forwarded-Proto by every request, X-Forwarded-For and -Host by
+// one allocation, X-Request-ID by the response): each Add must copy, so the
+// response keeps its one X-Request-ID and the next request its plain
+// X-Forwarded-Proto.
+func TestRequestHeadersAddToShared(t *testing.T) {
+	backend := newEcho(t, "b")
+	r := proxyTo("/", backend.URL)
+	r.RequestHeaders = &config.Headers{Add: map[string]string{
+		"X-Forwarded-For":   "198.51.100.1",
+		"X-Forwarded-Host":  "extra.example",
+		"X-Forwarded-Proto": "extra",
+		"X-Request-Id":      "extra-id",
+	}}
+	f := newFrontend(t, proxyConfig(r))
+	for i := range 2 {
+		req := f.request(t, http.MethodGet, host, "/x", nil)
+		req.Header.Set("X-Request-Id", "client-id")
+		res, body := doRes(t, f.client(host), req)
+		s := decodeSeen(t, body)
+		for name, want := range map[string]string{
+			"X-Forwarded-For":   "127.0.0.1,198.51.100.1",
+			"X-Forwarded-Host":  host + ",extra.example",
+			"X-Forwarded-Proto": "https,extra",
+			"X-Request-Id":      "client-id,extra-id",
+		} {
+			if got := strings.Join(s.Header.Values(name), ","); got != want {
+				t.Errorf("request %d: Upstream saw %s: %q, want %q", i, name, got, want)
+			}
+		}
+		if got := strings.Join(res.Header.Values("X-Request-Id"), ","); got != "client-id" {
+			t.Errorf("request %d: response X-Request-Id %q, want %q", i, got, "client-id")
+		}
+	}
+}
