@@ -164,19 +164,25 @@ func (v *validator) siteTLS(t SiteTLS, path string) {
 		v.keyPairs = map[[2]string]bool{}
 	}
 	v.keyPairs[pair] = true
-	cert, msg := readFile(t.Cert)
+	v.keyPair(t.Cert, t.Key, path+".cert", path+".key")
+}
+
+// keyPair checks that certFile and keyFile are readable and hold a matching
+// certificate and private key, reporting at certPath or keyPath.
+func (v *validator) keyPair(certFile, keyFile, certPath, keyPath string) {
+	cert, msg := readFile(certFile)
 	if msg != "" {
-		v.addf(path+".cert", "%s", msg)
+		v.addf(certPath, "%s", msg)
 	}
-	key, kmsg := readFile(t.Key)
+	key, kmsg := readFile(keyFile)
 	if kmsg != "" {
-		v.addf(path+".key", "%s", kmsg)
+		v.addf(keyPath, "%s", kmsg)
 	}
 	if msg != "" || kmsg != "" {
 		return
 	}
 	if _, err := tls.X509KeyPair(cert, key); err != nil {
-		v.addf(path+".cert", "loading %s and %s: %v", t.Cert, t.Key, err)
+		v.addf(certPath, "loading %s and %s: %v", certFile, keyFile, err)
 	}
 }
 

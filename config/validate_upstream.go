@@ -1,7 +1,6 @@
 package config
 
 import (
-	"crypto/tls"
 	"fmt"
 	"net/http"
 	"slices"
@@ -205,18 +204,5 @@ func (v *validator) upstreamTLS(r *Route, t *UpstreamTLS, path string) {
 		v.addf(path+".client_key", "client_key needs client_cert")
 		return
 	}
-	cert, msg := readFile(t.ClientCert)
-	if msg != "" {
-		v.addf(path+".client_cert", "%s", msg)
-	}
-	key, kmsg := readFile(t.ClientKey)
-	if kmsg != "" {
-		v.addf(path+".client_key", "%s", kmsg)
-	}
-	if msg != "" || kmsg != "" {
-		return
-	}
-	if _, err := tls.X509KeyPair(cert, key); err != nil {
-		v.addf(path+".client_cert", "loading %s and %s: %v", t.ClientCert, t.ClientKey, err)
-	}
+	v.keyPair(t.ClientCert, t.ClientKey, path+".client_cert", path+".client_key")
 }
