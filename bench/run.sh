@@ -3,12 +3,14 @@
 # in front of one origin on loopback with the same certificate (issue 3).
 #
 #   bash bench/run.sh [--rounds N] [--duration 10s] [--cases 1,2,3,4,5,6]
-#                     [--proxies gatehouse,caddy,nginx] [--ref COMMIT]
+#                     [--proxies gatehouse,caddy,nginx,direct] [--ref COMMIT]
 #
 # Installs what is missing (wrk, h2load, nginx from Debian; Caddy with go
 # install), builds gatehouse from this checkout's working tree (from COMMIT
 # with --ref; from HEAD when the working tree does not build), runs every
 # case for every proxy interleaved over the rounds, and prints the medians.
+# "direct" is no proxy at all: the origin program itself serving TLS, the
+# ceiling any Go proxy could reach here (cases 1-5).
 # Work files, the Caddy build and results.md live in
 # ${BENCH_WORK:-/tmp/gatehouse-bench}. Every request goes to 127.0.0.1;
 # every process it starts is stopped on exit. See bench/README.md.
@@ -17,7 +19,7 @@ set -euo pipefail
 ROUNDS=3
 DURATION=10s
 CASES=1,2,3,4,5,6
-PROXIES=gatehouse,caddy,nginx
+PROXIES=gatehouse,caddy,nginx,direct
 IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
 SITES=${BENCH_SITES:-10000}
 CADDY_VERSION=v2.11.9
@@ -49,8 +51,8 @@ else
 fi
 ((DSEC >= 1)) || DSEC=1
 [[ $CASES =~ ^[1-6](,[1-6])*$ ]] || { echo "run.sh: --cases wants numbers 1-6, comma-separated" >&2; exit 2; }
-[[ $PROXIES =~ ^(gatehouse|caddy|nginx)(,(gatehouse|caddy|nginx))*$ ]] ||
-	{ echo "run.sh: --proxies wants gatehouse, caddy and/or nginx, comma-separated" >&2; exit 2; }
+[[ $PROXIES =~ ^(gatehouse|caddy|nginx|direct)(,(gatehouse|caddy|nginx|direct))*$ ]] ||
+	{ echo "run.sh: --proxies wants gatehouse, caddy, nginx and/or direct, comma-separated" >&2; exit 2; }
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WORK=${BENCH_WORK:-/tmp/gatehouse-bench}
@@ -67,7 +69,7 @@ mkdir -p "$RUN"
 touch "$RUN/.gatehouse-bench"
 
 ORIGIN_PORT=${BENCH_ORIGIN_PORT:-18080}
-declare -A PORT=([gatehouse]=18443 [caddy]=18444 [nginx]=18445)
+declare -A PORT=([gatehouse]=18443 [caddy]=18444 [nginx]=18445 [direct]=18447)
 CASE6_PORT=18446
 LUA=$REPO/bench/loopback.lua
 
@@ -285,6 +287,9 @@ start_proxy() {
 		;;
 	nginx)
 		"$NGINX" -p "$RUN/nginx" -c "$RUN/nginx/nginx.conf" -e "$RUN/nginx/logs/error.log" >>"$RUN/nginx.log" 2>&1 &
+		;;
+	direct)
+		"$BIN/origin" -addr "127.0.0.1:$port" -cert "$CERT" -key "$KEY" >>"$RUN/direct.log" 2>&1 &
 		;;
 	esac
 	PROXY_PID=$!
@@ -563,7 +568,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
 			;;
 		6)
 			for p in "${proxy_list[@]}"; do
-				[[ $p == nginx ]] || run_case6 "$round" "$p"
+				[[ $p == nginx || $p == direct ]] || run_case6 "$round" "$p"
 			done
 			;;
 		*) die "unknown case $c" ;;

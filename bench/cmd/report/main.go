@@ -41,7 +41,7 @@ var metrics = map[string]metric{
 
 var (
 	metricOrder = []string{"rps", "hps", "hps_resumed", "mbps", "start", "rss", "rss_base"}
-	proxyOrder  = []string{"gatehouse", "caddy", "nginx",
+	proxyOrder  = []string{"gatehouse", "caddy", "nginx", "direct",
 		"gatehouse-1-site", "gatehouse-10k-sites", "caddy-1-site", "caddy-10k-sites"}
 	caseNames = map[string]string{
 		"1": "1. HTTP/1.1 keep-alive, 1 KiB, 64 conns",
@@ -156,7 +156,7 @@ func median(xs []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
-var columns = []string{"case", "proxy", "figure", "median", "p50 ms", "p99 ms", "rounds", "errors", "gatehouse ratio"}
+var columns = []string{"case", "proxy", "figure", "median", "p50 ms", "p99 ms", "rounds", "errors", "ratio"}
 
 func table(data map[key]*agg) [][]string {
 	var cases []string
@@ -192,7 +192,8 @@ func table(data map[key]*agg) [][]string {
 }
 
 // ratios describes a row against its peers: gatehouse/peer for cases 1-5;
-// for case 6, 10k sites/1 site and gatehouse/Caddy.
+// for case 6, 10k sites/1 site and gatehouse/Caddy. The direct row (no proxy)
+// is set against Caddy: the most any Go proxy could reach here.
 func ratios(data map[key]*agg, c, p, m string) string {
 	var parts []string
 	switch p {
@@ -201,6 +202,10 @@ func ratios(data map[key]*agg, c, p, m string) string {
 			if r, ok := ratio(data, key{c, p, m}, key{c, peer, m}); ok {
 				parts = append(parts, fmt.Sprintf("%.2fx %s", r, peer))
 			}
+		}
+	case "direct":
+		if r, ok := ratio(data, key{c, p, m}, key{c, "caddy", m}); ok {
+			parts = append(parts, fmt.Sprintf("no proxy: %.2fx caddy", r))
 		}
 	case "gatehouse-10k-sites", "caddy-10k-sites":
 		if r, ok := ratio(data, key{c, p, m}, key{c, strings.Replace(p, "10k-sites", "1-site", 1), m}); ok {
@@ -257,7 +262,11 @@ func checkTargets(data map[key]*agg) []target {
 		g, g99, okG := get(c, "gatehouse", m)
 		cd, c99, okC := get(c, "caddy", m)
 		r := g / cd
-		add("case "+c+": gatehouse >= 1.5x Caddy's "+metrics[m].label, r >= 1.5, okG && okC, fmt.Sprintf("%.2fx", r))
+		figure := fmt.Sprintf("%.2fx", r)
+		if d, _, okD := get(c, "direct", m); okD && okC {
+			figure += fmt.Sprintf("; no proxy at all: %.2fx", d/cd)
+		}
+		add("case "+c+": gatehouse >= 1.5x Caddy's "+metrics[m].label, r >= 1.5, okG && okC, figure)
 		add("case "+c+": gatehouse p99 <= Caddy's p99", g99 <= c99, okG && okC && !math.IsNaN(g99) && !math.IsNaN(c99),
 			fmt.Sprintf("%.2f ms vs %.2f ms", g99, c99))
 		if c == "1" {
