@@ -86,7 +86,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := r.URL.Path
 	if p == "" || p[0] != '/' {
 		// CONNECT and "OPTIONS *": no path to route.
-		writeStatus(x, http.StatusBadRequest)
+		writeShapedStatus(x, r, t, s.headers, http.StatusBadRequest)
 		return
 	}
 	if c := cleanPath(p); c != p {
@@ -95,13 +95,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rt := s.route(r.URL.Path)
 	if rt == nil {
-		writeStatus(x, http.StatusNotFound)
+		// The Site's own 404 carries its security headers, as Caddy and
+		// Traefik put their header middleware on it.
+		writeShapedStatus(x, r, t, s.headers, http.StatusNotFound)
 		return
 	}
 	x.route = rt
 	if rt.maxBody > 0 {
 		if r.ContentLength > rt.maxBody {
-			writeStatus(x, http.StatusRequestEntityTooLarge)
+			// Answered before the Route's handler, so its response
+			// headers are applied here.
+			writeShapedStatus(x, r, t, rt.responseHeaders(), http.StatusRequestEntityTooLarge)
 			return
 		}
 		if r.Body != nil && r.Body != http.NoBody {

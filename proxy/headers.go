@@ -296,6 +296,49 @@ func (o *headerOps) apply(h http.Header, v *vars) {
 	}
 }
 
+// applyUpgrade applies o to a 101 Switching Protocols. ReverseProxy sends
+// a 101 as sent, the ResponseWriter's header (X-Request-ID, HSTS), with
+// res, the Upstream's, added to it value by value; applyUpgrade changes
+// both so that the result is what apply makes of a header holding both.
+//
+// The Sec-WebSocket-* headers are left alone: they are the handshake
+// itself. Sec-WebSocket-Accept proves the Upstream read the client's key,
+// and Sec-WebSocket-Protocol and -Extensions settle the subprotocol and
+// the frame format (permessage-deflate), so changing one fails the
+// handshake or has client and Upstream read each other's frames wrongly.
+// Connection and Upgrade are never in o (config refuses framing headers).
+func (o *headerOps) applyUpgrade(sent, res http.Header, v *vars) {
+	for _, d := range o.defaults {
+		_, inSent := sent[d.name]
+		if _, inRes := res[d.name]; !inSent && !inRes {
+			res[d.name] = d.tmpl.static
+		}
+	}
+	for _, name := range o.remove {
+		if !isHandshakeHeader(name) {
+			delete(sent, name)
+			delete(res, name)
+		}
+	}
+	for _, op := range o.set {
+		if !isHandshakeHeader(op.name) {
+			delete(sent, op.name)
+			res[op.name] = op.tmpl.value(v)
+		}
+	}
+	for _, op := range o.add {
+		if !isHandshakeHeader(op.name) {
+			res[op.name] = append(res[op.name], op.tmpl.value(v)[0])
+		}
+	}
+}
+
+// isHandshakeHeader reports whether the canonical header name is one of
+// the WebSocket handshake's Sec-WebSocket-* headers.
+func isHandshakeHeader(name string) bool {
+	return strings.HasPrefix(name, "Sec-Websocket-")
+}
+
 // securityDefaults are the security_headers preset besides HSTS, which the
 // Site sends as its own hsts (see Compile).
 var securityDefaults = [][2]string{

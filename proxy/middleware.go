@@ -17,7 +17,9 @@ import (
 // of one Route. Requests go through it in a fixed order:
 //
 //  1. response headers (security_headers preset, response_headers): the
-//     outermost wrapper, so even a 401, 403 or 429 carries them;
+//     outermost wrapper, so even a 401, 403 or 429 carries them (the
+//     Handler applies them to its own 413 for the Route, and the proxy to
+//     a WebSocket's 101, which no wrapper sees);
 //  2. allow_ips / deny_ips (403);
 //  3. rate_limit (429 with Retry-After), before any password is checked,
 //     so it also bounds guessing;
@@ -52,7 +54,7 @@ func (c *compiler) shape(s *site, r *route, cr *config.Route, h http.Handler) (h
 	if sh.responseHeaders, err = compileHeaders(cr.ResponseHeaders, config.HeaderPlaceholders); err != nil {
 		return nil, fmt.Errorf("compiling response_headers: %w", err)
 	}
-	if s.securityHeaders {
+	if s.headers != nil {
 		sh.responseHeaders = withSecurityDefaults(sh.responseHeaders)
 	}
 	if sh.requestHeaders, err = compileHeaders(cr.RequestHeaders, config.RequestHeaderPlaceholders); err != nil {
@@ -249,16 +251,37 @@ type responseHeaders struct {
 }
 
 func (rh *responseHeaders) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	hw := &headerWriter{ResponseWriter: w, rh: rh, r: r}
+	hw := &headerWriter{ResponseWriter: w, ops: rh.ops, table: rh.table, r: r}
 	rh.next.ServeHTTP(hw, r)
+}
+
+// responseHeaders returns the response header shaping of r, nil when it
+// has none.
+func (r *route) responseHeaders() *headerOps {
+	if r.shape == nil {
+		return nil
+	}
+	return r.shape.responseHeaders
+}
+
+// writeShapedStatus is writeStatus for the answers the Handler gives on
+// behalf of a Site or Route before any Route handler runs (400, 404, 413):
+// ops, the response headers that Site or Route puts on every response, are
+// applied as the Route's own wrapper would. Nil ops is plain writeStatus.
+func writeShapedStatus(w http.ResponseWriter, r *http.Request, t *Table, ops *headerOps, code int) {
+	if ops != nil {
+		w = &headerWriter{ResponseWriter: w, ops: ops, table: t, r: r}
+	}
+	writeStatus(w, code)
 }
 
 // headerWriter changes the response header just before it is written.
 type headerWriter struct {
 	http.ResponseWriter
-	rh   *responseHeaders
-	r    *http.Request
-	done bool
+	ops   *headerOps
+	table *Table
+	r     *http.Request
+	done  bool
 }
 
 func (w *headerWriter) apply() {
@@ -266,11 +289,11 @@ func (w *headerWriter) apply() {
 		return
 	}
 	w.done = true
-	v := vars{t: w.rh.table, r: w.r}
+	v := vars{t: w.table, r: w.r}
 	if x := exchangeOf(w.ResponseWriter); x != nil {
 		v.requestID = x.requestID
 	}
-	w.rh.ops.apply(w.Header(), &v)
+	w.ops.apply(w.Header(), &v)
 }
 
 func (w *headerWriter) WriteHeader(code int) {

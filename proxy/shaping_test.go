@@ -1,8 +1,13 @@
 package proxy
 
 import (
+	"bufio"
+	"bytes"
+	"crypto/tls"
 	"encoding/base64"
 	"io"
+	"maps"
+	"net"
 	"net/http"
 	"regexp"
 	"strings"
@@ -168,12 +173,6 @@ func TestSecurityHeaders(t *testing.T) {
 		{Hosts: []string{"plain.example.com"}, Routes: []config.Route{respond("/", "x")}},
 	}}
 	f := newFrontend(t, cfg)
-	preset := map[string]string{
-		"Strict-Transport-Security": "max-age=31536000",
-		"X-Content-Type-Options":    "nosniff",
-		"X-Frame-Options":           "DENY",
-		"Referrer-Policy":           "strict-origin-when-cross-origin",
-	}
 	tests := []struct {
 		name, host, path string
 		change           map[string]string
@@ -190,7 +189,7 @@ func TestSecurityHeaders(t *testing.T) {
 			if res.StatusCode != 200 {
 				t.Fatalf("status %d", res.StatusCode)
 			}
-			for name, want := range preset {
+			for name, want := range securityPreset {
 				if v, ok := tt.change[name]; ok {
 					want = v
 				}
@@ -199,6 +198,188 @@ func TestSecurityHeaders(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// securityPreset is what security_headers: true sends, HSTS at its default.
+var securityPreset = map[string]string{
+	"Strict-Transport-Security": "max-age=31536000",
+	"X-Content-Type-Options":    "nosniff",
+	"X-Frame-Options":           "DENY",
+	"Referrer-Policy":           "strict-origin-when-cross-origin",
+}
+
+// withHeaders returns base with change applied; "" means absent.
+func withHeaders(base, change map[string]string) map[string]string {
+	out := maps.Clone(base)
+	maps.Copy(out, change)
+	return out
+}
+
+// checkHeaders reports every header of h that is not as want says, its
+// values joined by ",".
+func checkHeaders(t *testing.T, h http.Header, want map[string]string) {
+	t.Helper()
+	for name, w := range want {
+		if got := strings.Join(h.Values(name), ","); got != w {
+			t.Errorf("%s = %q, want %q", name, got, w)
+		}
+	}
+}
+
+// TestSiteAnswersShaped checks the answers the Handler gives before any
+// Route handler runs: the Site's own 404 for a path no Route matches, and
+// its 400 for a request with no path, carry the security_headers preset;
+// a 413 for a Content-Length over max_body carries the Route's
+// response_headers, like the Route's other answers.
+func TestSiteAnswersShaped(t *testing.T) {
+	upload := respond("/upload", "ok")
+	upload.MaxBody = 10
+	upload.ResponseHeaders = &config.Headers{
+		Set:    map[string]string{"Access-Control-Allow-Origin": "*"},
+		Remove: []string{"X-Frame-Options"},
+	}
+	cfg := &config.Config{Sites: []config.Site{
+		{Hosts: []string{host}, SecurityHeaders: true, Routes: []config.Route{respond("/app/", "app"), upload}},
+		{Hosts: []string{"plain.example.com"}, Routes: []config.Route{respond("/app/", "app")}},
+	}}
+	f := newFrontend(t, cfg)
+	tests := []struct {
+		name, host, method, target, body string
+		code                             int
+		want                             map[string]string
+	}{
+		{"404 for a path no route matches", host, http.MethodGet, "/missing", "", http.StatusNotFound, securityPreset},
+		{"404 below a route's prefix", host, http.MethodGet, "/apps", "", http.StatusNotFound, securityPreset},
+		{"413 over max_body", host, http.MethodPost, "/upload", "0123456789A", http.StatusRequestEntityTooLarge,
+			withHeaders(securityPreset, map[string]string{"Access-Control-Allow-Origin": "*", "X-Frame-Options": ""})},
+		{"404 without security_headers", "plain.example.com", http.MethodGet, "/missing", "", http.StatusNotFound,
+			map[string]string{"Strict-Transport-Security": "", "X-Frame-Options": "", "Referrer-Policy": ""}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, c := range []struct {
+				name   string
+				client *http.Client
+			}{{"h2", f.client(tt.host)}, {"h1", f.client1()}} {
+				var body io.Reader
+				if tt.body != "" {
+					body = strings.NewReader(tt.body)
+				}
+				res, got := doRes(t, c.client, f.request(t, tt.method, tt.host, tt.target, body))
+				if want := http.StatusText(tt.code); res.StatusCode != tt.code || !strings.Contains(got, want) {
+					t.Fatalf("%s: got %d %q, want %d %s", c.name, res.StatusCode, got, tt.code, want)
+				}
+				checkHeaders(t, res.Header, tt.want)
+				if id := res.Header.Values("X-Request-Id"); len(id) != 1 || !generatedID.MatchString(id[0]) {
+					t.Errorf("%s: X-Request-Id = %q, want one fresh ID", c.name, id)
+				}
+			}
+		})
+	}
+	t.Run("400 for a request without a path", func(t *testing.T) {
+		conn, err := tls.Dial("tcp", f.srv.Listener.Addr().String(), &tls.Config{ServerName: host, RootCAs: f.tlsConfig().RootCAs})
+		if err != nil {
+			t.Fatalf("dialing: %v", err)
+		}
+		defer conn.Close()
+		if _, err := io.WriteString(conn, "CONNECT "+host+":443 HTTP/1.1\r\nHost: "+host+"\r\n\r\n"); err != nil {
+			t.Fatalf("writing CONNECT: %v", err)
+		}
+		res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("reading response: %v", err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusBadRequest {
+			t.Fatalf("status = %d, want 400", res.StatusCode)
+		}
+		checkHeaders(t, res.Header, securityPreset)
+	})
+}
+
+// readRecorder records what is read through a connection, so a test can
+// read the handshake response a WebSocket client consumed.
+type readRecorder struct {
+	net.Conn
+	read bytes.Buffer
+}
+
+func (c *readRecorder) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.read.Write(p[:n])
+	return n, err
+}
+
+// TestWebSocketUpgradeShaped checks the 101 Switching Protocols of a
+// WebSocket upgrade: it carries the security_headers preset and the
+// Route's response_headers like every other response of the Route, with
+// the Upstream's own values merged as usual, but the Sec-WebSocket-*
+// handshake headers are never changed, so the handshake still holds.
+func TestWebSocketUpgradeShaped(t *testing.T) {
+	backend := newServer(t, websocket.Server{
+		Handshake: func(c *websocket.Config, _ *http.Request) error {
+			c.Header = http.Header{"X-Powered-By": {"app/1.0"}, "X-Frame-Options": {"SAMEORIGIN"}}
+			return nil
+		},
+		Handler: func(ws *websocket.Conn) { _, _ = io.Copy(ws, ws) },
+	})
+	r := proxyTo("/ws", backend.URL)
+	r.ResponseHeaders = &config.Headers{
+		Set: map[string]string{"Server": "gatehouse", "Referrer-Policy": "no-referrer"},
+		Add: map[string]string{"X-Via": "gatehouse {scheme}"},
+		// Removing Sec-WebSocket-Accept would fail every handshake; it is
+		// left alone on the 101.
+		Remove: []string{"X-Powered-By", "Sec-WebSocket-Accept"},
+	}
+	f := newFrontend(t, &config.Config{Sites: []config.Site{{Hosts: []string{"*"}, SecurityHeaders: true, Routes: []config.Route{r}}}})
+
+	addr := f.srv.Listener.Addr().String()
+	conn, err := tls.Dial("tcp", addr, f.tlsConfig())
+	if err != nil {
+		t.Fatalf("dialing: %v", err)
+	}
+	rec := &readRecorder{Conn: conn}
+	wcfg, err := websocket.NewConfig("wss://"+addr+"/ws", "https://app.example.com/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws, err := websocket.NewClient(wcfg, rec)
+	if err != nil {
+		conn.Close()
+		t.Fatalf("WebSocket handshake through the shaped Route: %v", err)
+	}
+	defer ws.Close()
+	res, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(rec.read.Bytes())), nil)
+	if err != nil {
+		t.Fatalf("reading the recorded handshake response: %v", err)
+	}
+	if res.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("status = %d, want 101", res.StatusCode)
+	}
+	checkHeaders(t, res.Header, withHeaders(securityPreset, map[string]string{
+		"X-Frame-Options": "SAMEORIGIN", // the app's own wins over the preset
+		"Referrer-Policy": "no-referrer",
+		"Server":          "gatehouse",
+		"X-Via":           "gatehouse https",
+		"X-Powered-By":    "",
+		"Upgrade":         "websocket",
+	}))
+	if v := res.Header.Values("Sec-WebSocket-Accept"); len(v) != 1 {
+		t.Errorf("Sec-WebSocket-Accept = %q, want the Upstream's one value", v)
+	}
+	if id := res.Header.Values("X-Request-Id"); len(id) != 1 || !generatedID.MatchString(id[0]) {
+		t.Errorf("X-Request-Id = %q, want one fresh ID", id)
+	}
+	if err := websocket.Message.Send(ws, "hello"); err != nil {
+		t.Fatalf("sending: %v", err)
+	}
+	var got string
+	if err := websocket.Message.Receive(ws, &got); err != nil {
+		t.Fatalf("receiving: %v", err)
+	}
+	if got != "hello" {
+		t.Errorf("echo = %q, want %q", got, "hello")
 	}
 }
 

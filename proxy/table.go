@@ -83,8 +83,11 @@ type site struct {
 	hosts  []string // normalized, config order
 	hsts   []string // Strict-Transport-Security value, nil when off
 	routes []*route // longest prefix first
-	// securityHeaders adds the security_headers preset to every Route.
-	securityHeaders bool
+	// headers is the security_headers preset, nil when off. Every
+	// Route's response headers start from it, and the answers the Site
+	// gives without a Route (a 404 for a path none matches, a 400)
+	// carry it alone.
+	headers *headerOps
 }
 
 // route is a compiled config.Route.
@@ -192,7 +195,9 @@ func (c *compiler) site(i int, cs *config.Site) error {
 	} else if cs.SecurityHeaders {
 		s.hsts = []string{hstsValue(&config.HSTS{})}
 	}
-	s.securityHeaders = cs.SecurityHeaders
+	if cs.SecurityHeaders {
+		s.headers = withSecurityDefaults(nil)
+	}
 	seenPrefix := make(map[string]int)
 	for j := range cs.Routes {
 		r, err := c.route(s, &cs.Routes[j])

@@ -119,14 +119,35 @@ func stripRawPath(raw, prefix string) string {
 
 // modifyResponse drops an Upstream's Strict-Transport-Security when the
 // Site sends its own, and its X-Request-ID, so clients see exactly one of
-// each.
+// each. A 101 Switching Protocols gets the Route's response headers here:
+// ReverseProxy writes it on the hijacked connection, past the wrapper
+// that shapes every other response.
 func (p *proxyRoute) modifyResponse(res *http.Response) error {
 	if p.hsts {
 		res.Header.Del("Strict-Transport-Security")
 	}
 	// The client gets gatehouse's X-Request-ID (set by the Handler), once.
 	delete(res.Header, requestIDHeader)
+	if res.StatusCode == http.StatusSwitchingProtocols {
+		if ops := p.route.responseHeaders(); ops != nil {
+			p.shapeUpgrade(res, ops)
+		}
+	}
 	return nil
+}
+
+// shapeUpgrade applies ops to the 101 answering a WebSocket upgrade.
+func (p *proxyRoute) shapeUpgrade(res *http.Response, ops *headerOps) {
+	v := vars{t: p.table, r: res.Request}
+	var sent http.Header
+	if pc := proxyCtxFrom(res.Request.Context()); pc != nil {
+		v.r = pc.in
+		if pc.x != nil {
+			v.requestID = pc.x.requestID
+			sent = pc.x.Header()
+		}
+	}
+	ops.applyUpgrade(sent, res.Header, &v)
 }
 
 // handleError answers a failed proxy attempt: 413 for a body over max_body,
