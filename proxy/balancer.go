@@ -38,6 +38,9 @@ type upstream struct {
 	scheme string // scheme requests carry: "http" or "https"
 	host   string // host[:port] requests are sent to
 	rt     http.RoundTripper
+	// upgrade is the HTTP/1.1 transport of an h2c:// Upstream, for
+	// WebSocket upgrades; nil for other kinds (see transport).
+	upgrade http.RoundTripper
 
 	key  upstreamKey
 	tkey transportKey
@@ -365,7 +368,7 @@ func (b *balancer) try(u *upstream, req *http.Request) (*http.Response, error) {
 	if b.passive != nil {
 		start = b.now()
 	}
-	res, err := u.rt.RoundTrip(out)
+	res, err := u.transport(out).RoundTrip(out)
 	if err != nil {
 		s.inFlight.Add(-1)
 	} else {
@@ -375,6 +378,18 @@ func (b *balancer) try(u *upstream, req *http.Request) (*http.Response, error) {
 		b.observe(u, req, res, err, b.now().Sub(start))
 	}
 	return res, err
+}
+
+// transport returns the RoundTripper req goes through: u's own, except
+// for a WebSocket upgrade to an h2c:// Upstream. HTTP/2 has no Upgrade
+// (RFC 9113, section 8.6), so that goes over HTTP/1.1, which
+// prior-knowledge h2c servers (Go's among them) speak on the same port.
+// Rewrite has dropped every Upgrade but WebSocket's by now.
+func (u *upstream) transport(req *http.Request) http.RoundTripper {
+	if u.upgrade != nil && len(req.Header["Upgrade"]) > 0 {
+		return u.upgrade
+	}
+	return u.rt
 }
 
 // discard drops an answer that will not be sent to the client, reading a

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 
+	"golang.org/x/net/websocket"
+
 	"github.com/gatehouse-proxy/gatehouse/config"
 )
 
@@ -243,4 +245,19 @@ func (f *frontend) tlsConfig() *tls.Config {
 	c := f.srv.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
 	c.NextProtos = nil
 	return c
+}
+
+// wsEcho sends msg on ws and checks that an echoing backend sends it back.
+func wsEcho(t *testing.T, ws *websocket.Conn, msg string) {
+	t.Helper()
+	if err := websocket.Message.Send(ws, msg); err != nil {
+		t.Fatalf("sending: %v", err)
+	}
+	var got string
+	if err := websocket.Message.Receive(ws, &got); err != nil {
+		t.Fatalf("receiving: %v", err)
+	}
+	if got != msg {
+		t.Errorf("echo = %q, want %q", got, msg)
+	}
 }

@@ -70,6 +70,13 @@ func (c *compiler) balancer(s *site, r *route, cr *config.Route) (*balancer, err
 			tkey:   key,
 			check:  check,
 		}
+		if kind == kindH2C {
+			// WebSocket upgrades go over HTTP/1.1 (see upstream.transport),
+			// pooled with the same timeouts and keepalive.
+			k1 := key
+			k1.kind = kindHTTP
+			u.upgrade = c.opts.Transports.get(k1, ktc)
+		}
 		c.table.ups.add(u)
 		ups = append(ups, u)
 	}

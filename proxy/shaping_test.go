@@ -371,16 +371,7 @@ func TestWebSocketUpgradeShaped(t *testing.T) {
 	if id := res.Header.Values("X-Request-Id"); len(id) != 1 || !generatedID.MatchString(id[0]) {
 		t.Errorf("X-Request-Id = %q, want one fresh ID", id)
 	}
-	if err := websocket.Message.Send(ws, "hello"); err != nil {
-		t.Fatalf("sending: %v", err)
-	}
-	var got string
-	if err := websocket.Message.Receive(ws, &got); err != nil {
-		t.Fatalf("receiving: %v", err)
-	}
-	if got != "hello" {
-		t.Errorf("echo = %q, want %q", got, "hello")
-	}
+	wsEcho(t, ws, "hello")
 }
 
 func TestPathShaping(t *testing.T) {
@@ -537,16 +528,7 @@ func TestWebSocketThroughShaping(t *testing.T) {
 	}
 	defer ws.Close()
 	for _, msg := range []string{"hello", strings.Repeat("long enough to be worth compressing ", 40)} {
-		if err := websocket.Message.Send(ws, msg); err != nil {
-			t.Fatalf("sending: %v", err)
-		}
-		var got string
-		if err := websocket.Message.Receive(ws, &got); err != nil {
-			t.Fatalf("receiving: %v", err)
-		}
-		if got != msg {
-			t.Errorf("echo = %q, want %q", got, msg)
-		}
+		wsEcho(t, ws, msg)
 	}
 }
 

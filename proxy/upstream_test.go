@@ -233,24 +233,11 @@ func TestWebSocket(t *testing.T) {
 	}
 	defer ws.Close()
 
-	echo := func(msg string) {
-		t.Helper()
-		if err := websocket.Message.Send(ws, msg); err != nil {
-			t.Fatalf("sending: %v", err)
-		}
-		var got string
-		if err := websocket.Message.Receive(ws, &got); err != nil {
-			t.Fatalf("receiving: %v", err)
-		}
-		if got != msg {
-			t.Errorf("echo = %q, want %q", got, msg)
-		}
-	}
-	echo("hello")
+	wsEcho(t, ws, "hello")
 
 	// A reload that drops the route must not touch the open connection.
 	f.handler.Swap(f.compile(t, &config.Config{Sites: []config.Site{cfgSite([]string{"*"}, respond("/", "gone"))}}))
-	echo("still here")
+	wsEcho(t, ws, "still here")
 	if code, body := f.get(t, "127.0.0.1", "/ws"); code != http.StatusOK || body != "gone" {
 		t.Errorf("after swap: %v %q, want 200 \"gone\"", code, body)
 	}
@@ -447,6 +434,47 @@ func TestH2CUpstream(t *testing.T) {
 	}
 	if got := decodeSeen(t, body).ProtoMajor; got != 2 {
 		t.Errorf("upstream ProtoMajor = %v, want 2", got)
+	}
+}
+
+// TestH2CUpstreamWebSocket opens a WebSocket through an h2c:// Upstream.
+// HTTP/2 has no Upgrade, so the upgrade goes over HTTP/1.1, which a
+// prior-knowledge h2c server speaks on the same port; other requests stay
+// on HTTP/2.
+func TestH2CUpstreamWebSocket(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.Handle("/ws", websocket.Handler(func(ws *websocket.Conn) {
+		_, _ = io.Copy(ws, ws)
+	}))
+	mux.Handle("/", echoHandler("h2c"))
+	backend := httptest.NewUnstartedServer(mux)
+	backend.Config.Protocols = new(http.Protocols)
+	backend.Config.Protocols.SetHTTP1(true)
+	backend.Config.Protocols.SetUnencryptedHTTP2(true)
+	backend.Start()
+	t.Cleanup(backend.Close)
+	f := newFrontend(t, &config.Config{Sites: []config.Site{cfgSite([]string{"*"}, proxyTo("/", "h2c://"+backend.Listener.Addr().String()))}})
+
+	wsURL := "wss" + strings.TrimPrefix(f.srv.URL, "https") + "/ws"
+	wcfg, err := websocket.NewConfig(wsURL, "https://app.example.com/")
+	if err != nil {
+		t.Fatalf("NewConfig: %v", err)
+	}
+	wcfg.TlsConfig = f.tlsConfig()
+	for i := range 2 {
+		ws, err := websocket.DialConfig(wcfg)
+		if err != nil {
+			t.Fatalf("WebSocket %d through the h2c Upstream: %v", i, err)
+		}
+		wsEcho(t, ws, fmt.Sprintf("hello %d", i))
+		ws.Close()
+	}
+	code, body := f.get(t, "127.0.0.1", "/")
+	if code != http.StatusOK {
+		t.Fatalf("plain request: status = %v, want 200", code)
+	}
+	if got := decodeSeen(t, body).ProtoMajor; got != 2 {
+		t.Errorf("plain request reached the Upstream over HTTP/%d, want HTTP/2", got)
 	}
 }
 
