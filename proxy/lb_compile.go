@@ -65,7 +65,7 @@ func (c *compiler) balancer(s *site, r *route, cr *config.Route) (*balancer, err
 			name:   raw,
 			scheme: target.Scheme,
 			host:   target.Host,
-			rt:     c.opts.Transports.get(key, ktc),
+			rt:     c.opts.Transports.get(key, ktc, target.Host),
 			key:    upstreamKey{site: s.name, route: r.path, name: raw},
 			tkey:   key,
 			check:  check,
@@ -75,7 +75,7 @@ func (c *compiler) balancer(s *site, r *route, cr *config.Route) (*balancer, err
 			// pooled with the same timeouts and keepalive.
 			k1 := key
 			k1.kind = kindHTTP
-			u.upgrade = c.opts.Transports.get(k1, ktc)
+			u.upgrade = c.opts.Transports.get(k1, ktc, target.Host)
 		}
 		c.table.ups.add(u)
 		ups = append(ups, u)

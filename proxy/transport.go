@@ -85,8 +85,12 @@ type transportTLS struct {
 // same Transports to every Compile so a reload keeps Upstream connections
 // warm. It is safe for concurrent use.
 type Transports struct {
-	mu   sync.Mutex // guards pool
+	mu   sync.Mutex // guards pool and h1
 	pool map[transportKey]*http.Transport
+	// h1 holds the synchronous HTTP/1.1 pools of plain and unix socket
+	// Upstreams, one per Upstream host, each falling back to its key's
+	// transport (see h1Pool).
+	h1 map[h1Key]*h1Pool
 
 	// override, when set, replaces every transport. Tests use it for an
 	// in-memory Upstream.
@@ -96,7 +100,14 @@ type Transports struct {
 // NewTransports returns an empty pool; transports are created as Compile
 // asks for them.
 func NewTransports() *Transports {
-	return &Transports{pool: make(map[transportKey]*http.Transport)}
+	return &Transports{pool: make(map[transportKey]*http.Transport), h1: make(map[h1Key]*h1Pool)}
+}
+
+// h1Key identifies an h1Pool: an Upstream host reached with one
+// transport's settings.
+type h1Key struct {
+	transportKey
+	host string
 }
 
 // Close closes the idle connections of every pooled transport. Connections
@@ -108,27 +119,41 @@ func (ts *Transports) Close() {
 	for _, t := range ts.pool {
 		t.CloseIdleConnections()
 	}
+	for _, p := range ts.h1 {
+		p.closeIdle()
+	}
 }
 
-// get returns the pooled transport for k, creating it with tc on first
-// use. Transports a new Table no longer asks for stay pooled; their idle
-// connections expire after their idle timeout.
-func (ts *Transports) get(k transportKey, tc transportTLS) http.RoundTripper {
+// get returns the RoundTripper for requests to host with k's settings,
+// creating it with tc on first use: an h1Pool in front of the pooled
+// transport for plain HTTP/1.1 and unix socket Upstreams, the transport
+// itself otherwise. RoundTrippers a new Table no longer asks for stay
+// pooled; their idle connections expire after their idle timeout.
+func (ts *Transports) get(k transportKey, tc transportTLS, host string) http.RoundTripper {
 	if ts.override != nil {
 		return ts.override
 	}
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
-	if t, ok := ts.pool[k]; ok {
+	t, ok := ts.pool[k]
+	if !ok {
+		t = newTransport(k, tc)
+		ts.pool[k] = t
+	}
+	if k.kind != kindHTTP && k.kind != kindUnix {
 		return t
 	}
-	t := newTransport(k, tc)
-	ts.pool[k] = t
-	return t
+	hk := h1Key{k, host}
+	p, ok := ts.h1[hk]
+	if !ok {
+		p = newH1Pool(t, k, host)
+		ts.h1[hk] = p
+	}
+	return p
 }
 
 func newTransport(k transportKey, tc transportTLS) *http.Transport {
-	dialer := &net.Dialer{Timeout: k.dial, KeepAlive: tcpKeepAlive}
+	dialer := newDialer(k)
 	tlsConfig := &tls.Config{
 		MinVersion:         tls.VersionTLS12,
 		RootCAs:            tc.roots,
@@ -138,10 +163,7 @@ func newTransport(k transportKey, tc transportTLS) *http.Transport {
 	if tc.clientCert != nil {
 		tlsConfig.Certificates = []tls.Certificate{*tc.clientCert}
 	}
-	maxIdle := k.maxIdle
-	if maxIdle == 0 {
-		maxIdle = defaultMaxIdlePerHost
-	}
+	maxIdle := cmp.Or(k.maxIdle, defaultMaxIdlePerHost)
 	t := &http.Transport{
 		// Upstreams are reached directly: an HTTP_PROXY meant for the
 		// process's own outbound calls must not capture proxied traffic.
@@ -179,6 +201,30 @@ func newTransport(k transportKey, tc transportTLS) *http.Transport {
 		}
 	}
 	return t
+}
+
+// newH1Pool returns the synchronous HTTP/1.1 pool for host with k's
+// settings, falling back to t for the requests it does not take.
+func newH1Pool(t *http.Transport, k transportKey, host string) *h1Pool {
+	dialer := newDialer(k)
+	network, addr := "tcp", host
+	if k.kind == kindUnix {
+		network, addr = "unix", k.socket
+	}
+	return &h1Pool{
+		fallback: t,
+		dial: func(ctx context.Context) (net.Conn, error) {
+			return dialer.DialContext(ctx, network, addr)
+		},
+		responseHeaderTimeout: k.responseHeader,
+		maxResponseHeader:     cmp.Or(k.maxResponseHeader, defaultMaxResponseHeader),
+		maxIdle:               cmp.Or(k.maxIdle, defaultMaxIdlePerHost),
+		idleTimeout:           cmp.Or(k.idleTimeout, defaultIdleConnTimeout),
+	}
+}
+
+func newDialer(k transportKey) *net.Dialer {
+	return &net.Dialer{Timeout: k.dial, KeepAlive: tcpKeepAlive}
 }
 
 // parseUpstream splits a configured Upstream URL into its kind, the scheme

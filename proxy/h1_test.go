@@ -1,0 +1,120 @@
+package proxy
+
+import (
+	"bufio"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// rawUpstream is an HTTP/1.1 server written by hand, so a test can make
+// it misbehave on an idle connection. It answers every request with 200
+// "ok" (keep-alive). After the first answer on its first connection it
+// waits for misbehave to be closed, then runs idle on that connection and
+// closes done.
+type rawUpstream struct {
+	ln        net.Listener
+	accepted  atomic.Int32
+	idle      func(c net.Conn)
+	misbehave chan struct{}
+	done      chan struct{}
+	stopped   chan struct{} // closed when the test ends
+}
+
+func newRawUpstream(t *testing.T, idle func(c net.Conn)) *rawUpstream {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &rawUpstream{ln: ln, idle: idle, misbehave: make(chan struct{}), done: make(chan struct{}), stopped: make(chan struct{})}
+	t.Cleanup(func() {
+		close(u.stopped)
+		ln.Close()
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go u.serve(c, u.accepted.Add(1) == 1)
+		}
+	}()
+	return u
+}
+
+func (u *rawUpstream) serve(c net.Conn, first bool) {
+	defer c.Close()
+	br := bufio.NewReader(c)
+	for n := 0; ; n++ {
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		req.Body.Close()
+		if _, err := c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")); err != nil {
+			return
+		}
+		if n == 0 && first {
+			select {
+			case <-u.misbehave:
+			case <-u.stopped:
+				return
+			}
+			u.idle(c)
+			close(u.done)
+		}
+	}
+}
+
+func (u *rawUpstream) url() string { return "http://" + u.ln.Addr().String() }
+
+// An Upstream that answers a request nobody sent on an idle connection
+// (as servers do with a 408 before closing it) must not have that answer
+// reach the next client: the connection is dropped and the request goes
+// out on a new one.
+func TestH1UnaskedAnswerOnIdleConnection(t *testing.T) {
+	cases := map[string]func(c net.Conn){
+		"408 then close": func(c net.Conn) {
+			c.Write([]byte("HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"))
+			c.(*net.TCPConn).CloseWrite()
+		},
+		"stray bytes, connection left open": func(c net.Conn) {
+			c.Write([]byte("HTTP/1.1 500 Stray\r\nContent-Length: 0\r\n\r\n"))
+		},
+		"silent close": func(c net.Conn) {
+			c.(*net.TCPConn).CloseWrite()
+		},
+	}
+	for name, idle := range cases {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			up := newRawUpstream(t, idle)
+			f := newFrontend(t, proxyConfig(proxyTo("/", up.url())))
+			for i := range 3 {
+				if i == 1 {
+					// The first connection is idle in gatehouse's pool now:
+					// its answer was read to the end before it was sent on.
+					close(up.misbehave)
+					select {
+					case <-up.done:
+					case <-time.After(5 * time.Second):
+						t.Fatal("the upstream did not misbehave")
+					}
+					// Let the bytes or the FIN reach gatehouse's socket.
+					time.Sleep(50 * time.Millisecond)
+				}
+				code, body := f.get(t, host, "/")
+				if code != http.StatusOK || body != "ok" {
+					t.Fatalf("request %d: %d %q, want 200 \"ok\"", i+1, code, body)
+				}
+			}
+			if n := up.accepted.Load(); n != 2 {
+				t.Errorf("upstream accepted %d connections, want 2 (the spoiled one replaced once)", n)
+			}
+		})
+	}
+}
