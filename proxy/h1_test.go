@@ -2,11 +2,17 @@ package proxy
 
 import (
 	"bufio"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gatehouse-proxy/gatehouse/config"
 )
 
 // rawUpstream is an HTTP/1.1 server written by hand, so a test can make
@@ -116,5 +122,38 @@ func TestH1UnaskedAnswerOnIdleConnection(t *testing.T) {
 				t.Errorf("upstream accepted %d connections, want 2 (the spoiled one replaced once)", n)
 			}
 		})
+	}
+}
+
+// An answer dropped half read (a retry_status answer is discarded after
+// 64 KiB) leaves its connection mid-body: the connection is closed, never
+// pooled, or the next request to that Upstream would read the rest of the
+// old body as its answer.
+func TestH1HalfReadAnswerIsNotPooled(t *testing.T) {
+	big := strings.Repeat("x", 256<<10)
+	var busyConns atomic.Int32
+	busy := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(len(big)))
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, big)
+	}))
+	busy.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			busyConns.Add(1)
+		}
+	}
+	busy.Start()
+	t.Cleanup(busy.Close)
+	good := newEcho(t, "good")
+	f := newFrontend(t, proxyConfig(withLB(&config.LB{RetryStatus: []int{503}}, busy.URL, good.URL)))
+	for i := range 6 {
+		code, body := f.get(t, host, "/")
+		if code != http.StatusOK || decodeSeen(t, body).Backend != "good" {
+			t.Fatalf("request %d: %v %.60q, want 200 from good", i+1, code, body)
+		}
+	}
+	// Round robin sends requests 1, 3 and 5 to busy first.
+	if n := busyConns.Load(); n != 3 {
+		t.Errorf("busy upstream accepted %d connections, want 3 (one per discarded answer)", n)
 	}
 }
