@@ -56,12 +56,17 @@ type instance struct {
 	reload   chan os.Signal
 	reopen   chan os.Signal // SIGUSR1
 	cancel   context.CancelFunc
-	done     chan error
 	https    string // host:port of the HTTPS Listener
 	http     string // host:port of the HTTP Listener
 	storage  string
 	cfgPath  string
 	stopOnce sync.Once
+	// exited is closed once run has returned and runErr holds its result.
+	// The start-up wait and stop both look at it: a result sent once on a
+	// channel was taken by the start-up wait when gatehouse exited early,
+	// and stop then waited its full 30s for a second one.
+	exited chan struct{}
+	runErr error
 }
 
 // ports are the Listener ports a test config uses.
@@ -108,23 +113,30 @@ func startArgs(t *testing.T, p ports, storage, cfgPath string, args []string) *i
 	ctx, cancel := context.WithCancel(context.Background())
 	in := &instance{
 		t: t, stdout: &syncBuffer{}, stderr: &syncBuffer{}, reload: make(chan os.Signal, 1), reopen: make(chan os.Signal, 1),
-		cancel: cancel, done: make(chan error, 1),
+		cancel: cancel, exited: make(chan struct{}),
 		https:   fmt.Sprintf("127.0.0.1:%d", p.HTTPS),
 		http:    fmt.Sprintf("127.0.0.1:%d", p.HTTP),
 		storage: storage, cfgPath: cfgPath,
 	}
 	env := &environment{stdout: in.stdout, stderr: in.stderr, getenv: func(string) string { return "" }, reload: in.reload, reopen: in.reopen}
-	go func() { in.done <- run(ctx, args, env) }()
+	go func() {
+		defer close(in.exited)
+		in.runErr = run(ctx, args, env)
+	}()
 	t.Cleanup(func() { in.stop() })
+	// The probe is bounded: when gatehouse could not bind its port, what
+	// holds the port may accept and never answer, and the loop must get
+	// back to noticing the early exit.
+	probe := &net.Dialer{Timeout: 2 * time.Second}
 	waitFor(t, 10*time.Second, func() bool {
 		select {
-		case err := <-in.done:
-			t.Fatalf("gatehouse exited early: %v\n%s", err, in.stderr)
+		case <-in.exited:
+			t.Fatalf("gatehouse exited early: %v\n%s", in.runErr, in.stderr)
 		default:
 		}
 		// A handshake, not just a connect: the Listener is bound before
 		// the local CA exists, and the test reads that CA's root next.
-		c, err := tls.Dial("tcp", in.https, &tls.Config{ServerName: "localhost", InsecureSkipVerify: true})
+		c, err := tls.DialWithDialer(probe, "tcp", in.https, &tls.Config{ServerName: "localhost", InsecureSkipVerify: true})
 		if err == nil {
 			c.Close()
 		}
@@ -140,7 +152,8 @@ func (in *instance) stop() error {
 	in.stopOnce.Do(func() {
 		in.cancel()
 		select {
-		case err = <-in.done:
+		case <-in.exited:
+			err = in.runErr
 		case <-time.After(30 * time.Second):
 			in.t.Errorf("gatehouse did not stop within 30s\n%s", in.stderr)
 		}
