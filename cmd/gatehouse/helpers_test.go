@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-proxy/gatehouse/tlsmgr"
+	"github.com/gatehouse-proxy/gatehouse/tlsmgr/pebbletest"
 )
 
 // syncBuffer is a log sink the test reads while gatehouse writes to it.
@@ -37,15 +38,12 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// freePort returns a loopback port nothing listens on right now.
+// freePort returns a loopback port nothing listens on right now, from
+// outside the ephemeral range, so nothing else is given it before
+// gatehouse binds it (see [pebbletest.FreePort]).
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return pebbletest.FreePort(t)
 }
 
 // instance is a gatehouse started in-process by a test.

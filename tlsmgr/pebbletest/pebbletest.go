@@ -396,19 +396,6 @@ func (c *CA) Close() {
 	})
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago, for
-// a listener the test opens later (or for [Options.Addr]). Another process
-// could take it in between; the window is short in practice.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("pebbletest: finding a free port: %v", err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // testLogWriter sends Pebble's log lines to t.Log under -v and discards them
 // otherwise. It drops lines written after close, because Pebble's
 // validation goroutines outlive the test and t.Log panics once it is done.
