@@ -330,6 +330,37 @@ func TestAutocert(t *testing.T) {
 	checkKeyFiles(t, storage, "autocert/autocert.test*", "autocert/acme_account+key")
 }
 
+// TestCloseWhileOrderInFlight closes the Manager while its order cannot
+// finish (Pebble's validation hangs on a silent port): with either engine,
+// Close cancels the order and returns, rather than wait out the CA.
+func TestCloseWhileOrderInFlight(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	for _, engine := range []string{config.EngineCertmagic, config.EngineAutocert} {
+		t.Run(engine, func(t *testing.T) {
+			t.Parallel()
+			g := startGatehouse(t)
+			silent, validating := pebbletest.SilentPort(t)
+			ca := pebbletest.Start(t, pebbletest.Options{HTTPPort: silent, TLSPort: silent})
+			acme := config.ACME{CA: ca.DirectoryURL(), CARoot: ca.ClientRootFile(), Email: "admin@example.org", Engine: engine}
+			m := g.start(t, g.config(t, t.TempDir(), acme, "stuck.test"), fastOptions())
+			select {
+			case <-validating:
+			case <-time.After(20 * time.Second):
+				t.Fatal("Pebble never began validating the order")
+			}
+
+			began := time.Now()
+			if err := m.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+			if took := time.Since(began); took > 5*time.Second {
+				t.Errorf("Close with an order in flight took %s, want under 5s", took.Round(time.Millisecond))
+			}
+		})
+	}
+}
+
 // TestACMERenewal checks a short-lived certificate is renewed by certmagic's
 // maintenance with no call from us.
 func TestACMERenewal(t *testing.T) {

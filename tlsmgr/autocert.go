@@ -6,12 +6,14 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"golang.org/x/crypto/acme"
@@ -29,12 +31,16 @@ type autocertEngine struct {
 	// http answers HTTP-01 challenges; nil when HTTP-01 is off.
 	http http.Handler
 	obt  *obtainer
+	// closing cancels every request to the CA (see closingTransport).
+	closing context.CancelFunc
 }
 
 func newAutocertEngine(s acmeSettings, opts options, logger *slog.Logger) (*autocertEngine, error) {
 	e := &autocertEngine{}
 	empty := map[string]bool{}
 	e.hosts.Store(&empty)
+	life, closing := context.WithCancelCause(context.Background())
+	e.closing = func() { closing(errEngineClosed) }
 	e.m = &autocert.Manager{
 		Prompt:     autocert.AcceptTOS,
 		Cache:      autocert.DirCache(autocertDir(s.storage)),
@@ -42,10 +48,10 @@ func newAutocertEngine(s acmeSettings, opts options, logger *slog.Logger) (*auto
 		Email:      s.acme.Email,
 		Client: &acme.Client{
 			DirectoryURL: s.acme.CA,
-			HTTPClient: &http.Client{Transport: &http.Transport{
+			HTTPClient: &http.Client{Transport: &closingTransport{life: life, base: &http.Transport{
 				Proxy:           http.ProxyFromEnvironment,
 				TLSClientConfig: &tls.Config{RootCAs: s.roots},
-			}},
+			}}},
 		},
 	}
 	if e.m.Client.DirectoryURL == "" {
@@ -82,7 +88,9 @@ func (e *autocertEngine) hostPolicy(_ context.Context, host string) error {
 // obtain asks autocert for the certificate of host, which loads it from the
 // cache or obtains it. The hello advertises ECDSA, as every modern client
 // does, so the certificate obtained is the one handshakes will ask for.
-// autocert bounds the call at 5 minutes and does not take a context.
+// autocert bounds the call at 5 minutes and does not take a context: ctx
+// is only checked first, and close ends an order in flight through the
+// HTTP client instead.
 func (e *autocertEngine) obtain(ctx context.Context, host string) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -121,10 +129,66 @@ func (e *autocertEngine) manage(hosts []string) {
 	e.obt.set(slices.Clone(hosts))
 }
 
-// close stops the obtain loops; autocert itself cannot be stopped.
+// close cancels the requests to the CA in flight, which ends the orders
+// of the obtain loops at once, then stops the loops. autocert itself
+// cannot be stopped: its renewal timers still fire, and fail without
+// reaching the CA.
 func (e *autocertEngine) close() error {
+	e.closing()
 	e.obt.stop()
 	return nil
+}
+
+// errEngineClosed is why the requests of a closed engine fail.
+var errEngineClosed = errors.New("ACME engine closed")
+
+// closingTransport ties every request to the CA to the engine's life.
+// autocert gives its requests a context of its own, bounded at 5 minutes,
+// so an order in flight (a CA slow to validate, say) would hold Close,
+// and so a user's Ctrl-C, for that long; this is what cancels it.
+type closingTransport struct {
+	life context.Context // cancelled by close
+	base http.RoundTripper
+}
+
+func (t *closingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	// Checked first: AfterFunc on a context already done cancels from a
+	// goroutine of its own, after the request may have left, and a closed
+	// engine must send nothing (autocert's renewal timers outlive it).
+	if t.life.Err() != nil {
+		if req.Body != nil {
+			req.Body.Close() // a RoundTripper closes it, even on error
+		}
+		return nil, context.Cause(t.life)
+	}
+	ctx, cancel := context.WithCancelCause(req.Context())
+	stop := context.AfterFunc(t.life, func() { cancel(context.Cause(t.life)) })
+	release := func() {
+		stop()
+		cancel(nil)
+	}
+	resp, err := t.base.RoundTrip(req.WithContext(ctx))
+	if err != nil {
+		release()
+		return nil, err
+	}
+	// The body is read after RoundTrip returns, so the request's context
+	// lives until it is closed; the acme package closes every body.
+	resp.Body = &releasingBody{ReadCloser: resp.Body, release: release}
+	return resp, nil
+}
+
+// releasingBody calls release once, when the body is closed.
+type releasingBody struct {
+	io.ReadCloser
+	once    sync.Once
+	release func()
+}
+
+func (b *releasingBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.once.Do(b.release)
+	return err
 }
 
 // decodeEABKey decodes an EAB MAC key, which CAs hand out base64url encoded

@@ -253,8 +253,11 @@ func (m *Manager) redirectHTTPS(w http.ResponseWriter, r *http.Request) {
 }
 
 // Close stops obtaining and renewing certificates and waits for the
-// background goroutines. Handshakes after Close still get the certificates
-// already loaded. Close is idempotent.
+// background goroutines. An order in flight is cancelled, not waited for,
+// so Close does not wait on a CA; with acme.engine autocert it may wait
+// until autocert next polls the order (the CA's Retry-After, a second by
+// default). Handshakes after Close still get the certificates already
+// loaded. Close is idempotent.
 func (m *Manager) Close() error {
 	m.closeOnce.Do(func() {
 		m.closeErr = m.engine.close()

@@ -74,3 +74,47 @@ func staticPorts() (lo, hi int) {
 	}
 	return lo, hi
 }
+
+// SilentPort listens on a port of 127.0.0.1 that accepts connections and
+// never answers them. Given as [Options.HTTPPort] and [Options.TLSPort],
+// it keeps an order pending: each validation waits out Pebble's 15s
+// timeout, so a test can act while an ACME client is mid-order. accepted
+// receives once Pebble (or anything) has connected. Connections and
+// listener are closed when the test ends.
+func SilentPort(t testing.TB) (port int, accepted <-chan struct{}) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("pebbletest: listening for a silent port: %v", err)
+	}
+	signal := make(chan struct{}, 1)
+	var mu sync.Mutex // guards conns
+	var conns []net.Conn
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			select {
+			case signal <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return ln.Addr().(*net.TCPAddr).Port, signal
+}
