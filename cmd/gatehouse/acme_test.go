@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-proxy/gatehouse/config"
 	"github.com/gatehouse-proxy/gatehouse/tlsmgr/pebbletest"
 )
 
@@ -102,5 +103,47 @@ func waitForCertificate(t *testing.T, in *instance, ca *pebbletest.CA, name stri
 			t.Fatalf("no certificate for %s within %s: %v\n%s", name, timeout, err, in.stderr)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+const stuckOrderConfig = `listen: {http: "127.0.0.1:{{HTTP}}", https: "127.0.0.1:{{HTTPS}}"}
+admin: "off"
+storage: {{STORAGE}}
+acme: {ca: %s, ca_root: %s, engine: %s}
+sites:
+  - hosts: [localhost]
+    routes: [{respond: {body: local}}]
+  - hosts: [stuck.test]
+    routes: [{respond: {body: stuck}}]
+`
+
+// TestStopWhileOrderInFlight stops gatehouse while its ACME order is in
+// flight and cannot finish: Pebble validates against a port that accepts
+// and never answers, so the order stays pending for Pebble's 15s
+// validation timeout (and the client would then try again). Stopping must
+// cancel the order, not wait for it: Ctrl-C must not wait on a CA.
+func TestStopWhileOrderInFlight(t *testing.T) {
+	if testing.Short() {
+		t.Skip("orders from an in-process Pebble")
+	}
+	for _, engine := range []string{config.EngineCertmagic, config.EngineAutocert} {
+		t.Run(engine, func(t *testing.T) {
+			silent, validating := pebbletest.SilentPort(t)
+			ca := pebbletest.Start(t, pebbletest.Options{HTTPPort: silent, TLSPort: silent})
+			in := start(t, newPorts(t), fmt.Sprintf(stuckOrderConfig, ca.DirectoryURL(), ca.ClientRootFile(), engine))
+			select {
+			case <-validating:
+			case <-time.After(20 * time.Second):
+				t.Fatalf("Pebble never began validating the order\n%s", in.stderr)
+			}
+
+			began := time.Now()
+			if err := in.stop(); err != nil {
+				t.Errorf("run after shutdown: got %v, want nil", err)
+			}
+			if took := time.Since(began); took > 5*time.Second {
+				t.Errorf("stopping with an order in flight took %s, want under 5s\n%s", took.Round(time.Millisecond), in.stderr)
+			}
+		})
 	}
 }
