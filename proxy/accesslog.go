@@ -33,6 +33,10 @@ type exchange struct {
 	requestIDValue [1]string
 	// body counts the request body bytes read, for bytes_in.
 	body countingBody
+	// proxy and forwarded are a proxied request's context and its
+	// X-Forwarded-For and -Host values, kept here to save allocations.
+	proxy     proxyCtx
+	forwarded [2]string
 }
 
 // countingBody counts what is read from a request body. The count is

@@ -90,22 +90,31 @@ var (
 // appended to, and -Proto, -Host and Forwarded are kept. From anyone else
 // they are replaced (Forwarded is dropped). ReverseProxy has already removed
 // all four from out, so they are assigned under their canonical names
-// rather than through Header.Set.
-func (t *Table) setForwarded(in, out *http.Request) {
+// rather than through Header.Set. vals, when not nil, holds the two
+// per-request values instead of a new allocation.
+func (t *Table) setForwarded(in, out *http.Request, vals *[2]string) {
 	proto := forwardedHTTP
 	if in.TLS != nil {
 		proto = forwardedHTTPS
 	}
 	host := in.Host
 	peer, ok := peerAddr(in)
+	trusted := ok && t.trusts(peer)
 	var xff string
 	if ok {
-		xff = peer.String()
-	}
-	if ok && t.trusts(peer) {
-		if prior := in.Header["X-Forwarded-For"]; len(prior) > 0 {
-			xff = strings.Join(prior, ", ") + ", " + xff
+		// One string for the whole value: the prior hops when trusted,
+		// then the peer.
+		var buf [128]byte
+		b := buf[:0]
+		if prior := in.Header["X-Forwarded-For"]; trusted && len(prior) > 0 {
+			for _, v := range prior {
+				b = append(b, v...)
+				b = append(b, ", "...)
+			}
 		}
+		xff = string(peer.AppendTo(b))
+	}
+	if trusted {
 		if v := in.Header.Get("X-Forwarded-Proto"); v != "" {
 			proto = []string{v}
 		}
@@ -116,9 +125,11 @@ func (t *Table) setForwarded(in, out *http.Request) {
 			out.Header["Forwarded"] = slices.Clone(v)
 		}
 	}
-	// One allocation for both per-request values; each slice has cap ==
-	// len, so an Add to one copies instead of overwriting the other.
-	vals := make([]string, 2)
+	// Both per-request values in one array; each slice has cap == len, so
+	// an Add to one copies instead of overwriting the other.
+	if vals == nil {
+		vals = new([2]string)
+	}
 	vals[0], vals[1] = xff, host
 	if xff != "" {
 		out.Header["X-Forwarded-For"] = vals[0:1:1]

@@ -46,7 +46,15 @@ func newProxyRoute(t *Table, s *site, r *route, b *balancer, errorLog *log.Logge
 // exchange, and leave that Upstream counted in flight until the response
 // is copied.
 func (p *proxyRoute) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	pc := &proxyCtx{Context: r.Context(), x: exchangeOf(w), in: r}
+	var pc *proxyCtx
+	if x := exchangeOf(w); x != nil {
+		// The exchange lives as long as the request: no allocation of
+		// its own for the proxyCtx.
+		pc = &x.proxy
+		*pc = proxyCtx{Context: r.Context(), x: x, in: r}
+	} else {
+		pc = &proxyCtx{Context: r.Context(), in: r}
+	}
 	p.rp.ServeHTTP(w, r.WithContext(pc))
 	if pc.up != nil {
 		pc.up.state().inFlight.Add(-1)
@@ -100,7 +108,11 @@ func (p *proxyRoute) rewrite(pr *httputil.ProxyRequest) {
 		out.Header.Del("Upgrade")
 		out.Header.Del("Connection")
 	}
-	p.table.setForwarded(in, out)
+	var vals *[2]string
+	if pc := proxyCtxFrom(in.Context()); pc != nil && pc.x != nil {
+		vals = &pc.x.forwarded
+	}
+	p.table.setForwarded(in, out, vals)
 	p.route.outbound(in, out)
 }
 
