@@ -239,6 +239,11 @@ http {
 			proxy_http_version 1.1;
 			proxy_set_header Connection "";
 			proxy_set_header Host \$host;
+			# What gatehouse and Caddy send by default, so the origin
+			# gets the same request from all three.
+			proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+			proxy_set_header X-Forwarded-Proto \$scheme;
+			proxy_set_header X-Forwarded-Host \$host;
 		}
 	}
 }
@@ -311,6 +316,35 @@ origin_conns() {
 	local n
 	n=$( (exec 3<>"/dev/tcp/127.0.0.1/$ORIGIN_PORT" && printf 'GET /_conns HTTP/1.0\r\n\r\n' >&3 && tail -n 1 <&3) 2>/dev/null || true)
 	echo "${n:-0}"
+}
+
+# cpu_ticks PID: the CPU time (user plus system, in clock ticks) PID and its
+# children (nginx's workers) have used so far.
+CLK_TCK=$(getconf CLK_TCK)
+cpu_ticks() {
+	local pid=$1 t=0 p v
+	for p in "$pid" $(cat /proc/"$pid"/task/*/children 2>/dev/null); do
+		v=$(awk '{print $14 + $15}' /proc/"$p"/stat 2>/dev/null || true)
+		t=$((t + ${v:-0}))
+	done
+	echo "$t"
+}
+
+# record_cpu ROUND CASE PROXY PROXY_TICKS0 ORIGIN_TICKS0 RATE: the CPU the
+# proxy and the origin spent per request (case 4: per MiB) during the
+# measured run, from their ticks before it and RATE requests per second.
+record_cpu() {
+	local round=$1 c=$2 p=$3 pt0=$4 ot0=$5 rate=$6 pt1 ot1
+	pt1=$(cpu_ticks "$PROXY_PID")
+	ot1=$(cpu_ticks "$ORIGIN_PID")
+	[[ $rate == - ]] && return
+	record "$round" "$c" "$p" cpu "$(per_request "$((pt1 - pt0))" "$rate")" - - 0
+	record "$round" "$c" "$p" cpu_origin "$(per_request "$((ot1 - ot0))" "$rate")" - - 0
+}
+
+# per_request TICKS RATE: microseconds of CPU per request.
+per_request() {
+	awk -v t="$1" -v r="$2" -v hz="$CLK_TCK" -v s="$DSEC" 'BEGIN {printf "%.1f", t / hz * 1e6 / (r * s)}'
 }
 
 # rss_mib PID: resident memory of PID and its children (nginx's workers), MiB.
@@ -405,31 +439,37 @@ run_case() {
 		record "$round" "$c" "$p" "$([[ $c == 5 ]] && echo rss || echo rps)" - - - 1
 		return
 	fi
-	local r dials0
+	local r dials0 pt0 ot0
 	dials0=$(origin_conns)
 	case $c in
 	1)
 		WRK_SECS=1 wrk_run "$out.warm" "$url/1k" 64
+		pt0=$(cpu_ticks "$PROXY_PID") ot0=$(cpu_ticks "$ORIGIN_PID")
 		wrk_run "$out.txt" "$url/1k" 64
 		read -r rps p50 p99 errs < <(parse_wrk "$out.txt")
 		record "$round" 1 "$p" rps "$rps" "$p50" "$p99" "$errs"
+		record_cpu "$round" 1 "$p" "$pt0" "$ot0" "$rps"
 		r="$rps req/s, p99 $p99 ms"
 		;;
 	2)
 		WRK_SECS=1 h2load_run "$out.warm" /dev/null "$url/1k" "$port"
+		pt0=$(cpu_ticks "$PROXY_PID") ot0=$(cpu_ticks "$ORIGIN_PID")
 		h2load_run "$out.txt" "$out.log" "$url/1k" "$port"
 		read -r rps p50 p99 errs < <(parse_h2load "$out.txt" "$out.log")
 		rm -f "$out.log"
 		record "$round" 2 "$p" rps "$rps" "$p50" "$p99" "$errs"
+		record_cpu "$round" 2 "$p" "$pt0" "$ot0" "$rps"
 		r="$rps req/s, p99 $p99 ms"
 		;;
 	3)
 		# Full handshakes from a Go client without a session cache, then
 		# wrk with Connection: close, whose OpenSSL resumes TLS 1.3 sessions.
 		timeout $((DSEC + 30)) "$BIN/handshakes" -addr "127.0.0.1:$port" -c 32 -d 1s >"$out.warm" 2>&1 || true
+		pt0=$(cpu_ticks "$PROXY_PID") ot0=$(cpu_ticks "$ORIGIN_PID")
 		timeout $((DSEC + 30)) "$BIN/handshakes" -addr "127.0.0.1:$port" -c 32 -d "${DSEC}s" >"$out.txt" 2>&1 || true
 		read -r rps p50 p99 errs < <(parse_handshakes "$out.txt")
 		record "$round" 3 "$p" hps "$rps" "$p50" "$p99" "$errs"
+		record_cpu "$round" 3 "$p" "$pt0" "$ot0" "$rps"
 		wrk_run "$out-resumed.txt" "$url/1k" 32 -H "Connection: close"
 		local rrps rp50 rp99 rerrs
 		read -r rrps rp50 rp99 rerrs < <(parse_wrk "$out-resumed.txt")
@@ -438,8 +478,10 @@ run_case() {
 		;;
 	4)
 		WRK_SECS=1 wrk_run "$out.warm" "$url/1m" 16
+		pt0=$(cpu_ticks "$PROXY_PID") ot0=$(cpu_ticks "$ORIGIN_PID")
 		wrk_run "$out.txt" "$url/1m" 16
 		read -r rps p50 p99 errs < <(parse_wrk "$out.txt")
+		record_cpu "$round" 4 "$p" "$pt0" "$ot0" "$rps"
 		local mbps=-
 		[[ $rps != - ]] && mbps=$(awk -v r="$rps" 'BEGIN {printf "%.1f", r * 1048576 / 1e6}')
 		record "$round" 4 "$p" mbps "$mbps" "$p50" "$p99" "$errs"
@@ -552,7 +594,8 @@ fi
 
 port_busy "$ORIGIN_PORT" && die "origin port $ORIGIN_PORT is already in use"
 "$BIN/origin" -addr "127.0.0.1:$ORIGIN_PORT" >"$RUN/origin.log" 2>&1 &
-PIDS+=("$!")
+ORIGIN_PID=$!
+PIDS+=("$ORIGIN_PID")
 for ((i = 0; i < 100; i++)); do port_busy "$ORIGIN_PORT" && break; sleep 0.1; done
 port_busy "$ORIGIN_PORT" || die "origin did not start: $(cat "$RUN/origin.log")"
 

@@ -34,13 +34,15 @@ var metrics = map[string]metric{
 	"hps":         {"full handshakes/s", 0, true},
 	"hps_resumed": {"resumed handshakes/s", 0, true},
 	"mbps":        {"MB/s", 1, true},
+	"cpu":         {"proxy CPU us/request", 1, false},
+	"cpu_origin":  {"origin CPU us/request", 1, false},
 	"rss":         {"RSS MiB", 1, false},
 	"rss_base":    {"RSS MiB, no clients", 1, false},
 	"start":       {"start-up ms", 0, false},
 }
 
 var (
-	metricOrder = []string{"rps", "hps", "hps_resumed", "mbps", "start", "rss", "rss_base"}
+	metricOrder = []string{"rps", "hps", "hps_resumed", "mbps", "cpu", "cpu_origin", "start", "rss", "rss_base"}
 	proxyOrder  = []string{"gatehouse", "caddy", "nginx", "direct",
 		"gatehouse-1-site", "gatehouse-10k-sites", "caddy-1-site", "caddy-10k-sites"}
 	caseNames = map[string]string{
