@@ -84,8 +84,7 @@ func (a *api) dashboard(w http.ResponseWriter, r *http.Request) {
 			counts[c.Status]++
 			page.Certificates = append(page.Certificates, newDashCert(c, now))
 		}
-		for _, s := range []tlsmgr.Status{tlsmgr.StatusExpired, tlsmgr.StatusFailing, tlsmgr.StatusExpiring,
-			tlsmgr.StatusRenewing, tlsmgr.StatusValid, tlsmgr.StatusRetired} {
+		for _, s := range tlsmgr.Statuses() {
 			if counts[s] > 0 {
 				page.Counts = append(page.Counts, statusCount{s, counts[s]})
 			}

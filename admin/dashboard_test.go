@@ -52,6 +52,7 @@ func TestDashboardTimeline(t *testing.T) {
 			LastError: `<script>alert("x")</script> CAA forbids`, LastAttempt: now.Add(-time.Hour)},
 		{Names: []string{"old.example.com"}, Source: "acme", Issuer: "R13", Status: tlsmgr.StatusExpired,
 			NotBefore: now.Add(-100 * day), NotAfter: now.Add(-10 * day)},
+		{Names: []string{"quiet.internal"}, Source: "internal", Status: tlsmgr.StatusPending},
 	}
 	srv := newServer(t, Options{Certificates: certs, now: func() time.Time { return now }})
 	header, page := getPage(t, srv.URL+"/")
@@ -74,10 +75,10 @@ func TestDashboardTimeline(t *testing.T) {
 	for _, r := range rows {
 		order = append(order, r[1])
 	}
-	if strings.Join(order, ",") != "expired,failing,valid" {
-		t.Fatalf("row order: got %v, want expired, failing, valid", order)
+	if strings.Join(order, ",") != "expired,failing,pending,valid" {
+		t.Fatalf("row order: got %v, want expired, failing, pending, valid", order)
 	}
-	ok := rows[2][2]
+	ok := rows[3][2]
 	for _, want := range []string{
 		`<span class="mark today" style="left: 11.1%"`,
 		`<span class="mark renewal" style="left: 66.7%"`,
@@ -97,8 +98,13 @@ func TestDashboardTimeline(t *testing.T) {
 	if old := rows[0][2]; !strings.Contains(old, `style="left: 100.0%"`) || !strings.Contains(old, "expired 10 days ago") {
 		t.Errorf("old.example.com row: want today at the end of the bar and the days since expiry\n%s", old)
 	}
-	if !strings.Contains(page, `<strong>1</strong><span class="badge status-failing">failing</span>`) {
-		t.Error("no summary count of failing certificates")
+	if pending := rows[2][2]; !strings.Contains(pending, `<span class="badge status-pending">pending</span>`) || !strings.Contains(pending, "not issued yet") {
+		t.Errorf("quiet.internal row: want a pending badge and no timeline\n%s", pending)
+	}
+	for _, s := range []tlsmgr.Status{tlsmgr.StatusFailing, tlsmgr.StatusPending} {
+		if !strings.Contains(page, `<strong>1</strong><span class="badge status-`+string(s)+`">`+string(s)+`</span>`) {
+			t.Errorf("no summary count of %s certificates", s)
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,8 +28,9 @@ type Inventory interface {
 //     gatehouse_certificate_next_renewal_seconds{name,issuer},
 //     gatehouse_certificate_failures{name,issuer} (consecutive) and
 //     gatehouse_certificate_status{name,issuer,status} (1 for the current
-//     status, 0 for the others); name is the Certificate's first name and
-//     retired Certificates are left out;
+//     status, 0 for the others); name is the Certificate's first name,
+//     retired Certificates are left out and pending ones (no certificate
+//     yet) have no not_after;
 //   - from Certificate events ([Metrics.ObserveEvent]):
 //     gatehouse_certificate_issuance_attempts_total{issuer,challenge},
 //     gatehouse_certificate_issuance_failures_total{issuer,challenge},
@@ -194,11 +196,9 @@ func (m *Metrics) handler() http.Handler {
 }
 
 // statuses are the values of the status label, so that each Certificate
-// has one series per status and alerts can match status="failing" == 1.
-var statuses = []tlsmgr.Status{
-	tlsmgr.StatusValid, tlsmgr.StatusRenewing, tlsmgr.StatusExpiring,
-	tlsmgr.StatusFailing, tlsmgr.StatusExpired,
-}
+// has one series per status and alerts can match status="failing" == 1:
+// every status but retired, as retired Certificates are left out.
+var statuses = slices.DeleteFunc(tlsmgr.Statuses(), func(s tlsmgr.Status) bool { return s == tlsmgr.StatusRetired })
 
 var (
 	notAfterDesc = prometheus.NewDesc("gatehouse_certificate_not_after_seconds",
@@ -208,7 +208,7 @@ var (
 	failuresDesc = prometheus.NewDesc("gatehouse_certificate_failures",
 		"Consecutive failed renewal or issuance attempts of the Certificate.", []string{"name", "issuer"}, nil)
 	statusDesc = prometheus.NewDesc("gatehouse_certificate_status",
-		"1 for the Certificate's current status (valid, renewing, expiring, failing, expired), 0 for the others.", []string{"name", "issuer", "status"}, nil)
+		"1 for the Certificate's current status (expired, failing, expiring, renewing, pending, valid), 0 for the others.", []string{"name", "issuer", "status"}, nil)
 	upstreamDesc = prometheus.NewDesc("gatehouse_upstream_healthy",
 		"1 when the Upstream takes requests, 0 when it is ejected or failing its health check.", []string{"site", "route", "upstream"}, nil)
 	upstreamInFlightDesc = prometheus.NewDesc("gatehouse_upstream_in_flight",
@@ -247,7 +247,11 @@ func (c *certCollector) Collect(ch chan<- prometheus.Metric) {
 			continue
 		}
 		seen[k] = true
-		ch <- prometheus.MustNewConstMetric(notAfterDesc, prometheus.GaugeValue, unixSeconds(ci.NotAfter), k.name, k.issuer)
+		if !ci.NotAfter.IsZero() {
+			// A pending Certificate has no expiry; year 1 would set off
+			// every "expires soon" alert.
+			ch <- prometheus.MustNewConstMetric(notAfterDesc, prometheus.GaugeValue, unixSeconds(ci.NotAfter), k.name, k.issuer)
+		}
 		if !ci.NextRenewal.IsZero() {
 			ch <- prometheus.MustNewConstMetric(nextRenewalDesc, prometheus.GaugeValue, unixSeconds(ci.NextRenewal), k.name, k.issuer)
 		}

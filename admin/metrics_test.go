@@ -42,7 +42,8 @@ func TestCertificateMetrics(t *testing.T) {
 		// urgent: the first entry wins.
 		{Names: []string{"app.example.com"}, Issuer: "R13", Status: tlsmgr.StatusValid, NotAfter: notAfter.Add(time.Hour)},
 		{Names: []string{"old.example.com"}, Issuer: "R13", Status: tlsmgr.StatusRetired, NotAfter: notAfter},
-		{Names: []string{"new.example.com"}, Status: tlsmgr.StatusRenewing},
+		// No certificate yet: no expiry to report.
+		{Names: []string{"new.example.com"}, Status: tlsmgr.StatusPending},
 	}})
 	out := scrape(t, m)
 	for _, want := range []string{
@@ -51,7 +52,8 @@ func TestCertificateMetrics(t *testing.T) {
 		`gatehouse_certificate_failures{issuer="R13",name="app.example.com"} 3`,
 		`gatehouse_certificate_status{issuer="R13",name="app.example.com",status="failing"} 1`,
 		`gatehouse_certificate_status{issuer="R13",name="app.example.com",status="valid"} 0`,
-		`gatehouse_certificate_status{issuer="",name="new.example.com",status="renewing"} 1`,
+		`gatehouse_certificate_status{issuer="",name="new.example.com",status="pending"} 1`,
+		`gatehouse_certificate_status{issuer="",name="new.example.com",status="renewing"} 0`,
 	} {
 		if !strings.Contains(out, want+"\n") {
 			t.Errorf("missing %s", want)
@@ -60,8 +62,10 @@ func TestCertificateMetrics(t *testing.T) {
 	if strings.Contains(out, "old.example.com") {
 		t.Error("a retired certificate is exported")
 	}
-	if strings.Contains(out, `gatehouse_certificate_next_renewal_seconds{issuer="",name="new.example.com"}`) {
-		t.Error("an unknown renewal time is exported as a timestamp")
+	for _, unknown := range []string{"next_renewal", "not_after"} {
+		if strings.Contains(out, `gatehouse_certificate_`+unknown+`_seconds{issuer="",name="new.example.com"}`) {
+			t.Errorf("the pending certificate's unknown %s is exported as a timestamp", unknown)
+		}
 	}
 	if n := strings.Count(out, `gatehouse_certificate_status{issuer="R13",name="app.example.com",status="failing"}`); n != 1 {
 		t.Errorf("app.example.com's status exported %d times, want once", n)

@@ -38,8 +38,12 @@ const (
 	StatusFailing Status = "failing"
 	// StatusExpiring: past its renewal point and not renewed yet.
 	StatusExpiring Status = "expiring"
-	// StatusRenewing: an attempt to obtain or renew it is under way.
+	// StatusRenewing: an attempt to renew it is under way.
 	StatusRenewing Status = "renewing"
+	// StatusPending: no certificate exists yet: the first one of an ACME
+	// host is being obtained (no attempt has failed), or no handshake has
+	// asked the local CA for one. It has no dates.
+	StatusPending Status = "pending"
 	// StatusValid: in use and not due for renewal.
 	StatusValid Status = "valid"
 	// StatusRetired: its host left the config; it is no longer renewed and
@@ -47,22 +51,22 @@ const (
 	StatusRetired Status = "retired"
 )
 
-// urgency orders statuses for display: lower is more urgent.
+// statuses is every Status, most urgent first.
+var statuses = []Status{StatusExpired, StatusFailing, StatusExpiring, StatusRenewing, StatusPending, StatusValid, StatusRetired}
+
+// Statuses returns every Status, most urgent first: the order of
+// [SortCertificates], and the values the metrics and the dashboard count.
+func Statuses() []Status {
+	return slices.Clone(statuses)
+}
+
+// urgency orders statuses for display: lower is more urgent, and an
+// unknown status comes last.
 func (s Status) urgency() int {
-	switch s {
-	case StatusExpired:
-		return 0
-	case StatusFailing:
-		return 1
-	case StatusExpiring:
-		return 2
-	case StatusRenewing:
-		return 3
-	case StatusValid:
-		return 4
-	default:
-		return 5
+	if i := slices.Index(statuses, s); i >= 0 {
+		return i
 	}
+	return len(statuses)
 }
 
 // Sources of a Certificate, as CertificateInfo.Source names them.
@@ -111,7 +115,9 @@ type CertificateInfo struct {
 	LastAttempt time.Time `json:"last_attempt,omitzero"`
 	LastError   string    `json:"last_error,omitempty"`
 	Failures    int       `json:"failures"`
-	Status      Status    `json:"status"`
+	// Status is one of [Statuses]: pending until the first certificate
+	// exists.
+	Status Status `json:"status"`
 	// RetiredAt is when the host left the config (status retired).
 	RetiredAt time.Time `json:"retired_at,omitzero"`
 	// ChainPEM is the certificate chain, leaf first.
@@ -133,7 +139,7 @@ func (c CertificateInfo) DaysLeft(now time.Time) (int, bool) {
 }
 
 // SortCertificates sorts certs by urgency: expired, failing, expiring,
-// renewing, valid, then retired; within a status, the soonest NotAfter
+// renewing, pending, valid, then retired; within a status, the soonest NotAfter
 // first (unknown last), then by name.
 func SortCertificates(certs []CertificateInfo) {
 	slices.SortStableFunc(certs, func(a, b CertificateInfo) int {
@@ -484,11 +490,11 @@ func status(info CertificateInfo, attempting bool, now time.Time) Status {
 		return StatusExpired
 	case info.Failures > 0:
 		return StatusFailing
-	case attempting && now.Sub(info.LastAttempt) < staleAttempt:
-		return StatusRenewing
 	case info.NotAfter.IsZero():
 		// Not obtained yet and no failure reported: the first attempt is
 		// queued or under way.
+		return StatusPending
+	case attempting && now.Sub(info.LastAttempt) < staleAttempt:
 		return StatusRenewing
 	case !info.NextRenewal.IsZero() && now.After(info.NextRenewal.Add(expiringGrace(info))):
 		return StatusExpiring
@@ -610,8 +616,12 @@ func (inv *inventory) collect(ctx context.Context, set certSet, leaf func(string
 		}
 		// Local CA leaves are issued at a handshake and kept in memory
 		// only; the first handshake past the renewal point (or with none
-		// yet) gets a new one, so an old or missing leaf is not a problem.
+		// yet) gets a new one, so an old leaf is not a problem, and a
+		// missing one (no handshake yet, or offline) is pending.
 		info.Status = StatusValid
+		if info.NotAfter.IsZero() {
+			info.Status = StatusPending
+		}
 		out = append(out, info)
 	}
 	SortCertificates(out)

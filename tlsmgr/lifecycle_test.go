@@ -648,7 +648,8 @@ func TestStatus(t *testing.T) {
 		{"failing while retrying", cert(func(c *CertificateInfo) { c.Failures, c.LastAttempt = 1, now }), true, StatusFailing},
 		{"expired", cert(func(c *CertificateInfo) { c.NotAfter, c.Failures = now.Add(-time.Second), 3 }), false, StatusExpired},
 		{"retired", cert(func(c *CertificateInfo) { c.RetiredAt, c.NotAfter = now.Add(-day), now.Add(-time.Second) }), false, StatusRetired},
-		{"first attempt pending", CertificateInfo{}, false, StatusRenewing},
+		{"first attempt queued", CertificateInfo{}, false, StatusPending},
+		{"first attempt under way", CertificateInfo{}, true, StatusPending},
 		{"first attempt failed", CertificateInfo{Failures: 1}, false, StatusFailing},
 	} {
 		if tc.attempting && tc.info.LastAttempt.IsZero() {
@@ -666,13 +667,15 @@ func TestStatus(t *testing.T) {
 		{Names: []string{"f"}, Status: StatusFailing, NotAfter: now.Add(20 * day)},
 		{Names: []string{"x"}, Status: StatusExpired, NotAfter: now.Add(-day)},
 		{Names: []string{"i"}, Status: StatusValid},
+		{Names: []string{"p"}, Status: StatusPending},
+		{Names: []string{"n"}, Status: StatusRenewing, NotAfter: now.Add(40 * day)},
 	}
 	SortCertificates(certs)
 	var order []string
 	for _, c := range certs {
 		order = append(order, c.Names[0])
 	}
-	if got, want := strings.Join(order, " "), "x f v1 v2 i r"; got != want {
+	if got, want := strings.Join(order, " "), "x f n p v1 v2 i r"; got != want {
 		t.Errorf("sorted by urgency: got %s, want %s", got, want)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/big"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -191,5 +192,119 @@ func TestCertsTableColours(t *testing.T) {
 	}
 	if isTerminal(&b) {
 		t.Error("a strings.Builder is not a terminal")
+	}
+}
+
+const pendingConfig = `listen: {http: "127.0.0.1:{{HTTP}}", https: "127.0.0.1:{{HTTPS}}"}
+admin: "127.0.0.1:{{ADMIN}}"
+storage: {{STORAGE}}
+acme: {ca: %s, ca_root: %s}
+sites:
+  - hosts: [localhost]
+    routes: [{respond: {body: local}}]
+  - hosts: [quiet.internal]
+    routes: [{respond: {body: quiet}}]
+  - hosts: [stuck.test]
+    routes: [{respond: {body: stuck}}]
+`
+
+// TestCertsPending checks that a host without a certificate yet is listed
+// as pending, with no dates, wherever the inventory shows: a local CA host
+// no client has asked for and an ACME host whose first order is still at
+// the CA (Pebble validates against a port that never answers), in `certs
+// list`, its JSON, the admin API, the metrics and the dashboard, online and
+// offline.
+func TestCertsPending(t *testing.T) {
+	if testing.Short() {
+		t.Skip("orders from an in-process Pebble")
+	}
+	silent, validating := pebbletest.SilentPort(t)
+	ca := pebbletest.Start(t, pebbletest.Options{HTTPPort: silent, TLSPort: silent})
+	p := newPorts(t)
+	in := start(t, p, fmt.Sprintf(pendingConfig, ca.DirectoryURL(), ca.ClientRootFile()))
+	select {
+	case <-validating:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("Pebble never began validating the order\n%s", in.stderr)
+	}
+	// Pebble gives up validating after 15s; everything below must see the
+	// order still in flight.
+	began := time.Now()
+	pending := []string{"stuck.test", "quiet.internal"}
+
+	// The table: pending, no days left, no renewal; localhost (asked for
+	// by start's handshake) is valid.
+	code, out, errOut := runCmd(t, nil, "certs", "list", "-config", in.cfgPath)
+	if code != 0 {
+		t.Fatalf("certs list: exit %d\n%s", code, errOut)
+	}
+	rows := map[string][]string{}
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) >= 3 {
+			rows[f[2]] = f
+		}
+	}
+	for _, name := range pending {
+		if f := rows[name]; len(f) < 3 || f[0] != "pending" || f[1] != "-" || strings.Contains(strings.Join(f, " "), "(lifetime)") {
+			t.Errorf("certs list row of %s: got %q, want pending with no days left and no renewal\n%s", name, f, out)
+		}
+	}
+	if f := rows["localhost"]; len(f) == 0 || f[0] != "valid" {
+		t.Errorf("certs list row of localhost: got %q, want valid\n%s", f, out)
+	}
+
+	// The JSON of the CLI and of the admin API: pending, no dates.
+	for _, name := range pending {
+		info, _ := certsJSON(t, in.cfgPath, name)
+		if info.Status != tlsmgr.StatusPending || !info.NotAfter.IsZero() || !info.NextRenewal.IsZero() || info.Failures != 0 {
+			t.Errorf("certs list --json for %s: got %+v, want pending without dates or failures", name, info)
+		}
+	}
+	a := adminClient{t: t, base: fmt.Sprintf("http://127.0.0.1:%d", p.Admin)}
+	if status, body := a.do("GET", "/certs/stuck.test", "", ""); status != 200 || !strings.Contains(body, `"status": "pending"`) || strings.Contains(body, "not_after") {
+		t.Errorf("GET /certs/stuck.test: got %d %s, want pending without not_after", status, body)
+	}
+
+	// The metrics: status pending, and no expiry (year 1 would set off
+	// every expires-soon alert).
+	_, metrics := a.do("GET", "/metrics", "", "")
+	for _, name := range pending {
+		for _, re := range []string{
+			`(?m)^gatehouse_certificate_status\{issuer="[^"]*",name="` + name + `",status="pending"\} 1$`,
+			`(?m)^gatehouse_certificate_status\{issuer="[^"]*",name="` + name + `",status="valid"\} 0$`,
+		} {
+			if !regexp.MustCompile(re).MatchString(metrics) {
+				t.Errorf("metrics: no match for %s\n%s", re, grepLines(metrics, "gatehouse_certificate_"))
+			}
+		}
+		if regexp.MustCompile(`(?m)^gatehouse_certificate_not_after_seconds\{[^}]*name="` + name + `"`).MatchString(metrics) {
+			t.Errorf("metrics: %s has no certificate but a not_after\n%s", name, grepLines(metrics, "gatehouse_certificate_not_after"))
+		}
+	}
+
+	// The dashboard: a pending row and a pending count.
+	_, page := a.do("GET", "/", "", "")
+	for _, name := range pending {
+		if !regexp.MustCompile(`<tr class="cert pending" data-status="pending">\s*<td><div class="name">` + regexp.QuoteMeta(name) + `<`).MatchString(page) {
+			t.Errorf("dashboard: no pending row for %s", name)
+		}
+	}
+	if !strings.Contains(page, `<strong>2</strong><span class="badge status-pending">pending</span>`) {
+		t.Error("dashboard: no count of 2 pending certificates")
+	}
+	if took := time.Since(began); took > 14*time.Second {
+		t.Fatalf("the checks took %s; Pebble may have ended the order meanwhile", took)
+	}
+
+	// Offline, from the storage: still pending (the stopped order was
+	// cancelled, not failed; local CA leaves live in memory only).
+	if err := in.stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range pending {
+		info, errOut := certsJSON(t, in.cfgPath, name)
+		if info.Status != tlsmgr.StatusPending || !strings.Contains(errOut, "no gatehouse answers") {
+			t.Errorf("offline certs list --json for %s: got status %s, stderr %q; want pending", name, info.Status, errOut)
+		}
 	}
 }
