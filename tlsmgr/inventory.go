@@ -346,8 +346,9 @@ func (inv *inventory) loadACMEUnder(ctx context.Context, key, name string) *acme
 
 // issuerKeys lists the issuer directories under certificates/.
 func (inv *inventory) issuerKeys(ctx context.Context) []string {
-	prefix := certmagic.StorageKeys.CertsPrefix("")
-	dirs, err := inv.storage.List(ctx, path.Dir(prefix), false)
+	// CertsPrefix("") is "certificates", the parent of the issuer
+	// directories.
+	dirs, err := inv.storage.List(ctx, certmagic.StorageKeys.CertsPrefix(""), false)
 	if err != nil {
 		return nil
 	}

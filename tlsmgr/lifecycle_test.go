@@ -218,6 +218,24 @@ func TestInventoryAfterIssuance(t *testing.T) {
 		t.Errorf("offline inventory misses the file or internal certificate: %+v", off)
 	}
 
+	// Without its record (inventory/ lost, or a storage certmagic filled
+	// before gatehouse kept one) the certificate is still found under its
+	// issuer's directory.
+	rec, aside := filepath.Join(storage, "inventory", "inv.test.json"), filepath.Join(t.TempDir(), "inv.test.json")
+	if err := os.Rename(rec, aside); err != nil {
+		t.Fatal(err)
+	}
+	bare, err := Inventory(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := findInfo(t, bare, "inv.test"); b.Serial != got.Serial || b.Status != StatusValid {
+		t.Errorf("offline entry without a record: got serial %q status %s; want %s valid", b.Serial, b.Status, got.Serial)
+	}
+	if err := os.Rename(aside, rec); err != nil {
+		t.Fatal(err)
+	}
+
 	// After a restart the inventory is read back from storage.
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
