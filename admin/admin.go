@@ -17,6 +17,11 @@
 //	GET  /metrics                 Prometheus text format
 //	GET  /                        the dashboard (HTML)
 //
+// renew and revoke answer 404 for a name without a Certificate, 409 when
+// the Certificate cannot be renewed or revoked here (see
+// [tlsmgr.RefusedError]) and 502 when the CA, the network or a challenge
+// fails.
+//
 // State-changing calls (POST) refuse requests a browser sends on behalf of
 // another site: see [Handler].
 package admin
@@ -41,7 +46,9 @@ type Certificates interface {
 	// Certificates returns the inventory, most urgent first.
 	Certificates() []tlsmgr.CertificateInfo
 	// Renew renews the Certificate serving name; force renews even when it
-	// is not due.
+	// is not due. The errors of Renew and Revoke are answered as they are
+	// (they name the call and the host), with the status lifecycleStatus
+	// gives.
 	Renew(ctx context.Context, name string, force bool) error
 	// Revoke revokes the Certificate serving name at its CA with reason,
 	// then obtains and serves a replacement.
@@ -216,7 +223,8 @@ func (a *api) renew(w http.ResponseWriter, r *http.Request) {
 	a.opts.Logger.InfoContext(r.Context(), "renewing certificate on request", "name", name, "force", forced, "via", "admin")
 	if err := a.opts.Certificates.Renew(r.Context(), name, forced); err != nil {
 		a.opts.Logger.WarnContext(r.Context(), "renewing certificate on request", "name", name, "error", err)
-		writeError(w, lifecycleStatus(err), fmt.Errorf("renewing %s: %w", name, err))
+		// err names the call and the host already.
+		writeError(w, lifecycleStatus(err), err)
 		return
 	}
 	a.answerCert(w, name)
@@ -250,17 +258,23 @@ func (a *api) revoke(w http.ResponseWriter, r *http.Request) {
 	a.opts.Logger.InfoContext(r.Context(), "revoking certificate on request", "name", name, "reason", req.Reason, "via", "admin")
 	if err := a.opts.Certificates.Revoke(r.Context(), name, req.Reason); err != nil {
 		a.opts.Logger.WarnContext(r.Context(), "revoking certificate on request", "name", name, "error", err)
-		writeError(w, lifecycleStatus(err), fmt.Errorf("revoking %s: %w", name, err))
+		writeError(w, lifecycleStatus(err), err)
 		return
 	}
 	a.answerCert(w, name)
 }
 
 // lifecycleStatus maps an error of Renew or Revoke to a status: 404 for a
-// name without a Certificate, else 502, as the CA or the challenge failed.
+// name without a Certificate; 409 for a call refused because of what the
+// Certificate is (from files, retired, none yet, an engine that cannot),
+// which no retry fixes until that changes; else 502, as the CA, the network
+// or the challenge failed.
 func lifecycleStatus(err error) int {
 	if errors.Is(err, tlsmgr.ErrUnknownCertificate) {
 		return http.StatusNotFound
+	}
+	if _, ok := errors.AsType[*tlsmgr.RefusedError](err); ok {
+		return http.StatusConflict
 	}
 	return http.StatusBadGateway
 }

@@ -549,10 +549,42 @@ func ParseRevocationReason(reason string) (int, error) {
 	return code, nil
 }
 
+// RefusedError is the error of a Renew or Revoke that gatehouse refuses
+// without asking any CA, because of what the Certificate is (from files,
+// from the local CA, retired, none obtained yet) or because acme.engine
+// cannot do it: asking again does not help until that changes. Check for
+// it with errors.As; the admin endpoint answers it with 409 Conflict.
+type RefusedError struct {
+	// Op is "renewing" or "revoking".
+	Op string
+	// Name is the host asked for.
+	Name string
+	// Reason says why, and what to do instead.
+	Reason string
+}
+
+func (e *RefusedError) Error() string {
+	return e.Op + " certificate of " + e.Name + ": " + e.Reason
+}
+
+// Reasons of a RefusedError that more than one call gives.
+const (
+	refusedNoCertificate = "it has no certificate yet (status pending or failing): the first one is still being obtained, with retries"
+	refusedFiles         = "it comes from files (tls.cert, tls.key)"
+)
+
+// refusedEngine is the RefusedError of an acme.engine without the
+// lifecycle commands.
+func refusedEngine(op, name, engine string) *RefusedError {
+	return &RefusedError{Op: op, Name: name, Reason: "not supported by acme.engine " + engine + "; use certmagic, the default"}
+}
+
 // Renew renews the Certificate of name now and serves the new one without
 // a restart: an ACME Certificate through its CA (only if it is due, unless
-// force), a local CA one by issuing a new leaf. A Certificate from files
-// cannot be renewed here. An unknown name is ErrUnknownCertificate.
+// force), a local CA one by issuing a new leaf. A Certificate from files,
+// a retired one, one not obtained yet and any with acme.engine autocert
+// are refused with a [RefusedError]. An unknown name is
+// ErrUnknownCertificate.
 func (m *Manager) Renew(ctx context.Context, name string, force bool) error {
 	name = normalizeHost(name)
 	t := m.table.Load()
@@ -560,7 +592,10 @@ func (m *Manager) Renew(ctx context.Context, name string, force bool) error {
 	case slices.Contains(t.acmeHosts, name) || m.isOnDemand(ctx, name):
 		le, ok := m.engine.(lifecycleEngine)
 		if !ok {
-			return fmt.Errorf("renewing certificate of %s: not supported by acme.engine %s", name, m.frozen.acme.Engine)
+			return refusedEngine("renewing", name, m.frozen.acme.Engine)
+		}
+		if m.inventory().loadACME(ctx, "", name) == nil {
+			return &RefusedError{Op: "renewing", Name: name, Reason: refusedNoCertificate}
 		}
 		if err := le.renew(ctx, name, force, slices.Contains(t.acmeHosts, name)); err != nil {
 			return fmt.Errorf("renewing certificate of %s: %w", name, err)
@@ -576,10 +611,20 @@ func (m *Manager) Renew(ctx context.Context, name string, force bool) error {
 		}
 		return nil
 	}
-	if src := t.lookup(name); src != nil && src.kind == sourceStatic && src.name == name {
-		return fmt.Errorf("renewing certificate of %s: it comes from files; replace them and reload", name)
+	if t.isStatic(name) {
+		return &RefusedError{Op: "renewing", Name: name, Reason: refusedFiles + "; replace them and reload"}
+	}
+	if r, err := m.inventory().load(ctx, name); err == nil && r != nil && !r.RetiredAt.IsZero() {
+		return &RefusedError{Op: "renewing", Name: name, Reason: "it is retired (its host left the config) and retired certificates are not renewed; put the host back in the config to renew it"}
 	}
 	return fmt.Errorf("renewing certificate of %s: %w", name, ErrUnknownCertificate)
+}
+
+// isStatic reports whether name is a host of a Site with a Certificate
+// from files.
+func (t *table) isStatic(name string) bool {
+	src := t.lookup(name)
+	return src != nil && src.kind == sourceStatic && src.name == name
 }
 
 // isOnDemand reports whether name belongs to an on-demand Site and has a
@@ -596,7 +641,9 @@ func (m *Manager) isOnDemand(ctx context.Context, name string) bool {
 // RFC 5280 reason name such as keyCompromise; "" is unspecified) and
 // deletes it from storage. If the host is still configured, a replacement
 // is obtained at once and served without a restart; a retired Certificate
-// is just revoked and removed from the inventory.
+// is just revoked and removed from the inventory. A Certificate from files
+// or the local CA, one not obtained yet and any with acme.engine autocert
+// are refused with a [RefusedError].
 func (m *Manager) Revoke(ctx context.Context, name string, reason string) error {
 	name = normalizeHost(name)
 	code, err := ParseRevocationReason(reason)
@@ -608,13 +655,20 @@ func (m *Manager) Revoke(ctx context.Context, name string, reason string) error 
 	if err != nil {
 		return err
 	}
-	configured := slices.Contains(m.table.Load().acmeHosts, name)
+	t := m.table.Load()
+	configured := slices.Contains(t.acmeHosts, name)
 	if !configured && r == nil {
+		switch {
+		case slices.Contains(t.internalNames, name):
+			return &RefusedError{Op: "revoking", Name: name, Reason: "it comes from the local CA, which keeps no revocation list; renew it for a new leaf"}
+		case t.isStatic(name):
+			return &RefusedError{Op: "revoking", Name: name, Reason: refusedFiles + "; revoke it with the CA that issued it"}
+		}
 		return fmt.Errorf("revoking certificate of %s: %w", name, ErrUnknownCertificate)
 	}
 	le, ok := m.engine.(lifecycleEngine)
 	if !ok {
-		return fmt.Errorf("revoking certificate of %s: not supported by acme.engine %s", name, m.frozen.acme.Engine)
+		return refusedEngine("revoking", name, m.frozen.acme.Engine)
 	}
 	var before *acmeFacts
 	if r != nil {
@@ -623,7 +677,7 @@ func (m *Manager) Revoke(ctx context.Context, name string, reason string) error 
 		before = inv.loadACME(ctx, "", name)
 	}
 	if before == nil {
-		return fmt.Errorf("revoking certificate of %s: %w", name, ErrUnknownCertificate)
+		return &RefusedError{Op: "revoking", Name: name, Reason: refusedNoCertificate}
 	}
 	replace := configured || m.isOnDemand(ctx, name)
 	revokeErr := le.revoke(ctx, name, code, replace, configured)
@@ -814,7 +868,7 @@ func RevokeOffline(ctx context.Context, cfg *config.Config, name, reason string,
 		return fmt.Errorf("revoking certificate of %s: %w", name, err)
 	}
 	if cfg.ACME.Engine == config.EngineAutocert {
-		return fmt.Errorf("revoking certificate of %s: not supported by acme.engine %s", name, cfg.ACME.Engine)
+		return refusedEngine("revoking", name, cfg.ACME.Engine)
 	}
 	t, err := buildTable(cfg)
 	if err != nil {
@@ -871,7 +925,7 @@ func RenewOffline(ctx context.Context, cfg *config.Config, name string, force bo
 	}
 	name = normalizeHost(name)
 	if cfg.ACME.Engine == config.EngineAutocert {
-		return fmt.Errorf("renewing certificate of %s: not supported by acme.engine %s", name, cfg.ACME.Engine)
+		return refusedEngine("renewing", name, cfg.ACME.Engine)
 	}
 	t, err := buildTable(cfg)
 	if err != nil {

@@ -613,8 +613,8 @@ func TestAutocertInventory(t *testing.T) {
 		t.Errorf("autocert certificate in the inventory: serial %s status %s source %s; want %s valid acme", got.Serial, got.Status, got.Source, hexSerial(leaf.SerialNumber))
 	}
 	for _, err := range []error{m.Renew(t.Context(), "ac.test", true), m.Revoke(t.Context(), "ac.test", "superseded")} {
-		if err == nil || !strings.Contains(err.Error(), "not supported by acme.engine autocert") {
-			t.Errorf("lifecycle call with autocert: got %v, want it refused", err)
+		if _, ok := errors.AsType[*RefusedError](err); !ok || !strings.Contains(err.Error(), "not supported by acme.engine autocert") {
+			t.Errorf("lifecycle call with autocert: got %v, want a RefusedError", err)
 		}
 	}
 }

@@ -233,7 +233,8 @@ func (c *certsCmd) offline(why error, cfg *config.Config) {
 }
 
 // call sends a request to the admin endpoint and decodes a JSON answer
-// into out; an error answer becomes an error with its message.
+// into out; an error answer becomes an error with its message as it is,
+// and any other failure names the method and path.
 func (c *certsCmd) call(ctx context.Context, method, path string, body any, out any) error {
 	var rd io.Reader
 	if body != nil {
@@ -252,12 +253,12 @@ func (c *certsCmd) call(ctx context.Context, method, path string, body any, out 
 	}
 	resp, err := c.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("calling the admin endpoint: %w", err)
+		return fmt.Errorf("calling the admin endpoint: %w", err) // the error names the URL
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
 	if err != nil {
-		return fmt.Errorf("reading the admin endpoint's answer: %w", err)
+		return fmt.Errorf("reading the admin endpoint's answer to %s %s: %w", method, path, err)
 	}
 	if resp.StatusCode/100 != 2 {
 		var e struct {
@@ -272,7 +273,7 @@ func (c *certsCmd) call(ctx context.Context, method, path string, body any, out 
 		return nil
 	}
 	if err := json.Unmarshal(b, out); err != nil {
-		return fmt.Errorf("decoding the admin endpoint's answer: %w", err)
+		return fmt.Errorf("decoding the admin endpoint's answer to %s %s: %w", method, path, err)
 	}
 	return nil
 }
@@ -491,14 +492,15 @@ func (c *certsCmd) renewOne(ctx context.Context, name string, force bool) error 
 	}
 	var ci tlsmgr.CertificateInfo
 	if err := c.call(ctx, http.MethodPost, path, nil, &ci); err != nil {
-		return fmt.Errorf("renewing %s: %w", name, err)
+		return err // it names the call and the host
 	}
 	fmt.Fprintf(c.env.stdout, "%s: serial %s, valid until %s (%s)\n", name, ci.Serial, ci.NotAfter.UTC().Format(time.RFC3339), ci.Status)
 	return nil
 }
 
 // renewAll renews every Certificate gatehouse can renew (not files, not
-// retired ones), going on after a failure; it fails if any did.
+// retired ones, not ACME ones still without a certificate), going on after
+// a failure; it fails if any did.
 func (c *certsCmd) renewAll(ctx context.Context, force bool) error {
 	certs, err := c.inventory(ctx)
 	if err != nil {
@@ -507,6 +509,12 @@ func (c *certsCmd) renewAll(ctx context.Context, force bool) error {
 	failed := 0
 	for _, ci := range certs {
 		if ci.Source == tlsmgr.SourceFile || ci.Status == tlsmgr.StatusRetired || len(ci.Names) == 0 {
+			continue
+		}
+		if ci.NotAfter.IsZero() && ci.Source != tlsmgr.SourceInternal {
+			// The first is still being obtained (a local CA name gets
+			// its first leaf from renew).
+			fmt.Fprintf(c.env.stderr, "# %s: no certificate yet (%s); skipped\n", ci.Names[0], ci.Status)
 			continue
 		}
 		if c.adminURL == "" && ci.Source != tlsmgr.SourceACME {
@@ -541,7 +549,7 @@ func (c *certsCmd) revoke(ctx context.Context, name, reason string) error {
 	}
 	var ci tlsmgr.CertificateInfo
 	if err := c.call(ctx, http.MethodPost, "/certs/"+url.PathEscape(name)+"/revoke", map[string]string{"reason": reason}, &ci); err != nil {
-		return fmt.Errorf("revoking %s: %w", name, err)
+		return err // it names the call and the host
 	}
 	fmt.Fprintf(c.env.stdout, "%s: revoked (%s); now serving serial %s, valid until %s\n", name, reason, ci.Serial, ci.NotAfter.UTC().Format(time.RFC3339))
 	return nil

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/big"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -306,5 +307,103 @@ func TestCertsPending(t *testing.T) {
 		if info.Status != tlsmgr.StatusPending || !strings.Contains(errOut, "no gatehouse answers") {
 			t.Errorf("offline certs list --json for %s: got status %s, stderr %q; want pending", name, info.Status, errOut)
 		}
+	}
+}
+
+const refusedConfig = `listen: {http: "127.0.0.1:{{HTTP}}", https: "127.0.0.1:{{HTTPS}}"}
+admin: "127.0.0.1:{{ADMIN}}"
+storage: {{STORAGE}}
+acme: {ca: %s, ca_root: %s}
+sites:
+  - hosts: [localhost]
+    routes: [{respond: {body: local}}]
+  - hosts: [static.example.com]
+    tls: {cert: %s, key: %s}
+    routes: [{respond: {body: files}}]
+  - hosts: [%s]
+    routes: [{respond: {body: app}}]
+`
+
+// TestCertsRefused checks that renewing or revoking a Certificate that
+// cannot be (from files, from the local CA, retired, none obtained yet)
+// is answered 409 with the reason, which `gatehouse certs` prints before
+// exiting 1, while a CA that is down is still a 502; and that `certs renew
+// --all` passes over a host with no certificate yet.
+func TestCertsRefused(t *testing.T) {
+	if testing.Short() {
+		t.Skip("issues certificates from an in-process Pebble")
+	}
+	p := newPorts(t)
+	// The CA's DNS knows app.test and gone.test only: validating
+	// fail.test fails, so it never gets a certificate.
+	z := newZone(t, "app.test. 60 IN A 127.0.0.1", "gone.test. 60 IN A 127.0.0.1")
+	ca := pebbletest.Start(t, pebbletest.Options{HTTPPort: p.HTTP, TLSPort: p.HTTPS, Resolver: z.addr})
+	certFile, err := filepath.Abs("../../examples/certs/static.example.com.crt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := strings.TrimSuffix(certFile, ".crt") + ".key"
+	cfg := func(hosts string) string {
+		return fmt.Sprintf(refusedConfig, ca.DirectoryURL(), ca.ClientRootFile(), certFile, keyFile, hosts)
+	}
+	in := start(t, p, cfg("app.test, gone.test, fail.test"))
+	a := adminClient{t: t, base: fmt.Sprintf("http://127.0.0.1:%d", p.Admin)}
+	waitForCertificate(t, in, ca, "app.test", 30*time.Second)
+	waitForCertificate(t, in, ca, "gone.test", 30*time.Second)
+	waitFor(t, 60*time.Second, func() bool { return a.certs()["fail.test"].Status == tlsmgr.StatusFailing })
+	writeConfig(t, in.cfgPath, p, in.storage, cfg("app.test, fail.test"))
+	in.reload <- nil
+	waitFor(t, 10*time.Second, func() bool {
+		_, body := a.do("GET", "/certs/gone.test", "", "")
+		return strings.Contains(body, `"status": "retired"`)
+	})
+
+	for _, tc := range []struct {
+		op, name, want string
+	}{
+		{"renew", "static.example.com", "renewing certificate of static.example.com: it comes from files (tls.cert, tls.key); replace them and reload"},
+		{"revoke", "static.example.com", "revoking certificate of static.example.com: it comes from files (tls.cert, tls.key); revoke it with the CA that issued it"},
+		{"revoke", "localhost", "revoking certificate of localhost: it comes from the local CA, which keeps no revocation list; renew it for a new leaf"},
+		{"renew", "fail.test", "renewing certificate of fail.test: it has no certificate yet (status pending or failing)"},
+		{"revoke", "fail.test", "revoking certificate of fail.test: it has no certificate yet (status pending or failing)"},
+		{"renew", "gone.test", "renewing certificate of gone.test: it is retired (its host left the config)"},
+	} {
+		orders := ca.Orders()
+		status, answer := a.do("POST", "/certs/"+tc.name+"/"+tc.op, "application/json", `{"reason": "superseded"}`)
+		var e struct{ Error string }
+		_ = json.Unmarshal([]byte(answer), &e)
+		if status != 409 || !strings.HasPrefix(e.Error, tc.want) {
+			t.Errorf("POST /certs/%s/%s: got %d %s, want 409 %q", tc.name, tc.op, status, answer, tc.want)
+		}
+		args := []string{"certs", tc.op, tc.name, "-config", in.cfgPath}
+		if tc.op == "revoke" {
+			args = append(args, "--reason", "superseded")
+		}
+		code, out, errOut := runCmd(t, nil, args...)
+		if want := "gatehouse certs: " + e.Error + "\n"; code != 1 || errOut != want || out != "" {
+			t.Errorf("certs %s %s: exit %d, stdout %q, stderr %q; want exit 1 and stderr %q", tc.op, tc.name, code, out, errOut, want)
+		}
+		if ca.Orders() != orders {
+			t.Errorf("certs %s %s ordered from the CA", tc.op, tc.name)
+		}
+	}
+	if status, body := a.do("POST", "/certs/nothing.test/renew", "", ""); status != 404 {
+		t.Errorf("renewing an unknown name: got %d %s, want 404", status, body)
+	}
+
+	// renew --all passes over fail.test and gone.test and renews the rest
+	// (nothing is due).
+	code, _, errOut := runCmd(t, nil, "certs", "renew", "--all", "-config", in.cfgPath)
+	if code != 0 || !strings.Contains(errOut, "# fail.test: no certificate yet (failing); skipped") {
+		t.Errorf("certs renew --all: exit %d, stderr %q; want 0 and fail.test skipped", code, errOut)
+	}
+
+	// A CA that is down is a gateway failure, not a refusal.
+	ca.Close()
+	if status, body := a.do("POST", "/certs/app.test/renew?force=1", "", ""); status != 502 || !strings.Contains(body, "renewing certificate of app.test") {
+		t.Errorf("renewing with the CA down: got %d %s, want 502", status, body)
+	}
+	if code, _, errOut := runCmd(t, nil, "certs", "renew", "app.test", "--force", "-config", in.cfgPath); code != 1 || !strings.HasPrefix(errOut, "gatehouse certs: renewing certificate of app.test: ") {
+		t.Errorf("certs renew with the CA down: exit %d, stderr %q; want 1 and the error", code, errOut)
 	}
 }
