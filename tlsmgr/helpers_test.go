@@ -102,7 +102,7 @@ func newFakeManager(t *testing.T, cfg *config.Config) (*Manager, *fakeEngine) {
 	if cfg.Storage == "" {
 		cfg.Storage = t.TempDir()
 	}
-	ca, err := openLocalCA(filepath.Join(cfg.Storage, "pki"), time.Now)
+	ca, err := openLocalCA(t.Context(), cfg.Storage, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}

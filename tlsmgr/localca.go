@@ -1,6 +1,7 @@
 package tlsmgr
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -17,6 +18,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/caddyserver/certmagic"
 )
 
 // Lifetimes of the local CA's certificates. The root lives long because
@@ -33,11 +36,19 @@ const (
 
 // File names inside <storage>/pki.
 const (
+	pkiDir               = "pki"
 	rootCertFile         = "root.pem"
 	rootKeyFile          = "root.key"
 	intermediateCertFile = "intermediate.pem"
 	intermediateKeyFile  = "intermediate.key"
 )
+
+// localCALock is the name of the storage lock held while the local CA is
+// loaded or created, so two processes sharing a storage (a first
+// `gatehouse run` and `gatehouse trust`, or two instances) never each
+// create a root. certmagic's FileStorage keeps it in
+// <storage>/locks/gatehouse_local_ca.lock.
+const localCALock = "gatehouse_local_ca"
 
 // localCA issues certificates for names no public CA can certify
 // (localhost, IP addresses, *.internal). It is a two-level PKI on
@@ -74,9 +85,10 @@ type leafSlot struct {
 
 // LocalRoot returns the PEM of the local CA's root certificate and the path
 // of its file under storage, creating the CA if it does not exist yet. It
-// serves `gatehouse trust`, which installs the root in trust stores.
-func LocalRoot(storage string) (pemBytes []byte, path string, err error) {
-	ca, err := openLocalCA(filepath.Join(storage, "pki"), time.Now)
+// serves `gatehouse trust`, which installs the root in trust stores. It
+// waits, until ctx is done, for another process that is creating the CA.
+func LocalRoot(ctx context.Context, storage string) (pemBytes []byte, path string, err error) {
+	ca, err := openLocalCA(ctx, storage, time.Now)
 	if err != nil {
 		return nil, "", err
 	}
@@ -84,12 +96,26 @@ func LocalRoot(storage string) (pemBytes []byte, path string, err error) {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.root.Raw}), path, nil
 }
 
-// openLocalCA loads the CA kept in dir, creating the root (once) and the
-// intermediate (when absent or near its end) as needed.
-func openLocalCA(dir string, now func() time.Time) (*localCA, error) {
+// openLocalCA loads the CA kept in <storage>/pki, creating the root (once)
+// and the intermediate (when absent or near its end) as needed. It does so
+// under the storage lock localCALock, and looks for the files only once it
+// holds it: another process may have created them meanwhile.
+func openLocalCA(ctx context.Context, storage string, now func() time.Time) (_ *localCA, err error) {
+	dir := filepath.Join(storage, pkiDir)
 	if err := mkdirPrivate(dir); err != nil {
 		return nil, fmt.Errorf("creating local CA directory: %w", err)
 	}
+	var locker certmagic.Locker = &certmagic.FileStorage{Path: storage}
+	if err := locker.Lock(ctx, localCALock); err != nil {
+		return nil, fmt.Errorf("locking local CA: %w", err)
+	}
+	defer func() {
+		// Unlock even when ctx is done: a lock left behind stalls every
+		// other process until it goes stale.
+		if uerr := locker.Unlock(context.WithoutCancel(ctx), localCALock); uerr != nil {
+			err = errors.Join(err, fmt.Errorf("unlocking local CA: %w", uerr))
+		}
+	}()
 	ca := &localCA{dir: dir, leafLifetime: defaultLeafLifetime, now: now, leaves: map[string]*leafSlot{}}
 	root, rootKey, err := loadPair(dir, rootCertFile, rootKeyFile)
 	switch {

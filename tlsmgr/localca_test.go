@@ -1,8 +1,11 @@
 package tlsmgr
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -10,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/caddyserver/certmagic"
 
 	"github.com/gatehouse-proxy/gatehouse/config"
 )
@@ -59,7 +64,7 @@ func verifyLocal(t *testing.T, ca *localCA, chain [][]byte, name string) *x509.C
 }
 
 func TestLocalCALeaves(t *testing.T) {
-	ca, err := openLocalCA(filepath.Join(t.TempDir(), "pki"), time.Now)
+	ca, err := openLocalCA(t.Context(), t.TempDir(), time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +99,7 @@ func TestLocalCALeaves(t *testing.T) {
 
 func TestLocalCALeafRenewal(t *testing.T) {
 	clock := &fakeClock{t: time.Now()}
-	ca, err := openLocalCA(filepath.Join(t.TempDir(), "pki"), clock.now)
+	ca, err := openLocalCA(t.Context(), t.TempDir(), clock.now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +128,7 @@ func TestLocalCALeafRenewal(t *testing.T) {
 }
 
 func TestLocalCAConcurrentIssuesOnce(t *testing.T) {
-	ca, err := openLocalCA(filepath.Join(t.TempDir(), "pki"), time.Now)
+	ca, err := openLocalCA(t.Context(), t.TempDir(), time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,8 +154,8 @@ func TestLocalCAConcurrentIssuesOnce(t *testing.T) {
 
 func TestLocalCAIntermediateReissued(t *testing.T) {
 	clock := &fakeClock{t: time.Now()}
-	dir := filepath.Join(t.TempDir(), "pki")
-	ca, err := openLocalCA(dir, clock.now)
+	storage := t.TempDir()
+	ca, err := openLocalCA(t.Context(), storage, clock.now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +170,7 @@ func TestLocalCAIntermediateReissued(t *testing.T) {
 		t.Fatal("intermediate not re-issued with under a third of its life left")
 	}
 	verifyLocal(t, ca, cert.Certificate, "localhost")
-	reopened, err := openLocalCA(dir, clock.now)
+	reopened, err := openLocalCA(t.Context(), storage, clock.now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,12 +180,13 @@ func TestLocalCAIntermediateReissued(t *testing.T) {
 }
 
 func TestLocalCAPersistedAndPrivate(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "pki")
-	a, err := openLocalCA(dir, time.Now)
+	storage := t.TempDir()
+	dir := filepath.Join(storage, pkiDir)
+	a, err := openLocalCA(t.Context(), storage, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := openLocalCA(dir, time.Now)
+	b, err := openLocalCA(t.Context(), storage, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +218,7 @@ func TestLocalRoot(t *testing.T) {
 	if err := os.Mkdir(storage, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	pemBytes, path, err := LocalRoot(storage)
+	pemBytes, path, err := LocalRoot(t.Context(), storage)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +240,7 @@ func TestLocalRoot(t *testing.T) {
 	if !root.IsCA || root.NotAfter.Sub(root.NotBefore) < 9*365*24*time.Hour {
 		t.Errorf("root: IsCA %v, lifetime %v; want a CA of about 10 years", root.IsCA, root.NotAfter.Sub(root.NotBefore))
 	}
-	again, _, err := LocalRoot(storage)
+	again, _, err := LocalRoot(t.Context(), storage)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,4 +257,115 @@ func TestLocalRoot(t *testing.T) {
 		t.Error("New uses another root than LocalRoot")
 	}
 	checkMode(t, storage, 0o700)
+}
+
+// TestLocalCAConcurrentCreators opens one new storage from several
+// Managers and LocalRoot calls at once, as a first `gatehouse run` racing
+// `gatehouse trust`, or two instances sharing a storage, do. Each opens
+// the storage on its own, so only the storage lock keeps them from each
+// creating a root and serving leaves from one nobody trusts.
+func TestLocalCAConcurrentCreators(t *testing.T) {
+	storage := t.TempDir()
+	const n = 6
+	roots := make([]*x509.Certificate, n)
+	chains := make([][][]byte, n) // a leaf served by each Manager
+	errs := make([]error, n)
+	begin := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			<-begin
+			if i%2 == 0 {
+				m, err := New(t.Context(), &config.Config{Storage: storage, Listen: config.Listen{HTTP: "127.0.0.1:0", HTTPS: "127.0.0.1:0"}}, nil)
+				if err != nil {
+					errs[i] = err
+					return
+				}
+				defer m.Close()
+				cert, err := m.ca.leaf("localhost")
+				roots[i], chains[i], errs[i] = m.ca.root, cert.Certificate, err
+				return
+			}
+			pemBytes, _, err := LocalRoot(t.Context(), storage)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			block, _ := pem.Decode(pemBytes)
+			roots[i], errs[i] = x509.ParseCertificate(block.Bytes)
+		})
+	}
+	close(begin)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("creator %d: %v", i, err)
+		}
+	}
+	onDisk, err := os.ReadFile(filepath.Join(storage, pkiDir, rootCertFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(onDisk)
+	stored, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range roots {
+		if !r.Equal(stored) {
+			t.Errorf("creator %d: got root %v, want the one in storage, %v", i, r.SerialNumber, stored.SerialNumber)
+		}
+		if chains[i] != nil {
+			// What each Manager serves verifies against the stored root.
+			verifyLocal(t, &localCA{root: stored, now: time.Now}, chains[i], "localhost")
+		}
+	}
+	checkUnlocked(t, storage)
+}
+
+// TestLocalCAStorageLock checks the local CA waits for the storage lock
+// (so a CA being created by another process is never created twice) and
+// releases it when loading fails.
+func TestLocalCAStorageLock(t *testing.T) {
+	storage := t.TempDir()
+	other := &certmagic.FileStorage{Path: storage}
+	if err := other.Lock(t.Context(), localCALock); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	defer cancel()
+	if _, err := openLocalCA(ctx, storage, time.Now); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("opening while another process holds the lock: got %v, want %v", err, context.DeadlineExceeded)
+	}
+	if _, err := os.Stat(filepath.Join(storage, pkiDir, rootCertFile)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("root file while another process holds the lock: got %v, want none", err)
+	}
+	if err := other.Unlock(t.Context(), localCALock); err != nil {
+		t.Fatal(err)
+	}
+
+	// A root that cannot be loaded fails the open, and the lock is
+	// released all the same.
+	for _, f := range []string{rootCertFile, rootKeyFile} {
+		if err := os.WriteFile(filepath.Join(storage, pkiDir, f), []byte("garbage"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := openLocalCA(t.Context(), storage, time.Now); err == nil {
+		t.Fatal("opening a garbled root: got no error")
+	}
+	checkUnlocked(t, storage)
+}
+
+// checkUnlocked fails t if the local CA's storage lock is held.
+func checkUnlocked(t *testing.T, storage string) {
+	t.Helper()
+	s := &certmagic.FileStorage{Path: storage}
+	ok, err := s.TryLock(t.Context(), localCALock)
+	if err != nil || !ok {
+		t.Fatalf("local CA lock after open: got held (%v), want released", err)
+	}
+	if err := s.Unlock(t.Context(), localCALock); err != nil {
+		t.Fatal(err)
+	}
 }

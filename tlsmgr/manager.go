@@ -14,7 +14,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -74,6 +73,8 @@ type options struct {
 	// lifecycleInterval is how often the inventory is checked for
 	// expiring and retired Certificates; zero means a minute.
 	lifecycleInterval time.Duration
+	// now is the clock of lifecycle events; nil means time.Now.
+	now func() time.Time
 }
 
 func defaultOptions() options {
@@ -101,7 +102,7 @@ func newManager(ctx context.Context, cfg *config.Config, logger *slog.Logger, op
 	if err := mkdirPrivate(cfg.Storage); err != nil {
 		return nil, fmt.Errorf("creating storage directory: %w", err)
 	}
-	ca, err := openLocalCA(filepath.Join(cfg.Storage, "pki"), time.Now)
+	ca, err := openLocalCA(ctx, cfg.Storage, time.Now)
 	if err != nil {
 		return nil, err
 	}
@@ -130,7 +131,7 @@ func newManager(ctx context.Context, cfg *config.Config, logger *slog.Logger, op
 		return nil, err
 	}
 	m.table.Store(&table{exact: map[string]*source{}, wild: map[string]*source{}})
-	m.lc = newLifecycle(m, opts.lifecycleInterval)
+	m.lc = newLifecycle(m, opts.lifecycleInterval, opts.now)
 	if err := m.Apply(ctx, cfg); err != nil {
 		_ = m.engine.close()
 		m.lc.close()

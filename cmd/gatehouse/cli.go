@@ -167,7 +167,7 @@ func printProblems(w io.Writer, err error) {
 	fmt.Fprintln(w, err)
 }
 
-func cmdTrust(_ context.Context, args []string, env *environment) error {
+func cmdTrust(ctx context.Context, args []string, env *environment) error {
 	fs := newFlags("trust", "trust [-config FILE] [-storage DIR]", env)
 	path := configFlag(fs, env)
 	storage := fs.String("storage", "", "storage `DIR` holding the local CA (default: the config's storage)")
@@ -183,7 +183,7 @@ func cmdTrust(_ context.Context, args []string, env *environment) error {
 		}
 		dir = cfg.Storage
 	}
-	pem, file, err := tlsmgr.LocalRoot(dir)
+	pem, file, err := tlsmgr.LocalRoot(ctx, dir)
 	if err != nil {
 		return fmt.Errorf("loading the local CA root: %w", err)
 	}

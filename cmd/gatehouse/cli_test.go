@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -140,5 +143,62 @@ func TestTrust(t *testing.T) {
 	_, again, _ := runCmd(t, nil, "trust", "-storage", storage)
 	if again != out {
 		t.Error("second trust printed a different root")
+	}
+}
+
+// TestTrustRacesFirstRun runs `gatehouse trust` several times while the
+// first `gatehouse run` on the same new storage starts: they all create
+// the local CA at once, and must agree on one root, the one run serves
+// from.
+func TestTrustRacesFirstRun(t *testing.T) {
+	dir := t.TempDir()
+	storage := filepath.Join(dir, "storage")
+	cfgPath := filepath.Join(dir, "gatehouse.yaml")
+	p := newPorts(t)
+	writeConfig(t, cfgPath, p, storage, `listen: {http: "127.0.0.1:{{HTTP}}", https: "127.0.0.1:{{HTTPS}}"}
+admin: "off"
+storage: {{STORAGE}}
+sites:
+  - hosts: [localhost]
+    routes: [{respond: {body: local}}]
+`)
+	const n = 4
+	outs := make([]string, n)
+	errs := make([]error, n)
+	begin := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			<-begin
+			var out, errOut syncBuffer
+			env := &environment{stdout: &out, stderr: &errOut, getenv: func(string) string { return "" }}
+			errs[i] = run(t.Context(), []string{"trust", "-storage", storage}, env)
+			outs[i] = out.String()
+		})
+	}
+	close(begin)
+	in := startArgs(t, p, storage, cfgPath, []string{"run", "-config", cfgPath})
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("trust %d: %v", i, errs[i])
+		}
+		roots := x509.NewCertPool()
+		block, _ := pem.Decode([]byte(outs[i]))
+		if block == nil {
+			t.Fatalf("trust %d printed no PEM: %q", i, outs[i])
+		}
+		root, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		roots.AddCert(root)
+		// gatehouse serves leaves from the root every trust printed.
+		resp, err := clientFor(in.https, roots).Get("https://localhost/")
+		if err != nil {
+			t.Errorf("GET trusting the root trust %d printed: %v", i, err)
+			continue
+		}
+		resp.Body.Close()
 	}
 }

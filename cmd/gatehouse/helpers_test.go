@@ -163,7 +163,7 @@ func (in *instance) stop() error {
 // Listener.
 func (in *instance) client(t *testing.T) *http.Client {
 	t.Helper()
-	pemBytes, _, err := tlsmgr.LocalRoot(in.storage)
+	pemBytes, _, err := tlsmgr.LocalRoot(t.Context(), in.storage)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -76,7 +76,7 @@ func accessLines(t *testing.T, log string) []map[string]any {
 // localRoots returns a pool holding the instance's local CA root.
 func (in *instance) localRoots(t *testing.T) *x509.CertPool {
 	t.Helper()
-	pemBytes, _, err := tlsmgr.LocalRoot(in.storage)
+	pemBytes, _, err := tlsmgr.LocalRoot(t.Context(), in.storage)
 	if err != nil {
 		t.Fatal(err)
 	}
