@@ -92,10 +92,11 @@ type queued struct {
 	cfg *config.Events
 }
 
-// enqueue queues ev for delivery without blocking.
+// enqueue queues ev for delivery without blocking; a quiet event is not
+// delivered.
 func (s *eventSink) enqueue(ev Event) {
 	cfg := s.cfg.Load()
-	if cfg == nil {
+	if cfg == nil || ev.quiet {
 		return
 	}
 	s.mu.RLock()

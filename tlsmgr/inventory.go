@@ -188,6 +188,10 @@ type record struct {
 	// ExpiringSerial is the serial an expiring event was sent for, so it
 	// is sent once per certificate, by whichever instance sees it first.
 	ExpiringSerial string `json:"expiring_serial,omitempty"`
+	// FailureNotified is when the webhook and the command last got a
+	// renewal_failed event of the current failure streak; zero once the
+	// Certificate is obtained or renewed.
+	FailureNotified time.Time `json:"failure_notified,omitzero"`
 }
 
 // staleAttempt is how long Attempting is believed: an attempt that never

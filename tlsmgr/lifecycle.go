@@ -34,6 +34,12 @@ const (
 	EventObtainFailed = "obtain_failed"
 )
 
+// failureReminder is how long the webhook and the command hear nothing
+// more of a Certificate whose renewal keeps failing after they got its
+// renewal_failed event: the first failure of a streak is sent at once,
+// then one reminder a day at most, however often renewal is retried.
+const failureReminder = 24 * time.Hour
+
 // Event is something that happened to a Certificate. It is what
 // [Manager.Subscribe] delivers and what the events webhook and command
 // receive as JSON.
@@ -47,8 +53,12 @@ type Event struct {
 	// local CA, or the issuer's common name for a file Certificate.
 	Issuer string `json:"issuer,omitempty"`
 	// Error is why a renewal failed.
-	Error string    `json:"error,omitempty"`
-	Time  time.Time `json:"time"`
+	Error string `json:"error,omitempty"`
+	// Failures counts the failed attempts in a row, this one included,
+	// for obtain_failed and renewal_failed: a renewal_failed with more
+	// than 1 is the daily reminder of a streak still going on.
+	Failures int       `json:"failures,omitempty"`
+	Time     time.Time `json:"time"`
 	// NotAfter is the end of the Certificate's validity, when known.
 	NotAfter time.Time `json:"not_after,omitzero"`
 	// Duration is how long the ACME attempt took, from certmagic's
@@ -56,6 +66,11 @@ type Event struct {
 	// and renewal_failed from an ACME CA; zero when unknown. It feeds the
 	// order duration histogram of the metrics.
 	Duration time.Duration `json:"-"`
+
+	// quiet keeps the event from the webhook and the command, which hear
+	// of a renewal failure streak once a day at most; subscribers (the
+	// metrics) and the log still get it.
+	quiet bool
 }
 
 // defaultLifecycleInterval is how often the inventory is checked for
@@ -69,6 +84,8 @@ type lifecycle struct {
 	logger *slog.Logger
 	inv    *inventory
 	engine acmeEngine
+	// now is the clock of events; time.Now but in tests.
+	now func() time.Time
 
 	// subMu guards subs and nextSub.
 	subMu   sync.Mutex
@@ -114,11 +131,14 @@ type lifecycleEngine interface {
 
 var _ lifecycleEngine = (*certmagicEngine)(nil)
 
-func newLifecycle(m *Manager, interval time.Duration) *lifecycle {
+func newLifecycle(m *Manager, interval time.Duration, now func() time.Time) *lifecycle {
 	if interval <= 0 {
 		interval = defaultLifecycleInterval
 	}
 	lc := newLifecycleCore(m.logger, m.frozen.storage, m.engine)
+	if now != nil {
+		lc.now = now
+	}
 	if e, ok := m.engine.(*certmagicEngine); ok {
 		e.notify = lc.certmagicEvent
 	}
@@ -134,7 +154,7 @@ func newLifecycleCore(logger *slog.Logger, storage string, engine acmeEngine) *l
 	done := make(chan struct{})
 	close(done) // no watch loop yet
 	lc := &lifecycle{
-		logger: logger, inv: newInventory(storage), engine: engine,
+		logger: logger, inv: newInventory(storage), engine: engine, now: time.Now,
 		subs: map[int]func(Event){}, retireAfter: config.DefaultRetireAfter,
 		cancel: func() {}, done: done,
 	}
@@ -169,7 +189,7 @@ func (lc *lifecycle) Subscribe(f func(Event)) func() {
 
 func (lc *lifecycle) emit(ev Event) {
 	if ev.Time.IsZero() {
-		ev.Time = time.Now().UTC()
+		ev.Time = lc.now().UTC()
 	}
 	lc.subMu.Lock()
 	ids := make([]int, 0, len(lc.subs))
@@ -182,7 +202,12 @@ func (lc *lifecycle) emit(ev Event) {
 		fs[i] = lc.subs[id]
 	}
 	lc.subMu.Unlock()
-	lc.logger.Info("certificate event", "event", ev.Type, "names", ev.Names, "issuer", ev.Issuer)
+	if ev.quiet {
+		lc.logger.Info("certificate event", "event", ev.Type, "names", ev.Names, "issuer", ev.Issuer, "failures", ev.Failures,
+			"note", "not sent to the webhook or command: they had this failure streak within the last day")
+	} else {
+		lc.logger.Info("certificate event", "event", ev.Type, "names", ev.Names, "issuer", ev.Issuer)
+	}
 	for _, f := range fs {
 		f(ev)
 	}
@@ -246,7 +271,7 @@ func (lc *lifecycle) certmagicEvent(ctx context.Context, event string, data map[
 		return
 	}
 	renewal, _ := data["renewal"].(bool)
-	now := time.Now().UTC()
+	now := lc.now().UTC()
 	var err error
 	switch event {
 	case "cert_obtaining":
@@ -263,6 +288,7 @@ func (lc *lifecycle) certmagicEvent(ctx context.Context, event string, data map[
 		_, err = lc.inv.update(ctx, name, lc.defaultRecord(name), func(r *record) {
 			took = attemptDuration(r, now)
 			r.Attempting, r.Failures, r.LastError = false, 0, ""
+			r.FailureNotified = time.Time{} // the streak is over
 			r.IssuerKey, r.CA = key, ca
 			if _, hosts, onDemand := lc.settings(); slices.Contains(hosts, name) || onDemand(name) {
 				r.RetiredAt = time.Time{} // back in use
@@ -292,11 +318,22 @@ func (lc *lifecycle) certmagicEvent(ctx context.Context, event string, data map[
 		}
 		var r record
 		var took time.Duration
+		quiet := false
 		r, err = lc.inv.update(ctx, name, lc.defaultRecord(name), func(r *record) {
 			took = attemptDuration(r, now)
 			r.Attempting = false
 			r.Failures++
 			r.LastError = msg
+			if !renewal {
+				return
+			}
+			// In the record, so instances sharing the storage and
+			// restarts keep to one event a day between them.
+			if !r.FailureNotified.IsZero() && now.Sub(r.FailureNotified) < failureReminder {
+				quiet = true
+				return
+			}
+			r.FailureNotified = now
 		})
 		issuer := r.CA
 		if issuer == "" {
@@ -311,7 +348,7 @@ func (lc *lifecycle) certmagicEvent(ctx context.Context, event string, data map[
 		if !renewal {
 			typ = EventObtainFailed
 		}
-		lc.emit(Event{Type: typ, Names: []string{name}, Issuer: issuer, Error: msg, Time: now, Duration: took})
+		lc.emit(Event{Type: typ, Names: []string{name}, Issuer: issuer, Error: msg, Failures: r.Failures, Time: now, Duration: took, quiet: quiet})
 	}
 	if err != nil {
 		lc.logger.Warn("updating the certificate inventory", "host", name, "event", event, "error", err)

@@ -2,20 +2,25 @@ package tlsmgr
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/big"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -695,5 +700,220 @@ func TestStatus(t *testing.T) {
 	}
 	if got, want := strings.Join(order, " "), "x f n p v1 v2 i r"; got != want {
 		t.Errorf("sorted by urgency: got %s, want %s", got, want)
+	}
+}
+
+// countHandler passes records on to next and counts those with message
+// msg and the attribute event=typ.
+type countHandler struct {
+	slog.Handler
+	msg, typ string
+	n        *atomic.Int64
+}
+
+func (h countHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "event" && a.Value.String() == h.typ {
+				h.n.Add(1)
+			}
+			return true
+		})
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h countHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	h.Handler = h.Handler.WithAttrs(attrs)
+	return h
+}
+
+func (h countHandler) WithGroup(name string) slog.Handler {
+	h.Handler = h.Handler.WithGroup(name)
+	return h
+}
+
+// caSwitch forwards TCP connections to an ACME directory server while it
+// is up, and refuses them (cutting those open) while it is down: a CA
+// outage that ends, unlike Pebble's Close.
+type caSwitch struct {
+	addr string
+	// mu guards down and conns.
+	mu    sync.Mutex
+	down  bool
+	conns map[net.Conn]bool
+}
+
+func startCASwitch(t *testing.T, target string) *caSwitch {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &caSwitch{addr: ln.Addr().String(), conns: map[net.Conn]bool{}}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go s.forward(c, target)
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		s.setDown(true)
+	})
+	return s
+}
+
+func (s *caSwitch) forward(c net.Conn, target string) {
+	defer c.Close()
+	s.mu.Lock()
+	if s.down {
+		s.mu.Unlock()
+		return
+	}
+	s.conns[c] = true
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+	}()
+	up, err := net.Dial("tcp", target)
+	if err != nil {
+		return
+	}
+	defer up.Close()
+	go func() {
+		_, _ = io.Copy(up, c)
+		up.Close()
+	}()
+	_, _ = io.Copy(c, up)
+}
+
+func (s *caSwitch) setDown(down bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.down = down
+	if down {
+		for c := range s.conns {
+			c.Close()
+		}
+	}
+}
+
+// TestRenewalFailedReminders fails the renewals of a Pebble certificate
+// again and again (the CA is unreachable): the webhook and the command get
+// renewal_failed when the streak starts and then once a day while it
+// lasts, not at every attempt, which the log and the subscribers (the
+// metrics) still see; a renewal ends the streak, and the next failure is
+// sent at once.
+func TestRenewalFailedReminders(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	g := startGatehouse(t)
+	ca := startCA(t, g.httpPort, g.httpsPort, 0, "")
+	hook := startEventReceiver(t)
+	execOut := filepath.Join(t.TempDir(), "events.log")
+	const host = "streak.test"
+	// Pebble answers with URLs on the host it was asked at, so everything
+	// goes through the switch.
+	u, err := url.Parse(ca.DirectoryURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw := startCASwitch(t, u.Host)
+	u.Host = sw.addr
+	dirURL := u.String()
+	cfg := g.config(t, t.TempDir(), config.ACME{CA: dirURL, CARoot: ca.ClientRootFile(), Email: "admin@example.org"}, host)
+	cfg.Events = &config.Events{Webhook: hook.url, Exec: []string{writeEventScript(t, execOut)}}
+	var skew atomic.Int64 // how far the lifecycle's clock is ahead
+	opts := fastOptions()
+	opts.now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	var logged atomic.Int64
+	m := g.startLogged(t, cfg, opts, countHandler{Handler: slog.NewTextHandler(t.Output(), nil), msg: "certificate event", typ: EventRenewalFailed, n: &logged})
+	var subscribed atomic.Int64
+	unsubscribe := m.Subscribe(func(ev Event) {
+		if ev.Type == EventRenewalFailed {
+			subscribed.Add(1)
+		}
+	})
+	defer unsubscribe()
+	waitForCert(t, g, host, ca.IssuerRoots(), "", 30*time.Second)
+
+	attempts := 0
+	fail := func() {
+		t.Helper()
+		sw.setDown(true)
+		defer sw.setDown(false)
+		if err := m.Renew(t.Context(), host, true); err == nil {
+			t.Fatal("renewal succeeded with the CA down")
+		}
+		attempts++
+	}
+	// sent checks what the webhook and the command have got: sentinel
+	// events go out in order behind the others, so once one arrives
+	// everything before it has.
+	sentinels := 0
+	sent := func(want int) {
+		t.Helper()
+		sentinels++
+		name := fmt.Sprintf("sentinel-%d.test", sentinels)
+		m.lc.emit(Event{Type: EventRetired, Names: []string{name}})
+		hook.wait(t, EventRetired, name, 10*time.Second)
+		waitExecLine(t, execOut, EventRetired, name)
+		execs := 0
+		for _, l := range execLines(t, execOut) {
+			if strings.HasPrefix(l, EventRenewalFailed+" "+host+" ") {
+				execs++
+			}
+		}
+		if got := hook.count(EventRenewalFailed, host); got != want || execs != want {
+			t.Errorf("after %d failed renewals: the webhook got %d renewal_failed events and the command %d, want %d", attempts, got, execs, want)
+		}
+		if logged.Load() != int64(attempts) || subscribed.Load() != int64(attempts) {
+			t.Errorf("after %d failed renewals: %d logged, %d to subscribers; want every one", attempts, logged.Load(), subscribed.Load())
+		}
+	}
+
+	fail()
+	fail()
+	sent(1)
+	if ev := hook.wait(t, EventRenewalFailed, host, time.Second); ev.Failures != 1 || ev.Error == "" || ev.Issuer != dirURL {
+		t.Errorf("first renewal_failed: %+v; want failures 1, the error and the CA", ev)
+	}
+	skew.Add(int64(23 * time.Hour))
+	fail()
+	sent(1)
+	skew.Add(int64(time.Hour)) // a day after the first one was sent
+	fail()
+	sent(2)
+	fail()
+	sent(2)
+	lastFailed := func() Event {
+		hook.mu.Lock()
+		defer hook.mu.Unlock()
+		for i := len(hook.events) - 1; i >= 0; i-- {
+			if hook.events[i].Type == EventRenewalFailed {
+				return hook.events[i]
+			}
+		}
+		return Event{}
+	}
+	if reminder := lastFailed(); reminder.Failures != 4 {
+		t.Errorf("the reminder: %+v; want renewal_failed with failures 4", reminder)
+	}
+
+	// Renewed: the streak is over, and the next failure is news again.
+	if err := m.Renew(t.Context(), host, true); err != nil {
+		t.Fatalf("renewal with the CA back: %v", err)
+	}
+	hook.wait(t, EventRenewed, host, 10*time.Second)
+	fail()
+	sent(3)
+	if again := lastFailed(); again.Failures != 1 {
+		t.Errorf("the first failure after a renewal: %+v; want renewal_failed with failures 1", again)
 	}
 }
