@@ -84,11 +84,7 @@ type onDemand struct {
 	ask     *http.Client
 	// askSlots holds one token per ask question in flight.
 	askSlots chan struct{}
-	// waiting maps a name whose Certificate a handshake is deciding on,
-	// loading or ordering now to that handshake's hello; the other
-	// handshakes for the name wait for it, and get its longer deadline.
-	waiting sync.Map
-	now     func() time.Time
+	now      func() time.Time
 	// unsubscribe ends certificateEvent's subscription.
 	unsubscribe func()
 	// askWarned is when a failed ask was last logged (Unix nanoseconds),
@@ -176,15 +172,29 @@ func (o *onDemand) getCertificate(hello *tls.ClientHelloInfo, name string) (*tls
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	if _, ok := o.waiting.Load(name); ok {
-		// certmagic will make this handshake wait for another one's
-		// decision or order.
+	if o.mayWait(name) {
+		// Extend before certmagic can make this handshake wait, for its
+		// own decision and order or for another handshake's: certmagic
+		// queues the others behind the one that decides before it calls
+		// decide, so a mark set there came too late for some of them,
+		// which got their Certificate past the deadline and could not
+		// send it (the client saw EOF).
 		extendHandshake(hello.Conn)
 	}
-	h := withServerName(hello, name)
-	cert, err := o.cfg.GetCertificateWithContext(ctx, h)
-	o.waiting.CompareAndDelete(name, h) // if decide made h the leader
-	return cert, err
+	return o.cfg.GetCertificateWithContext(ctx, withServerName(hello, name))
+}
+
+// mayWait reports whether a handshake for name may have to wait for ask,
+// storage or an order: whether the on-demand Cache has no unexpired
+// Certificate for it (certmagic renews an expired one during the
+// handshake).
+func (o *onDemand) mayWait(name string) bool {
+	for _, c := range o.cache.AllMatchingCertificates(name) {
+		if !c.Expired() {
+			return false
+		}
+	}
+	return true
 }
 
 // errNoSNI refuses on-demand issuance for a hello without a server name.
@@ -198,11 +208,10 @@ func (o *onDemand) decide(ctx context.Context, name string) error {
 	if src := t.lookup(name); src == nil || src.kind != sourceOnDemand || t.onDemand == nil {
 		return errOnDemandDenied
 	}
-	// This handshake now leads the loading or ordering of name; the
-	// handshakes certmagic makes wait for it see the mark (and
-	// getCertificate removes it when this one is done).
+	// This handshake now leads the loading or ordering of name. It was
+	// given the longer deadline already unless its Certificate left the
+	// Cache after getCertificate looked.
 	if hello, _ := ctx.Value(certmagic.ClientHelloInfoCtxKey).(*tls.ClientHelloInfo); hello != nil {
-		o.waiting.Store(name, hello)
 		extendHandshake(hello.Conn)
 	}
 	err := t.onDemand.allow(ctx, o, name)

@@ -8,7 +8,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,6 +18,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -322,6 +325,140 @@ func TestOnDemandConcurrent(t *testing.T) {
 		t.Errorf("%d of %d concurrent handshakes failed", failed, n)
 	}
 	checkOrders(t, ca, 1)
+}
+
+// TestOnDemandQueuedHandshakesOutliveTheirDeadline makes handshakes for
+// new names, many per name at once, through a Listener whose handshake
+// deadline (timeouts.read_header in the command) is shorter than ask takes
+// to answer. Every handshake that waits, for its own decision and order or
+// for another's, must be given the longer deadline before certmagic
+// queues it: one queued behind the first before that one reached decide
+// used to keep the short deadline, get its Certificate after it and fail
+// to send it, and the client saw EOF.
+func TestOnDemandQueuedHandshakesOutliveTheirDeadline(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	g := startGatehouse(t)
+	ca := startCA(t, g.httpPort, g.httpsPort, 0, "")
+	const deadline = 500 * time.Millisecond
+	ask := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-time.After(3 * deadline):
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer ask.Close()
+	const names, perName = 5, 10 // names ≤ askConcurrency
+	od := &config.OnDemand{Ask: ask.URL, Rate: &config.Rate{Burst: names, Per: time.Hour}}
+	m := g.start(t, g.onDemandConfig(t, ca, t.TempDir(), od, "*.queue.test"), fastOptions())
+	addr := serveTLSWithDeadline(t, m.TLSConfig(), deadline)
+
+	begin := make(chan struct{})
+	errs := make(chan error, names*perName)
+	var wg sync.WaitGroup
+	for i := range names {
+		host := fmt.Sprintf("n%d.queue.test", i)
+		for range perName {
+			wg.Go(func() {
+				<-begin
+				if _, err := handshakeWithin(addr, host, ca, 60*time.Second); err != nil {
+					errs <- fmt.Errorf("handshake as %s: %w", host, err)
+				}
+			})
+		}
+	}
+	close(begin)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	checkOrders(t, ca, names)
+}
+
+// TestOnDemandMayWait checks which handshakes get the longer deadline
+// before certmagic sees them: those for a name with no Certificate in
+// memory, or only an expired one (certmagic renews it during the
+// handshake), and not those it serves at once.
+func TestOnDemandMayWait(t *testing.T) {
+	s, err := newACMESettings(&config.Config{Storage: t.TempDir(), ACME: config.ACME{CA: "https://127.0.0.1:1/dir"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := newCertmagicEngine(s, fastOptions(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.close()
+	var tbl atomic.Pointer[table]
+	o, err := newOnDemand(e, &tbl, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.close()
+	// Leaves of a day from the local CA: one issued now, one two days ago.
+	clock := &fakeClock{t: time.Now().Add(-48 * time.Hour)}
+	ca, err := openLocalCA(t.Context(), t.TempDir(), clock.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expired, err := ca.issueLeaf("old.example.test", clock.now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	valid, err := ca.issueLeaf("new.example.test", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*tls.Certificate{expired, valid} {
+		if _, err := o.cfg.CacheUnmanagedTLSCertificate(t.Context(), *c, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := len(o.cache.AllMatchingCertificates("old.example.test")); got != 1 {
+		t.Fatalf("expired certificates in memory: got %d, want 1", got)
+	}
+	for name, want := range map[string]bool{"unknown.example.test": true, "old.example.test": true, "new.example.test": false} {
+		if got := o.mayWait(name); got != want {
+			t.Errorf("mayWait(%s): got %v, want %v", name, got, want)
+		}
+	}
+}
+
+// serveTLSWithDeadline serves handshakes with cfg on a new loopback
+// Listener, each under a deadline of d from its accept, as net/http does
+// with its handshake timeout, and returns the Listener's address.
+func serveTLSWithDeadline(t *testing.T, cfg *tls.Config, d time.Duration) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		_ = ln.Close()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(d))
+				tc := tls.Server(c, cfg)
+				if err := tc.Handshake(); err == nil {
+					// Wait for the client to hang up, so it reads all
+					// the server sent.
+					_, _ = io.Copy(io.Discard, tc)
+				}
+			})
+		}
+	})
+	return ln.Addr().String()
 }
 
 // TestOnDemandFlood sends 500 handshakes for random names the policy
