@@ -158,7 +158,7 @@ func (p *h1Pool) get(ctx context.Context) (*h1Conn, error) {
 	c := &h1Conn{pool: p, nc: nc}
 	c.br = bufio.NewReaderSize(c, h1BufferSize)
 	c.bw = bufio.NewWriterSize(nc, h1BufferSize)
-	if sc, ok := nc.(syscall.Conn); ok {
+	if sc, ok := nc.(syscall.Conn); ok && canPeek {
 		if c.raw, err = sc.SyscallConn(); err != nil {
 			nc.Close()
 			return nil, fmt.Errorf("preparing the upstream connection: %w", err)
@@ -185,10 +185,10 @@ func (c *h1Conn) quiet() bool {
 	return c.peekErr == syscall.EAGAIN
 }
 
-// peek is c.raw's read function for quiet: one MSG_PEEK of a byte that
-// does not wait.
+// peek is c.raw's read function for quiet: one peek at a byte that does
+// not wait (see peekByte).
 func (c *h1Conn) peek(fd uintptr) bool {
-	c.peeked, _, c.peekErr = syscall.Recvfrom(int(fd), c.peekBuf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	c.peeked, c.peekErr = peekByte(fd, c.peekBuf[:])
 	return true
 }
 

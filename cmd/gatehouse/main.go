@@ -15,9 +15,8 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	// Always caught: SIGUSR1's default action would kill the process.
 	usr1 := make(chan os.Signal, 1)
-	signal.Notify(usr1, syscall.SIGUSR1)
+	notifyReopen(usr1)
 	env := &environment{
 		stdin:  os.Stdin,
 		stdout: os.Stdout,
