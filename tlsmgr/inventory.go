@@ -189,8 +189,8 @@ type record struct {
 	// is sent once per certificate, by whichever instance sees it first.
 	ExpiringSerial string `json:"expiring_serial,omitempty"`
 	// FailureNotified is when the webhook and the command last got a
-	// renewal_failed event of the current failure streak; zero once the
-	// Certificate is obtained or renewed.
+	// renewal_failed or obtain_failed event of the current failure
+	// streak; zero once the Certificate is obtained or renewed.
 	FailureNotified time.Time `json:"failure_notified,omitzero"`
 }
 

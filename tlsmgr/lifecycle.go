@@ -35,9 +35,10 @@ const (
 )
 
 // failureReminder is how long the webhook and the command hear nothing
-// more of a Certificate whose renewal keeps failing after they got its
-// renewal_failed event: the first failure of a streak is sent at once,
-// then one reminder a day at most, however often renewal is retried.
+// more of a Certificate whose renewal or first issuance keeps failing
+// after they got its renewal_failed or obtain_failed event: the first
+// failure of a streak is sent at once, then one reminder a day at most,
+// however often the attempt is retried.
 const failureReminder = 24 * time.Hour
 
 // Event is something that happened to a Certificate. It is what
@@ -55,8 +56,8 @@ type Event struct {
 	// Error is why a renewal failed.
 	Error string `json:"error,omitempty"`
 	// Failures counts the failed attempts in a row, this one included,
-	// for obtain_failed and renewal_failed: a renewal_failed with more
-	// than 1 is the daily reminder of a streak still going on.
+	// for obtain_failed and renewal_failed: more than 1 is the daily
+	// reminder of a streak still going on.
 	Failures int       `json:"failures,omitempty"`
 	Time     time.Time `json:"time"`
 	// NotAfter is the end of the Certificate's validity, when known.
@@ -68,8 +69,8 @@ type Event struct {
 	Duration time.Duration `json:"-"`
 
 	// quiet keeps the event from the webhook and the command, which hear
-	// of a renewal failure streak once a day at most; subscribers (the
-	// metrics) and the log still get it.
+	// of a failure streak once a day at most; subscribers (the metrics)
+	// and the log still get it.
 	quiet bool
 }
 
@@ -324,9 +325,6 @@ func (lc *lifecycle) certmagicEvent(ctx context.Context, event string, data map[
 			r.Attempting = false
 			r.Failures++
 			r.LastError = msg
-			if !renewal {
-				return
-			}
 			// In the record, so instances sharing the storage and
 			// restarts keep to one event a day between them.
 			if !r.FailureNotified.IsZero() && now.Sub(r.FailureNotified) < failureReminder {

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-proxy/gatehouse/config"
+	"github.com/gatehouse-proxy/gatehouse/tlsmgr/pebbletest"
 )
 
 // eventReceiver is a real HTTP server that receives the events webhook.
@@ -107,6 +108,18 @@ func (r *eventReceiver) count(typ, name string) int {
 		}
 	}
 	return n
+}
+
+// last returns the latest event of type typ, or the zero Event.
+func (r *eventReceiver) last(typ string) Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := len(r.events) - 1; i >= 0; i-- {
+		if r.events[i].Type == typ {
+			return r.events[i]
+		}
+	}
+	return Event{}
 }
 
 // findInfo returns the inventory entry listing name.
@@ -767,6 +780,40 @@ func startCASwitch(t *testing.T, target string) *caSwitch {
 	return s
 }
 
+// startSwitchedCA starts a Pebble for g behind a caSwitch and returns its
+// directory URL through the switch. Pebble answers with URLs on the host
+// it was asked at, so everything goes through the switch.
+func startSwitchedCA(t *testing.T, g *gatehouse) (ca *pebbletest.CA, sw *caSwitch, dirURL string) {
+	t.Helper()
+	ca = startCA(t, g.httpPort, g.httpsPort, 0, "")
+	u, err := url.Parse(ca.DirectoryURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw = startCASwitch(t, u.Host)
+	u.Host = sw.addr
+	return ca, sw, u.String()
+}
+
+// newStreakTest sets up what a failure streak test needs: gatehouse's
+// Listeners, a Pebble behind a switch, a config for host sending events to
+// a webhook and a command (writing to execOut), and options whose
+// lifecycle clock is skew ahead of time.Now.
+func newStreakTest(t *testing.T, host string) (g *gatehouse, ca *pebbletest.CA, sw *caSwitch, dirURL string,
+	hook *eventReceiver, execOut string, cfg *config.Config, opts options, skew *atomic.Int64) {
+	t.Helper()
+	g = startGatehouse(t)
+	ca, sw, dirURL = startSwitchedCA(t, g)
+	hook = startEventReceiver(t)
+	execOut = filepath.Join(t.TempDir(), "events.log")
+	cfg = g.config(t, t.TempDir(), config.ACME{CA: dirURL, CARoot: ca.ClientRootFile(), Email: "admin@example.org"}, host)
+	cfg.Events = &config.Events{Webhook: hook.url, Exec: []string{writeEventScript(t, execOut)}}
+	skew = new(atomic.Int64)
+	opts = fastOptions()
+	opts.now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	return g, ca, sw, dirURL, hook, execOut, cfg, opts, skew
+}
+
 func (s *caSwitch) forward(c net.Conn, target string) {
 	defer c.Close()
 	s.mu.Lock()
@@ -804,6 +851,24 @@ func (s *caSwitch) setDown(down bool) {
 	}
 }
 
+// sentCount returns how many events of type typ for name the webhook and
+// the command have got. It emits a sentinel event first and waits for
+// both to get it: events go out in order, so once the sentinel arrives
+// everything emitted before it has.
+func sentCount(t *testing.T, m *Manager, hook *eventReceiver, execOut, typ, name string) (webhook, command int) {
+	t.Helper()
+	sentinel := fmt.Sprintf("sentinel-%x.test", rand.Uint64())
+	m.lc.emit(Event{Type: EventRetired, Names: []string{sentinel}})
+	hook.wait(t, EventRetired, sentinel, 10*time.Second)
+	waitExecLine(t, execOut, EventRetired, sentinel)
+	for _, l := range execLines(t, execOut) {
+		if strings.HasPrefix(l, typ+" "+name+" ") {
+			command++
+		}
+	}
+	return hook.count(typ, name), command
+}
+
 // TestRenewalFailedReminders fails the renewals of a Pebble certificate
 // again and again (the CA is unreachable): the webhook and the command get
 // renewal_failed when the streak starts and then once a day while it
@@ -813,25 +878,8 @@ func (s *caSwitch) setDown(down bool) {
 func TestRenewalFailedReminders(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
-	g := startGatehouse(t)
-	ca := startCA(t, g.httpPort, g.httpsPort, 0, "")
-	hook := startEventReceiver(t)
-	execOut := filepath.Join(t.TempDir(), "events.log")
 	const host = "streak.test"
-	// Pebble answers with URLs on the host it was asked at, so everything
-	// goes through the switch.
-	u, err := url.Parse(ca.DirectoryURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	sw := startCASwitch(t, u.Host)
-	u.Host = sw.addr
-	dirURL := u.String()
-	cfg := g.config(t, t.TempDir(), config.ACME{CA: dirURL, CARoot: ca.ClientRootFile(), Email: "admin@example.org"}, host)
-	cfg.Events = &config.Events{Webhook: hook.url, Exec: []string{writeEventScript(t, execOut)}}
-	var skew atomic.Int64 // how far the lifecycle's clock is ahead
-	opts := fastOptions()
-	opts.now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	g, ca, sw, dirURL, hook, execOut, cfg, opts, skew := newStreakTest(t, host)
 	var logged atomic.Int64
 	m := g.startLogged(t, cfg, opts, countHandler{Handler: slog.NewTextHandler(t.Output(), nil), msg: "certificate event", typ: EventRenewalFailed, n: &logged})
 	var subscribed atomic.Int64
@@ -853,24 +901,9 @@ func TestRenewalFailedReminders(t *testing.T) {
 		}
 		attempts++
 	}
-	// sent checks what the webhook and the command have got: sentinel
-	// events go out in order behind the others, so once one arrives
-	// everything before it has.
-	sentinels := 0
 	sent := func(want int) {
 		t.Helper()
-		sentinels++
-		name := fmt.Sprintf("sentinel-%d.test", sentinels)
-		m.lc.emit(Event{Type: EventRetired, Names: []string{name}})
-		hook.wait(t, EventRetired, name, 10*time.Second)
-		waitExecLine(t, execOut, EventRetired, name)
-		execs := 0
-		for _, l := range execLines(t, execOut) {
-			if strings.HasPrefix(l, EventRenewalFailed+" "+host+" ") {
-				execs++
-			}
-		}
-		if got := hook.count(EventRenewalFailed, host); got != want || execs != want {
+		if got, execs := sentCount(t, m, hook, execOut, EventRenewalFailed, host); got != want || execs != want {
 			t.Errorf("after %d failed renewals: the webhook got %d renewal_failed events and the command %d, want %d", attempts, got, execs, want)
 		}
 		if logged.Load() != int64(attempts) || subscribed.Load() != int64(attempts) {
@@ -892,17 +925,7 @@ func TestRenewalFailedReminders(t *testing.T) {
 	sent(2)
 	fail()
 	sent(2)
-	lastFailed := func() Event {
-		hook.mu.Lock()
-		defer hook.mu.Unlock()
-		for i := len(hook.events) - 1; i >= 0; i-- {
-			if hook.events[i].Type == EventRenewalFailed {
-				return hook.events[i]
-			}
-		}
-		return Event{}
-	}
-	if reminder := lastFailed(); reminder.Failures != 4 {
+	if reminder := hook.last(EventRenewalFailed); reminder.Failures != 4 {
 		t.Errorf("the reminder: %+v; want renewal_failed with failures 4", reminder)
 	}
 
@@ -913,7 +936,91 @@ func TestRenewalFailedReminders(t *testing.T) {
 	hook.wait(t, EventRenewed, host, 10*time.Second)
 	fail()
 	sent(3)
-	if again := lastFailed(); again.Failures != 1 {
+	if again := hook.last(EventRenewalFailed); again.Failures != 1 {
 		t.Errorf("the first failure after a renewal: %+v; want renewal_failed with failures 1", again)
+	}
+}
+
+// TestObtainFailedReminders keeps a host's first certificate from being
+// obtained (the CA is unreachable) while the obtainer retries on its
+// short backoff: the webhook and the command get obtain_failed when the
+// streak starts and then once a day while it lasts, not at every attempt,
+// which the log and the subscribers (the metrics) still see. Obtaining
+// the certificate ends the streak, so its first renewal failure is sent
+// at once.
+func TestObtainFailedReminders(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	const host = "first-streak.test"
+	g, _, sw, dirURL, hook, execOut, cfg, opts, skew := newStreakTest(t, host)
+	sw.setDown(true) // before the Manager starts obtaining
+	var logged atomic.Int64
+	var subscribed atomic.Int64
+	seen := make(chan struct{}, 1)
+	m := g.startLogged(t, cfg, opts, countHandler{Handler: slog.NewTextHandler(t.Output(), nil), msg: "certificate event", typ: EventObtainFailed, n: &logged})
+	unsubscribe := m.Subscribe(func(ev Event) {
+		if ev.Type == EventObtainFailed {
+			subscribed.Add(1)
+			select {
+			case seen <- struct{}{}:
+			default:
+			}
+		}
+	})
+	defer unsubscribe()
+
+	// failures waits until the subscriber has seen n more failed attempts.
+	failures := func(n int64) {
+		t.Helper()
+		want := subscribed.Load() + n
+		deadline := time.NewTimer(30 * time.Second)
+		defer deadline.Stop()
+		for subscribed.Load() < want {
+			select {
+			case <-seen:
+			case <-deadline.C:
+				t.Fatalf("waiting for %d obtain_failed events: got %d", want, subscribed.Load())
+			}
+		}
+	}
+	sent := func(want int) {
+		t.Helper()
+		if got, execs := sentCount(t, m, hook, execOut, EventObtainFailed, host); got != want || execs != want {
+			t.Errorf("after %d failed attempts: the webhook got %d obtain_failed events and the command %d, want %d", subscribed.Load(), got, execs, want)
+		}
+		// The first attempts may end before Subscribe, so the log can
+		// be ahead; both see far more than were sent.
+		if l, s := logged.Load(), subscribed.Load(); l < s || s <= int64(want) {
+			t.Errorf("%d obtain_failed logged, %d to subscribers, %d sent; want every attempt logged and to subscribers", l, s, want)
+		}
+	}
+	failures(3)
+	sent(1)
+	if ev := hook.last(EventObtainFailed); ev.Failures != 1 || ev.Error == "" || ev.Issuer != dirURL {
+		t.Errorf("first obtain_failed: %+v; want failures 1, the error and the CA", ev)
+	}
+	skew.Add(int64(23 * time.Hour))
+	failures(2)
+	sent(1)
+	skew.Add(int64(time.Hour)) // a day after the first one was sent
+	// The attempt under way may have read the clock before it moved.
+	failures(2)
+	sent(2)
+	failures(2)
+	sent(2)
+	if reminder := hook.last(EventObtainFailed); reminder.Failures < 5 {
+		t.Errorf("the reminder: %+v; want obtain_failed with failures 5 or more", reminder)
+	}
+
+	// Obtained: the streak is over, and the next failure is news again.
+	sw.setDown(false)
+	hook.wait(t, EventObtained, host, 30*time.Second)
+	sw.setDown(true)
+	if err := m.Renew(t.Context(), host, true); err == nil {
+		t.Fatal("renewal succeeded with the CA down")
+	}
+	hook.wait(t, EventRenewalFailed, host, 10*time.Second)
+	if again := hook.last(EventRenewalFailed); again.Failures != 1 {
+		t.Errorf("the first failure after obtaining: %+v; want renewal_failed with failures 1", again)
 	}
 }
