@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"math/big"
 	"net/netip"
 	"os"
@@ -44,34 +45,65 @@ const (
 )
 
 // localCALock is the name of the storage lock held while the local CA is
-// loaded or created, so two processes sharing a storage (a first
-// `gatehouse run` and `gatehouse trust`, or two instances) never each
-// create a root. certmagic's FileStorage keeps it in
+// loaded or created, and while its intermediate is rotated, so two
+// processes sharing a storage (a first `gatehouse run` and `gatehouse
+// trust`, or two instances) never each create a root, nor read one
+// instance's new intermediate key beside the old certificate.
+// certmagic's FileStorage keeps it in
 // <storage>/locks/gatehouse_local_ca.lock.
 const localCALock = "gatehouse_local_ca"
+
+// rotateLockWait bounds the wait for localCALock when a running instance
+// rotates the intermediate, and rotateRetry is how long it serves the
+// current intermediate before trying again after a failed rotation. The
+// intermediate is due with a third of its life (four months) left, so
+// retrying is cheap. A lock left by a crashed process goes stale within
+// seconds.
+const (
+	rotateLockWait = time.Minute
+	rotateRetry    = 10 * time.Minute
+)
 
 // localCA issues certificates for names no public CA can certify
 // (localhost, IP addresses, *.internal). It is a two-level PKI on
 // crypto/x509: a long-lived root persisted in <storage>/pki, an
 // intermediate persisted beside it and re-issued when a third of its life
 // remains, and short-lived leaves kept only in memory.
+//
+// A running instance rotates the intermediate in the background, under
+// localCALock, while handshakes keep getting leaves from the current one.
 type localCA struct {
-	dir string
+	storage, dir string
 	// leafLifetime is the validity of a leaf; a field so tests can shorten
 	// it.
 	leafLifetime time.Duration
 	// now is the clock; a field so tests can move it.
 	now func() time.Time
+	// logger reports rotations of the intermediate; it discards unless
+	// the Manager sets it.
+	logger *slog.Logger
 
 	root    *x509.Certificate
 	rootKey *ecdsa.PrivateKey
 
-	// mu guards inter, interKey and leaves. It is never held while a leaf
-	// is signed for a name other than through intermediate().
+	// ctx is the parent of rotations; close cancels it and waits on wg,
+	// which counts the rotation goroutine.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	// mu guards inter, interKey, leaves, rotating, retryAt and closed. It
+	// is never held while a leaf is signed, nor while localCALock is
+	// awaited.
 	mu       sync.Mutex
 	inter    *x509.Certificate
 	interKey *ecdsa.PrivateKey
 	leaves   map[string]*leafSlot
+	// rotating reports whether a rotation goroutine runs; retryAt is
+	// when the next may start after one failed.
+	rotating bool
+	retryAt  time.Time
+	closed   bool
 }
 
 // leafSlot holds the current leaf of one name.
@@ -92,6 +124,7 @@ func LocalRoot(ctx context.Context, storage string) (pemBytes []byte, path strin
 	if err != nil {
 		return nil, "", err
 	}
+	defer ca.close()
 	path = filepath.Join(ca.dir, rootCertFile)
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.root.Raw}), path, nil
 }
@@ -99,24 +132,22 @@ func LocalRoot(ctx context.Context, storage string) (pemBytes []byte, path strin
 // openLocalCA loads the CA kept in <storage>/pki, creating the root (once)
 // and the intermediate (when absent or near its end) as needed. It does so
 // under the storage lock localCALock, and looks for the files only once it
-// holds it: another process may have created them meanwhile.
+// holds it: another process may have created them meanwhile. The caller
+// calls close when done with a CA that issues leaves.
 func openLocalCA(ctx context.Context, storage string, now func() time.Time) (_ *localCA, err error) {
 	dir := filepath.Join(storage, pkiDir)
 	if err := mkdirPrivate(dir); err != nil {
 		return nil, fmt.Errorf("creating local CA directory: %w", err)
 	}
-	var locker certmagic.Locker = &certmagic.FileStorage{Path: storage}
-	if err := locker.Lock(ctx, localCALock); err != nil {
-		return nil, fmt.Errorf("locking local CA: %w", err)
+	unlock, err := lockLocalCA(ctx, storage)
+	if err != nil {
+		return nil, err
 	}
-	defer func() {
-		// Unlock even when ctx is done: a lock left behind stalls every
-		// other process until it goes stale.
-		if uerr := locker.Unlock(context.WithoutCancel(ctx), localCALock); uerr != nil {
-			err = errors.Join(err, fmt.Errorf("unlocking local CA: %w", uerr))
-		}
-	}()
-	ca := &localCA{dir: dir, leafLifetime: defaultLeafLifetime, now: now, leaves: map[string]*leafSlot{}}
+	defer func() { err = errors.Join(err, unlock()) }()
+	ca := &localCA{
+		storage: storage, dir: dir, leafLifetime: defaultLeafLifetime, now: now,
+		logger: slog.New(slog.DiscardHandler), leaves: map[string]*leafSlot{},
+	}
 	root, rootKey, err := loadPair(dir, rootCertFile, rootKeyFile)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -128,23 +159,75 @@ func openLocalCA(ctx context.Context, storage string, now func() time.Time) (_ *
 		return nil, fmt.Errorf("loading local CA root: %w", err)
 	}
 	ca.root, ca.rootKey = root, rootKey
+	if _, err := ca.loadOrCreateIntermediate(); err != nil {
+		return nil, err
+	}
+	ca.ctx, ca.cancel = context.WithCancel(context.Background())
+	return ca, nil
+}
 
-	inter, interKey, err := loadPair(dir, intermediateCertFile, intermediateKeyFile)
+// lockLocalCA takes localCALock of storage, waiting until ctx is done, and
+// returns the function that releases it.
+func lockLocalCA(ctx context.Context, storage string) (unlock func() error, err error) {
+	var locker certmagic.Locker = &certmagic.FileStorage{Path: storage}
+	if err := locker.Lock(ctx, localCALock); err != nil {
+		return nil, fmt.Errorf("locking local CA: %w", err)
+	}
+	return func() error {
+		// Unlock even when ctx is done: a lock left behind stalls every
+		// other process until it goes stale.
+		if err := locker.Unlock(context.WithoutCancel(ctx), localCALock); err != nil {
+			return fmt.Errorf("unlocking local CA: %w", err)
+		}
+		return nil
+	}, nil
+}
+
+// loadOrCreateIntermediate makes the intermediate in storage the current
+// one, first issuing and persisting a new one when there is none, it is
+// not from the root, or less than a third of its life remains. It reports
+// whether it issued one. localCALock must be held.
+func (ca *localCA) loadOrCreateIntermediate() (created bool, err error) {
+	now := ca.now()
+	inter, interKey, err := loadPair(ca.dir, intermediateCertFile, intermediateKeyFile)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
-		return nil, fmt.Errorf("loading local CA intermediate: %w", err)
-	case inter.CheckSignatureFrom(root) != nil:
+		return false, fmt.Errorf("loading local CA intermediate: %w", err)
+	case inter.CheckSignatureFrom(ca.root) != nil:
 		// The root was replaced by hand; the old intermediate is useless.
 		inter, interKey = nil, nil
 	}
-	ca.inter, ca.interKey = inter, interKey
-	ca.mu.Lock()
-	defer ca.mu.Unlock()
-	if _, _, err := ca.intermediateLocked(); err != nil {
-		return nil, err
+	if intermediateDue(inter, now) {
+		inter, interKey, err = ca.createIntermediate(now)
+		if err != nil {
+			return false, err
+		}
+		created = true
 	}
-	return ca, nil
+	ca.mu.Lock()
+	ca.inter, ca.interKey = inter, interKey
+	ca.mu.Unlock()
+	return created, nil
+}
+
+// intermediateDue reports whether inter is missing or has less than a
+// third of its life left at now.
+func intermediateDue(inter *x509.Certificate, now time.Time) bool {
+	if inter == nil {
+		return true
+	}
+	life := inter.NotAfter.Sub(inter.NotBefore)
+	return inter.NotAfter.Sub(now) <= life/3
+}
+
+// close stops a rotation of the intermediate in progress and waits for it.
+func (ca *localCA) close() {
+	ca.mu.Lock()
+	ca.closed = true
+	ca.mu.Unlock()
+	ca.cancel()
+	ca.wg.Wait()
 }
 
 // leaf returns the certificate chain (leaf, intermediate) for name, a
@@ -191,12 +274,7 @@ func (ca *localCA) retain(names []string) {
 }
 
 func (ca *localCA) issueLeaf(name string, now time.Time) (*tls.Certificate, error) {
-	ca.mu.Lock()
-	inter, interKey, err := ca.intermediateLocked()
-	ca.mu.Unlock()
-	if err != nil {
-		return nil, err
-	}
+	inter, interKey := ca.intermediate(now)
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("generating key: %w", err)
@@ -232,17 +310,61 @@ func (ca *localCA) issueLeaf(name string, now time.Time) (*tls.Certificate, erro
 	return &tls.Certificate{Certificate: [][]byte{der, inter.Raw}, PrivateKey: key, Leaf: leaf}, nil
 }
 
-// intermediateLocked returns the intermediate, issuing and persisting a new
-// one when there is none or less than a third of its life remains. ca.mu
-// must be held.
-func (ca *localCA) intermediateLocked() (*x509.Certificate, *ecdsa.PrivateKey, error) {
-	now := ca.now()
-	if ca.inter != nil {
-		life := ca.inter.NotAfter.Sub(ca.inter.NotBefore)
-		if ca.inter.NotAfter.Sub(now) > life/3 {
-			return ca.inter, ca.interKey, nil
-		}
+// intermediate returns the current intermediate. When it is due it starts
+// a rotation in the background and still returns the current one, which
+// has months left: the handshake that asks never waits for localCALock.
+func (ca *localCA) intermediate(now time.Time) (*x509.Certificate, *ecdsa.PrivateKey) {
+	ca.mu.Lock()
+	defer ca.mu.Unlock()
+	if intermediateDue(ca.inter, now) && !ca.rotating && !ca.closed && !now.Before(ca.retryAt) {
+		ca.rotating = true
+		ca.wg.Go(ca.rotate)
 	}
+	return ca.inter, ca.interKey
+}
+
+// rotate replaces the due intermediate under localCALock, waiting for it
+// at most rotateLockWait. Holding the lock, it looks at storage first:
+// another instance sharing it may have rotated already, and its
+// intermediate is loaded rather than a second one written. A failure is
+// logged and retried after rotateRetry.
+func (ca *localCA) rotate() {
+	err := func() (err error) {
+		ctx, cancel := context.WithTimeout(ca.ctx, rotateLockWait)
+		defer cancel()
+		unlock, err := lockLocalCA(ctx, ca.storage)
+		if err != nil {
+			return err
+		}
+		defer func() { err = errors.Join(err, unlock()) }()
+		created, err := ca.loadOrCreateIntermediate()
+		if err != nil {
+			return err
+		}
+		ca.mu.Lock()
+		serial := ca.inter.SerialNumber.Text(16)
+		ca.mu.Unlock()
+		if created {
+			ca.logger.Info("local CA intermediate rotated", "serial", serial)
+		} else {
+			ca.logger.Info("local CA intermediate loaded, rotated by another instance", "serial", serial)
+		}
+		return nil
+	}()
+	ca.mu.Lock()
+	ca.rotating = false
+	if err != nil {
+		ca.retryAt = ca.now().Add(rotateRetry)
+	}
+	ca.mu.Unlock()
+	if err != nil {
+		ca.logger.Warn("rotating the local CA intermediate; serving the current one", "retry_in", rotateRetry.String(), "error", err)
+	}
+}
+
+// createIntermediate issues a new intermediate and persists it.
+// localCALock must be held.
+func (ca *localCA) createIntermediate(now time.Time) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, fmt.Errorf("generating intermediate key: %w", err)
@@ -268,7 +390,6 @@ func (ca *localCA) intermediateLocked() (*x509.Certificate, *ecdsa.PrivateKey, e
 	if err != nil {
 		return nil, nil, fmt.Errorf("creating local CA intermediate: %w", err)
 	}
-	ca.inter, ca.interKey = cert, key
 	return cert, key, nil
 }
 

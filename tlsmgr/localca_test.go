@@ -2,10 +2,12 @@ package tlsmgr
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"io/fs"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -159,6 +161,7 @@ func TestLocalCAIntermediateReissued(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer ca.close()
 	old := ca.inter
 	clock.advance(intermediateLifetime * 2 / 3)
 	clock.advance(time.Hour)
@@ -166,10 +169,14 @@ func TestLocalCAIntermediateReissued(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The handshake got a leaf from the current intermediate at once;
+	// the rotation runs in the background.
+	verifyLocal(t, ca, cert.Certificate, "localhost")
+	ca.wg.Wait()
 	if ca.inter.SerialNumber.Cmp(old.SerialNumber) == 0 {
 		t.Fatal("intermediate not re-issued with under a third of its life left")
 	}
-	verifyLocal(t, ca, cert.Certificate, "localhost")
+	checkUnlocked(t, storage)
 	reopened, err := openLocalCA(t.Context(), storage, clock.now)
 	if err != nil {
 		t.Fatal(err)
@@ -368,4 +375,105 @@ func checkUnlocked(t *testing.T, storage string) {
 	if err := s.Unlock(t.Context(), localCALock); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestLocalCARotationShared rotates the intermediate of two Managers
+// sharing a storage, as two instances do, once their clock makes it due.
+// A handshake never waits for the storage lock: while another process
+// holds it, the handshake gets a leaf from the current intermediate and
+// the files stay as they are. The first Manager then rotates under the
+// lock; the second, holding it in turn, finds that intermediate on disk
+// and loads it instead of writing another.
+func TestLocalCARotationShared(t *testing.T) {
+	storage := t.TempDir()
+	clock := &fakeClock{t: time.Now()}
+	const host = "rotate.internal"
+	opts := defaultOptions()
+	opts.caNow = clock.now
+	newM := func() *Manager {
+		t.Helper()
+		cfg := &config.Config{
+			Storage: storage,
+			Listen:  config.Listen{HTTP: "127.0.0.1:0", HTTPS: "127.0.0.1:0"},
+			Sites:   []config.Site{{Hosts: []string{host}}},
+		}
+		m, err := newManager(t.Context(), cfg, slog.New(slog.NewTextHandler(t.Output(), nil)), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = m.Close() })
+		return m
+	}
+	a, b := newM(), newM()
+	old := a.ca.inter
+	if !b.ca.inter.Equal(old) {
+		t.Fatalf("second Manager: got intermediate %v, want the stored one, %v", b.ca.inter.SerialNumber, old.SerialNumber)
+	}
+	// served returns the intermediate m serves host with, from a fresh
+	// leaf.
+	served := func(m *Manager) *x509.Certificate {
+		t.Helper()
+		cert, err := m.getCertificate(&tls.ClientHelloInfo{ServerName: host})
+		if err != nil {
+			t.Fatal(err)
+		}
+		verifyLocal(t, m.ca, cert.Certificate, host)
+		inter, err := x509.ParseCertificate(cert.Certificate[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return inter
+	}
+	stored := func() *x509.Certificate {
+		t.Helper()
+		// loadPair fails on a key that does not match the certificate.
+		cert, _, err := loadPair(filepath.Join(storage, pkiDir), intermediateCertFile, intermediateKeyFile)
+		if err != nil {
+			t.Fatalf("loading the stored intermediate: %v", err)
+		}
+		return cert
+	}
+
+	// Due; leaves last a day, so two days on each Manager issues anew.
+	clock.advance(intermediateLifetime*2/3 + 48*time.Hour)
+	other := &certmagic.FileStorage{Path: storage}
+	if err := other.Lock(t.Context(), localCALock); err != nil {
+		t.Fatal(err)
+	}
+	if got := served(a); !got.Equal(old) {
+		t.Errorf("handshake while the lock is held elsewhere: got intermediate %v, want the current one, %v", got.SerialNumber, old.SerialNumber)
+	}
+	if got := stored(); !got.Equal(old) {
+		t.Errorf("stored intermediate while the lock is held elsewhere: got %v, want %v untouched", got.SerialNumber, old.SerialNumber)
+	}
+	if err := other.Unlock(t.Context(), localCALock); err != nil {
+		t.Fatal(err)
+	}
+	a.ca.wg.Wait() // the rotation the handshake started
+	rotated := stored()
+	if rotated.Equal(old) {
+		t.Fatal("intermediate not rotated once the lock was free")
+	}
+	if !a.ca.inter.Equal(rotated) {
+		t.Errorf("first Manager: got intermediate %v, want the one it stored, %v", a.ca.inter.SerialNumber, rotated.SerialNumber)
+	}
+	clock.advance(48 * time.Hour)
+	if got := served(a); !got.Equal(rotated) {
+		t.Errorf("first Manager serves intermediate %v, want %v", got.SerialNumber, rotated.SerialNumber)
+	}
+
+	// The second Manager's rotation loads the first one's.
+	served(b)
+	b.ca.wg.Wait()
+	if got := stored(); !got.Equal(rotated) {
+		t.Errorf("stored intermediate after the second Manager's rotation: got %v, want the first's, %v, kept", got.SerialNumber, rotated.SerialNumber)
+	}
+	if !b.ca.inter.Equal(rotated) {
+		t.Errorf("second Manager: got intermediate %v, want the first's, %v", b.ca.inter.SerialNumber, rotated.SerialNumber)
+	}
+	clock.advance(48 * time.Hour)
+	if got := served(b); !got.Equal(rotated) {
+		t.Errorf("second Manager serves intermediate %v, want %v", got.SerialNumber, rotated.SerialNumber)
+	}
+	checkUnlocked(t, storage)
 }

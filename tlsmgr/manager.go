@@ -75,6 +75,8 @@ type options struct {
 	lifecycleInterval time.Duration
 	// now is the clock of lifecycle events; nil means time.Now.
 	now func() time.Time
+	// caNow is the clock of the local CA; nil means time.Now.
+	caNow func() time.Time
 }
 
 func defaultOptions() options {
@@ -102,14 +104,20 @@ func newManager(ctx context.Context, cfg *config.Config, logger *slog.Logger, op
 	if err := mkdirPrivate(cfg.Storage); err != nil {
 		return nil, fmt.Errorf("creating storage directory: %w", err)
 	}
-	ca, err := openLocalCA(ctx, cfg.Storage, time.Now)
+	caNow := opts.caNow
+	if caNow == nil {
+		caNow = time.Now
+	}
+	ca, err := openLocalCA(ctx, cfg.Storage, caNow)
 	if err != nil {
 		return nil, err
 	}
 	ca.leafLifetime = opts.leafLifetime
+	ca.logger = logger
 
 	s, err := newACMESettings(cfg)
 	if err != nil {
+		ca.close()
 		return nil, err
 	}
 	m := &Manager{
@@ -128,6 +136,7 @@ func newManager(ctx context.Context, cfg *config.Config, logger *slog.Logger, op
 		err = fmt.Errorf("creating ACME engine: unknown acme.engine %q", cfg.ACME.Engine)
 	}
 	if err != nil {
+		ca.close()
 		return nil, err
 	}
 	m.table.Store(&table{exact: map[string]*source{}, wild: map[string]*source{}})
@@ -135,6 +144,7 @@ func newManager(ctx context.Context, cfg *config.Config, logger *slog.Logger, op
 	if err := m.Apply(ctx, cfg); err != nil {
 		_ = m.engine.close()
 		m.lc.close()
+		ca.close()
 		return nil, err
 	}
 	return m, nil
@@ -266,6 +276,7 @@ func (m *Manager) Close() error {
 		if m.lc != nil {
 			m.lc.close()
 		}
+		m.ca.close()
 	})
 	return m.closeErr
 }
