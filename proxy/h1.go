@@ -59,12 +59,11 @@ type h1Conn struct {
 	// reused is set once the connection carried a request.
 	reused bool
 
-	// raw, peekFn and the peek fields serve quiet; raw is nil for a
-	// connection without a file descriptor.
+	// raw, peekFn, peekBuf and peekErr serve quiet; raw is nil for a
+	// connection that cannot be peeked at.
 	raw     syscall.RawConn
 	peekFn  func(fd uintptr) bool
 	peekBuf [1]byte
-	peeked  int
 	peekErr error
 }
 
@@ -178,7 +177,7 @@ func (c *h1Conn) quiet() bool {
 	if c.raw == nil {
 		return true
 	}
-	c.peeked, c.peekErr = 0, nil
+	c.peekErr = nil
 	if err := c.raw.Read(c.peekFn); err != nil {
 		return false
 	}
@@ -186,9 +185,10 @@ func (c *h1Conn) quiet() bool {
 }
 
 // peek is c.raw's read function for quiet: one peek at a byte that does
-// not wait (see peekByte).
+// not wait (see peekByte). Only the error matters: a byte or the end of
+// the stream both come without one, and both mean not quiet.
 func (c *h1Conn) peek(fd uintptr) bool {
-	c.peeked, c.peekErr = peekByte(fd, c.peekBuf[:])
+	_, c.peekErr = peekByte(fd, c.peekBuf[:])
 	return true
 }
 

@@ -75,7 +75,7 @@ func (c *compiler) balancer(s *site, r *route, cr *config.Route) (*balancer, err
 			// pooled with the same timeouts and keepalive.
 			k1 := key
 			k1.kind = kindHTTP
-			u.upgrade = c.opts.Transports.get(k1, ktc, target.Host)
+			u.upgrade = c.opts.Transports.transport(k1, ktc)
 		}
 		c.table.ups.add(u)
 		ups = append(ups, u)

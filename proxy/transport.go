@@ -135,11 +135,7 @@ func (ts *Transports) get(k transportKey, tc transportTLS, host string) http.Rou
 	}
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
-	t, ok := ts.pool[k]
-	if !ok {
-		t = newTransport(k, tc)
-		ts.pool[k] = t
-	}
+	t := ts.transportLocked(k, tc)
 	if k.kind != kindHTTP && k.kind != kindUnix {
 		return t
 	}
@@ -150,6 +146,29 @@ func (ts *Transports) get(k transportKey, tc transportTLS, host string) http.Rou
 		ts.h1[hk] = p
 	}
 	return p
+}
+
+// transport returns the pooled http.Transport for k itself, without an
+// h1Pool in front: for requests an h1Pool would never take, such as the
+// WebSocket upgrades to an h2c:// Upstream.
+func (ts *Transports) transport(k transportKey, tc transportTLS) http.RoundTripper {
+	if ts.override != nil {
+		return ts.override
+	}
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return ts.transportLocked(k, tc)
+}
+
+// transportLocked returns the pooled http.Transport for k, creating it
+// with tc on first use. ts.mu is held.
+func (ts *Transports) transportLocked(k transportKey, tc transportTLS) *http.Transport {
+	t, ok := ts.pool[k]
+	if !ok {
+		t = newTransport(k, tc)
+		ts.pool[k] = t
+	}
+	return t
 }
 
 func newTransport(k transportKey, tc transportTLS) *http.Transport {
