@@ -20,8 +20,8 @@ import (
 // one plain HTTP/1.1 Upstream, writing the request and reading the answer
 // on the calling goroutine over its own pooled connections. http.Transport
 // hands every request to a write goroutine and a read goroutine of its
-// connection; for small answers those handoffs cost about a quarter of
-// gatehouse's CPU per request (bench case 1). The request is written by
+// connection; for small answers those handoffs cost 10-30% of gatehouse's
+// CPU per request (bench case 1). The request is written by
 // net/http's own Request.Write and the answer parsed by http.ReadResponse;
 // only the connection handling is ours. Every other request goes to the
 // Transport, which keeps connections of its own.

@@ -53,7 +53,7 @@ type Event struct {
 	// Issuer is the ACME directory URL of the CA, "internal" for the
 	// local CA, or the issuer's common name for a file Certificate.
 	Issuer string `json:"issuer,omitempty"`
-	// Error is why a renewal failed.
+	// Error is why the renewal or the first issuance failed.
 	Error string `json:"error,omitempty"`
 	// Failures counts the failed attempts in a row, this one included,
 	// for obtain_failed and renewal_failed: more than 1 is the daily
