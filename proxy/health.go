@@ -178,8 +178,10 @@ func (t *Table) startChecker(u *upstream) *checker {
 
 // run checks at once, then every interval, until ctx is done.
 func (c *checker) run(ctx context.Context) {
-	defer runningCheckers.Add(-1)
+	// done closes last, so a caller that waited on it sees the count
+	// already lowered.
 	defer close(c.done)
+	defer runningCheckers.Add(-1)
 	tick := time.NewTicker(c.check.interval)
 	defer tick.Stop()
 	for {
