@@ -9,7 +9,11 @@
 // loaded Config is absolute, then apply the defaults and [Config.Validate].
 package config
 
-import "time"
+import (
+	"net"
+	"strconv"
+	"time"
+)
 
 // DefaultPath is where gatehouse looks for its config when neither a flag nor
 // GATEHOUSE_CONFIG names one.
@@ -76,6 +80,25 @@ type Listen struct {
 	// same certificates and Routes, and advertises it with Alt-Svc on the
 	// HTTPS Listener's responses. Needs https.
 	HTTP3 bool `yaml:"http3,omitempty"`
+	// PublicHTTPSPort is the port clients reach the HTTPS Listener on, when
+	// a NAT, load balancer or container port mapping puts it behind another
+	// port than the one it listens on (say 8443 published as 443). Redirects
+	// to HTTPS and the HTTP/3 Alt-Svc name it. Default: the https
+	// Listener's own port.
+	PublicHTTPSPort int `yaml:"public_https_port,omitempty"`
+}
+
+// AdvertisedHTTPSPort is the HTTPS port clients are sent to: the public one
+// when set, otherwise the https Listener's own. "" when https is off.
+func (l Listen) AdvertisedHTTPSPort() string {
+	if l.HTTPS == "" {
+		return ""
+	}
+	if l.PublicHTTPSPort != 0 {
+		return strconv.Itoa(l.PublicHTTPSPort)
+	}
+	_, port, _ := net.SplitHostPort(l.HTTPS)
+	return port
 }
 
 // Log configures the structured log, access lines included.

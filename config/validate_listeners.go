@@ -12,7 +12,7 @@ import (
 const MinLogMaxSize = ByteSize(1 << 10)
 
 // listenExtras checks the Listener options beyond the addresses
-// (proxy_protocol, http3) and where the access log goes (log.file,
+// (proxy_protocol, http3, public_https_port) and where the access log goes (log.file,
 // log.max_size).
 func (v *validator) listenExtras() {
 	c := v.c
@@ -21,6 +21,13 @@ func (v *validator) listenExtras() {
 	}
 	if c.Listen.HTTP3 && c.Listen.HTTPS == "" {
 		v.addf("listen.http3", "needs listen.https: HTTP/3 is served on the HTTPS port (UDP) with the same certificates")
+	}
+	switch p := c.Listen.PublicHTTPSPort; {
+	case p == 0:
+	case p < 1 || p > 65535:
+		v.addf("listen.public_https_port", "%d is not a port number from 1 to 65535", p)
+	case c.Listen.HTTPS == "":
+		v.addf("listen.public_https_port", "needs listen.https: it is the port clients reach the HTTPS Listener on")
 	}
 
 	l := c.Log

@@ -245,7 +245,7 @@ func (m *Manager) HTTPHandler(fallback http.Handler) http.Handler {
 }
 
 // redirectHTTPS sends GET and HEAD to the same URL over HTTPS, on the
-// HTTPS Listener's port.
+// port clients reach the HTTPS Listener on.
 func (m *Manager) redirectHTTPS(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		http.Error(w, "Use HTTPS", http.StatusBadRequest)
@@ -255,7 +255,7 @@ func (m *Manager) redirectHTTPS(w http.ResponseWriter, r *http.Request) {
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}
-	if _, port, err := net.SplitHostPort(m.frozen.listen.HTTPS); err == nil && port != "443" && port != "https" {
+	if port := m.frozen.listen.AdvertisedHTTPSPort(); port != "" && port != "443" && port != "https" {
 		host = net.JoinHostPort(host, port)
 	} else if strings.Contains(host, ":") && !strings.HasPrefix(host, "[") {
 		host = "[" + host + "]"

@@ -138,3 +138,23 @@ func TestHTTPHandler(t *testing.T) {
 		})
 	}
 }
+
+// TestRedirectPublicPort checks that the default redirect names the port
+// clients reach the HTTPS Listener on, not the one it listens on behind a
+// port mapping.
+func TestRedirectPublicPort(t *testing.T) {
+	for _, tt := range []struct {
+		public  int
+		wantLoc string
+	}{
+		{public: 443, wantLoc: "https://app.test/x?y=1"},
+		{public: 9443, wantLoc: "https://app.test:9443/x?y=1"},
+	} {
+		m, _ := newFakeManager(t, &config.Config{Listen: config.Listen{HTTP: ":8080", HTTPS: ":8443", PublicHTTPSPort: tt.public}})
+		rec := httptest.NewRecorder()
+		m.HTTPHandler(nil).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "http://app.test:8080/x?y=1", nil))
+		if got := rec.Header().Get("Location"); rec.Code != http.StatusFound || got != tt.wantLoc {
+			t.Errorf("public_https_port %d: got %d %q, want 302 %q", tt.public, rec.Code, got, tt.wantLoc)
+		}
+	}
+}

@@ -405,3 +405,35 @@ sites:
 		t.Errorf("run returned %v, want nil", err)
 	}
 }
+
+// TestPublicHTTPSPort runs the HTTPS Listener on an arbitrary port published
+// as 443 (a container's port mapping): redirects and Alt-Svc must send
+// clients to 443, where they can reach it, not to the port inside.
+func TestPublicHTTPSPort(t *testing.T) {
+	p := newPorts(t)
+	in := start(t, p, `listen: {http: "127.0.0.1:{{HTTP}}", https: "127.0.0.1:{{HTTPS}}", http3: true, public_https_port: 443}
+admin: "127.0.0.1:{{ADMIN}}"
+storage: {{STORAGE}}
+sites:
+  - hosts: [localhost]
+    routes: [{path: /, respond: {body: hi}}]
+`)
+	plain := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := plain.Get(fmt.Sprintf("http://localhost:%d/a?b=c", p.HTTP))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got, want := resp.Header.Get("Location"), "https://localhost/a?b=c"; resp.StatusCode != http.StatusPermanentRedirect || got != want {
+		t.Errorf("redirect: got %d %q, want 308 %q", resp.StatusCode, got, want)
+	}
+
+	resp, err = clientFor(in.https, in.localRoots(t)).Get("https://localhost/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got, want := resp.Header.Get("Alt-Svc"), `h3=":443"; ma=86400`; got != want {
+		t.Errorf("Alt-Svc = %q, want %q", got, want)
+	}
+}

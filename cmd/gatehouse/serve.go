@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -173,7 +174,7 @@ func (g *gateway) start(ctx context.Context) error {
 		var h http.Handler = g.routes
 		if udp != nil {
 			g.startHTTP3(udp, g.certs.TLSConfig(), g.routes)
-			h = altSvc(h, udp.LocalAddr().(*net.UDPAddr).Port)
+			h = altSvc(h, cmp.Or(cfg.Listen.PublicHTTPSPort, udp.LocalAddr().(*net.UDPAddr).Port))
 		}
 		srv := &http.Server{
 			Handler:           h,
@@ -218,8 +219,7 @@ func (g *gateway) start(ctx context.Context) error {
 }
 
 func (g *gateway) proxyOptions(cfg *config.Config) proxy.Options {
-	_, httpsPort, _ := net.SplitHostPort(cfg.Listen.HTTPS)
-	return proxy.Options{Logger: g.logger, Transports: g.transports, HTTPSPort: httpsPort, Observe: g.observe()}
+	return proxy.Options{Logger: g.logger, Transports: g.transports, HTTPSPort: cfg.Listen.AdvertisedHTTPSPort(), Observe: g.observe()}
 }
 
 func (g *gateway) goServe(srv *http.Server, serve func() error) {
