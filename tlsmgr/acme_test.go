@@ -1,19 +1,12 @@
 package tlsmgr
 
 import (
-	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"net"
-	"net/http"
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,168 +20,6 @@ import (
 func startCA(t *testing.T, httpPort, tlsPort int, validity time.Duration, addr string) *pebbletest.CA {
 	t.Helper()
 	return pebbletest.Start(t, pebbletest.Options{HTTPPort: httpPort, TLSPort: tlsPort, Validity: validity, Addr: addr})
-}
-
-// gatehouse mimics the command: Listeners bound before New, serving
-// m.HTTPHandler(nil) and tls.NewListener(ln, m.TLSConfig()). The Manager
-// behind them can be swapped to test a restart.
-type gatehouse struct {
-	httpAddr, httpsAddr string
-	httpPort, httpsPort int
-	cur                 atomic.Pointer[Manager]
-}
-
-func startGatehouse(t *testing.T) *gatehouse {
-	t.Helper()
-	g := &gatehouse{}
-	httpLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	httpsLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g.httpAddr, g.httpsAddr = httpLn.Addr().String(), httpsLn.Addr().String()
-	g.httpPort, g.httpsPort = httpLn.Addr().(*net.TCPAddr).Port, httpsLn.Addr().(*net.TCPAddr).Port
-
-	httpSrv := &http.Server{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if m := g.cur.Load(); m != nil {
-				m.HTTPHandler(nil).ServeHTTP(w, r)
-				return
-			}
-			http.NotFound(w, r)
-		}),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(slog.DiscardHandler, slog.LevelError),
-	}
-	tc := &tls.Config{
-		MinVersion: tls.VersionTLS12,
-		NextProtos: []string{"h2", "http/1.1", acmeTLS1},
-		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-			m := g.cur.Load()
-			if m == nil {
-				return nil, errors.New("no manager")
-			}
-			return m.TLSConfig().GetCertificate(hello)
-		},
-	}
-	httpsSrv := &http.Server{
-		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok")) }),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(slog.DiscardHandler, slog.LevelError),
-	}
-	go func() { _ = httpSrv.Serve(httpLn) }()
-	go func() { _ = httpsSrv.Serve(tls.NewListener(httpsLn, tc)) }()
-	t.Cleanup(func() {
-		_ = httpSrv.Close()
-		_ = httpsSrv.Close()
-	})
-	return g
-}
-
-// config returns a Config for host with the ACME settings given.
-func (g *gatehouse) config(t *testing.T, storage string, acme config.ACME, hosts ...string) *config.Config {
-	t.Helper()
-	return &config.Config{
-		Storage: storage,
-		Listen:  config.Listen{HTTP: g.httpAddr, HTTPS: g.httpsAddr},
-		ACME:    acme,
-		Sites:   []config.Site{{Hosts: hosts}},
-	}
-}
-
-// start creates a Manager with short knobs and serves it.
-func (g *gatehouse) start(t *testing.T, cfg *config.Config, opts options) *Manager {
-	t.Helper()
-	return g.startLogged(t, cfg, opts, slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
-}
-
-func (g *gatehouse) startLogged(t *testing.T, cfg *config.Config, opts options, h slog.Handler) *Manager {
-	t.Helper()
-	logger := slog.New(h)
-	m, err := newManager(t.Context(), cfg, logger, opts)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	g.cur.Store(m)
-	t.Cleanup(func() { _ = m.Close() })
-	return m
-}
-
-// signalHandler passes records on to next and closes seen at the first
-// record with message msg, so a test can wait for something to be logged.
-type signalHandler struct {
-	slog.Handler
-	msg  string
-	once *sync.Once
-	seen chan struct{}
-}
-
-func (h signalHandler) Handle(ctx context.Context, r slog.Record) error {
-	if r.Message == h.msg {
-		h.once.Do(func() { close(h.seen) })
-	}
-	return h.Handler.Handle(ctx, r)
-}
-
-func (h signalHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	h.Handler = h.Handler.WithAttrs(attrs)
-	return h
-}
-
-func (h signalHandler) WithGroup(name string) slog.Handler {
-	h.Handler = h.Handler.WithGroup(name)
-	return h
-}
-
-func fastOptions() options {
-	o := defaultOptions()
-	o.backoffBase, o.backoffMax = 200*time.Millisecond, time.Second
-	return o
-}
-
-// waitForCert handshakes with the HTTPS Listener as host until it serves a
-// certificate for host that verifies against roots, with a serial other
-// than notSerial, and returns the leaf.
-func waitForCert(t *testing.T, g *gatehouse, host string, roots *x509.CertPool, notSerial string, timeout time.Duration) *x509.Certificate {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	var lastErr error
-	for time.Now().Before(deadline) {
-		leaf, err := handshake(g.httpsAddr, host, roots)
-		if err == nil && leaf.SerialNumber.String() != notSerial {
-			return leaf
-		}
-		if err == nil {
-			err = fmt.Errorf("still serving serial %s", notSerial)
-		}
-		lastErr = err
-		<-tick.C
-	}
-	t.Fatalf("no certificate for %s within %v: %v", host, timeout, lastErr)
-	return nil
-}
-
-// handshake dials addr with SNI host and verifies the chain served (leaf
-// plus intermediate) against roots for host.
-func handshake(addr, host string, roots *x509.CertPool) (*x509.Certificate, error) {
-	d := &tls.Dialer{Config: &tls.Config{ServerName: host, RootCAs: roots}}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	c, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	st := c.(*tls.Conn).ConnectionState()
-	if len(st.PeerCertificates) < 2 {
-		return nil, fmt.Errorf("chain has %d certificates, want leaf and intermediate", len(st.PeerCertificates))
-	}
-	return st.PeerCertificates[0], nil
 }
 
 // checkKeyFiles checks every private key under dir is 0600 and every
@@ -230,13 +61,6 @@ func checkKeyFiles(t *testing.T, dir string, patterns ...string) {
 	}
 	if keys == 0 {
 		t.Errorf("no key files found under %s", dir)
-	}
-}
-
-func skipShort(t *testing.T) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("Pebble integration test; skipped with -short")
 	}
 }
 
