@@ -69,22 +69,20 @@ func checkKeyFiles(t *testing.T, dir string, patterns ...string) {
 func TestACMEHTTP01(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
-	g := startGatehouse(t)
-	ca := startCA(t, g.httpPort, g.httpsPort, 0, "")
-	storage := t.TempDir()
-	acme := config.ACME{CA: ca.DirectoryURL(), CARoot: ca.ClientRootFile(), Email: "admin@example.org", Challenges: []string{config.ChallengeHTTP01}}
-	cfg := g.config(t, storage, acme, "http01.test")
+	g := startPebbleGatehouse(t, pebbletest.Options{})
+	g.acme.Challenges = []string{config.ChallengeHTTP01}
+	cfg := g.acmeConfig("http01.test")
 	m := g.start(t, cfg, fastOptions())
 
-	leaf := waitForCert(t, g, "http01.test", ca.IssuerRoots(), "", 30*time.Second)
+	leaf := g.waitForCert(t, "http01.test", "", 30*time.Second)
 	if leaf.DNSNames[0] != "http01.test" {
 		t.Errorf("DNS names: got %v, want [http01.test]", leaf.DNSNames)
 	}
-	checkKeyFiles(t, storage, "certificates/*/http01.test/http01.test.key", "acme/*/users/*/*.key", "pki/root.key")
+	checkKeyFiles(t, g.storage, "certificates/*/http01.test/http01.test.key", "acme/*/users/*/*.key", "pki/root.key")
 
 	// A name no site lists is refused and places no order.
-	orders := ca.Orders()
-	if _, err := handshake(g.httpsAddr, "unknown.test", ca.IssuerRoots()); err == nil {
+	orders := g.ca.Orders()
+	if _, err := g.handshake("unknown.test"); err == nil {
 		t.Error("handshake for unknown.test succeeded; want it refused")
 	}
 
@@ -94,14 +92,14 @@ func TestACMEHTTP01(t *testing.T) {
 		t.Fatal(err)
 	}
 	m2 := g.start(t, cfg, fastOptions())
-	again := waitForCert(t, g, "http01.test", ca.IssuerRoots(), "", 10*time.Second)
+	again := g.waitForCert(t, "http01.test", "", 10*time.Second)
 	if again.SerialNumber.Cmp(leaf.SerialNumber) != 0 {
 		t.Errorf("serial after restart: got %v, want %v", again.SerialNumber, leaf.SerialNumber)
 	}
 	if err := m2.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if got := ca.Orders(); got != orders {
+	if got := g.ca.Orders(); got != orders {
 		t.Errorf("orders after restart: got %d, want %d", got, orders)
 	}
 }
@@ -111,28 +109,26 @@ func TestACMEHTTP01(t *testing.T) {
 func TestACMETLSALPN01(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
-	g := startGatehouse(t)
-	ca := startCA(t, g.httpPort, g.httpsPort, 0, "")
-	acme := config.ACME{CA: ca.DirectoryURL(), CARoot: ca.ClientRootFile(), Email: "admin@example.org", Challenges: []string{config.ChallengeTLSALPN01}}
-	storage := t.TempDir()
-	m := g.start(t, g.config(t, storage, acme, "alpn.test"), fastOptions())
-	leaf := waitForCert(t, g, "alpn.test", ca.IssuerRoots(), "", 30*time.Second)
+	g := startPebbleGatehouse(t, pebbletest.Options{})
+	g.acme.Challenges = []string{config.ChallengeTLSALPN01}
+	m := g.start(t, g.acmeConfig("alpn.test"), fastOptions())
+	leaf := g.waitForCert(t, "alpn.test", "", 30*time.Second)
 	if leaf.DNSNames[0] != "alpn.test" {
 		t.Errorf("DNS names: got %v, want [alpn.test]", leaf.DNSNames)
 	}
 
 	// Removing the host stops serving and renewing it; its files stay.
-	if err := m.Apply(t.Context(), g.config(t, storage, acme, "other.test")); err != nil {
+	if err := m.Apply(t.Context(), g.acmeConfig("other.test")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := handshake(g.httpsAddr, "alpn.test", ca.IssuerRoots()); err == nil {
+	if _, err := g.handshake("alpn.test"); err == nil {
 		t.Error("alpn.test still served after it was removed")
 	}
 	if certs := m.engine.(*certmagicEngine).cache.AllMatchingCertificates("alpn.test"); len(certs) != 0 {
 		t.Errorf("alpn.test still in certmagic's cache (%d certificates), so still renewed", len(certs))
 	}
-	waitForCert(t, g, "other.test", ca.IssuerRoots(), "", 30*time.Second)
-	keys, err := filepath.Glob(filepath.Join(storage, "certificates", "*", "alpn.test", "alpn.test.key"))
+	g.waitForCert(t, "other.test", "", 30*time.Second)
+	keys, err := filepath.Glob(filepath.Join(g.storage, "certificates", "*", "alpn.test", "alpn.test.key"))
 	if err != nil || len(keys) != 1 {
 		t.Errorf("stored key of alpn.test: got %v (%v), want it kept", keys, err)
 	}
@@ -142,16 +138,14 @@ func TestACMETLSALPN01(t *testing.T) {
 func TestAutocert(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
-	g := startGatehouse(t)
-	ca := startCA(t, g.httpPort, g.httpsPort, 0, "")
-	storage := t.TempDir()
-	acme := config.ACME{CA: ca.DirectoryURL(), CARoot: ca.ClientRootFile(), Email: "admin@example.org", Engine: config.EngineAutocert}
-	g.start(t, g.config(t, storage, acme, "autocert.test"), fastOptions())
-	leaf := waitForCert(t, g, "autocert.test", ca.IssuerRoots(), "", 60*time.Second)
+	g := startPebbleGatehouse(t, pebbletest.Options{})
+	g.acme.Engine = config.EngineAutocert
+	g.start(t, g.acmeConfig("autocert.test"), fastOptions())
+	leaf := g.waitForCert(t, "autocert.test", "", 60*time.Second)
 	if leaf.DNSNames[0] != "autocert.test" {
 		t.Errorf("DNS names: got %v, want [autocert.test]", leaf.DNSNames)
 	}
-	checkKeyFiles(t, storage, "autocert/autocert.test*", "autocert/acme_account+key")
+	checkKeyFiles(t, g.storage, "autocert/autocert.test*", "autocert/acme_account+key")
 }
 
 // TestCloseWhileOrderInFlight closes the Manager while its order cannot
@@ -163,11 +157,10 @@ func TestCloseWhileOrderInFlight(t *testing.T) {
 	for _, engine := range []string{config.EngineCertmagic, config.EngineAutocert} {
 		t.Run(engine, func(t *testing.T) {
 			t.Parallel()
-			g := startGatehouse(t)
 			silent, validating := pebbletest.SilentPort(t)
-			ca := pebbletest.Start(t, pebbletest.Options{HTTPPort: silent, TLSPort: silent})
-			acme := config.ACME{CA: ca.DirectoryURL(), CARoot: ca.ClientRootFile(), Email: "admin@example.org", Engine: engine}
-			m := g.start(t, g.config(t, t.TempDir(), acme, "stuck.test"), fastOptions())
+			g := startPebbleGatehouse(t, pebbletest.Options{HTTPPort: silent, TLSPort: silent})
+			g.acme.Engine = engine
+			m := g.start(t, g.acmeConfig("stuck.test"), fastOptions())
 			select {
 			case <-validating:
 			case <-time.After(20 * time.Second):
@@ -190,14 +183,12 @@ func TestCloseWhileOrderInFlight(t *testing.T) {
 func TestACMERenewal(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
-	g := startGatehouse(t)
-	ca := startCA(t, g.httpPort, g.httpsPort, 30*time.Second, "")
-	acme := config.ACME{CA: ca.DirectoryURL(), CARoot: ca.ClientRootFile(), Email: "admin@example.org"}
+	g := startPebbleGatehouse(t, pebbletest.Options{Validity: 30 * time.Second})
 	opts := fastOptions()
 	opts.renewCheckInterval = time.Second
-	g.start(t, g.config(t, t.TempDir(), acme, "renew.test"), opts)
-	first := waitForCert(t, g, "renew.test", ca.IssuerRoots(), "", 30*time.Second)
-	renewed := waitForCert(t, g, "renew.test", ca.IssuerRoots(), first.SerialNumber.String(), 40*time.Second)
+	g.start(t, g.acmeConfig("renew.test"), opts)
+	first := g.waitForCert(t, "renew.test", "", 30*time.Second)
+	renewed := g.waitForCert(t, "renew.test", first.SerialNumber.String(), 40*time.Second)
 	if !renewed.NotAfter.After(first.NotAfter) {
 		t.Errorf("renewed NotAfter %v not after the first %v", renewed.NotAfter, first.NotAfter)
 	}
@@ -213,13 +204,13 @@ func TestACMECAUnreachableAtStart(t *testing.T) {
 
 	// The directory server's TLS root is httptest's fixed one, so another
 	// CA can name it before this CA runs.
-	probe := startCA(t, 0, 0, 0, "")
+	probe := pebbletest.Start(t, pebbletest.Options{})
 	acme := config.ACME{CA: "https://" + caAddr + "/dir", CARoot: probe.ClientRootFile(), Email: "admin@example.org"}
 	h := signalHandler{
 		Handler: slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}),
 		msg:     "obtaining certificate failed; will retry", once: new(sync.Once), seen: make(chan struct{}),
 	}
-	g.startLogged(t, g.config(t, t.TempDir(), acme, "late.test"), fastOptions(), h)
+	g.startLogged(t, g.config(t.TempDir(), acme, "late.test"), fastOptions(), h)
 	select {
 	case <-h.seen:
 	case <-time.After(30 * time.Second):
@@ -229,7 +220,7 @@ func TestACMECAUnreachableAtStart(t *testing.T) {
 		t.Fatal("certificate served before the CA is up")
 	}
 
-	ca := startCA(t, g.httpPort, g.httpsPort, 0, caAddr)
+	ca := pebbletest.Start(t, pebbletest.Options{HTTPPort: g.httpPort, TLSPort: g.httpsPort, Addr: caAddr})
 	leaf := waitForCert(t, g, "late.test", ca.IssuerRoots(), "", 30*time.Second)
 	if leaf.DNSNames[0] != "late.test" {
 		t.Errorf("DNS names: got %v, want [late.test]", leaf.DNSNames)

@@ -27,7 +27,7 @@ func TestDNS01WildcardRFC2136(t *testing.T) {
 	g := startGatehouse(t)
 	ca := pebbletest.Start(t, pebbletest.Options{HTTPPort: g.httpPort, TLSPort: g.httpsPort, Resolver: ns.Addr})
 	acmeCfg := config.ACME{CA: ca.DirectoryURL(), CARoot: ca.ClientRootFile(), Email: "admin@example.org"}
-	cfg := g.config(t, t.TempDir(), acmeCfg, "*.example.test", "example.test")
+	cfg := g.config(t.TempDir(), acmeCfg, "*.example.test", "example.test")
 	cfg.Sites[0].TLS.DNS = &config.DNS{
 		Provider: "rfc2136",
 		Credentials: map[string]string{
@@ -111,7 +111,7 @@ printf 'server %s %s\nzone exec.test.\n%%s\nsend\n' "$op" | %s -y %s:%s:%s
 			PropagationTimeout: 20 * time.Second, Resolvers: []string{ns.Addr},
 		},
 	}
-	g.start(t, g.config(t, t.TempDir(), acmeCfg, "*.exec.test"), fastOptions())
+	g.start(t, g.config(t.TempDir(), acmeCfg, "*.exec.test"), fastOptions())
 	leaf := waitForCert(t, g, "www.exec.test", ca.IssuerRoots(), "", 60*time.Second)
 	if !slices.Equal(leaf.DNSNames, []string{"*.exec.test"}) {
 		t.Errorf("certificate for www.exec.test names %v, want [*.exec.test]", leaf.DNSNames)

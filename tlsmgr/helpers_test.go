@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-proxy/gatehouse/config"
+	"github.com/gatehouse-proxy/gatehouse/tlsmgr/pebbletest"
 )
 
 // writeSelfSigned writes a self-signed certificate for names and its key
@@ -190,9 +191,9 @@ func startGatehouse(t *testing.T) *gatehouse {
 	return g
 }
 
-// config returns a Config for host with the ACME settings given.
-func (g *gatehouse) config(t *testing.T, storage string, acme config.ACME, hosts ...string) *config.Config {
-	t.Helper()
+// config returns a Config with one Site for hosts, served on g's
+// Listeners, with the storage and ACME settings given.
+func (g *gatehouse) config(storage string, acme config.ACME, hosts ...string) *config.Config {
 	return &config.Config{
 		Storage: storage,
 		Listen:  config.Listen{HTTP: g.httpAddr, HTTPS: g.httpsAddr},
@@ -217,6 +218,54 @@ func (g *gatehouse) startLogged(t *testing.T, cfg *config.Config, opts options, 
 	g.cur.Store(m)
 	t.Cleanup(func() { _ = m.Close() })
 	return m
+}
+
+// pebbleGatehouse is gatehouse's Listeners with a Pebble of their own,
+// and the storage and ACME settings of the Configs a test builds for them.
+type pebbleGatehouse struct {
+	*gatehouse
+	ca *pebbletest.CA
+	// acme issues from ca under an account with an email. A test that
+	// needs other settings changes it before it calls acmeConfig.
+	acme config.ACME
+	// storage is the test's own, so a restart on it finds what the
+	// Manager before stored.
+	storage string
+}
+
+// startPebbleGatehouse starts gatehouse's Listeners and a Pebble with opts
+// that validates challenges on them, or on the ports opts names.
+func startPebbleGatehouse(t *testing.T, opts pebbletest.Options) *pebbleGatehouse {
+	t.Helper()
+	g := startGatehouse(t)
+	if opts.HTTPPort == 0 && opts.TLSPort == 0 {
+		opts.HTTPPort, opts.TLSPort = g.httpPort, g.httpsPort
+	}
+	ca := pebbletest.Start(t, opts)
+	return &pebbleGatehouse{
+		gatehouse: g,
+		ca:        ca,
+		acme:      config.ACME{CA: ca.DirectoryURL(), CARoot: ca.ClientRootFile(), Email: "admin@example.org"},
+		storage:   t.TempDir(),
+	}
+}
+
+// acmeConfig returns a Config with one Site for hosts, issued by g.acme
+// and stored in g.storage.
+func (g *pebbleGatehouse) acmeConfig(hosts ...string) *config.Config {
+	return g.config(g.storage, g.acme, hosts...)
+}
+
+// waitForCert is waitForCert for a certificate issued by g's Pebble.
+func (g *pebbleGatehouse) waitForCert(t *testing.T, host, notSerial string, timeout time.Duration) *x509.Certificate {
+	t.Helper()
+	return waitForCert(t, g.gatehouse, host, g.ca.IssuerRoots(), notSerial, timeout)
+}
+
+// handshake is handshake with g's HTTPS Listener for a certificate issued
+// by g's Pebble.
+func (g *pebbleGatehouse) handshake(host string) (*x509.Certificate, error) {
+	return handshake(g.httpsAddr, host, g.ca.IssuerRoots())
 }
 
 // signalHandler passes records on to next and closes seen at the first

@@ -35,7 +35,7 @@ func TestIssuerFailover(t *testing.T) {
 			{CA: ca.DirectoryURL(), CARoot: ca.ClientRootFile()},
 		},
 	}
-	cfg := g.config(t, t.TempDir(), acmeCfg, "failover.test")
+	cfg := g.config(t.TempDir(), acmeCfg, "failover.test")
 	cfg.Sites = append(cfg.Sites, config.Site{
 		Hosts: []string{"override.test"},
 		TLS:   config.SiteTLS{Issuers: []config.Issuer{{CA: ca.DirectoryURL(), CARoot: ca.ClientRootFile()}}},
@@ -162,7 +162,7 @@ func TestACMEProfileAndKeyType(t *testing.T) {
 					msg:     "obtaining certificate failed; will retry", once: new(sync.Once), seen: make(chan struct{}),
 				}
 				logs := &recordHandler{Handler: h}
-				g.startLogged(t, g.config(t, t.TempDir(), acmeCfg, host), fastOptions(), logs)
+				g.startLogged(t, g.config(t.TempDir(), acmeCfg, host), fastOptions(), logs)
 				select {
 				case <-h.seen:
 				case <-time.After(30 * time.Second):
@@ -176,7 +176,7 @@ func TestACMEProfileAndKeyType(t *testing.T) {
 				}
 				return
 			}
-			g.start(t, g.config(t, t.TempDir(), acmeCfg, host), fastOptions())
+			g.start(t, g.config(t.TempDir(), acmeCfg, host), fastOptions())
 			leaf := waitForCert(t, g, host, ca.IssuerRoots(), "", 60*time.Second)
 			if !tc.check(leaf.PublicKey) {
 				t.Errorf("leaf key: got %T (%s), want %s", leaf.PublicKey, leaf.PublicKeyAlgorithm, name)
@@ -274,7 +274,7 @@ func TestARIWindowRenews(t *testing.T) {
 	acmeCfg := config.ACME{CA: ca.DirectoryURL(), CARoot: ca.ClientRootFile(), Email: "admin@example.org"}
 	opts := fastOptions()
 	opts.renewCheckInterval = time.Second
-	g.start(t, g.config(t, t.TempDir(), acmeCfg, "ari.test"), opts)
+	g.start(t, g.config(t.TempDir(), acmeCfg, "ari.test"), opts)
 	first := waitForCert(t, g, "ari.test", ca.IssuerRoots(), "", 30*time.Second)
 
 	// Untouched, the default window (two thirds into 90 days) renews

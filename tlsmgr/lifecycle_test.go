@@ -151,7 +151,7 @@ func TestInventoryAfterIssuance(t *testing.T) {
 	storage := t.TempDir()
 	acme := config.ACME{CA: ca.DirectoryURL(), CARoot: ca.ClientRootFile(), Email: "admin@example.org"}
 	certFile, keyFile, fileSerial := writeSelfSigned(t, t.TempDir(), "file", "file.test")
-	cfg := g.config(t, storage, acme, "inv.test")
+	cfg := g.config(storage, acme, "inv.test")
 	cfg.Sites = append(cfg.Sites,
 		config.Site{Hosts: []string{"inv.internal"}, TLS: config.SiteTLS{Issuer: config.IssuerInternal}},
 		config.Site{Hosts: []string{"file.test"}, TLS: config.SiteTLS{Cert: certFile, Key: keyFile}})
@@ -337,7 +337,7 @@ func TestRenewRevokeRetire(t *testing.T) {
 	hook := startEventReceiver(t)
 	execOut := filepath.Join(t.TempDir(), "events.log")
 	events := &config.Events{Webhook: hook.url, Exec: []string{writeEventScript(t, execOut)}}
-	cfg := g.config(t, storage, acme, "keep.test", "gone.test", "old.test")
+	cfg := g.config(storage, acme, "keep.test", "gone.test", "old.test")
 	cfg.Events = events
 	m := g.start(t, cfg, fastOptions())
 	roots := ca.IssuerRoots()
@@ -397,7 +397,7 @@ func TestRenewRevokeRetire(t *testing.T) {
 
 	// Removing two hosts retires them: not served, no longer renewed,
 	// kept in storage, listed as retired.
-	cfg2 := g.config(t, storage, acme, "keep.test")
+	cfg2 := g.config(storage, acme, "keep.test")
 	cfg2.Events = events
 	if err := m.Apply(t.Context(), cfg2); err != nil {
 		t.Fatal(err)
@@ -436,7 +436,7 @@ func TestRenewRevokeRetire(t *testing.T) {
 	// A retired host back in the config is served again from storage,
 	// without a new order, and is no longer retired.
 	orders = ca.Orders()
-	cfgBack := g.config(t, storage, acme, "keep.test", "old.test")
+	cfgBack := g.config(storage, acme, "keep.test", "old.test")
 	cfgBack.Events = events
 	if err := m.Apply(t.Context(), cfgBack); err != nil {
 		t.Fatal(err)
@@ -457,7 +457,7 @@ func TestRenewRevokeRetire(t *testing.T) {
 	if len(keys) != 1 {
 		t.Fatalf("files of retired old.test: got %v, want them kept", keys)
 	}
-	cfg3 := g.config(t, storage, acme, "keep.test")
+	cfg3 := g.config(storage, acme, "keep.test")
 	cfg3.Events, cfg3.RetireAfter = events, time.Nanosecond
 	if err := m.Apply(t.Context(), cfg3); err != nil {
 		t.Fatal(err)
@@ -487,7 +487,7 @@ func TestRenewalFailureReported(t *testing.T) {
 	// certmagic keeps the retry schedule of failed renewals per name in a
 	// package variable, so a name of its own keeps -count=N runs apart.
 	host := fmt.Sprintf("fail-%d.test", rand.Uint32())
-	cfg := g.config(t, t.TempDir(), config.ACME{CA: ca.DirectoryURL(), CARoot: ca.ClientRootFile(), Email: "admin@example.org"}, host)
+	cfg := g.config(t.TempDir(), config.ACME{CA: ca.DirectoryURL(), CARoot: ca.ClientRootFile(), Email: "admin@example.org"}, host)
 	cfg.Events = &config.Events{Webhook: hook.url}
 	opts := fastOptions()
 	opts.renewCheckInterval = time.Second
@@ -617,7 +617,7 @@ func TestAutocertInventory(t *testing.T) {
 	g := startGatehouse(t)
 	ca := startCA(t, g.httpPort, g.httpsPort, 0, "")
 	acme := config.ACME{CA: ca.DirectoryURL(), CARoot: ca.ClientRootFile(), Email: "admin@example.org", Engine: config.EngineAutocert}
-	m := g.start(t, g.config(t, t.TempDir(), acme, "ac.test"), fastOptions())
+	m := g.start(t, g.config(t.TempDir(), acme, "ac.test"), fastOptions())
 	leaf := waitForCert(t, g, "ac.test", ca.IssuerRoots(), "", 60*time.Second)
 	// autocert serves the certificate from its handshake before the obtain
 	// loop that asked for it has returned and recorded it: wait for that.
@@ -806,7 +806,7 @@ func newStreakTest(t *testing.T, host string) (g *gatehouse, ca *pebbletest.CA, 
 	ca, sw, dirURL = startSwitchedCA(t, g)
 	hook = startEventReceiver(t)
 	execOut = filepath.Join(t.TempDir(), "events.log")
-	cfg = g.config(t, t.TempDir(), config.ACME{CA: dirURL, CARoot: ca.ClientRootFile(), Email: "admin@example.org"}, host)
+	cfg = g.config(t.TempDir(), config.ACME{CA: dirURL, CARoot: ca.ClientRootFile(), Email: "admin@example.org"}, host)
 	cfg.Events = &config.Events{Webhook: hook.url, Exec: []string{writeEventScript(t, execOut)}}
 	skew = new(atomic.Int64)
 	opts = fastOptions()
