@@ -29,24 +29,20 @@ import (
 // On-demand TLS against an in-process Pebble: each test has its own CA,
 // Listeners and names.
 
-// onDemandConfig returns a Config with one on-demand Site for hosts and
-// the given policy, issuing from ca.
-func (g *gatehouse) onDemandConfig(t *testing.T, ca *pebbletest.CA, storage string, od *config.OnDemand, hosts ...string) *config.Config {
-	t.Helper()
-	return &config.Config{
-		Storage:  storage,
-		Listen:   config.Listen{HTTP: g.httpAddr, HTTPS: g.httpsAddr},
-		ACME:     config.ACME{CA: ca.DirectoryURL(), CARoot: ca.ClientRootFile(), Email: "admin@example.org"},
-		Sites:    []config.Site{{Hosts: hosts, TLS: config.SiteTLS{OnDemand: true}}},
-		OnDemand: od,
-	}
+// onDemandConfig returns g.acmeConfig for hosts as one on-demand Site
+// with the given policy.
+func (g *pebbleGatehouse) onDemandConfig(od *config.OnDemand, hosts ...string) *config.Config {
+	cfg := g.acmeConfig(hosts...)
+	cfg.Sites[0].TLS.OnDemand = true
+	cfg.OnDemand = od
+	return cfg
 }
 
 // mustHandshake handshakes as host and fails the test unless a certificate
-// for host, issued by ca, is served.
-func mustHandshake(t *testing.T, g *gatehouse, ca *pebbletest.CA, host string) {
+// for host, issued by g's Pebble, is served.
+func (g *pebbleGatehouse) mustHandshake(t *testing.T, host string) {
 	t.Helper()
-	leaf, err := handshake(g.httpsAddr, host, ca.IssuerRoots())
+	leaf, err := g.handshake(host)
 	if err != nil {
 		t.Fatalf("handshake as %s: %v", host, err)
 	}
@@ -57,9 +53,9 @@ func mustHandshake(t *testing.T, g *gatehouse, ca *pebbletest.CA, host string) {
 
 // mustRefuse handshakes as host and fails the test unless the handshake is
 // refused with a TLS alert (not a timeout).
-func mustRefuse(t *testing.T, g *gatehouse, ca *pebbletest.CA, host string) {
+func (g *pebbleGatehouse) mustRefuse(t *testing.T, host string) {
 	t.Helper()
-	_, err := handshakeWithin(g.httpsAddr, host, ca, askTimeout+10*time.Second)
+	_, err := handshakeWithin(g.httpsAddr, host, g.ca, askTimeout+10*time.Second)
 	if err == nil {
 		t.Fatalf("handshake as %s succeeded; want it refused", host)
 	}
@@ -68,9 +64,9 @@ func mustRefuse(t *testing.T, g *gatehouse, ca *pebbletest.CA, host string) {
 	}
 }
 
-func checkOrders(t *testing.T, ca *pebbletest.CA, want int) {
+func (g *pebbleGatehouse) checkOrders(t *testing.T, want int) {
 	t.Helper()
-	if got := ca.Orders(); got != want {
+	if got := g.ca.Orders(); got != want {
 		t.Errorf("orders: got %d, want %d", got, want)
 	}
 }
@@ -82,27 +78,25 @@ func checkOrders(t *testing.T, ca *pebbletest.CA, want int) {
 func TestOnDemandAllowed(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
-	g := startGatehouse(t)
-	ca := startCA(t, g.httpPort, g.httpsPort, 0, "")
-	storage := t.TempDir()
+	g := startPebbleGatehouse(t, pebbletest.Options{})
 	od := &config.OnDemand{Allow: []string{"shop.od.test", `~(a|b)[0-9]\.od\.test`, "*.tenants.od.test"}}
-	cfg := g.onDemandConfig(t, ca, storage, od, "*")
+	cfg := g.onDemandConfig(od, "*")
 	m := g.start(t, cfg, fastOptions())
 
 	// Nothing is ordered at start.
-	if _, err := handshake(g.httpsAddr, "shop.od.test", ca.IssuerRoots()); err != nil {
+	if _, err := g.handshake("shop.od.test"); err != nil {
 		t.Fatalf("first handshake as shop.od.test: %v", err)
 	}
-	checkOrders(t, ca, 1)
-	mustHandshake(t, g, ca, "shop.od.test")
-	mustHandshake(t, g, ca, "a1.od.test")
-	mustHandshake(t, g, ca, "x.tenants.od.test")
-	checkOrders(t, ca, 3)
+	g.checkOrders(t, 1)
+	g.mustHandshake(t, "shop.od.test")
+	g.mustHandshake(t, "a1.od.test")
+	g.mustHandshake(t, "x.tenants.od.test")
+	g.checkOrders(t, 3)
 
 	for _, denied := range []string{"shop2.od.test", "a12.od.test", "y.x.tenants.od.test", "tenants.od.test"} {
-		mustRefuse(t, g, ca, denied)
+		g.mustRefuse(t, denied)
 	}
-	checkOrders(t, ca, 3)
+	g.checkOrders(t, 3)
 	if !m.servesOnDemand("shop.od.test") || m.servesOnDemand("") {
 		t.Errorf("servesOnDemand(shop.od.test) = %v, want true", m.servesOnDemand("shop.od.test"))
 	}
@@ -112,8 +106,8 @@ func TestOnDemandAllowed(t *testing.T) {
 		t.Fatal(err)
 	}
 	g.start(t, cfg, fastOptions())
-	mustHandshake(t, g, ca, "shop.od.test")
-	checkOrders(t, ca, 3)
+	g.mustHandshake(t, "shop.od.test")
+	g.checkOrders(t, 3)
 }
 
 // TestOnDemandSiteHosts checks a name must match the on-demand Site's
@@ -121,15 +115,14 @@ func TestOnDemandAllowed(t *testing.T) {
 func TestOnDemandSiteHosts(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
-	g := startGatehouse(t)
-	ca := startCA(t, g.httpPort, g.httpsPort, 0, "")
+	g := startPebbleGatehouse(t, pebbletest.Options{})
 	od := &config.OnDemand{Allow: []string{"a.customers.test", "b.elsewhere.test"}}
-	cfg := g.onDemandConfig(t, ca, t.TempDir(), od, "*.customers.test")
+	cfg := g.onDemandConfig(od, "*.customers.test")
 	cfg.Sites = append(cfg.Sites, config.Site{Hosts: []string{"local.internal"}})
 	m := g.start(t, cfg, fastOptions())
-	mustHandshake(t, g, ca, "a.customers.test")
-	mustRefuse(t, g, ca, "b.elsewhere.test") // allowed by the policy, but no Site lists it
-	checkOrders(t, ca, 1)
+	g.mustHandshake(t, "a.customers.test")
+	g.mustRefuse(t, "b.elsewhere.test") // allowed by the policy, but no Site lists it
+	g.checkOrders(t, 1)
 	if m.servesOnDemand("local.internal") || m.servesOnDemand("b.elsewhere.test") {
 		t.Error("IsOnDemand true for a name of no on-demand Site")
 	}
@@ -197,43 +190,41 @@ func (a *askServer) count(name string) int {
 func TestOnDemandAsk(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
-	g := startGatehouse(t)
-	ca := startCA(t, g.httpPort, g.httpsPort, 0, "")
+	g := startPebbleGatehouse(t, pebbletest.Options{})
 	ask := startAskServer(t)
-	storage := t.TempDir()
-	cfg := g.onDemandConfig(t, ca, storage, &config.OnDemand{Ask: ask.URL + "/check?token=s3cret"}, "*.ask.test")
+	cfg := g.onDemandConfig(&config.OnDemand{Ask: ask.URL + "/check?token=s3cret"}, "*.ask.test")
 	m := g.start(t, cfg, fastOptions())
 
-	mustHandshake(t, g, ca, "ok.ask.test")
-	checkOrders(t, ca, 1)
+	g.mustHandshake(t, "ok.ask.test")
+	g.checkOrders(t, 1)
 	if n := ask.count("ok.ask.test"); n != 1 {
 		t.Errorf("ok.ask.test asked %d times, want 1 (later handshakes use the cached certificate)", n)
 	}
 
 	for _, name := range []string{"no.ask.test", "redir.ask.test"} {
-		mustRefuse(t, g, ca, name)
-		mustRefuse(t, g, ca, name)
+		g.mustRefuse(t, name)
+		g.mustRefuse(t, name)
 		if n := ask.count(name); n != 1 {
 			t.Errorf("%s asked %d times, want 1 (denials are cached)", name, n)
 		}
 	}
 
 	start := time.Now()
-	mustRefuse(t, g, ca, "slow.ask.test")
+	g.mustRefuse(t, "slow.ask.test")
 	if d := time.Since(start); d < askTimeout-time.Second || d > askTimeout+9*time.Second {
 		t.Errorf("slow ask denied after %v, want about the %v timeout", d, askTimeout)
 	}
-	checkOrders(t, ca, 1)
+	g.checkOrders(t, 1)
 
 	// The ask service down: fail closed.
 	down := fmt.Sprintf("http://127.0.0.1:%d/check", pebbletest.FreePort(t))
-	if err := m.Apply(t.Context(), g.onDemandConfig(t, ca, storage, &config.OnDemand{Ask: down}, "*.ask.test")); err != nil {
+	if err := m.Apply(t.Context(), g.onDemandConfig(&config.OnDemand{Ask: down}, "*.ask.test")); err != nil {
 		t.Fatal(err)
 	}
-	mustRefuse(t, g, ca, "ok2.ask.test")
-	checkOrders(t, ca, 1)
+	g.mustRefuse(t, "ok2.ask.test")
+	g.checkOrders(t, 1)
 	// Already obtained certificates are still served.
-	mustHandshake(t, g, ca, "ok.ask.test")
+	g.mustHandshake(t, "ok.ask.test")
 }
 
 // TestOnDemandAllowFile edits allow_file at runtime: a name added is
@@ -242,8 +233,7 @@ func TestOnDemandAsk(t *testing.T) {
 func TestOnDemandAllowFile(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
-	g := startGatehouse(t)
-	ca := startCA(t, g.httpPort, g.httpsPort, 0, "")
+	g := startPebbleGatehouse(t, pebbletest.Options{})
 	file := filepath.Join(t.TempDir(), "allowed.txt")
 	write := func(content string) {
 		t.Helper()
@@ -256,26 +246,26 @@ func TestOnDemandAllowFile(t *testing.T) {
 		}
 	}
 	write("# customers\nfirst.file.test\nkeep.file.test\n")
-	cfg := g.onDemandConfig(t, ca, t.TempDir(), &config.OnDemand{AllowFile: file}, "*.file.test")
+	cfg := g.onDemandConfig(&config.OnDemand{AllowFile: file}, "*.file.test")
 	h := signalHandler{
 		Handler: slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}),
 		msg:     "on_demand.allow_file has problems; keeping the last good list", once: new(sync.Once), seen: make(chan struct{}),
 	}
 	g.startLogged(t, cfg, fastOptions(), h)
 
-	mustHandshake(t, g, ca, "first.file.test")
-	mustRefuse(t, g, ca, "second.file.test")
-	checkOrders(t, ca, 1)
+	g.mustHandshake(t, "first.file.test")
+	g.mustRefuse(t, "second.file.test")
+	g.checkOrders(t, 1)
 
 	write("# customers\nfirst.file.test\nkeep.file.test\nsecond.file.test\n")
-	waitForCert(t, g, "second.file.test", ca.IssuerRoots(), "", 15*time.Second)
-	checkOrders(t, ca, 2)
+	g.waitForCert(t, "second.file.test", "", 15*time.Second)
+	g.checkOrders(t, 2)
 
 	write("first.file.test\n~[broken\n")
 	deadline := time.After(15 * time.Second)
 	for waiting := true; waiting; {
 		// A handshake for a new name makes the file be looked at.
-		_, _ = handshake(g.httpsAddr, "probe.file.test", ca.IssuerRoots())
+		_, _ = g.handshake("probe.file.test")
 		select {
 		case <-h.seen:
 			waiting = false
@@ -284,8 +274,8 @@ func TestOnDemandAllowFile(t *testing.T) {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	mustHandshake(t, g, ca, "keep.file.test") // still on the last good list
-	checkOrders(t, ca, 3)
+	g.mustHandshake(t, "keep.file.test") // still on the last good list
+	g.checkOrders(t, 3)
 }
 
 // TestOnDemandConcurrent makes 50 handshakes for one new name at once:
@@ -293,9 +283,8 @@ func TestOnDemandAllowFile(t *testing.T) {
 func TestOnDemandConcurrent(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
-	g := startGatehouse(t)
-	ca := startCA(t, g.httpPort, g.httpsPort, 0, "")
-	g.start(t, g.onDemandConfig(t, ca, t.TempDir(), &config.OnDemand{Allow: []string{"*.many.test"}}, "*.many.test"), fastOptions())
+	g := startPebbleGatehouse(t, pebbletest.Options{})
+	g.start(t, g.onDemandConfig(&config.OnDemand{Allow: []string{"*.many.test"}}, "*.many.test"), fastOptions())
 
 	const n = 50
 	start := make(chan struct{})
@@ -304,7 +293,7 @@ func TestOnDemandConcurrent(t *testing.T) {
 	for range n {
 		wg.Go(func() {
 			<-start
-			leaf, err := handshakeWithin(g.httpsAddr, "one.many.test", ca, 60*time.Second)
+			leaf, err := handshakeWithin(g.httpsAddr, "one.many.test", g.ca, 60*time.Second)
 			if err == nil && leaf.DNSNames[0] != "one.many.test" {
 				err = fmt.Errorf("certificate names %v", leaf.DNSNames)
 			}
@@ -324,7 +313,7 @@ func TestOnDemandConcurrent(t *testing.T) {
 	if failed > 0 {
 		t.Errorf("%d of %d concurrent handshakes failed", failed, n)
 	}
-	checkOrders(t, ca, 1)
+	g.checkOrders(t, 1)
 }
 
 // TestOnDemandQueuedHandshakesOutliveTheirDeadline makes handshakes for
@@ -338,8 +327,7 @@ func TestOnDemandConcurrent(t *testing.T) {
 func TestOnDemandQueuedHandshakesOutliveTheirDeadline(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
-	g := startGatehouse(t)
-	ca := startCA(t, g.httpPort, g.httpsPort, 0, "")
+	g := startPebbleGatehouse(t, pebbletest.Options{})
 	const deadline = 500 * time.Millisecond
 	ask := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
@@ -351,7 +339,7 @@ func TestOnDemandQueuedHandshakesOutliveTheirDeadline(t *testing.T) {
 	defer ask.Close()
 	const names, perName = 5, 10 // names ≤ askConcurrency
 	od := &config.OnDemand{Ask: ask.URL, Rate: &config.Rate{Burst: names, Per: time.Hour}}
-	m := g.start(t, g.onDemandConfig(t, ca, t.TempDir(), od, "*.queue.test"), fastOptions())
+	m := g.start(t, g.onDemandConfig(od, "*.queue.test"), fastOptions())
 	addr := serveTLSWithDeadline(t, m.TLSConfig(), deadline)
 
 	begin := make(chan struct{})
@@ -362,7 +350,7 @@ func TestOnDemandQueuedHandshakesOutliveTheirDeadline(t *testing.T) {
 		for range perName {
 			wg.Go(func() {
 				<-begin
-				if _, err := handshakeWithin(addr, host, ca, 60*time.Second); err != nil {
+				if _, err := handshakeWithin(addr, host, g.ca, 60*time.Second); err != nil {
 					errs <- fmt.Errorf("handshake as %s: %w", host, err)
 				}
 			})
@@ -374,7 +362,7 @@ func TestOnDemandQueuedHandshakesOutliveTheirDeadline(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	checkOrders(t, ca, names)
+	g.checkOrders(t, names)
 }
 
 // TestOnDemandMayWait checks which handshakes get the longer deadline
@@ -467,10 +455,9 @@ func serveTLSWithDeadline(t *testing.T, cfg *tls.Config, d time.Duration) string
 func TestOnDemandFlood(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
-	g := startGatehouse(t)
-	ca := startCA(t, g.httpPort, g.httpsPort, 0, "")
-	g.start(t, g.onDemandConfig(t, ca, t.TempDir(), &config.OnDemand{Allow: []string{"good.flood.test"}}, "*.flood.test"), fastOptions())
-	mustHandshake(t, g, ca, "good.flood.test")
+	g := startPebbleGatehouse(t, pebbletest.Options{})
+	g.start(t, g.onDemandConfig(&config.OnDemand{Allow: []string{"good.flood.test"}}, "*.flood.test"), fastOptions())
+	g.mustHandshake(t, "good.flood.test")
 
 	const total, workers = 500, 25
 	names := make(chan string)
@@ -480,7 +467,7 @@ func TestOnDemandFlood(t *testing.T) {
 	for range workers {
 		denied.Go(func() {
 			for name := range names {
-				if _, err := handshake(g.httpsAddr, name, ca.IssuerRoots()); err == nil {
+				if _, err := g.handshake(name); err == nil {
 					mu.Lock()
 					succeeded++
 					mu.Unlock()
@@ -501,7 +488,7 @@ func TestOnDemandFlood(t *testing.T) {
 
 	<-half
 	accepted.Go(func() {
-		if _, err := handshakeWithin(g.httpsAddr, "good.flood.test", ca, 10*time.Second); err != nil {
+		if _, err := handshakeWithin(g.httpsAddr, "good.flood.test", g.ca, 10*time.Second); err != nil {
 			t.Errorf("handshake for good.flood.test during the flood: %v", err)
 		}
 	})
@@ -510,7 +497,7 @@ func TestOnDemandFlood(t *testing.T) {
 	if succeeded != 0 {
 		t.Errorf("%d handshakes for denied names succeeded", succeeded)
 	}
-	checkOrders(t, ca, 1)
+	g.checkOrders(t, 1)
 }
 
 // TestOnDemandRate checks on_demand.rate: past its burst, allowed names
@@ -518,24 +505,22 @@ func TestOnDemandFlood(t *testing.T) {
 func TestOnDemandRate(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
-	g := startGatehouse(t)
-	ca := startCA(t, g.httpPort, g.httpsPort, 0, "")
-	storage := t.TempDir()
+	g := startPebbleGatehouse(t, pebbletest.Options{})
 	od := &config.OnDemand{Allow: []string{"*.rate.test"}, Rate: &config.Rate{Burst: 1, Per: time.Hour}}
-	cfg := g.onDemandConfig(t, ca, storage, od, "*.rate.test")
+	cfg := g.onDemandConfig(od, "*.rate.test")
 	m := g.start(t, cfg, fastOptions())
-	mustHandshake(t, g, ca, "one.rate.test")
+	g.mustHandshake(t, "one.rate.test")
 	start := time.Now()
-	mustRefuse(t, g, ca, "two.rate.test")
+	g.mustRefuse(t, "two.rate.test")
 	// certmagic would retry after a minute; a refusal is final.
 	if d := time.Since(start); d > 20*time.Second {
 		t.Errorf("rate-limited handshake took %v; want it refused at once, not retried", d)
 	}
 	for range 20 {
-		mustRefuse(t, g, ca, randomLabel(t)+".rate.test")
+		g.mustRefuse(t, randomLabel(t)+".rate.test")
 	}
-	checkOrders(t, ca, 1)
-	mustHandshake(t, g, ca, "one.rate.test")
+	g.checkOrders(t, 1)
+	g.mustHandshake(t, "one.rate.test")
 
 	// After a restart: spend the token on a new name, then a name whose
 	// Certificate is only in storage still loads.
@@ -543,10 +528,10 @@ func TestOnDemandRate(t *testing.T) {
 		t.Fatal(err)
 	}
 	g.start(t, cfg, fastOptions())
-	mustHandshake(t, g, ca, "three.rate.test")
-	mustRefuse(t, g, ca, "four.rate.test")
-	mustHandshake(t, g, ca, "one.rate.test")
-	checkOrders(t, ca, 2)
+	g.mustHandshake(t, "three.rate.test")
+	g.mustRefuse(t, "four.rate.test")
+	g.mustHandshake(t, "one.rate.test")
+	g.checkOrders(t, 2)
 }
 
 // TestOnDemandAutocert checks on-demand Sites are refused with the
@@ -595,18 +580,17 @@ func randomLabel(t *testing.T) string {
 func TestOnDemandRenewRevoke(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
-	g := startGatehouse(t)
-	ca := startCA(t, g.httpPort, g.httpsPort, 0, "")
-	m := g.start(t, g.onDemandConfig(t, ca, t.TempDir(), &config.OnDemand{Allow: []string{"*.life.test"}}, "*.life.test"), fastOptions())
+	g := startPebbleGatehouse(t, pebbletest.Options{})
+	m := g.start(t, g.onDemandConfig(&config.OnDemand{Allow: []string{"*.life.test"}}, "*.life.test"), fastOptions())
 	const name = "shop.life.test"
-	first, err := handshakeWithin(g.httpsAddr, name, ca, 30*time.Second)
+	first, err := handshakeWithin(g.httpsAddr, name, g.ca, 30*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := m.Renew(t.Context(), name, true); err != nil {
 		t.Fatalf("Renew: %v", err)
 	}
-	renewed, err := handshakeWithin(g.httpsAddr, name, ca, 10*time.Second)
+	renewed, err := handshakeWithin(g.httpsAddr, name, g.ca, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -616,10 +600,10 @@ func TestOnDemandRenewRevoke(t *testing.T) {
 	if err := m.Revoke(t.Context(), name, "keyCompromise"); err != nil {
 		t.Fatalf("Revoke: %v", err)
 	}
-	if !ca.Revoked(renewed.SerialNumber) {
+	if !g.ca.Revoked(renewed.SerialNumber) {
 		t.Errorf("Pebble does not have serial %v revoked", renewed.SerialNumber)
 	}
-	replaced, err := handshakeWithin(g.httpsAddr, name, ca, 10*time.Second)
+	replaced, err := handshakeWithin(g.httpsAddr, name, g.ca, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -635,7 +619,7 @@ func TestOnDemandRenewRevoke(t *testing.T) {
 	if info == nil || info.Source != SourceOnDemand {
 		t.Errorf("inventory entry of %s: got %+v, want source %q", name, info, SourceOnDemand)
 	}
-	checkOrders(t, ca, 3)
+	g.checkOrders(t, 3)
 }
 
 // TestOnDemandAskFlood floods an ask-only policy with random names while
@@ -644,8 +628,7 @@ func TestOnDemandRenewRevoke(t *testing.T) {
 func TestOnDemandAskFlood(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
-	g := startGatehouse(t)
-	ca := startCA(t, g.httpPort, g.httpsPort, 0, "")
+	g := startPebbleGatehouse(t, pebbletest.Options{})
 	var mu sync.Mutex
 	inFlight, maxInFlight, asked := 0, 0, 0
 	ask := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -668,8 +651,8 @@ func TestOnDemandAskFlood(t *testing.T) {
 		w.WriteHeader(http.StatusForbidden)
 	}))
 	t.Cleanup(ask.Close)
-	g.start(t, g.onDemandConfig(t, ca, t.TempDir(), &config.OnDemand{Ask: ask.URL}, "*.askflood.test"), fastOptions())
-	mustHandshake(t, g, ca, "ok.askflood.test")
+	g.start(t, g.onDemandConfig(&config.OnDemand{Ask: ask.URL}, "*.askflood.test"), fastOptions())
+	g.mustHandshake(t, "ok.askflood.test")
 
 	const total, workers = 300, 40
 	names := make(chan string)
@@ -678,7 +661,7 @@ func TestOnDemandAskFlood(t *testing.T) {
 	for range workers {
 		wg.Go(func() {
 			for name := range names {
-				if _, err := handshake(g.httpsAddr, name, ca.IssuerRoots()); err == nil {
+				if _, err := g.handshake(name); err == nil {
 					succeeded.Store(name, true)
 				}
 			}
@@ -686,7 +669,7 @@ func TestOnDemandAskFlood(t *testing.T) {
 	}
 	for i := range total {
 		if i == total/2 {
-			if _, err := handshakeWithin(g.httpsAddr, "ok.askflood.test", ca, 10*time.Second); err != nil {
+			if _, err := handshakeWithin(g.httpsAddr, "ok.askflood.test", g.ca, 10*time.Second); err != nil {
 				t.Errorf("handshake for ok.askflood.test during the flood: %v", err)
 			}
 		}
@@ -706,7 +689,7 @@ func TestOnDemandAskFlood(t *testing.T) {
 	if asked >= total {
 		t.Errorf("ask was asked %d times for %d names; want the busy ones denied without asking", asked, total)
 	}
-	checkOrders(t, ca, 1)
+	g.checkOrders(t, 1)
 }
 
 func TestAllowSetMatch(t *testing.T) {
@@ -761,16 +744,15 @@ func TestNegCacheBounded(t *testing.T) {
 func TestOnDemandIgnoresGlobalDNS(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
-	g := startGatehouse(t)
-	ca := startCA(t, g.httpPort, g.httpsPort, 0, "")
-	cfg := g.onDemandConfig(t, ca, t.TempDir(), &config.OnDemand{Allow: []string{"*.nodns.test"}}, "*.nodns.test")
+	g := startPebbleGatehouse(t, pebbletest.Options{})
+	cfg := g.onDemandConfig(&config.OnDemand{Allow: []string{"*.nodns.test"}}, "*.nodns.test")
 	// A DNS provider that always fails: any DNS-01 attempt would fail.
 	cfg.ACME.DNS = &config.DNS{Provider: "exec", Credentials: map[string]string{"program": "/bin/false"}, PropagationTimeout: time.Second}
 	g.start(t, cfg, fastOptions())
-	if _, err := handshakeWithin(g.httpsAddr, "a.nodns.test", ca, 30*time.Second); err != nil {
+	if _, err := handshakeWithin(g.httpsAddr, "a.nodns.test", g.ca, 30*time.Second); err != nil {
 		t.Fatalf("handshake as a.nodns.test: %v", err)
 	}
-	checkOrders(t, ca, 1)
+	g.checkOrders(t, 1)
 }
 
 // TestOnDemandChallenges obtains on-demand Certificates with each
@@ -783,15 +765,14 @@ func TestOnDemandChallenges(t *testing.T) {
 	for _, ch := range []string{config.ChallengeHTTP01, config.ChallengeTLSALPN01} {
 		t.Run(ch, func(t *testing.T) {
 			t.Parallel()
-			g := startGatehouse(t)
-			ca := startCA(t, g.httpPort, g.httpsPort, 0, "")
+			g := startPebbleGatehouse(t, pebbletest.Options{})
 			// certmagic joins concurrent loads and orders of one name
 			// process-wide, so parallel tests use different names.
-			cfg := g.onDemandConfig(t, ca, t.TempDir(), &config.OnDemand{Allow: []string{"*.chal.test"}}, "*")
+			cfg := g.onDemandConfig(&config.OnDemand{Allow: []string{"*.chal.test"}}, "*")
 			cfg.ACME.Challenges = []string{ch}
 			g.start(t, cfg, fastOptions())
-			mustHandshake(t, g, ca, ch+".chal.test")
-			checkOrders(t, ca, 1)
+			g.mustHandshake(t, ch+".chal.test")
+			g.checkOrders(t, 1)
 		})
 	}
 }
@@ -821,34 +802,31 @@ func TestAskFailuresLoggedSparingly(t *testing.T) {
 func TestOnDemandReload(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
-	g := startGatehouse(t)
-	ca := startCA(t, g.httpPort, g.httpsPort, 0, "")
-	storage := t.TempDir()
-	plain := g.onDemandConfig(t, ca, storage, nil, "local.internal")
-	plain.Sites[0].TLS.OnDemand = false
+	g := startPebbleGatehouse(t, pebbletest.Options{})
+	plain := g.acmeConfig("local.internal")
 	m := g.start(t, plain, fastOptions())
-	mustRefuse(t, g, ca, "a.reload.test")
+	g.mustRefuse(t, "a.reload.test")
 
-	on := g.onDemandConfig(t, ca, storage, &config.OnDemand{Allow: []string{"*.reload.test"}}, "*.reload.test")
+	on := g.onDemandConfig(&config.OnDemand{Allow: []string{"*.reload.test"}}, "*.reload.test")
 	on.Sites = append(on.Sites, plain.Sites[0])
 	if err := m.Apply(t.Context(), on); err != nil {
 		t.Fatalf("Apply with an on-demand site: %v", err)
 	}
-	mustHandshake(t, g, ca, "a.reload.test")
+	g.mustHandshake(t, "a.reload.test")
 
 	if err := m.Apply(t.Context(), plain); err != nil {
 		t.Fatalf("Apply without it: %v", err)
 	}
-	mustRefuse(t, g, ca, "a.reload.test")
-	checkOrders(t, ca, 1)
+	g.mustRefuse(t, "a.reload.test")
+	g.checkOrders(t, 1)
 
 	// A policy that no longer allows a name refuses it once it is not in
 	// memory (here: after a restart), even though storage has it.
-	narrow := g.onDemandConfig(t, ca, storage, &config.OnDemand{Allow: []string{"b.reload.test"}}, "*.reload.test")
+	narrow := g.onDemandConfig(&config.OnDemand{Allow: []string{"b.reload.test"}}, "*.reload.test")
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
 	}
 	g.start(t, narrow, fastOptions())
-	mustRefuse(t, g, ca, "a.reload.test")
-	checkOrders(t, ca, 1)
+	g.mustRefuse(t, "a.reload.test")
+	g.checkOrders(t, 1)
 }
