@@ -146,22 +146,19 @@ func hexSerial(n *big.Int) string { return n.Text(16) }
 func TestInventoryAfterIssuance(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
-	g := startGatehouse(t)
-	ca := startCA(t, g.httpPort, g.httpsPort, 0, "")
-	storage := t.TempDir()
-	acme := config.ACME{CA: ca.DirectoryURL(), CARoot: ca.ClientRootFile(), Email: "admin@example.org"}
+	g := startPebbleGatehouse(t, pebbletest.Options{})
 	certFile, keyFile, fileSerial := writeSelfSigned(t, t.TempDir(), "file", "file.test")
-	cfg := g.config(storage, acme, "inv.test")
+	cfg := g.acmeConfig("inv.test")
 	cfg.Sites = append(cfg.Sites,
 		config.Site{Hosts: []string{"inv.internal"}, TLS: config.SiteTLS{Issuer: config.IssuerInternal}},
 		config.Site{Hosts: []string{"file.test"}, TLS: config.SiteTLS{Cert: certFile, Key: keyFile}})
 	start := time.Now()
 	m := g.start(t, cfg, fastOptions())
-	leaf := waitForCert(t, g, "inv.test", ca.IssuerRoots(), "", 30*time.Second)
+	leaf := g.waitForCert(t, "inv.test", "", 30*time.Second)
 
 	got := findInfo(t, m.Certificates(), "inv.test")
-	if got.Source != SourceACME || got.CA != ca.DirectoryURL() {
-		t.Errorf("source, CA: got %q, %q; want acme, %q", got.Source, got.CA, ca.DirectoryURL())
+	if got.Source != SourceACME || got.CA != g.ca.DirectoryURL() {
+		t.Errorf("source, CA: got %q, %q; want acme, %q", got.Source, got.CA, g.ca.DirectoryURL())
 	}
 	if got.Serial != hexSerial(leaf.SerialNumber) {
 		t.Errorf("serial: got %s, want the served %s", got.Serial, hexSerial(leaf.SerialNumber))
@@ -203,7 +200,7 @@ func TestInventoryAfterIssuance(t *testing.T) {
 	}
 
 	// The record is private and in storage.
-	fi, err := os.Stat(filepath.Join(storage, "inventory", "inv.test.json"))
+	fi, err := os.Stat(filepath.Join(g.storage, "inventory", "inv.test.json"))
 	if err != nil {
 		t.Fatalf("inventory record: %v", err)
 	}
@@ -239,7 +236,7 @@ func TestInventoryAfterIssuance(t *testing.T) {
 	// Without its record (inventory/ lost, or a storage certmagic filled
 	// before gatehouse kept one) the certificate is still found under its
 	// issuer's directory.
-	rec, aside := filepath.Join(storage, "inventory", "inv.test.json"), filepath.Join(t.TempDir(), "inv.test.json")
+	rec, aside := filepath.Join(g.storage, "inventory", "inv.test.json"), filepath.Join(t.TempDir(), "inv.test.json")
 	if err := os.Rename(rec, aside); err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +256,7 @@ func TestInventoryAfterIssuance(t *testing.T) {
 		t.Fatal(err)
 	}
 	m2 := g.start(t, cfg, fastOptions())
-	waitForCert(t, g, "inv.test", ca.IssuerRoots(), "", 10*time.Second)
+	g.waitForCert(t, "inv.test", "", 10*time.Second)
 	again := findInfo(t, m2.Certificates(), "inv.test")
 	if again.Serial != got.Serial || !again.LastAttempt.Equal(got.LastAttempt) || again.Status != StatusValid {
 		t.Errorf("after restart: got serial %s attempt %v status %s; want %s %v valid", again.Serial, again.LastAttempt, again.Status, got.Serial, got.LastAttempt)
@@ -330,39 +327,35 @@ func waitExecLine(t *testing.T, out, typ, name string) {
 func TestRenewRevokeRetire(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
-	g := startGatehouse(t)
-	ca := startCA(t, g.httpPort, g.httpsPort, 0, "")
-	storage := t.TempDir()
-	acme := config.ACME{CA: ca.DirectoryURL(), CARoot: ca.ClientRootFile(), Email: "admin@example.org"}
+	g := startPebbleGatehouse(t, pebbletest.Options{})
 	hook := startEventReceiver(t)
 	execOut := filepath.Join(t.TempDir(), "events.log")
 	events := &config.Events{Webhook: hook.url, Exec: []string{writeEventScript(t, execOut)}}
-	cfg := g.config(storage, acme, "keep.test", "gone.test", "old.test")
+	cfg := g.acmeConfig("keep.test", "gone.test", "old.test")
 	cfg.Events = events
 	m := g.start(t, cfg, fastOptions())
-	roots := ca.IssuerRoots()
-	first := waitForCert(t, g, "keep.test", roots, "", 30*time.Second)
-	gone := waitForCert(t, g, "gone.test", roots, "", 30*time.Second)
-	waitForCert(t, g, "old.test", roots, "", 30*time.Second)
-	if ev := hook.wait(t, EventObtained, "keep.test", 10*time.Second); ev.Issuer != ca.DirectoryURL() || !ev.NotAfter.Equal(first.NotAfter) {
-		t.Errorf("obtained event: got issuer %q not after %v; want %q, %v", ev.Issuer, ev.NotAfter, ca.DirectoryURL(), first.NotAfter)
+	first := g.waitForCert(t, "keep.test", "", 30*time.Second)
+	gone := g.waitForCert(t, "gone.test", "", 30*time.Second)
+	g.waitForCert(t, "old.test", "", 30*time.Second)
+	if ev := hook.wait(t, EventObtained, "keep.test", 10*time.Second); ev.Issuer != g.ca.DirectoryURL() || !ev.NotAfter.Equal(first.NotAfter) {
+		t.Errorf("obtained event: got issuer %q not after %v; want %q, %v", ev.Issuer, ev.NotAfter, g.ca.DirectoryURL(), first.NotAfter)
 	}
 	waitExecLine(t, execOut, EventObtained, "keep.test")
 
 	// Not due and not forced: nothing changes, no order.
-	orders := ca.Orders()
+	orders := g.ca.Orders()
 	if err := m.Renew(t.Context(), "keep.test", false); err != nil {
 		t.Fatalf("Renew: %v", err)
 	}
-	if leaf, err := handshake(g.httpsAddr, "keep.test", roots); err != nil || leaf.SerialNumber.Cmp(first.SerialNumber) != 0 || ca.Orders() != orders {
-		t.Errorf("renewal that is not due changed something: %v, %d orders (had %d)", err, ca.Orders(), orders)
+	if leaf, err := g.handshake("keep.test"); err != nil || leaf.SerialNumber.Cmp(first.SerialNumber) != 0 || g.ca.Orders() != orders {
+		t.Errorf("renewal that is not due changed something: %v, %d orders (had %d)", err, g.ca.Orders(), orders)
 	}
 
 	// Forced: a new certificate, served at once.
 	if err := m.Renew(t.Context(), "KEEP.test", true); err != nil {
 		t.Fatalf("Renew --force: %v", err)
 	}
-	renewed, err := handshake(g.httpsAddr, "keep.test", roots)
+	renewed, err := g.handshake("keep.test")
 	if err != nil || renewed.SerialNumber.Cmp(first.SerialNumber) == 0 {
 		t.Fatalf("after a forced renewal: %v, serial %v (was %v)", err, renewed.SerialNumber, first.SerialNumber)
 	}
@@ -376,11 +369,11 @@ func TestRenewRevokeRetire(t *testing.T) {
 	if err := m.Revoke(t.Context(), "keep.test", "keyCompromise"); err != nil {
 		t.Fatalf("Revoke: %v", err)
 	}
-	if !ca.Revoked(renewed.SerialNumber) {
+	if !g.ca.Revoked(renewed.SerialNumber) {
 		t.Error("Pebble does not report the revoked certificate revoked")
 	}
-	replaced, err := handshake(g.httpsAddr, "keep.test", roots)
-	if err != nil || replaced.SerialNumber.Cmp(renewed.SerialNumber) == 0 || ca.Revoked(replaced.SerialNumber) {
+	replaced, err := g.handshake("keep.test")
+	if err != nil || replaced.SerialNumber.Cmp(renewed.SerialNumber) == 0 || g.ca.Revoked(replaced.SerialNumber) {
 		t.Fatalf("after revocation: %v, serving serial %v (revoked one %v)", err, replaced.SerialNumber, renewed.SerialNumber)
 	}
 	hook.wait(t, EventRevoked, "keep.test", 10*time.Second)
@@ -397,7 +390,7 @@ func TestRenewRevokeRetire(t *testing.T) {
 
 	// Removing two hosts retires them: not served, no longer renewed,
 	// kept in storage, listed as retired.
-	cfg2 := g.config(storage, acme, "keep.test")
+	cfg2 := g.acmeConfig("keep.test")
 	cfg2.Events = events
 	if err := m.Apply(t.Context(), cfg2); err != nil {
 		t.Fatal(err)
@@ -422,28 +415,28 @@ func TestRenewRevokeRetire(t *testing.T) {
 
 	// A retired certificate can be revoked; it then leaves the inventory
 	// and no replacement is ordered.
-	orders = ca.Orders()
+	orders = g.ca.Orders()
 	if err := m.Revoke(t.Context(), "gone.test", "cessationOfOperation"); err != nil {
 		t.Fatalf("Revoke of a retired certificate: %v", err)
 	}
-	if !ca.Revoked(gone.SerialNumber) {
+	if !g.ca.Revoked(gone.SerialNumber) {
 		t.Error("Pebble does not report the retired certificate revoked")
 	}
-	if hasInfo(m.Certificates(), "gone.test") || ca.Orders() != orders {
-		t.Errorf("after revoking retired gone.test: still listed %v, orders %d (had %d)", hasInfo(m.Certificates(), "gone.test"), ca.Orders(), orders)
+	if hasInfo(m.Certificates(), "gone.test") || g.ca.Orders() != orders {
+		t.Errorf("after revoking retired gone.test: still listed %v, orders %d (had %d)", hasInfo(m.Certificates(), "gone.test"), g.ca.Orders(), orders)
 	}
 
 	// A retired host back in the config is served again from storage,
 	// without a new order, and is no longer retired.
-	orders = ca.Orders()
-	cfgBack := g.config(storage, acme, "keep.test", "old.test")
+	orders = g.ca.Orders()
+	cfgBack := g.acmeConfig("keep.test", "old.test")
 	cfgBack.Events = events
 	if err := m.Apply(t.Context(), cfgBack); err != nil {
 		t.Fatal(err)
 	}
-	waitForCert(t, g, "old.test", roots, "", 10*time.Second)
-	if got := findInfo(t, m.Certificates(), "old.test"); got.Status != StatusValid || !got.RetiredAt.IsZero() || ca.Orders() != orders {
-		t.Errorf("old.test back in the config: status %s retired at %v, %d orders (had %d); want valid, no new order", got.Status, got.RetiredAt, ca.Orders(), orders)
+	g.waitForCert(t, "old.test", "", 10*time.Second)
+	if got := findInfo(t, m.Certificates(), "old.test"); got.Status != StatusValid || !got.RetiredAt.IsZero() || g.ca.Orders() != orders {
+		t.Errorf("old.test back in the config: status %s retired at %v, %d orders (had %d); want valid, no new order", got.Status, got.RetiredAt, g.ca.Orders(), orders)
 	}
 	if err := m.Apply(t.Context(), cfg2); err != nil {
 		t.Fatal(err)
@@ -453,11 +446,11 @@ func TestRenewRevokeRetire(t *testing.T) {
 	}
 
 	// Past retire_after, a retired certificate is deleted with its files.
-	keys, _ := filepath.Glob(filepath.Join(storage, "certificates", "*", "old.test"))
+	keys, _ := filepath.Glob(filepath.Join(g.storage, "certificates", "*", "old.test"))
 	if len(keys) != 1 {
 		t.Fatalf("files of retired old.test: got %v, want them kept", keys)
 	}
-	cfg3 := g.config(storage, acme, "keep.test")
+	cfg3 := g.acmeConfig("keep.test")
 	cfg3.Events, cfg3.RetireAfter = events, time.Nanosecond
 	if err := m.Apply(t.Context(), cfg3); err != nil {
 		t.Fatal(err)
@@ -480,27 +473,26 @@ func TestRenewRevokeRetire(t *testing.T) {
 func TestRenewalFailureReported(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
-	g := startGatehouse(t)
 	const validity = 21 * time.Second
-	ca := startCA(t, g.httpPort, g.httpsPort, validity, "")
+	g := startPebbleGatehouse(t, pebbletest.Options{Validity: validity})
 	hook := startEventReceiver(t)
 	// certmagic keeps the retry schedule of failed renewals per name in a
 	// package variable, so a name of its own keeps -count=N runs apart.
 	host := fmt.Sprintf("fail-%d.test", rand.Uint32())
-	cfg := g.config(t.TempDir(), config.ACME{CA: ca.DirectoryURL(), CARoot: ca.ClientRootFile(), Email: "admin@example.org"}, host)
+	cfg := g.acmeConfig(host)
 	cfg.Events = &config.Events{Webhook: hook.url}
 	opts := fastOptions()
 	opts.renewCheckInterval = time.Second
 	opts.lifecycleInterval = 200 * time.Millisecond
 	m := g.start(t, cfg, opts)
-	waitForCert(t, g, host, ca.IssuerRoots(), "", 30*time.Second)
-	ca.Close() // the CA goes down before renewal is due
+	g.waitForCert(t, host, "", 30*time.Second)
+	g.ca.Close() // the CA goes down before renewal is due
 
 	failed := hook.wait(t, EventRenewalFailed, host, validity)
 	// Pebble's ARI may have had certmagic renew once before the CA went
 	// down: the certificate that matters is the one served once renewal
 	// has failed, the last one there can be.
-	leaf, err := handshake(g.httpsAddr, host, ca.IssuerRoots())
+	leaf, err := g.handshake(host)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -614,11 +606,10 @@ func TestFileCertificateExpiring(t *testing.T) {
 func TestAutocertInventory(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
-	g := startGatehouse(t)
-	ca := startCA(t, g.httpPort, g.httpsPort, 0, "")
-	acme := config.ACME{CA: ca.DirectoryURL(), CARoot: ca.ClientRootFile(), Email: "admin@example.org", Engine: config.EngineAutocert}
-	m := g.start(t, g.config(t.TempDir(), acme, "ac.test"), fastOptions())
-	leaf := waitForCert(t, g, "ac.test", ca.IssuerRoots(), "", 60*time.Second)
+	g := startPebbleGatehouse(t, pebbletest.Options{})
+	g.acme.Engine = config.EngineAutocert
+	m := g.start(t, g.acmeConfig("ac.test"), fastOptions())
+	leaf := g.waitForCert(t, "ac.test", "", 60*time.Second)
 	// autocert serves the certificate from its handshake before the obtain
 	// loop that asked for it has returned and recorded it: wait for that.
 	var got CertificateInfo
@@ -780,38 +771,38 @@ func startCASwitch(t *testing.T, target string) *caSwitch {
 	return s
 }
 
-// startSwitchedCA starts a Pebble for g behind a caSwitch and returns its
-// directory URL through the switch. Pebble answers with URLs on the host
-// it was asked at, so everything goes through the switch.
-func startSwitchedCA(t *testing.T, g *gatehouse) (ca *pebbletest.CA, sw *caSwitch, dirURL string) {
+// startSwitchedCA puts a caSwitch in front of g's Pebble and points g.acme
+// at the directory through it. Pebble answers with URLs on the host it was
+// asked at, so everything goes through the switch.
+func startSwitchedCA(t *testing.T, g *pebbleGatehouse) *caSwitch {
 	t.Helper()
-	ca = startCA(t, g.httpPort, g.httpsPort, 0, "")
-	u, err := url.Parse(ca.DirectoryURL())
+	u, err := url.Parse(g.ca.DirectoryURL())
 	if err != nil {
 		t.Fatal(err)
 	}
-	sw = startCASwitch(t, u.Host)
+	sw := startCASwitch(t, u.Host)
 	u.Host = sw.addr
-	return ca, sw, u.String()
+	g.acme.CA = u.String()
+	return sw
 }
 
 // newStreakTest sets up what a failure streak test needs: gatehouse's
-// Listeners, a Pebble behind a switch, a config for host sending events to
-// a webhook and a command (writing to execOut), and options whose
-// lifecycle clock is skew ahead of time.Now.
-func newStreakTest(t *testing.T, host string) (g *gatehouse, ca *pebbletest.CA, sw *caSwitch, dirURL string,
+// Listeners, a Pebble behind a switch (at dirURL), a config for host
+// sending events to a webhook and a command (writing to execOut), and
+// options whose lifecycle clock is skew ahead of time.Now.
+func newStreakTest(t *testing.T, host string) (g *pebbleGatehouse, sw *caSwitch, dirURL string,
 	hook *eventReceiver, execOut string, cfg *config.Config, opts options, skew *atomic.Int64) {
 	t.Helper()
-	g = startGatehouse(t)
-	ca, sw, dirURL = startSwitchedCA(t, g)
+	g = startPebbleGatehouse(t, pebbletest.Options{})
+	sw = startSwitchedCA(t, g)
 	hook = startEventReceiver(t)
 	execOut = filepath.Join(t.TempDir(), "events.log")
-	cfg = g.config(t.TempDir(), config.ACME{CA: dirURL, CARoot: ca.ClientRootFile(), Email: "admin@example.org"}, host)
+	cfg = g.acmeConfig(host)
 	cfg.Events = &config.Events{Webhook: hook.url, Exec: []string{writeEventScript(t, execOut)}}
 	skew = new(atomic.Int64)
 	opts = fastOptions()
 	opts.now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
-	return g, ca, sw, dirURL, hook, execOut, cfg, opts, skew
+	return g, sw, g.acme.CA, hook, execOut, cfg, opts, skew
 }
 
 func (s *caSwitch) forward(c net.Conn, target string) {
@@ -879,7 +870,7 @@ func TestRenewalFailedReminders(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
 	const host = "streak.test"
-	g, ca, sw, dirURL, hook, execOut, cfg, opts, skew := newStreakTest(t, host)
+	g, sw, dirURL, hook, execOut, cfg, opts, skew := newStreakTest(t, host)
 	var logged atomic.Int64
 	m := g.startLogged(t, cfg, opts, countHandler{Handler: slog.NewTextHandler(t.Output(), nil), msg: "certificate event", typ: EventRenewalFailed, n: &logged})
 	var subscribed atomic.Int64
@@ -889,7 +880,7 @@ func TestRenewalFailedReminders(t *testing.T) {
 		}
 	})
 	defer unsubscribe()
-	waitForCert(t, g, host, ca.IssuerRoots(), "", 30*time.Second)
+	g.waitForCert(t, host, "", 30*time.Second)
 
 	attempts := 0
 	fail := func() {
@@ -952,7 +943,7 @@ func TestObtainFailedReminders(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
 	const host = "first-streak.test"
-	g, _, sw, dirURL, hook, execOut, cfg, opts, skew := newStreakTest(t, host)
+	g, sw, dirURL, hook, execOut, cfg, opts, skew := newStreakTest(t, host)
 	sw.setDown(true) // before the Manager starts obtaining
 	var logged atomic.Int64
 	var subscribed atomic.Int64
