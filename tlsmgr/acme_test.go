@@ -17,11 +17,6 @@ import (
 // Integration tests against an in-process Pebble. Each test has its own CA,
 // ports and hosts, so they run in parallel.
 
-func startCA(t *testing.T, httpPort, tlsPort int, validity time.Duration, addr string) *pebbletest.CA {
-	t.Helper()
-	return pebbletest.Start(t, pebbletest.Options{HTTPPort: httpPort, TLSPort: tlsPort, Validity: validity, Addr: addr})
-}
-
 // checkKeyFiles checks every private key under dir is 0600 and every
 // directory 0700, and that a file matching each of the glob patterns
 // (relative to dir) exists.

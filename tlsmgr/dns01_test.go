@@ -24,10 +24,8 @@ func TestDNS01WildcardRFC2136(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
 	ns := pebbletest.StartBIND(t, "example.test")
-	g := startGatehouse(t)
-	ca := pebbletest.Start(t, pebbletest.Options{HTTPPort: g.httpPort, TLSPort: g.httpsPort, Resolver: ns.Addr})
-	acmeCfg := config.ACME{CA: ca.DirectoryURL(), CARoot: ca.ClientRootFile(), Email: "admin@example.org"}
-	cfg := g.config(t.TempDir(), acmeCfg, "*.example.test", "example.test")
+	g := startPebbleGatehouse(t, pebbletest.Options{Resolver: ns.Addr})
+	cfg := g.acmeConfig("*.example.test", "example.test")
 	cfg.Sites[0].TLS.DNS = &config.DNS{
 		Provider: "rfc2136",
 		Credentials: map[string]string{
@@ -38,23 +36,23 @@ func TestDNS01WildcardRFC2136(t *testing.T) {
 	}
 	g.start(t, cfg, fastOptions())
 
-	leaf := waitForCert(t, g, "a.example.test", ca.IssuerRoots(), "", 60*time.Second)
+	leaf := g.waitForCert(t, "a.example.test", "", 60*time.Second)
 	if !slices.Equal(leaf.DNSNames, []string{"*.example.test"}) {
 		t.Errorf("certificate for a.example.test names %v, want [*.example.test]", leaf.DNSNames)
 	}
-	other := waitForCert(t, g, "other.example.test", ca.IssuerRoots(), "", 5*time.Second)
+	other := g.waitForCert(t, "other.example.test", "", 5*time.Second)
 	if other.SerialNumber.Cmp(leaf.SerialNumber) != 0 {
 		t.Errorf("other.example.test got serial %v, want the wildcard's %v", other.SerialNumber, leaf.SerialNumber)
 	}
-	apex := waitForCert(t, g, "example.test", ca.IssuerRoots(), "", 60*time.Second)
+	apex := g.waitForCert(t, "example.test", "", 60*time.Second)
 	if !slices.Equal(apex.DNSNames, []string{"example.test"}) {
 		t.Errorf("certificate for example.test names %v, want [example.test]", apex.DNSNames)
 	}
 	// One label only: a.b.example.test is no host of the site.
-	if _, err := handshake(g.httpsAddr, "a.b.example.test", ca.IssuerRoots()); err == nil {
+	if _, err := g.handshake("a.b.example.test"); err == nil {
 		t.Error("a.b.example.test was served; a wildcard covers one label")
 	}
-	if got := ca.Orders(); got != 2 {
+	if got := g.ca.Orders(); got != 2 {
 		t.Errorf("orders: got %d, want 2 (one wildcard, one apex)", got)
 	}
 
@@ -102,17 +100,16 @@ printf 'server %s %s\nzone exec.test.\n%%s\nsend\n' "$op" | %s -y %s:%s:%s
 	if err := os.WriteFile(script, []byte(body), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	g := startGatehouse(t)
-	ca := pebbletest.Start(t, pebbletest.Options{HTTPPort: g.httpPort, TLSPort: g.httpsPort, Resolver: ns.Addr})
-	acmeCfg := config.ACME{
-		CA: ca.DirectoryURL(), CARoot: ca.ClientRootFile(),
+	g := startPebbleGatehouse(t, pebbletest.Options{Resolver: ns.Addr})
+	g.acme = config.ACME{
+		CA: g.ca.DirectoryURL(), CARoot: g.ca.ClientRootFile(),
 		DNS: &config.DNS{
 			Provider: "exec", Credentials: map[string]string{"program": script},
 			PropagationTimeout: 20 * time.Second, Resolvers: []string{ns.Addr},
 		},
 	}
-	g.start(t, g.config(t.TempDir(), acmeCfg, "*.exec.test"), fastOptions())
-	leaf := waitForCert(t, g, "www.exec.test", ca.IssuerRoots(), "", 60*time.Second)
+	g.start(t, g.acmeConfig("*.exec.test"), fastOptions())
+	leaf := g.waitForCert(t, "www.exec.test", "", 60*time.Second)
 	if !slices.Equal(leaf.DNSNames, []string{"*.exec.test"}) {
 		t.Errorf("certificate for www.exec.test names %v, want [*.exec.test]", leaf.DNSNames)
 	}

@@ -24,31 +24,30 @@ import (
 func TestIssuerFailover(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
-	g := startGatehouse(t)
-	ca := startCA(t, g.httpPort, g.httpsPort, 0, "")
+	g := startPebbleGatehouse(t, pebbletest.Options{})
 	// A reserved port with nothing listening: connections are refused.
 	down := fmt.Sprintf("https://127.0.0.1:%d/dir", pebbletest.FreePort(t))
-	acmeCfg := config.ACME{
+	g.acme = config.ACME{
 		Email: "admin@example.org",
 		Issuers: []config.Issuer{
-			{CA: down, CARoot: ca.ClientRootFile()},
-			{CA: ca.DirectoryURL(), CARoot: ca.ClientRootFile()},
+			{CA: down, CARoot: g.ca.ClientRootFile()},
+			{CA: g.ca.DirectoryURL(), CARoot: g.ca.ClientRootFile()},
 		},
 	}
-	cfg := g.config(t.TempDir(), acmeCfg, "failover.test")
+	cfg := g.acmeConfig("failover.test")
 	cfg.Sites = append(cfg.Sites, config.Site{
 		Hosts: []string{"override.test"},
-		TLS:   config.SiteTLS{Issuers: []config.Issuer{{CA: ca.DirectoryURL(), CARoot: ca.ClientRootFile()}}},
+		TLS:   config.SiteTLS{Issuers: []config.Issuer{{CA: g.ca.DirectoryURL(), CARoot: g.ca.ClientRootFile()}}},
 	})
 	logs := &recordHandler{Handler: slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo})}
 	m := g.startLogged(t, cfg, fastOptions(), logs)
 
-	leaf := waitForCert(t, g, "failover.test", ca.IssuerRoots(), "", 60*time.Second)
+	leaf := g.waitForCert(t, "failover.test", "", 60*time.Second)
 	if leaf.DNSNames[0] != "failover.test" {
 		t.Errorf("DNS names: got %v, want [failover.test]", leaf.DNSNames)
 	}
-	waitForCert(t, g, "override.test", ca.IssuerRoots(), "", 60*time.Second)
-	pebbleKey := issuerKey(t, ca.DirectoryURL())
+	g.waitForCert(t, "override.test", "", 60*time.Second)
+	pebbleKey := issuerKey(t, g.ca.DirectoryURL())
 	for _, host := range []string{"failover.test", "override.test"} {
 		if got := logs.attr("certificate obtained", "host", host, "issuer"); got != pebbleKey {
 			t.Errorf("issuer logged for %s: got %q, want %q", host, got, pebbleKey)
@@ -70,11 +69,11 @@ func TestIssuerFailover(t *testing.T) {
 				ca1 = ci.CA
 			}
 		}
-		if ca1 == ca.DirectoryURL() {
+		if ca1 == g.ca.DirectoryURL() {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("inventory CA of failover.test: got %q, want %q", ca1, ca.DirectoryURL())
+			t.Fatalf("inventory CA of failover.test: got %q, want %q", ca1, g.ca.DirectoryURL())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -149,12 +148,8 @@ func TestACMEProfileAndKeyType(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			g := startGatehouse(t)
-			ca := pebbletest.Start(t, pebbletest.Options{
-				HTTPPort: g.httpPort, TLSPort: g.httpsPort,
-				Profiles: map[string]time.Duration{"shortlived": 6 * time.Hour},
-			})
-			acmeCfg := config.ACME{CA: ca.DirectoryURL(), CARoot: ca.ClientRootFile(), Profile: "shortlived", KeyType: tc.keyType}
+			g := startPebbleGatehouse(t, pebbletest.Options{Profiles: map[string]time.Duration{"shortlived": 6 * time.Hour}})
+			g.acme = config.ACME{CA: g.ca.DirectoryURL(), CARoot: g.ca.ClientRootFile(), Profile: "shortlived", KeyType: tc.keyType}
 			host := name + ".keys.test"
 			if tc.check == nil {
 				h := signalHandler{
@@ -162,7 +157,7 @@ func TestACMEProfileAndKeyType(t *testing.T) {
 					msg:     "obtaining certificate failed; will retry", once: new(sync.Once), seen: make(chan struct{}),
 				}
 				logs := &recordHandler{Handler: h}
-				g.startLogged(t, g.config(t.TempDir(), acmeCfg, host), fastOptions(), logs)
+				g.startLogged(t, g.acmeConfig(host), fastOptions(), logs)
 				select {
 				case <-h.seen:
 				case <-time.After(30 * time.Second):
@@ -171,13 +166,13 @@ func TestACMEProfileAndKeyType(t *testing.T) {
 				if got := logs.attr("obtaining certificate failed; will retry", "host", host, "error"); !strings.Contains(got, "badCSR") {
 					t.Errorf("error logged: got %q, want the CA's badCSR refusal", got)
 				}
-				if _, err := handshake(g.httpsAddr, host, ca.IssuerRoots()); err == nil {
+				if _, err := g.handshake(host); err == nil {
 					t.Error("a certificate was served although the CA refused the CSR")
 				}
 				return
 			}
-			g.start(t, g.config(t.TempDir(), acmeCfg, host), fastOptions())
-			leaf := waitForCert(t, g, host, ca.IssuerRoots(), "", 60*time.Second)
+			g.start(t, g.acmeConfig(host), fastOptions())
+			leaf := g.waitForCert(t, host, "", 60*time.Second)
 			if !tc.check(leaf.PublicKey) {
 				t.Errorf("leaf key: got %T (%s), want %s", leaf.PublicKey, leaf.PublicKeyAlgorithm, name)
 			}
@@ -269,27 +264,25 @@ func TestObtainerWaitsOutRateLimit(t *testing.T) {
 func TestARIWindowRenews(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
-	g := startGatehouse(t)
-	ca := pebbletest.Start(t, pebbletest.Options{HTTPPort: g.httpPort, TLSPort: g.httpsPort, ARIRetryAfter: time.Second})
-	acmeCfg := config.ACME{CA: ca.DirectoryURL(), CARoot: ca.ClientRootFile(), Email: "admin@example.org"}
+	g := startPebbleGatehouse(t, pebbletest.Options{ARIRetryAfter: time.Second})
 	opts := fastOptions()
 	opts.renewCheckInterval = time.Second
-	g.start(t, g.config(t.TempDir(), acmeCfg, "ari.test"), opts)
-	first := waitForCert(t, g, "ari.test", ca.IssuerRoots(), "", 30*time.Second)
+	g.start(t, g.acmeConfig("ari.test"), opts)
+	first := g.waitForCert(t, "ari.test", "", 30*time.Second)
 
 	// Untouched, the default window (two thirds into 90 days) renews
 	// nothing: a negative, so it takes waiting through a few maintenance
 	// passes and ARI refreshes (each a second here).
 	time.Sleep(3 * time.Second)
-	if again := waitForCert(t, g, "ari.test", ca.IssuerRoots(), "", 5*time.Second); again.SerialNumber.Cmp(first.SerialNumber) != 0 {
+	if again := g.waitForCert(t, "ari.test", "", 5*time.Second); again.SerialNumber.Cmp(first.SerialNumber) != 0 {
 		t.Fatalf("renewed to serial %v with no reason", again.SerialNumber)
 	}
 
 	now := time.Now()
-	if err := ca.SetRenewalWindow(first.SerialNumber, now.Add(-2*time.Hour), now.Add(-time.Hour)); err != nil {
+	if err := g.ca.SetRenewalWindow(first.SerialNumber, now.Add(-2*time.Hour), now.Add(-time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	renewed := waitForCert(t, g, "ari.test", ca.IssuerRoots(), first.SerialNumber.String(), 30*time.Second)
+	renewed := g.waitForCert(t, "ari.test", first.SerialNumber.String(), 30*time.Second)
 	if renewed.NotAfter.Before(first.NotAfter) {
 		t.Errorf("renewed NotAfter %v before the first %v", renewed.NotAfter, first.NotAfter)
 	}
