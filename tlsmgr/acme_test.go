@@ -3,10 +3,8 @@ package tlsmgr
 import (
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -201,13 +199,10 @@ func TestACMECAUnreachableAtStart(t *testing.T) {
 	// CA can name it before this CA runs.
 	probe := pebbletest.Start(t, pebbletest.Options{})
 	acme := config.ACME{CA: "https://" + caAddr + "/dir", CARoot: probe.ClientRootFile(), Email: "admin@example.org"}
-	h := signalHandler{
-		Handler: slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}),
-		msg:     "obtaining certificate failed; will retry", once: new(sync.Once), seen: make(chan struct{}),
-	}
+	h, failed := signalOn(testLog(t), "obtaining certificate failed; will retry")
 	g.startLogged(t, g.config(t.TempDir(), acme, "late.test"), fastOptions(), h)
 	select {
-	case <-h.seen:
+	case <-failed:
 	case <-time.After(30 * time.Second):
 		t.Fatal("no failed attempt logged while the CA is down")
 	}

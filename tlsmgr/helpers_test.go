@@ -205,7 +205,7 @@ func (g *gatehouse) config(storage string, acme config.ACME, hosts ...string) *c
 // start creates a Manager with short knobs and serves it.
 func (g *gatehouse) start(t *testing.T, cfg *config.Config, opts options) *Manager {
 	t.Helper()
-	return g.startLogged(t, cfg, opts, slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	return g.startLogged(t, cfg, opts, testLog(t))
 }
 
 func (g *gatehouse) startLogged(t *testing.T, cfg *config.Config, opts options, h slog.Handler) *Manager {
@@ -268,30 +268,46 @@ func (g *pebbleGatehouse) handshake(host string) (*x509.Certificate, error) {
 	return handshake(g.httpsAddr, host, g.ca.IssuerRoots())
 }
 
-// signalHandler passes records on to next and closes seen at the first
-// record with message msg, so a test can wait for something to be logged.
-type signalHandler struct {
-	slog.Handler
-	msg  string
-	once *sync.Once
-	seen chan struct{}
+// testLog is where a Manager under test logs: the test's output, Info
+// and up.
+func testLog(t *testing.T) slog.Handler {
+	return slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo})
 }
 
-func (h signalHandler) Handle(ctx context.Context, r slog.Record) error {
-	if r.Message == h.msg {
-		h.once.Do(func() { close(h.seen) })
-	}
+// tapHandler shows each record to tap, then passes it on to Handler. The
+// loggers derived with WithAttrs and WithGroup keep the tap, so a test
+// sees what every part of the Manager logs.
+type tapHandler struct {
+	slog.Handler
+	tap func(slog.Record)
+}
+
+func (h tapHandler) Handle(ctx context.Context, r slog.Record) error {
+	h.tap(r)
 	return h.Handler.Handle(ctx, r)
 }
 
-func (h signalHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+func (h tapHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 	h.Handler = h.Handler.WithAttrs(attrs)
 	return h
 }
 
-func (h signalHandler) WithGroup(name string) slog.Handler {
+func (h tapHandler) WithGroup(name string) slog.Handler {
 	h.Handler = h.Handler.WithGroup(name)
 	return h
+}
+
+// signalOn returns a handler that passes records on to next, and a channel
+// it closes at the first record with message msg, so a test can wait for
+// something to be logged.
+func signalOn(next slog.Handler, msg string) (slog.Handler, <-chan struct{}) {
+	seen := make(chan struct{})
+	var once sync.Once
+	return tapHandler{Handler: next, tap: func(r slog.Record) {
+		if r.Message == msg {
+			once.Do(func() { close(seen) })
+		}
+	}}, seen
 }
 
 func fastOptions() options {

@@ -39,7 +39,7 @@ func TestIssuerFailover(t *testing.T) {
 		Hosts: []string{"override.test"},
 		TLS:   config.SiteTLS{Issuers: []config.Issuer{{CA: g.ca.DirectoryURL(), CARoot: g.ca.ClientRootFile()}}},
 	})
-	logs := &recordHandler{Handler: slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo})}
+	logs := &recordHandler{Handler: testLog(t)}
 	m := g.startLogged(t, cfg, fastOptions(), logs)
 
 	leaf := g.waitForCert(t, "failover.test", "", 60*time.Second)
@@ -152,14 +152,11 @@ func TestACMEProfileAndKeyType(t *testing.T) {
 			g.acme = config.ACME{CA: g.ca.DirectoryURL(), CARoot: g.ca.ClientRootFile(), Profile: "shortlived", KeyType: tc.keyType}
 			host := name + ".keys.test"
 			if tc.check == nil {
-				h := signalHandler{
-					Handler: slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}),
-					msg:     "obtaining certificate failed; will retry", once: new(sync.Once), seen: make(chan struct{}),
-				}
+				h, failed := signalOn(testLog(t), "obtaining certificate failed; will retry")
 				logs := &recordHandler{Handler: h}
 				g.startLogged(t, g.acmeConfig(host), fastOptions(), logs)
 				select {
-				case <-h.seen:
+				case <-failed:
 				case <-time.After(30 * time.Second):
 					t.Fatal("no failed attempt logged")
 				}

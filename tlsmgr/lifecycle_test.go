@@ -2,7 +2,6 @@ package tlsmgr
 
 import (
 	"bufio"
-	"context"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -707,34 +706,20 @@ func TestStatus(t *testing.T) {
 	}
 }
 
-// countHandler passes records on to next and counts those with message
-// msg and the attribute event=typ.
-type countHandler struct {
-	slog.Handler
-	msg, typ string
-	n        *atomic.Int64
-}
-
-func (h countHandler) Handle(ctx context.Context, r slog.Record) error {
-	if r.Message == h.msg {
+// countEvents returns a handler that passes records on to next and counts
+// in n those with message msg and the attribute event=typ.
+func countEvents(next slog.Handler, msg, typ string, n *atomic.Int64) slog.Handler {
+	return tapHandler{Handler: next, tap: func(r slog.Record) {
+		if r.Message != msg {
+			return
+		}
 		r.Attrs(func(a slog.Attr) bool {
-			if a.Key == "event" && a.Value.String() == h.typ {
-				h.n.Add(1)
+			if a.Key == "event" && a.Value.String() == typ {
+				n.Add(1)
 			}
 			return true
 		})
-	}
-	return h.Handler.Handle(ctx, r)
-}
-
-func (h countHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	h.Handler = h.Handler.WithAttrs(attrs)
-	return h
-}
-
-func (h countHandler) WithGroup(name string) slog.Handler {
-	h.Handler = h.Handler.WithGroup(name)
-	return h
+	}}
 }
 
 // caSwitch forwards TCP connections to an ACME directory server while it
@@ -872,7 +857,7 @@ func TestRenewalFailedReminders(t *testing.T) {
 	const host = "streak.test"
 	g, sw, dirURL, hook, execOut, cfg, opts, skew := newStreakTest(t, host)
 	var logged atomic.Int64
-	m := g.startLogged(t, cfg, opts, countHandler{Handler: slog.NewTextHandler(t.Output(), nil), msg: "certificate event", typ: EventRenewalFailed, n: &logged})
+	m := g.startLogged(t, cfg, opts, countEvents(slog.NewTextHandler(t.Output(), nil), "certificate event", EventRenewalFailed, &logged))
 	var subscribed atomic.Int64
 	unsubscribe := m.Subscribe(func(ev Event) {
 		if ev.Type == EventRenewalFailed {
@@ -948,7 +933,7 @@ func TestObtainFailedReminders(t *testing.T) {
 	var logged atomic.Int64
 	var subscribed atomic.Int64
 	seen := make(chan struct{}, 1)
-	m := g.startLogged(t, cfg, opts, countHandler{Handler: slog.NewTextHandler(t.Output(), nil), msg: "certificate event", typ: EventObtainFailed, n: &logged})
+	m := g.startLogged(t, cfg, opts, countEvents(slog.NewTextHandler(t.Output(), nil), "certificate event", EventObtainFailed, &logged))
 	unsubscribe := m.Subscribe(func(ev Event) {
 		if ev.Type == EventObtainFailed {
 			subscribed.Add(1)

@@ -247,10 +247,7 @@ func TestOnDemandAllowFile(t *testing.T) {
 	}
 	write("# customers\nfirst.file.test\nkeep.file.test\n")
 	cfg := g.onDemandConfig(&config.OnDemand{AllowFile: file}, "*.file.test")
-	h := signalHandler{
-		Handler: slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}),
-		msg:     "on_demand.allow_file has problems; keeping the last good list", once: new(sync.Once), seen: make(chan struct{}),
-	}
+	h, reported := signalOn(testLog(t), "on_demand.allow_file has problems; keeping the last good list")
 	g.startLogged(t, cfg, fastOptions(), h)
 
 	g.mustHandshake(t, "first.file.test")
@@ -267,7 +264,7 @@ func TestOnDemandAllowFile(t *testing.T) {
 		// A handshake for a new name makes the file be looked at.
 		_, _ = g.handshake("probe.file.test")
 		select {
-		case <-h.seen:
+		case <-reported:
 			waiting = false
 		case <-deadline:
 			t.Fatal("the bad allow_file was not reported")
