@@ -40,11 +40,7 @@ func TestACMESettings(t *testing.T) {
 }
 
 func TestAutocertHostPolicy(t *testing.T) {
-	s, err := newACMESettings(&config.Config{Storage: t.TempDir(), ACME: config.ACME{CA: "https://127.0.0.1:1/dir"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := newAutocertEngine(s, fastOptions(), slog.New(slog.DiscardHandler))
+	e, err := newAutocertEngine(offlineSettings(t), fastOptions(), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

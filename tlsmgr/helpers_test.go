@@ -310,6 +310,17 @@ func signalOn(next slog.Handler, msg string) (slog.Handler, <-chan struct{}) {
 	}}, seen
 }
 
+// offlineSettings returns the ACME settings of a Config whose CA nothing
+// listens at, for engines that are built but never issue.
+func offlineSettings(t *testing.T) acmeSettings {
+	t.Helper()
+	s, err := newACMESettings(&config.Config{Storage: t.TempDir(), ACME: config.ACME{CA: "https://127.0.0.1:1/dir"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func fastOptions() options {
 	o := defaultOptions()
 	o.backoffBase, o.backoffMax = 200*time.Millisecond, time.Second

@@ -367,11 +367,7 @@ func TestOnDemandQueuedHandshakesOutliveTheirDeadline(t *testing.T) {
 // memory, or only an expired one (certmagic renews it during the
 // handshake), and not those it serves at once.
 func TestOnDemandMayWait(t *testing.T) {
-	s, err := newACMESettings(&config.Config{Storage: t.TempDir(), ACME: config.ACME{CA: "https://127.0.0.1:1/dir"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := newCertmagicEngine(s, fastOptions(), slog.New(slog.DiscardHandler))
+	e, err := newCertmagicEngine(offlineSettings(t), fastOptions(), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
