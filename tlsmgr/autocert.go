@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -23,7 +24,8 @@ import (
 // autocertEngine is the minimal engine: x/crypto's autocert with a host
 // policy that admits only the configured ACME hosts. It has no DNS-01, no
 // ARI and no Stop (golang/go#63706): its renewal timers live as long as
-// the process, even for hosts removed from the config.
+// the process, even for hosts removed from the config, and renewals skip
+// the host policy, so orderGuard refuses their orders before they leave.
 type autocertEngine struct {
 	m *autocert.Manager
 	// hosts is the current set of ACME hosts, read by the host policy.
@@ -48,10 +50,10 @@ func newAutocertEngine(s acmeSettings, opts options, logger *slog.Logger) (*auto
 		Email:      s.acme.Email,
 		Client: &acme.Client{
 			DirectoryURL: s.acme.CA,
-			HTTPClient: &http.Client{Transport: &closingTransport{life: life, base: &http.Transport{
+			HTTPClient: &http.Client{Transport: &orderGuard{allow: e.hostPolicy, logger: logger, base: &closingTransport{life: life, base: &http.Transport{
 				Proxy:           http.ProxyFromEnvironment,
 				TLSClientConfig: &tls.Config{RootCAs: s.roots},
-			}}},
+			}}}},
 		},
 	}
 	if e.m.Client.DirectoryURL == "" {
@@ -176,6 +178,75 @@ func (t *closingTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	// lives until it is closed; the acme package closes every body.
 	resp.Body = &releasingBody{ReadCloser: resp.Body, release: release}
 	return resp, nil
+}
+
+// orderGuard refuses, before it is sent, an order for a name the host
+// policy no longer admits. autocert checks the policy when a certificate
+// is first asked for, not when its renewal timer fires, so without this a
+// host removed from the config would be renewed for as long as the
+// process runs: issuance the config does not allow, and failed
+// authorizations counted against the account once its DNS points away.
+type orderGuard struct {
+	allow  func(ctx context.Context, host string) error
+	logger *slog.Logger
+	base   http.RoundTripper
+}
+
+// errOrderRefused is why an order for a host no longer configured fails.
+var errOrderRefused = errors.New("refusing an ACME order for a host no longer configured")
+
+func (g *orderGuard) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method != http.MethodPost || req.Body == nil || req.GetBody == nil {
+		return g.base.RoundTrip(req)
+	}
+	// The acme package sets GetBody, so the body can be read here and
+	// sent again from a fresh copy.
+	body, err := req.GetBody()
+	if err != nil {
+		return g.base.RoundTrip(req)
+	}
+	ids := orderIdentifiers(body)
+	body.Close()
+	for _, host := range ids {
+		if err := g.allow(req.Context(), host); err != nil {
+			req.Body.Close() // a RoundTripper closes it, even on error
+			g.logger.Debug("autocert: not renewing a host removed from the config", "host", host)
+			return nil, fmt.Errorf("%w: %s", errOrderRefused, host)
+		}
+	}
+	return g.base.RoundTrip(req)
+}
+
+// orderIdentifiers returns the DNS names of a JWS-signed new-order (or
+// new-authorization) request, and nothing for any other ACME request.
+func orderIdentifiers(body io.Reader) []string {
+	var jws struct {
+		Payload string `json:"payload"`
+	}
+	if err := json.NewDecoder(io.LimitReader(body, 1<<20)).Decode(&jws); err != nil || jws.Payload == "" {
+		return nil
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(jws.Payload)
+	if err != nil {
+		return nil
+	}
+	var order struct {
+		Identifiers []acme.AuthzID `json:"identifiers"`
+		Identifier  *acme.AuthzID  `json:"identifier"`
+	}
+	if json.Unmarshal(payload, &order) != nil {
+		return nil
+	}
+	if order.Identifier != nil {
+		order.Identifiers = append(order.Identifiers, *order.Identifier)
+	}
+	var hosts []string
+	for _, id := range order.Identifiers {
+		if id.Type == "dns" {
+			hosts = append(hosts, id.Value)
+		}
+	}
+	return hosts
 }
 
 // releasingBody calls release once, when the body is closed.
