@@ -852,13 +852,7 @@ func (e *certmagicEngine) caFor(name, issuerKey string) string {
 
 // reissue issues a new leaf for name now, replacing the current one.
 func (ca *localCA) reissue(name string) (*tls.Certificate, error) {
-	ca.mu.Lock()
-	slot := ca.leaves[name]
-	if slot == nil {
-		slot = &leafSlot{}
-		ca.leaves[name] = slot
-	}
-	ca.mu.Unlock()
+	slot := ca.slot(name)
 	slot.mu.Lock()
 	defer slot.mu.Unlock()
 	now := ca.now()

@@ -230,18 +230,23 @@ func (ca *localCA) close() {
 	ca.wg.Wait()
 }
 
-// leaf returns the certificate chain (leaf, intermediate) for name, a
-// normalised DNS name, wildcard or IP address. A leaf is re-issued once two
-// thirds of its life have passed, at handshake time, so no timer is needed.
-func (ca *localCA) leaf(name string) (*tls.Certificate, error) {
+// slot returns name's leafSlot, creating it on first use.
+func (ca *localCA) slot(name string) *leafSlot {
 	ca.mu.Lock()
+	defer ca.mu.Unlock()
 	slot := ca.leaves[name]
 	if slot == nil {
 		slot = &leafSlot{}
 		ca.leaves[name] = slot
 	}
-	ca.mu.Unlock()
+	return slot
+}
 
+// leaf returns the certificate chain (leaf, intermediate) for name, a
+// normalised DNS name, wildcard or IP address. A leaf is re-issued once two
+// thirds of its life have passed, at handshake time, so no timer is needed.
+func (ca *localCA) leaf(name string) (*tls.Certificate, error) {
+	slot := ca.slot(name)
 	slot.mu.Lock()
 	defer slot.mu.Unlock()
 	now := ca.now()
