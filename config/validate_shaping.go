@@ -226,7 +226,7 @@ func checkPlaceholders(s string, known []string) string {
 			return ""
 		}
 		name := rest[:j]
-		if !isPlaceholderName(name) {
+		if !IsPlaceholderName(name) {
 			continue
 		}
 		if !slices.Contains(known, name) {
@@ -236,9 +236,10 @@ func checkPlaceholders(s string, known []string) string {
 	}
 }
 
-// isPlaceholderName reports whether s looks like a placeholder name:
-// lowercase letters and underscores.
-func isPlaceholderName(s string) bool {
+// IsPlaceholderName reports whether s looks like a placeholder name:
+// lowercase letters and underscores. Braces around anything else are
+// literal text, here and where proxy compiles the same values.
+func IsPlaceholderName(s string) bool {
 	if s == "" {
 		return false
 	}

@@ -112,7 +112,7 @@ func parseTemplate(s string, allowed []string) (template, error) {
 		}
 		name := rest[i+1 : i+j]
 		ph, known := placeholderNames[name]
-		if !isPlaceholderName(name) {
+		if !config.IsPlaceholderName(name) {
 			lit += rest[:i+1]
 			rest = rest[i+1:]
 			continue
@@ -138,18 +138,6 @@ func parseTemplate(s string, allowed []string) (template, error) {
 		t.static = []string{s}
 	}
 	return t, nil
-}
-
-func isPlaceholderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; !('a' <= c && c <= 'z' || c == '_') {
-			return false
-		}
-	}
-	return true
 }
 
 // vars are the values placeholders render to for one request.
