@@ -227,9 +227,20 @@ func adminBase(addr string) (string, error) {
 	return "http://" + net.JoinHostPort(host, port), nil
 }
 
-// offline prints why the command works on the storage.
-func (c *certsCmd) offline(why error, cfg *config.Config) {
+// reach connects to the running gatehouse or, when none answers, says so
+// and loads the config to work on its storage instead. It returns that
+// config, or nil when a gatehouse answers.
+func (c *certsCmd) reach(ctx context.Context) (offline *config.Config, err error) {
+	why := c.connect(ctx)
+	if why == nil || !errors.Is(why, errNoInstance) {
+		return nil, why
+	}
+	cfg, err := c.configOrFail()
+	if err != nil {
+		return nil, err
+	}
 	fmt.Fprintf(c.env.stderr, "# %v; working on the storage %s\n", why, cfg.Storage)
+	return cfg, nil
 }
 
 // call sends a request to the admin endpoint and decodes a JSON answer
@@ -281,15 +292,11 @@ func (c *certsCmd) call(ctx context.Context, method, path string, body any, out 
 // inventory returns every Certificate, from the running gatehouse or the
 // storage.
 func (c *certsCmd) inventory(ctx context.Context) ([]tlsmgr.CertificateInfo, error) {
-	if err := c.connect(ctx); err != nil {
-		if !errors.Is(err, errNoInstance) {
-			return nil, err
-		}
-		cfg, cerr := c.configOrFail()
-		if cerr != nil {
-			return nil, cerr
-		}
-		c.offline(err, cfg)
+	cfg, err := c.reach(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if cfg != nil {
 		return tlsmgr.Inventory(ctx, cfg)
 	}
 	var certs []tlsmgr.CertificateInfo
@@ -462,15 +469,11 @@ func printCert(w io.Writer, ci tlsmgr.CertificateInfo, now time.Time) {
 }
 
 func (c *certsCmd) renew(ctx context.Context, name string, force bool) error {
-	if err := c.connect(ctx); err != nil {
-		if !errors.Is(err, errNoInstance) {
-			return err
-		}
-		cfg, cerr := c.configOrFail()
-		if cerr != nil {
-			return cerr
-		}
-		c.offline(err, cfg)
+	cfg, err := c.reach(ctx)
+	if err != nil {
+		return err
+	}
+	if cfg != nil {
 		if err := tlsmgr.RenewOffline(ctx, cfg, name, force, c.logger()); err != nil {
 			return fmt.Errorf("%w (offline renewal answers the CA's challenges on the config's listen addresses itself)", err)
 		}
@@ -532,15 +535,11 @@ func (c *certsCmd) renewAll(ctx context.Context, force bool) error {
 }
 
 func (c *certsCmd) revoke(ctx context.Context, name, reason string) error {
-	if err := c.connect(ctx); err != nil {
-		if !errors.Is(err, errNoInstance) {
-			return err
-		}
-		cfg, cerr := c.configOrFail()
-		if cerr != nil {
-			return cerr
-		}
-		c.offline(err, cfg)
+	cfg, err := c.reach(ctx)
+	if err != nil {
+		return err
+	}
+	if cfg != nil {
 		if err := tlsmgr.RevokeOffline(ctx, cfg, name, reason, c.logger()); err != nil {
 			return err
 		}
