@@ -192,6 +192,13 @@ func (f *frontend) get(t *testing.T, host, target string) (int, string) {
 // do sends req and returns the status and body.
 func do(t *testing.T, c *http.Client, req *http.Request) (int, string) {
 	t.Helper()
+	res, body := doRes(t, c, req)
+	return res.StatusCode, body
+}
+
+// doRes sends req and returns the response, its body read.
+func doRes(t *testing.T, c *http.Client, req *http.Request) (*http.Response, string) {
+	t.Helper()
 	res, err := c.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
@@ -201,7 +208,7 @@ func do(t *testing.T, c *http.Client, req *http.Request) (int, string) {
 	if err != nil {
 		t.Fatalf("reading body: %v", err)
 	}
-	return res.StatusCode, string(body)
+	return res, string(body)
 }
 
 // decodeSeen decodes an echo backend's answer.

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"crypto/tls"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -18,21 +17,6 @@ func newServer(t *testing.T, h http.Handler) *httptest.Server {
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return srv
-}
-
-// doRes sends req and returns the response, its body read.
-func doRes(t *testing.T, c *http.Client, req *http.Request) (*http.Response, string) {
-	t.Helper()
-	res, err := c.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
-	}
-	defer res.Body.Close()
-	body, err := io.ReadAll(res.Body)
-	if err != nil {
-		t.Fatalf("reading body: %v", err)
-	}
-	return res, string(body)
 }
 
 // accessLine waits for an access line for which match is true and
