@@ -188,15 +188,9 @@ func TestRespond(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.target, func(t *testing.T) {
-			res, err := f.client(host).Do(f.request(t, http.MethodGet, host, tt.target, nil))
-			if err != nil {
-				t.Fatalf("GET: %v", err)
-			}
-			defer res.Body.Close()
-			var b bytes.Buffer
-			_, _ = b.ReadFrom(res.Body)
-			if res.StatusCode != tt.code || b.String() != tt.body || res.Header.Get("Content-Type") != tt.ctype {
-				t.Errorf("got %v %q %q, want %v %q %q", res.StatusCode, res.Header.Get("Content-Type"), b.String(),
+			res, body := f.getRes(t, host, tt.target)
+			if res.StatusCode != tt.code || body != tt.body || res.Header.Get("Content-Type") != tt.ctype {
+				t.Errorf("got %v %q %q, want %v %q %q", res.StatusCode, res.Header.Get("Content-Type"), body,
 					tt.code, tt.ctype, tt.body)
 			}
 		})
@@ -227,11 +221,7 @@ func TestHSTS(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.host+tt.target, func(t *testing.T) {
-			res, err := f.client(tt.host).Do(f.request(t, http.MethodGet, tt.host, tt.target, nil))
-			if err != nil {
-				t.Fatalf("GET: %v", err)
-			}
-			res.Body.Close()
+			res, _ := f.getRes(t, tt.host, tt.target)
 			if got := strings.Join(res.Header.Values("Strict-Transport-Security"), " | "); got != tt.want {
 				t.Errorf("Strict-Transport-Security = %q, want %q", got, tt.want)
 			}

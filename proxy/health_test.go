@@ -163,11 +163,7 @@ func TestAllUpstreamsDown(t *testing.T) {
 		return !status(t, f.handler, a.srv.URL).Healthy && !status(t, f.handler, b.srv.URL).Healthy
 	})
 	start := time.Now()
-	res, err := f.client(host).Do(f.request(t, http.MethodGet, host, "/", nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
+	res, _ := f.getRes(t, host, "/")
 	if took := time.Since(start); took > time.Second {
 		t.Errorf("503 took %v, want it at once", took)
 	}
@@ -307,7 +303,7 @@ func TestPassiveHealthLatency(t *testing.T) {
 	if st := status(t, f.handler, slow.URL); st.Healthy || !strings.HasPrefix(st.Reason, "ejected: latency") {
 		t.Errorf("status = %+v, want ejected for latency", st)
 	}
-	res := getRes(t, f, "/")
+	res, _ := f.getRes(t, host, "/")
 	if res.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("with the only upstream ejected: status %v, want 503", res.Status)
 	}

@@ -179,6 +179,14 @@ func (f *frontend) request(t *testing.T, method, host, target string, body io.Re
 // name as a browser would, and returns the status and body.
 func (f *frontend) get(t *testing.T, host, target string) (int, string) {
 	t.Helper()
+	res, body := f.getRes(t, host, target)
+	return res.StatusCode, body
+}
+
+// getRes is get for tests that look at the headers too: it returns the
+// response, its body read.
+func (f *frontend) getRes(t *testing.T, host, target string) (*http.Response, string) {
+	t.Helper()
 	sni, _, err := net.SplitHostPort(host)
 	if err != nil {
 		sni = host
@@ -186,7 +194,7 @@ func (f *frontend) get(t *testing.T, host, target string) (int, string) {
 	if _, err := netip.ParseAddr(sni); err == nil {
 		sni = ""
 	}
-	return do(t, f.client(sni), f.request(t, http.MethodGet, host, target, nil))
+	return doRes(t, f.client(sni), f.request(t, http.MethodGet, host, target, nil))
 }
 
 // do sends req and returns the status and body.

@@ -79,11 +79,7 @@ func TestStaticRoot(t *testing.T) {
 	}
 
 	t.Run("directory without slash redirects", func(t *testing.T) {
-		res, err := f.client(host).Do(f.request(t, http.MethodGet, host, "/static/docs?x=1", nil))
-		if err != nil {
-			t.Fatalf("GET: %v", err)
-		}
-		res.Body.Close()
+		res, _ := f.getRes(t, host, "/static/docs?x=1")
 		if res.StatusCode != http.StatusMovedPermanently || res.Header.Get("Location") != "/static/docs/?x=1" {
 			t.Errorf("got %v %q, want 301 %q", res.StatusCode, res.Header.Get("Location"), "/static/docs/?x=1")
 		}

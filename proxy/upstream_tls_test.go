@@ -101,17 +101,6 @@ func newTLSBackend(t *testing.T, configure func(*tls.Config)) (srv *httptest.Ser
 	return srv, caFile
 }
 
-// getRes sends a GET through f and returns the response, body read.
-func getRes(t *testing.T, f *frontend, path string) *http.Response {
-	t.Helper()
-	res, err := f.client(host).Do(f.request(t, http.MethodGet, host, path, nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	return res
-}
-
 func TestUpstreamMutualTLS(t *testing.T) {
 	ca := newTestCA(t)
 	pool := x509.NewCertPool()
@@ -126,10 +115,10 @@ func TestUpstreamMutualTLS(t *testing.T) {
 			UpstreamTLS: &config.UpstreamTLS{ClientCert: certFile, ClientKey: keyFile}},
 		config.Route{Path: "/without", Upstreams: []string{backend.URL}, CA: caFile},
 	))
-	if res := getRes(t, f, "/with"); res.StatusCode != http.StatusOK || res.Header.Get("X-Client") != "gatehouse" {
+	if res, _ := f.getRes(t, host, "/with"); res.StatusCode != http.StatusOK || res.Header.Get("X-Client") != "gatehouse" {
 		t.Errorf("with client certificate: %v, client %q; want 200 as gatehouse", res.Status, res.Header.Get("X-Client"))
 	}
-	if res := getRes(t, f, "/without"); res.StatusCode != http.StatusBadGateway {
+	if res, _ := f.getRes(t, host, "/without"); res.StatusCode != http.StatusBadGateway {
 		t.Errorf("without client certificate: %v, want 502", res.Status)
 	}
 }
@@ -143,10 +132,10 @@ func TestUpstreamServerName(t *testing.T) {
 		config.Route{Path: "/wrong", Upstreams: []string{backend.URL}, CA: caFile,
 			UpstreamTLS: &config.UpstreamTLS{ServerName: "other.example"}},
 	))
-	if res := getRes(t, f, "/right"); res.StatusCode != http.StatusOK || res.Header.Get("X-SNI") != "example.com" {
+	if res, _ := f.getRes(t, host, "/right"); res.StatusCode != http.StatusOK || res.Header.Get("X-SNI") != "example.com" {
 		t.Errorf("server_name example.com: %v, SNI %q; want 200 with SNI example.com", res.Status, res.Header.Get("X-SNI"))
 	}
-	if res := getRes(t, f, "/wrong"); res.StatusCode != http.StatusBadGateway {
+	if res, _ := f.getRes(t, host, "/wrong"); res.StatusCode != http.StatusBadGateway {
 		t.Errorf("server_name the certificate does not cover: %v, want 502", res.Status)
 	}
 }
@@ -157,7 +146,7 @@ func TestUpstreamInsecureSkipVerify(t *testing.T) {
 		config.Route{Path: "/", Upstreams: []string{backend.URL},
 			UpstreamTLS: &config.UpstreamTLS{InsecureSkipVerify: true}},
 	))
-	if res := getRes(t, f, "/"); res.StatusCode != http.StatusOK {
+	if res, _ := f.getRes(t, host, "/"); res.StatusCode != http.StatusOK {
 		t.Errorf("status = %v, want 200 without verification", res.Status)
 	}
 	warned := false
@@ -234,7 +223,7 @@ func TestKeepAlivePool(t *testing.T) {
 			KeepAlive: &config.KeepAlive{MaxIdle: 1, IdleTimeout: time.Minute}}))
 		var wg sync.WaitGroup
 		for range 3 {
-			wg.Go(func() { getRes(t, f, "/hold") })
+			wg.Go(func() { f.getRes(t, host, "/hold") })
 		}
 		for range 3 {
 			<-hb.arrived
@@ -243,7 +232,7 @@ func TestKeepAlivePool(t *testing.T) {
 		wg.Wait()
 		// Three connections were needed at once; only one stays idle.
 		waitFor(t, "two of three connections closed", func() bool { o, c := cc.get(); return o == 3 && c == 2 })
-		getRes(t, f, "/")
+		f.getRes(t, host, "/")
 		if o, _ := cc.get(); o != 3 {
 			t.Errorf("opened %d connections, want the idle one reused", o)
 		}
@@ -252,7 +241,7 @@ func TestKeepAlivePool(t *testing.T) {
 		hb, cc := newBackend()
 		f := newFrontend(t, proxyConfig(config.Route{Path: "/", Upstreams: []string{hb.srv.URL},
 			KeepAlive: &config.KeepAlive{MaxIdle: 4, IdleTimeout: 100 * time.Millisecond}}))
-		getRes(t, f, "/")
+		f.getRes(t, host, "/")
 		waitFor(t, "the idle connection closed", func() bool { _, c := cc.get(); return c == 1 })
 	})
 	t.Run("pool key", func(t *testing.T) {
@@ -282,10 +271,10 @@ func TestMaxResponseHeader(t *testing.T) {
 		config.Route{Path: "/small", Upstreams: []string{backend.URL}, MaxResponseHeader: 4 << 10},
 		config.Route{Path: "/default", Upstreams: []string{backend.URL}},
 	))
-	if res := getRes(t, f, "/small"); res.StatusCode != http.StatusBadGateway {
+	if res, _ := f.getRes(t, host, "/small"); res.StatusCode != http.StatusBadGateway {
 		t.Errorf("8KiB header over a 4KiB limit: %v, want 502", res.Status)
 	}
-	if res := getRes(t, f, "/default"); res.StatusCode != http.StatusOK || len(res.Header.Get("X-Big")) != 8<<10 {
+	if res, _ := f.getRes(t, host, "/default"); res.StatusCode != http.StatusOK || len(res.Header.Get("X-Big")) != 8<<10 {
 		t.Errorf("8KiB header under the 1MiB default: %v, want 200 with the header", res.Status)
 	}
 }
