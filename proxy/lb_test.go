@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -168,13 +167,8 @@ func TestCookieStickiness(t *testing.T) {
 		if cookie != "" {
 			req.Header.Set("Cookie", cookie)
 		}
-		res, err := f.client(host).Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Body.Close()
-		body, _ := io.ReadAll(res.Body)
-		return decodeSeen(t, string(body)).Backend, res.Header.Get("Set-Cookie")
+		res, body := doRes(t, f.client(host), req)
+		return decodeSeen(t, body).Backend, res.Header.Get("Set-Cookie")
 	}
 	first, set := get("")
 	if !strings.HasPrefix(set, "sticky=") || !strings.Contains(set, "HttpOnly") || !strings.Contains(set, "Secure") {

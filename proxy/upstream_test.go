@@ -174,11 +174,7 @@ func TestHopByHopHeaders(t *testing.T) {
 		req.Header.Set("X-Conn-Named", "c")
 		req.Header.Set("Keep-Alive", "timeout=5")
 		req.Header.Set("X-Plain", "p")
-		res, err := f.client1().Do(req)
-		if err != nil {
-			t.Fatalf("GET: %v", err)
-		}
-		res.Body.Close()
+		res, _ := doRes(t, f.client1(), req)
 		want := map[string]string{
 			"Saw-X-Secret": "false", "Saw-X-Conn-Named": "false", "Saw-Keep-Alive": "false",
 			"Saw-X-Plain": "true", "X-Back-Secret": "", "X-Back-Plain": "p",
@@ -195,11 +191,7 @@ func TestHopByHopHeaders(t *testing.T) {
 		req.Header.Set("Connection", "Upgrade, HTTP2-Settings")
 		req.Header.Set("Upgrade", "h2c")
 		req.Header.Set("HTTP2-Settings", "AAMAAABkAARAAAAAAAIAAAAA")
-		res, err := f.client1().Do(req)
-		if err != nil {
-			t.Fatalf("GET: %v", err)
-		}
-		res.Body.Close()
+		res, _ := doRes(t, f.client1(), req)
 		if res.StatusCode != http.StatusOK {
 			t.Errorf("status = %v, want %v", res.StatusCode, http.StatusOK)
 		}
