@@ -65,8 +65,8 @@ func TestRequestID(t *testing.T) {
 	}
 
 	// Fixed responses carry one too, and two requests never share one.
-	res1, _ := doRes(t, f.client(host), f.request(t, http.MethodGet, host, "/fixed", nil))
-	res2, _ := doRes(t, f.client(host), f.request(t, http.MethodGet, host, "/fixed", nil))
+	res1, _ := f.getRes(t, host, "/fixed")
+	res2, _ := f.getRes(t, host, "/fixed")
 	a, b := res1.Header.Get("X-Request-Id"), res2.Header.Get("X-Request-Id")
 	if !generatedID.MatchString(a) || a == b {
 		t.Errorf("fixed responses got request IDs %q and %q, want two different fresh ones", a, b)
@@ -134,7 +134,7 @@ func TestResponseHeaders(t *testing.T) {
 	denied.ResponseHeaders = &config.Headers{Set: map[string]string{"Access-Control-Allow-Origin": "*"}}
 	f := newFrontend(t, proxyConfig(r, denied))
 
-	res, body := doRes(t, f.client(host), f.request(t, http.MethodGet, host, "/", nil))
+	res, body := f.getRes(t, host, "/")
 	if body != "hi" {
 		t.Fatalf("body = %q", body)
 	}
@@ -149,7 +149,7 @@ func TestResponseHeaders(t *testing.T) {
 		}
 	}
 	// A 403 of the Route's own access control carries them too.
-	res, _ = doRes(t, f.client(host), f.request(t, http.MethodGet, host, "/denied", nil))
+	res, _ = f.getRes(t, host, "/denied")
 	if res.StatusCode != 403 || res.Header.Get("Access-Control-Allow-Origin") != "*" {
 		t.Errorf("denied: got %d with Access-Control-Allow-Origin %q, want 403 with *", res.StatusCode, res.Header.Get("Access-Control-Allow-Origin"))
 	}
@@ -427,7 +427,7 @@ func TestRedirectRoute(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.target, func(t *testing.T) {
-			res, _ := doRes(t, f.client(host), f.request(t, http.MethodGet, host, tt.target, nil))
+			res, _ := f.getRes(t, host, tt.target)
 			if res.StatusCode != tt.status || res.Header.Get("Location") != tt.location {
 				t.Errorf("got %d %q, want %d %q", res.StatusCode, res.Header.Get("Location"), tt.status, tt.location)
 			}
