@@ -163,6 +163,12 @@ func (in *instance) stop() error {
 // Listener.
 func (in *instance) client(t *testing.T) *http.Client {
 	t.Helper()
+	return clientFor(in.https, in.localRoots(t))
+}
+
+// localRoots returns a pool holding the instance's local CA root.
+func (in *instance) localRoots(t *testing.T) *x509.CertPool {
+	t.Helper()
 	pemBytes, _, err := tlsmgr.LocalRoot(t.Context(), in.storage)
 	if err != nil {
 		t.Fatal(err)
@@ -171,7 +177,7 @@ func (in *instance) client(t *testing.T) *http.Client {
 	if !roots.AppendCertsFromPEM(pemBytes) {
 		t.Fatal("local root: no certificate in PEM")
 	}
-	return clientFor(in.https, roots)
+	return roots
 }
 
 func clientFor(addr string, roots *x509.CertPool) *http.Client {

@@ -20,8 +20,6 @@ import (
 	"github.com/pires/go-proxyproto"
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
-
-	"github.com/gatehouse-proxy/gatehouse/tlsmgr"
 )
 
 // forwardedRecorder is an Upstream that answers with the X-Forwarded-For
@@ -71,20 +69,6 @@ func accessLines(t *testing.T, log string) []map[string]any {
 		lines = append(lines, m)
 	}
 	return lines
-}
-
-// localRoots returns a pool holding the instance's local CA root.
-func (in *instance) localRoots(t *testing.T) *x509.CertPool {
-	t.Helper()
-	pemBytes, _, err := tlsmgr.LocalRoot(t.Context(), in.storage)
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(pemBytes) {
-		t.Fatal("local root: no certificate in PEM")
-	}
-	return roots
 }
 
 // proxyClient is an HTTPS client that connects from the loopback address
