@@ -16,19 +16,6 @@ import (
 	"github.com/gatehouse-proxy/gatehouse/tlsmgr/pebbletest"
 )
 
-const certsConfig = `listen: {http: "127.0.0.1:{{HTTP}}", https: "127.0.0.1:{{HTTPS}}"}
-admin: "127.0.0.1:{{ADMIN}}"
-storage: {{STORAGE}}
-acme:
-  ca: %s
-  ca_root: %s
-sites:
-  - hosts: [localhost]
-    routes: [{respond: {body: local}}]
-  - hosts: [%s]
-    routes: [{respond: {body: app}}]
-`
-
 // certsServedSerial returns the serial of the certificate the instance serves
 // for name, verified against roots.
 func certsServedSerial(t *testing.T, in *instance, name string, roots *x509.CertPool) *big.Int {
@@ -72,13 +59,13 @@ func TestCertsCommand(t *testing.T) {
 	}
 	p := newPorts(t)
 	ca := pebbletest.Start(t, pebbletest.Options{HTTPPort: p.HTTP, TLSPort: p.HTTPS})
-	cfg := fmt.Sprintf(certsConfig, ca.DirectoryURL(), ca.ClientRootFile(), "app.test, gone.test")
+	cfg := fmt.Sprintf(adminACMEConfig, ca.DirectoryURL(), ca.ClientRootFile(), "app.test, gone.test")
 	in := start(t, p, cfg)
 	waitForCertificate(t, in, ca, "app.test", 30*time.Second)
 	waitForCertificate(t, in, ca, "gone.test", 30*time.Second)
 
 	// A reload without gone.test retires its certificate.
-	writeConfig(t, in.cfgPath, p, in.storage, fmt.Sprintf(certsConfig, ca.DirectoryURL(), ca.ClientRootFile(), "app.test"))
+	writeConfig(t, in.cfgPath, p, in.storage, fmt.Sprintf(adminACMEConfig, ca.DirectoryURL(), ca.ClientRootFile(), "app.test"))
 	in.reload <- nil
 	waitFor(t, 10*time.Second, func() bool {
 		code, out, _ := runCmd(t, nil, "certs", "list", "-config", in.cfgPath)
@@ -152,7 +139,7 @@ func TestCertsCommand(t *testing.T) {
 
 	// The host leaves the config: retire archives it, and it can still be
 	// revoked offline.
-	writeConfig(t, in.cfgPath, p, in.storage, fmt.Sprintf(certsConfig, ca.DirectoryURL(), ca.ClientRootFile(), "other.test"))
+	writeConfig(t, in.cfgPath, p, in.storage, fmt.Sprintf(adminACMEConfig, ca.DirectoryURL(), ca.ClientRootFile(), "other.test"))
 	code, out, errOut = runCmd(t, nil, "certs", "retire", "-config", in.cfgPath)
 	if code != 0 || !strings.Contains(out, "app.test: retired") {
 		t.Fatalf("certs retire: exit %d\n%s%s", code, out, errOut)

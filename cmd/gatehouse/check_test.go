@@ -85,19 +85,6 @@ func (z *zone) serve(w dns.ResponseWriter, req *dns.Msg) {
 	w.WriteMsg(m)
 }
 
-const checkConfig = `listen: {http: "127.0.0.1:{{HTTP}}", https: "127.0.0.1:{{HTTPS}}"}
-admin: "127.0.0.1:{{ADMIN}}"
-storage: {{STORAGE}}
-acme:
-  ca: %s
-  ca_root: %s
-sites:
-  - hosts: [localhost]
-    routes: [{respond: {body: local}}]
-  - hosts: [%s]
-    routes: [{respond: {body: app}}]
-`
-
 // runCheck runs `gatehouse check` in-process and returns its error and
 // output.
 func runCheck(t *testing.T, args ...string) (error, string) {
@@ -141,7 +128,7 @@ func TestCheckPasses(t *testing.T) {
 	p := newPorts(t)
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "gatehouse.yaml")
-	cfg := fmt.Sprintf(checkConfig, ca.DirectoryURL(), ca.ClientRootFile(), "app.test, other.test")
+	cfg := fmt.Sprintf(adminACMEConfig, ca.DirectoryURL(), ca.ClientRootFile(), "app.test, other.test")
 	writeConfig(t, cfgPath, p, filepath.Join(dir, "storage"), cfg)
 	// other.test has no records of its own: "test." governs its CAA.
 	z.add(t, "other.test. 60 IN A 127.0.0.1")
@@ -210,7 +197,7 @@ func TestCheckFails(t *testing.T) {
 	}
 	caDown := fmt.Sprintf("https://127.0.0.1:%d/dir", pebbletest.FreePort(t))
 	cfgPath := filepath.Join(dir, "gatehouse.yaml")
-	cfg := fmt.Sprintf(checkConfig, caDown, root, "app.test, stale.test, missing.test, sub.locked.test, crit.test")
+	cfg := fmt.Sprintf(adminACMEConfig, caDown, root, "app.test, stale.test, missing.test, sub.locked.test, crit.test")
 	writeConfig(t, cfgPath, p, filepath.Join(dir, "storage"), cfg)
 
 	err, out := runCheck(t, "-config", cfgPath, "-resolver", z.addr, "-caa-identity", "pebble.test")
@@ -255,7 +242,7 @@ func TestCheckWhileRunning(t *testing.T) {
 	p := newPorts(t)
 	ca := pebbletest.Start(t, pebbletest.Options{HTTPPort: p.HTTP, TLSPort: p.HTTPS})
 	z := newZone(t, "app.test. 60 IN A 127.0.0.1")
-	in := start(t, p, fmt.Sprintf(checkConfig, ca.DirectoryURL(), ca.ClientRootFile(), "app.test"))
+	in := start(t, p, fmt.Sprintf(adminACMEConfig, ca.DirectoryURL(), ca.ClientRootFile(), "app.test"))
 
 	err, out := runCheck(t, "-config", in.cfgPath, "-resolver", z.addr)
 	if err != nil {

@@ -74,6 +74,22 @@ func newPorts(t *testing.T) ports {
 	return ports{HTTP: freePort(t), HTTPS: freePort(t), Admin: freePort(t)}
 }
 
+// adminACMEConfig has the admin endpoint on, a local CA Site for localhost
+// and an ACME Site answering "app" for the hosts of its third verb. The
+// first two are the CA's directory URL and root file.
+const adminACMEConfig = `listen: {http: "127.0.0.1:{{HTTP}}", https: "127.0.0.1:{{HTTPS}}"}
+admin: "127.0.0.1:{{ADMIN}}"
+storage: {{STORAGE}}
+acme:
+  ca: %s
+  ca_root: %s
+sites:
+  - hosts: [localhost]
+    routes: [{respond: {body: local}}]
+  - hosts: [%s]
+    routes: [{respond: {body: app}}]
+`
+
 // writeConfig writes a config into dir, substituting {{HTTP}}, {{HTTPS}},
 // {{ADMIN}} and {{STORAGE}}.
 func writeConfig(t *testing.T, path string, p ports, storage, body string) {
