@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -34,10 +33,7 @@ func TestACMEThroughTheCommand(t *testing.T) {
 	if testing.Short() {
 		t.Skip("issues certificates from an in-process Pebble")
 	}
-	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "app saw %s", r.Host)
-	}))
-	defer upstream.Close()
+	upstream := newAppUpstream(t)
 
 	// Reserve the CA's address and learn the root of its TLS certificate,
 	// then take it down before gatehouse starts.

@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -36,10 +34,7 @@ func TestDNS01ThroughTheCommand(t *testing.T) {
 	if testing.Short() {
 		t.Skip("issues certificates from an in-process Pebble")
 	}
-	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "app saw %s", r.Host)
-	}))
-	defer upstream.Close()
+	upstream := newAppUpstream(t)
 	ns := pebbletest.StartBIND(t, "wild.test")
 	p := newPorts(t)
 	ca := pebbletest.Start(t, pebbletest.Options{HTTPPort: p.HTTP, TLSPort: p.HTTPS, Resolver: ns.Addr})

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -219,6 +220,17 @@ func get(t *testing.T, c *http.Client, url string) (int, string) {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(body)
+}
+
+// newAppUpstream starts an Upstream that answers "app saw <Host>", so a
+// test sees which name its request reached gatehouse by.
+func newAppUpstream(t *testing.T) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "app saw %s", r.Host)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
 }
 
 // waitFor polls cond until it holds or the timeout passes.

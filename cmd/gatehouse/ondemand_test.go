@@ -39,10 +39,7 @@ func TestOnDemandThroughTheCommand(t *testing.T) {
 	if testing.Short() {
 		t.Skip("issues certificates from an in-process Pebble")
 	}
-	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "app saw %s", r.Host)
-	}))
-	defer upstream.Close()
+	upstream := newAppUpstream(t)
 	p := newPorts(t)
 	ca := pebbletest.Start(t, pebbletest.Options{HTTPPort: p.HTTP, TLSPort: p.HTTPS})
 	allowFile := filepath.Join(t.TempDir(), "customers.txt")
@@ -97,10 +94,7 @@ func TestOnDemandSlowFirstHandshake(t *testing.T) {
 	if testing.Short() {
 		t.Skip("issues certificates from an in-process Pebble")
 	}
-	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "app saw %s", r.Host)
-	}))
-	defer upstream.Close()
+	upstream := newAppUpstream(t)
 	var asked atomic.Int32
 	ask := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		asked.Add(1)
