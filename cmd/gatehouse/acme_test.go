@@ -124,14 +124,7 @@ func TestStopWhileOrderInFlight(t *testing.T) {
 	}
 	for _, engine := range []string{config.EngineCertmagic, config.EngineAutocert} {
 		t.Run(engine, func(t *testing.T) {
-			silent, validating := pebbletest.SilentPort(t)
-			ca := pebbletest.Start(t, pebbletest.Options{HTTPPort: silent, TLSPort: silent})
-			in := start(t, newPorts(t), fmt.Sprintf(stuckOrderConfig, ca.DirectoryURL(), ca.ClientRootFile(), engine))
-			select {
-			case <-validating:
-			case <-time.After(20 * time.Second):
-				t.Fatalf("Pebble never began validating the order\n%s", in.stderr)
-			}
+			in := startStuckOrder(t, newPorts(t), stuckOrderConfig, engine)
 
 			began := time.Now()
 			if err := in.stop(); err != nil {

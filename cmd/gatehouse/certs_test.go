@@ -206,15 +206,8 @@ func TestCertsPending(t *testing.T) {
 	if testing.Short() {
 		t.Skip("orders from an in-process Pebble")
 	}
-	silent, validating := pebbletest.SilentPort(t)
-	ca := pebbletest.Start(t, pebbletest.Options{HTTPPort: silent, TLSPort: silent})
 	p := newPorts(t)
-	in := start(t, p, fmt.Sprintf(pendingConfig, ca.DirectoryURL(), ca.ClientRootFile()))
-	select {
-	case <-validating:
-	case <-time.After(20 * time.Second):
-		t.Fatalf("Pebble never began validating the order\n%s", in.stderr)
-	}
+	in := startStuckOrder(t, p, pendingConfig)
 	// Pebble gives up validating after 15s; everything below must see the
 	// order still in flight.
 	began := time.Now()

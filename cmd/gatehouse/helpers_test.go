@@ -160,6 +160,24 @@ func startArgs(t *testing.T, p ports, storage, cfgPath string, args []string) *i
 	return in
 }
 
+// startStuckOrder starts a Pebble that validates against a port that
+// accepts and never answers, then gatehouse on the config format fills in
+// with the CA's directory URL and root file, then args. It returns once
+// Pebble has begun validating gatehouse's order, which then stays pending
+// until Pebble's 15s validation timeout.
+func startStuckOrder(t *testing.T, p ports, format string, args ...any) *instance {
+	t.Helper()
+	silent, validating := pebbletest.SilentPort(t)
+	ca := pebbletest.Start(t, pebbletest.Options{HTTPPort: silent, TLSPort: silent})
+	in := start(t, p, fmt.Sprintf(format, append([]any{ca.DirectoryURL(), ca.ClientRootFile()}, args...)...))
+	select {
+	case <-validating:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("Pebble never began validating the order\n%s", in.stderr)
+	}
+	return in
+}
+
 // stop cancels the instance's context, as SIGTERM does, and returns run's
 // error.
 func (in *instance) stop() error {
