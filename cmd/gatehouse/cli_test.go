@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/pem"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -15,11 +16,18 @@ import (
 // runCmd runs a command in-process and returns its exit code and output.
 func runCmd(t *testing.T, getenv func(string) string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
+	return runStdin(t, nil, getenv, args...)
+}
+
+// runStdin is runCmd for a command that reads stdin (nil: the test
+// process's own).
+func runStdin(t *testing.T, stdin io.Reader, getenv func(string) string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
 	var out, errOut syncBuffer
 	if getenv == nil {
 		getenv = func(string) string { return "" }
 	}
-	err := run(context.Background(), args, &environment{stdout: &out, stderr: &errOut, getenv: getenv})
+	err := run(context.Background(), args, &environment{stdout: &out, stderr: &errOut, stdin: stdin, getenv: getenv})
 	switch e := err.(type) {
 	case nil:
 	case exitError:

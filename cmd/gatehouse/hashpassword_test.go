@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"strings"
 	"testing"
 
@@ -12,17 +11,7 @@ import (
 // exit code and output.
 func hashPassword(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	var out, errOut syncBuffer
-	env := &environment{stdout: &out, stderr: &errOut, stdin: strings.NewReader(stdin), getenv: func(string) string { return "" }}
-	err := run(context.Background(), append([]string{"hash-password"}, args...), env)
-	switch e := err.(type) {
-	case nil:
-	case exitError:
-		code = int(e)
-	default:
-		t.Fatalf("run returned %T %v, want nil or exitError", err, err)
-	}
-	return code, out.String(), errOut.String()
+	return runStdin(t, strings.NewReader(stdin), nil, append([]string{"hash-password"}, args...)...)
 }
 
 func TestHashPassword(t *testing.T) {
