@@ -222,8 +222,18 @@ func TestKeepAlivePool(t *testing.T) {
 		f := newFrontend(t, proxyConfig(config.Route{Path: "/", Upstreams: []string{hb.srv.URL},
 			KeepAlive: &config.KeepAlive{MaxIdle: 1, IdleTimeout: time.Minute}}))
 		var wg sync.WaitGroup
+		c := f.client(host)
 		for range 3 {
-			wg.Go(func() { f.getRes(t, host, "/hold") })
+			req := f.request(t, http.MethodGet, host, "/hold", nil)
+			wg.Go(func() {
+				// Off the test goroutine: report, never t.Fatal.
+				res, err := c.Do(req)
+				if err != nil {
+					t.Errorf("GET /hold: %v", err)
+					return
+				}
+				res.Body.Close()
+			})
 		}
 		for range 3 {
 			<-hb.arrived
