@@ -12,8 +12,8 @@ import (
 const MinLogMaxSize = ByteSize(1 << 10)
 
 // listenExtras checks the Listener options beyond the addresses
-// (proxy_protocol, http3, public_https_port) and where the access log goes (log.file,
-// log.max_size).
+// (proxy_protocol, http3, public_https_port) and where the access log goes
+// (log.file, log.max_size).
 func (v *validator) listenExtras() {
 	c := v.c
 	if c.Listen.ProxyProtocol && len(c.TrustedProxies) == 0 {

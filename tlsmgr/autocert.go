@@ -210,7 +210,8 @@ func (g *orderGuard) RoundTrip(req *http.Request) (*http.Response, error) {
 	for _, host := range ids {
 		if err := g.allow(req.Context(), host); err != nil {
 			req.Body.Close() // a RoundTripper closes it, even on error
-			g.logger.Debug("autocert: not renewing a host removed from the config", "host", host)
+			// autocert retries every 30 to 60 minutes until a restart.
+			g.logger.Info("refused an ACME order for a host removed from the config; a restart stops its renewal", "host", host, "engine", "autocert")
 			return nil, fmt.Errorf("%w: %s", errOrderRefused, host)
 		}
 	}

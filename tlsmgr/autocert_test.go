@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -87,8 +86,7 @@ func TestAutocertRemovedHostNotRenewed(t *testing.T) {
 	// autocert renews a third of the lifetime before expiry: about 10 s in.
 	g := startPebbleGatehouse(t, pebbletest.Options{Validity: 15 * time.Second})
 	g.acme.Engine = config.EngineAutocert
-	h, refused := signalOn(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}),
-		"autocert: not renewing a host removed from the config")
+	h, refused := signalOn(testLog(t), "refused an ACME order for a host removed from the config; a restart stops its renewal")
 	m := g.startLogged(t, g.acmeConfig("gone.test", "kept.test"), fastOptions(), h)
 	g.waitForCert(t, "gone.test", "", 60*time.Second)
 	kept := g.waitForCert(t, "kept.test", "", 60*time.Second)
