@@ -279,6 +279,10 @@ type Site struct {
 	SecurityHeaders bool `yaml:"security_headers,omitempty"`
 	// Routes map path prefixes to handlers; the longest prefix wins.
 	Routes []Route `yaml:"routes,omitempty"`
+
+	// Source names the config source the Site came from when it is not the
+	// config file (which leaves it empty).
+	Source string `yaml:"-"`
 }
 
 // Issuer names for SiteTLS.Issuer.
@@ -386,6 +390,10 @@ type Route struct {
 	RateLimit *RateLimit `yaml:"rate_limit,omitempty"`
 	// ForwardAuth asks an external service whether to let a request through.
 	ForwardAuth *ForwardAuth `yaml:"forward_auth,omitempty"`
+
+	// Source names the config source the Route came from when it is not
+	// the config file (which leaves it empty).
+	Source string `yaml:"-"`
 }
 
 // Redirect is a redirect Route.

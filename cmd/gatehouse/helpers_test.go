@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -261,4 +262,82 @@ func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// waitForCertificate waits until the HTTPS Listener serves a certificate for
+// name that verifies against the CA's roots.
+func waitForCertificate(t *testing.T, in *instance, ca *pebbletest.CA, name string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		conn, err := tls.Dial("tcp", in.https, &tls.Config{ServerName: name, RootCAs: ca.IssuerRoots()})
+		if err == nil {
+			conn.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no certificate for %s within %s: %v\n%s", name, timeout, err, in.stderr)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// adminClient calls a running gatehouse's admin endpoint.
+type adminClient struct {
+	t    *testing.T
+	base string
+}
+
+func (a adminClient) do(method, path, contentType, body string, header ...string) (int, string) {
+	a.t.Helper()
+	req, err := http.NewRequest(method, a.base+path, strings.NewReader(body))
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	if body == "" {
+		req.Body, req.ContentLength = nil, 0
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		a.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func (a adminClient) certs() map[string]tlsmgr.CertificateInfo {
+	a.t.Helper()
+	status, body := a.do("GET", "/certs", "", "")
+	if status != 200 {
+		a.t.Fatalf("GET /certs: %d %s", status, body)
+	}
+	var list []tlsmgr.CertificateInfo
+	if err := json.Unmarshal([]byte(body), &list); err != nil {
+		a.t.Fatalf("GET /certs: %v in %s", err, body)
+	}
+	byName := map[string]tlsmgr.CertificateInfo{}
+	for _, c := range list {
+		if len(c.Names) > 0 && c.Status != tlsmgr.StatusRetired {
+			byName[c.Names[0]] = c
+		}
+	}
+	return byName
+}
+
+// grepLines returns the lines of s starting with prefix.
+func grepLines(s, prefix string) string {
+	var out []string
+	for line := range strings.SplitSeq(s, "\n") {
+		if strings.HasPrefix(line, prefix) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/gatehouse-proxy/gatehouse/config"
+	"github.com/gatehouse-proxy/gatehouse/gateway"
 )
 
 // listFlag collects a repeatable flag.
@@ -39,8 +40,7 @@ func cmdProxy(ctx context.Context, args []string, env *environment) error {
 	if err != nil {
 		return err
 	}
-	load := func() (*config.Config, error) { return cfg, cfg.Validate() }
-	return serve(ctx, env, load, "")
+	return serve(ctx, env, cfg, gateway.Static(cfg))
 }
 
 // quickConfig builds the config `gatehouse proxy` serves: one Site, one

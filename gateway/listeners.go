@@ -1,4 +1,4 @@
-package main
+package gateway
 
 import (
 	"context"
@@ -112,7 +112,7 @@ type http3Listener struct {
 
 // startHTTP3 serves h over HTTP/3 on conn with the certificates of
 // tlsConf, which is cloned with ALPN h3.
-func (g *gateway) startHTTP3(conn net.PacketConn, tlsConf *tls.Config, h http.Handler) {
+func (g *Gateway) startHTTP3(conn net.PacketConn, tlsConf *tls.Config, h http.Handler) {
 	cfg := g.cfg
 	srv := &http3.Server{
 		Handler:        h,
@@ -141,7 +141,7 @@ func (g *gateway) startHTTP3(conn net.PacketConn, tlsConf *tls.Config, h http.Ha
 
 // stopHTTP3 sends GOAWAY, waits for requests in flight until ctx is done,
 // then closes what is left and the UDP socket.
-func (g *gateway) stopHTTP3(ctx context.Context) {
+func (g *Gateway) stopHTTP3(ctx context.Context) {
 	l := g.h3
 	if l == nil {
 		return

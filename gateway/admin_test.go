@@ -1,4 +1,4 @@
-package main
+package gateway
 
 import (
 	"bytes"
@@ -117,9 +117,10 @@ func TestAdminEndpoint(t *testing.T) {
 	dead := fmt.Sprintf("http://127.0.0.1:%d", pebbletest.FreePort(t))
 
 	p := newPorts(t)
-	// The CA's DNS knows ok.test only, so validating fail.test fails.
-	z := newZone(t, "ok.test. 60 IN A 127.0.0.1")
-	ca := pebbletest.Start(t, pebbletest.Options{HTTPPort: p.HTTP, TLSPort: p.HTTPS, Resolver: z.addr})
+	// The CA's DNS (a real BIND) knows ok.test only, so validating
+	// fail.test fails.
+	z := pebbletest.StartBIND(t, "ok.test")
+	ca := pebbletest.Start(t, pebbletest.Options{HTTPPort: p.HTTP, TLSPort: p.HTTPS, Resolver: z.Addr})
 	cfg := func(body string) string {
 		return fmt.Sprintf(adminConfig, ca.DirectoryURL(), ca.ClientRootFile(), body, upstream.URL, dead)
 	}

@@ -1,4 +1,4 @@
-package main
+package gateway
 
 import (
 	"context"
@@ -23,13 +23,10 @@ type adminState struct {
 	// ready is set once the Listeners serve and the initial config is
 	// applied, and cleared when shutdown begins.
 	ready atomic.Bool
-	// reloads carries POST /reload to the serve goroutine, which answers
-	// on the channel it is sent.
-	reloads chan chan error
 	// cfg is the applied config, for the challenge label of the metrics.
 	cfg atomic.Pointer[config.Config]
 	// stopped is closed when shutdown begins, so a reload asked for then
-	// does not wait for a serve loop that is gone.
+	// is refused at once.
 	stopped  chan struct{}
 	stopOnce sync.Once
 }
@@ -55,10 +52,8 @@ var errStopping = errors.New("gatehouse is shutting down")
 
 // newMetrics creates the metrics when the admin endpoint is on; call it
 // once certificate management runs and before the first proxy.Compile.
-func (g *gateway) newMetrics() {
+func (g *Gateway) newMetrics() {
 	g.admin.cfg.Store(g.cfg)
-	g.admin.reloads = make(chan chan error)
-	g.admin.stopped = make(chan struct{})
 	if g.cfg.Admin == config.Off || g.cfg.Admin == "" {
 		return
 	}
@@ -71,7 +66,7 @@ func (g *gateway) newMetrics() {
 }
 
 // observe is proxy.Options.Observe: the metrics' request observer, or nil.
-func (g *gateway) observe() func(string, int, time.Duration) {
+func (g *Gateway) observe() func(string, int, time.Duration) {
 	if g.admin.metrics == nil {
 		return nil
 	}
@@ -79,7 +74,7 @@ func (g *gateway) observe() func(string, int, time.Duration) {
 }
 
 // adminHandler is the admin endpoint, wired to this gateway.
-func (g *gateway) adminHandler() http.Handler {
+func (g *Gateway) adminHandler() http.Handler {
 	return admin.Handler(admin.Options{
 		Addr:         g.cfg.Admin,
 		Logger:       g.logger,
@@ -91,27 +86,19 @@ func (g *gateway) adminHandler() http.Handler {
 	})
 }
 
-// requestReload asks the serve goroutine for a reload, as SIGHUP does, and
-// waits for its outcome.
-func (g *gateway) requestReload(ctx context.Context) error {
-	done := make(chan error, 1)
+// requestReload reloads every Source, as SIGHUP does, and returns the
+// outcome.
+func (g *Gateway) requestReload(ctx context.Context) error {
 	select {
-	case g.admin.reloads <- done:
 	case <-g.admin.stopped:
 		return errStopping
-	case <-ctx.Done():
-		return ctx.Err()
+	default:
 	}
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return g.Reload(ctx, "admin")
 }
 
 // upstreams reports the proxy's Upstream health for the admin endpoint.
-func (g *gateway) upstreams() []admin.Upstream {
+func (g *Gateway) upstreams() []admin.Upstream {
 	if g.routes == nil {
 		return nil
 	}
@@ -128,7 +115,7 @@ func (g *gateway) upstreams() []admin.Upstream {
 // challengeOf names the challenge types an order for host uses, from the
 // applied config: DNS-01 for wildcards and Sites with a DNS provider, else
 // the enabled acme.challenges.
-func (g *gateway) challengeOf(host string) string {
+func (g *Gateway) challengeOf(host string) string {
 	cfg := g.admin.cfg.Load()
 	if cfg == nil {
 		return "unknown"

@@ -1,6 +1,8 @@
-package main
+package gateway
 
 import (
+	"golang.org/x/crypto/bcrypt"
+
 	"fmt"
 	"io"
 	"net/http"
@@ -62,10 +64,11 @@ func TestShapingThroughRun(t *testing.T) {
 	}))
 	defer upstream.Close()
 
-	code, hash, errOut := hashPassword(t, "s3cret\n", "-cost", "4")
-	if code != 0 {
-		t.Fatalf("hash-password: exit %d: %s", code, errOut)
+	hashed, err := bcrypt.GenerateFromPassword([]byte("s3cret"), 4)
+	if err != nil {
+		t.Fatal(err)
 	}
+	hash := string(hashed)
 	p := newPorts(t)
 	in := start(t, p, fmt.Sprintf(shapingConfig, upstream.URL, strings.TrimSpace(hash)))
 	c := in.client(t)

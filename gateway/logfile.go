@@ -1,4 +1,4 @@
-package main
+package gateway
 
 import (
 	"errors"
@@ -118,7 +118,7 @@ func (l *logFile) Close() error {
 // openAccessLog sets up where access lines go: log.file when set, written
 // whatever log.level says (the level is for gatehouse's own log), else the
 // operational logger on stderr.
-func (g *gateway) openAccessLog() (*slog.Logger, error) {
+func (g *Gateway) openAccessLog() (*slog.Logger, error) {
 	l := g.cfg.Log
 	if l.File == "" {
 		return g.logger, nil
@@ -129,12 +129,12 @@ func (g *gateway) openAccessLog() (*slog.Logger, error) {
 		return nil, fmt.Errorf("log.file: %w", err)
 	}
 	g.accessFile = f
-	return newLogger(f, config.Log{Format: l.Format, Level: "info"}), nil
+	return NewLogger(f, config.Log{Format: l.Format, Level: "info"}), nil
 }
 
 // reopenLogs answers SIGUSR1: the access log file is opened again by its
 // path, so a log rotator can move it away first.
-func (g *gateway) reopenLogs() {
+func (g *Gateway) reopenLogs() {
 	if g.accessFile == nil {
 		g.logger.Info("SIGUSR1: no log.file to reopen")
 		return
@@ -148,7 +148,7 @@ func (g *gateway) reopenLogs() {
 
 // closeAccessLog closes the access log file, if any, once nothing writes
 // to it anymore.
-func (g *gateway) closeAccessLog() {
+func (g *Gateway) closeAccessLog() {
 	if g.accessFile == nil {
 		return
 	}

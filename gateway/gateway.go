@@ -1,4 +1,10 @@
-package main
+// Package gateway is a running gatehouse: it binds the Listeners, runs the
+// HTTP/1, HTTP/2 and HTTP/3 servers, holds the certificate manager and the
+// live routing table, wires the admin endpoint, and applies each new config
+// its [Source]s produce through one pipeline: merge, validate, compile, then
+// an atomic swap. A config that fails any step never replaces the running
+// one.
+package gateway
 
 import (
 	"cmp"
@@ -9,39 +15,49 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"path/filepath"
-	"reflect"
+	"os"
 	"sync"
 	"time"
-
-	"github.com/fsnotify/fsnotify"
 
 	"github.com/gatehouse-proxy/gatehouse/config"
 	"github.com/gatehouse-proxy/gatehouse/proxy"
 	"github.com/gatehouse-proxy/gatehouse/tlsmgr"
 )
 
-func cmdRun(ctx context.Context, args []string, env *environment) error {
-	fs := newFlags("run", "run [-config FILE]", env)
-	path := configFlag(fs, env)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	load := func() (*config.Config, error) { return config.Load(*path) }
-	return serve(ctx, env, load, *path)
+// Options configure a [Gateway]. They are read once, by [New].
+type Options struct {
+	// Config is the config to start with, loaded and valid (required). It
+	// decides the Listeners, storage, admin endpoint and log, which a
+	// running Gateway keeps until restart.
+	Config *config.Config
+	// Sources are where later configs come from, in order of precedence:
+	// the first is the primary (usually the file), whose Sites win over a
+	// later Source's on the same host and path. Nil means Config is all
+	// there is.
+	Sources []Source
+	// Log receives the process log (in the format and level of
+	// Config.Log). Nil discards it.
+	Log io.Writer
+	// Version is reported in the start-up log line.
+	Version string
+	// Reopen delivers SIGUSR1: the access log file (log.file) is opened
+	// again by its path, after a log rotator moved it away. Nil means never.
+	Reopen <-chan os.Signal
 }
 
-// reloadDebounce lets an editor finish writing (truncate, write, rename)
-// before the file is read again.
-const reloadDebounce = 250 * time.Millisecond
+// Gateway is one running gatehouse. Make one with [New], then call
+// [Gateway.Run] once.
+type Gateway struct {
+	opts    Options
+	logger  *slog.Logger
+	sources *sources
 
-// gateway is one running gatehouse: its Listeners, certificates and routing
-// table. Only the serve goroutine touches it after start.
-type gateway struct {
-	env        *environment
-	logger     *slog.Logger
-	load       func() (*config.Config, error)
-	cfg        *config.Config // the running config
+	// applyMu serializes Apply, so two config changes never interleave
+	// their compile and swap; it guards cfg.
+	applyMu sync.Mutex
+	cfg     *config.Config // the running config
+	closing bool           // stop has begun; nothing applies anymore
+
 	certs      *tlsmgr.Manager
 	routes     *proxy.Handler
 	transports *proxy.Transports
@@ -51,62 +67,74 @@ type gateway struct {
 	trusted    trustedSet     // trusted_proxies, for the PROXY protocol
 	accessFile *logFile       // nil unless log.file
 	admin      adminState     // what the admin endpoint reads (adminwire.go)
+
+	// started is closed once every Listener serves.
+	started chan struct{}
 }
 
-// serve runs gatehouse until ctx is done, reloading on SIGHUP and, when
-// watch names a file, whenever that file changes.
-func serve(ctx context.Context, env *environment, load func() (*config.Config, error), watch string) error {
-	cfg, err := load()
-	if err != nil {
-		printProblems(env.stderr, err)
-		return exitError(1)
+// New makes a Gateway for opts.Config. Nothing is bound until Run.
+func New(opts Options) (*Gateway, error) {
+	if opts.Config == nil {
+		return nil, errors.New("gateway: Options.Config is required")
 	}
-	g := &gateway{env: env, load: load, cfg: cfg, logger: newLogger(env.stderr, cfg.Log)}
+	if opts.Log == nil {
+		opts.Log = io.Discard
+	}
+	g := &Gateway{
+		opts:    opts,
+		cfg:     opts.Config,
+		logger:  NewLogger(opts.Log, opts.Config.Log),
+		started: make(chan struct{}),
+	}
+	g.sources = newSources(g, opts.Sources)
+	g.admin.stopped = make(chan struct{})
+	return g, nil
+}
+
+// Logger is the Gateway's process logger.
+func (g *Gateway) Logger() *slog.Logger { return g.logger }
+
+// Started is closed once every Listener serves and the first config is
+// applied.
+func (g *Gateway) Started() <-chan struct{} { return g.started }
+
+// Run binds the Listeners, serves, and applies what the Sources send until
+// ctx is done; then it drains in-flight requests for timeouts.shutdown and
+// stops. It returns an error only when gatehouse could not start.
+func (g *Gateway) Run(ctx context.Context) error {
 	if err := g.start(ctx); err != nil {
 		g.stop()
 		return err
 	}
-	g.logger.Info("gatehouse started", "version", buildVersion(), "https", cfg.Listen.HTTPS, "http", cfg.Listen.HTTP, "admin", cfg.Admin, "sites", len(cfg.Sites))
+	cfg := g.running()
+	g.logger.Info("gatehouse started", "version", g.opts.Version, "https", cfg.Listen.HTTPS, "http", cfg.Listen.HTTP, "admin", cfg.Admin, "sites", len(cfg.Sites))
+	close(g.started)
 
-	var changes <-chan fsnotify.Event
-	if watch != "" {
-		w, err := watchFile(watch)
-		if err != nil {
-			g.logger.Warn("not watching the config file; reload with SIGHUP", "file", watch, "error", err)
-		} else {
-			defer w.Close()
-			changes = w.Events
-		}
-	}
-	debounce := time.NewTimer(time.Hour)
-	debounce.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			g.logger.Info("shutting down", "grace", g.cfg.Timeouts.Shutdown)
-			g.stop()
-			g.logger.Info("stopped")
-			return nil
-		case <-env.reload:
-			g.reload(ctx, "signal")
-		case done := <-g.admin.reloads:
-			done <- g.reload(ctx, "admin")
-		case <-env.reopen:
-			g.reopenLogs()
-		case ev := <-changes:
-			if sameFile(ev.Name, watch) {
-				debounce.Reset(reloadDebounce)
-			}
-		case <-debounce.C:
-			g.reload(ctx, "file change")
-		}
-	}
+	g.sources.run(ctx)
+	g.logger.Info("shutting down", "grace", g.running().Timeouts.Shutdown)
+	g.stop()
+	g.logger.Info("stopped")
+	return nil
+}
+
+// Reload reads every Source now, merges and applies the result, as SIGHUP
+// and the admin endpoint's POST /reload do, and returns what went wrong.
+// trigger names the cause in the log.
+func (g *Gateway) Reload(ctx context.Context, trigger string) error {
+	return g.sources.reloadNow(ctx, trigger)
+}
+
+// running returns the config in force.
+func (g *Gateway) running() *config.Config {
+	g.applyMu.Lock()
+	defer g.applyMu.Unlock()
+	return g.cfg
 }
 
 // start binds every Listener first, so certmagic finds the challenge ports
 // taken and answers challenges through them, then starts certificates and
 // servers.
-func (g *gateway) start(ctx context.Context) error {
+func (g *Gateway) start(ctx context.Context) error {
 	cfg := g.cfg
 	var httpsLn, httpLn, adminLn net.Listener
 	var err error
@@ -121,7 +149,7 @@ func (g *gateway) start(ctx context.Context) error {
 			return err
 		}
 	}
-	if cfg.Admin != "off" {
+	if cfg.Admin != config.Off {
 		if adminLn, err = listen("admin", cfg.Admin); err != nil {
 			closeAll(httpsLn, httpLn)
 			return err
@@ -218,11 +246,11 @@ func (g *gateway) start(ctx context.Context) error {
 	return nil
 }
 
-func (g *gateway) proxyOptions(cfg *config.Config) proxy.Options {
+func (g *Gateway) proxyOptions(cfg *config.Config) proxy.Options {
 	return proxy.Options{Logger: g.logger, Transports: g.transports, HTTPSPort: cfg.Listen.AdvertisedHTTPSPort(), Observe: g.observe()}
 }
 
-func (g *gateway) goServe(srv *http.Server, serve func() error) {
+func (g *Gateway) goServe(srv *http.Server, serve func() error) {
 	g.servers = append(g.servers, srv)
 	g.wg.Add(1)
 	go func() {
@@ -235,9 +263,12 @@ func (g *gateway) goServe(srv *http.Server, serve func() error) {
 
 // stop drains in-flight requests for up to timeouts.shutdown, then closes
 // what is left and stops certificate management.
-func (g *gateway) stop() {
+func (g *Gateway) stop() {
 	g.admin.stopping()
+	g.applyMu.Lock()
+	g.closing = true
 	grace := g.cfg.Timeouts.Shutdown
+	g.applyMu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -273,79 +304,43 @@ func (g *gateway) stop() {
 	}
 }
 
-// reload loads, validates and compiles a whole new config, then swaps it in.
-// Anything wrong leaves the running config serving.
-func (g *gateway) reload(ctx context.Context, why string) error {
-	log := g.logger.With("trigger", why)
-	cfg, err := g.load()
-	if err != nil {
-		var problems config.Problems
-		if errors.As(err, &problems) {
-			for _, p := range problems {
-				log.Error("invalid config; keeping the running one", "problem", p.Error())
-			}
-		} else {
-			log.Error("loading config; keeping the running one", "error", err)
-		}
+// Apply validates cfg, compiles its Routes and certificate policy, and swaps
+// both in; anything wrong leaves the running config serving and is
+// returned. Settings that only change on restart (Listeners, storage,
+// admin, log, limits, ACME account) keep their running values, each
+// difference logged. Apply is safe to call from any goroutine once Run has
+// started.
+func (g *Gateway) Apply(ctx context.Context, cfg *config.Config) error {
+	return g.apply(ctx, cfg, g.logger)
+}
+
+func (g *Gateway) apply(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	select {
+	case <-g.started:
+	default:
+		return errors.New("applying config: the gateway is not running")
+	}
+	if err := cfg.Validate(); err != nil {
 		return err
+	}
+	g.applyMu.Lock()
+	defer g.applyMu.Unlock()
+	if g.closing {
+		return errStopping
 	}
 	keepRestartOnly(log, g.cfg, cfg)
 	table, err := proxy.Compile(cfg, g.proxyOptions(cfg))
 	if err != nil {
-		log.Error("compiling routes; keeping the running config", "error", err)
 		return fmt.Errorf("compiling routes: %w", err)
 	}
 	if err := g.certs.Apply(ctx, cfg); err != nil {
-		log.Error("applying certificates; keeping the running config", "error", err)
 		return fmt.Errorf("applying certificates: %w", err)
 	}
 	g.routes.Swap(table)
 	g.trusted.set(cfg)
 	g.cfg = cfg
 	g.admin.cfg.Store(cfg)
-	log.Info("config reloaded", "sites", len(cfg.Sites))
 	return nil
-}
-
-// keepRestartOnly copies into next the settings a running gatehouse cannot
-// change (they hold sockets, files or the log), warning for each that
-// differs.
-func keepRestartOnly(log *slog.Logger, running, next *config.Config) {
-	warn := func(key string, was, now any) {
-		log.Warn("this setting changes only on restart; keeping the running value", "key", key, "running", was, "new", now)
-	}
-	if running.Listen != next.Listen {
-		warn("listen", running.Listen, next.Listen)
-		next.Listen = running.Listen
-	}
-	if running.Storage != next.Storage {
-		warn("storage", running.Storage, next.Storage)
-		next.Storage = running.Storage
-	}
-	if running.Admin != next.Admin {
-		warn("admin", running.Admin, next.Admin)
-		next.Admin = running.Admin
-	}
-	// The ACME issuer and its account are built once (tlsmgr refuses to
-	// change them live).
-	if !reflect.DeepEqual(running.ACME, next.ACME) {
-		warn("acme", "", "")
-		next.ACME = running.ACME
-	}
-	if running.Log.Format != next.Log.Format || running.Log.Level != next.Log.Level ||
-		running.Log.File != next.Log.File || running.Log.MaxSize != next.Log.MaxSize {
-		warn("log", running.Log, next.Log)
-		next.Log.Format, next.Log.Level = running.Log.Format, running.Log.Level
-		next.Log.File, next.Log.MaxSize = running.Log.File, running.Log.MaxSize
-	}
-	if running.Limits != next.Limits {
-		warn("limits", running.Limits, next.Limits)
-		next.Limits = running.Limits
-	}
-	if running.Timeouts.ReadHeader != next.Timeouts.ReadHeader || running.Timeouts.Idle != next.Timeouts.Idle {
-		warn("timeouts.read_header/idle", running.Timeouts, next.Timeouts)
-		next.Timeouts.ReadHeader, next.Timeouts.Idle = running.Timeouts.ReadHeader, running.Timeouts.Idle
-	}
 }
 
 func listen(key, addr string) (net.Listener, error) {
@@ -364,8 +359,8 @@ func closeAll(lns ...net.Listener) {
 	}
 }
 
-// newLogger builds the process logger in the configured format.
-func newLogger(w io.Writer, l config.Log) *slog.Logger {
+// NewLogger builds the process logger in the configured format and level.
+func NewLogger(w io.Writer, l config.Log) *slog.Logger {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(l.Level)); err != nil {
 		level = slog.LevelInfo
@@ -375,29 +370,4 @@ func newLogger(w io.Writer, l config.Log) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
-}
-
-// watchFile watches the directory holding path: editors and Kubernetes
-// replace files by rename, which a watch on the file itself would miss.
-func watchFile(path string) (*fsnotify.Watcher, error) {
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		return nil, fmt.Errorf("creating file watcher: %w", err)
-	}
-	if err := w.Add(filepath.Dir(path)); err != nil {
-		w.Close()
-		return nil, fmt.Errorf("watching %s: %w", filepath.Dir(path), err)
-	}
-	return w, nil
-}
-
-// sameFile reports whether a watch event concerns path, or the "..data"
-// symlink through which Kubernetes swaps mounted ConfigMaps.
-func sameFile(name, path string) bool {
-	if filepath.Base(name) == "..data" {
-		return true
-	}
-	a, errA := filepath.Abs(name)
-	b, errB := filepath.Abs(path)
-	return errA == nil && errB == nil && a == b
 }
