@@ -67,7 +67,11 @@ type instance struct {
 	// and stop then waited its full 30s for a second one.
 	exited chan struct{}
 	runErr error
+	g      *Gateway
 }
+
+// gateway returns the running Gateway.
+func (in *instance) gateway() *Gateway { return in.g }
 
 // ports are the Listener ports a test config uses.
 type ports struct{ HTTP, HTTPS, Admin int }
@@ -125,7 +129,17 @@ func start(t *testing.T, p ports, body string) *instance {
 	return startArgs(t, p, storage, cfgPath)
 }
 
-func startArgs(t *testing.T, p ports, storage, cfgPath string) *instance {
+// startSources is start with further Sources after the file.
+func startSources(t *testing.T, p ports, body string, extra ...Source) *instance {
+	t.Helper()
+	dir := t.TempDir()
+	storage := filepath.Join(dir, "storage")
+	cfgPath := filepath.Join(dir, "gatehouse.yaml")
+	writeConfig(t, cfgPath, p, storage, body)
+	return startArgs(t, p, storage, cfgPath, extra...)
+}
+
+func startArgs(t *testing.T, p ports, storage, cfgPath string, extra ...Source) *instance {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	in := &instance{
@@ -135,9 +149,18 @@ func startArgs(t *testing.T, p ports, storage, cfgPath string) *instance {
 		http:    fmt.Sprintf("127.0.0.1:%d", p.HTTP),
 		storage: storage, cfgPath: cfgPath,
 	}
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sources := append([]Source{&File{Path: cfgPath, Signals: in.reload}}, extra...)
+	in.g, err = New(Options{Config: cfg, Sources: sources, Log: in.stderr, Reopen: in.reopen})
+	if err != nil {
+		t.Fatal(err)
+	}
 	go func() {
 		defer close(in.exited)
-		in.runErr = runFile(ctx, cfgPath, in.stderr, in.reload, in.reopen)
+		in.runErr = in.g.Run(ctx)
 	}()
 	t.Cleanup(func() { in.stop() })
 	// The probe is bounded: when gatehouse could not bind its port, what
@@ -159,20 +182,6 @@ func startArgs(t *testing.T, p ports, storage, cfgPath string) *instance {
 		return err == nil
 	})
 	return in
-}
-
-// runFile runs a Gateway on the config file at path, as `gatehouse run`
-// does: the file is its Source, reload its SIGHUP, reopen its SIGUSR1.
-func runFile(ctx context.Context, path string, log io.Writer, reload, reopen <-chan os.Signal) error {
-	cfg, err := config.Load(path)
-	if err != nil {
-		return err
-	}
-	g, err := New(Options{Config: cfg, Sources: []Source{&File{Path: path, Signals: reload}}, Log: log, Reopen: reopen})
-	if err != nil {
-		return err
-	}
-	return g.Run(ctx)
 }
 
 // startStuckOrder starts a Pebble that validates against a port that
