@@ -345,28 +345,62 @@ func TestForwardAuth(t *testing.T) {
 }
 
 // TestBasicAuthUnknownUser checks that a name that does not exist costs a
-// bcrypt comparison too, so timing does not reveal which names exist.
+// bcrypt comparison as dear as the dearest known one, so timing does not
+// reveal which names exist (issue 16). It looks at the cost of the hash
+// each check compares rather than at the clock: bcrypt's work doubles with
+// each cost step, and a wall-clock bound loose enough not to flake let a
+// decoy 4x cheaper through.
 func TestBasicAuthUnknownUser(t *testing.T) {
-	h, err := bcrypt.GenerateFromPassword([]byte("pw"), 10)
+	hash := func(pass string, cost int) string {
+		h, err := bcrypt.GenerateFromPassword([]byte(pass), cost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(h)
+	}
+	// The cheapest hash belongs to the name that sorts first, and the
+	// dearest one is not the last, so neither order gives the answer.
+	users := map[string]string{
+		"alice": hash("a", bcrypt.MinCost),
+		"bob":   hash("b", bcrypt.MinCost+2),
+		"carol": hash("c", bcrypt.MinCost+1),
+	}
+	const dearest = bcrypt.MinCost + 2
+	ba, err := newBasicAuth(&config.BasicAuth{Users: users}, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ba, err := newBasicAuth(&config.BasicAuth{Users: map[string]string{"alice": string(h)}}, time.Now)
-	if err != nil {
-		t.Fatal(err)
+	var compared []int // cost of each hash compared, in order
+	ba.compare = func(hash, pass []byte) error {
+		cost, err := bcrypt.Cost(hash)
+		if err != nil {
+			t.Errorf("compared a hash that is not bcrypt: %v", err)
+		}
+		compared = append(compared, cost)
+		return bcrypt.CompareHashAndPassword(hash, pass)
 	}
-	timed := func(user, pass string) time.Duration {
-		start := time.Now()
+	costOf := func(user, pass string) int {
+		t.Helper()
+		compared = nil
 		if ba.check(t.Context(), user, pass) {
 			t.Fatalf("%s/%s accepted", user, pass)
 		}
-		return time.Since(start)
+		if len(compared) != 1 {
+			t.Fatalf("%s: %d bcrypt comparisons, want 1", user, len(compared))
+		}
+		return compared[0]
 	}
-	known := timed("alice", "wrong")
-	unknown := timed("mallory", "pw")
-	// bcrypt at cost 10 takes tens of milliseconds; a map miss, microseconds.
-	if unknown < known/10 {
-		t.Errorf("unknown user answered in %v, known user with a wrong password in %v: the name's existence shows", unknown, known)
+	if got := costOf("bob", "wrong"); got != dearest {
+		t.Fatalf("known user bob: compared at cost %d, want %d", got, dearest)
+	}
+	for _, tt := range []struct{ user, pass string }{
+		{"mallory", "wrong"},
+		{"mallory", "b"}, // another user's password gets nobody in
+		{"", ""},
+	} {
+		if got := costOf(tt.user, tt.pass); got != dearest {
+			t.Errorf("unknown user %q: compared at cost %d, want %d as for the dearest known user: the name's absence shows", tt.user, got, dearest)
+		}
 	}
 }
 
