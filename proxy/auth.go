@@ -27,14 +27,16 @@ const (
 
 // basicAuth asks for a user name and password (HTTP basic authentication)
 // and checks them against bcrypt hashes. bcrypt runs for unknown users too,
-// against another user's hash, so the answer time does not tell which
-// names exist. A successful check is remembered for a minute under a
+// against the costliest user's hash, so the answer time does not tell
+// which names exist. A successful check is remembered for a minute under a
 // salted SHA-256 of the credentials, so a browser sending them with every
 // request does not pay bcrypt each time; the password itself is never
 // kept.
 type basicAuth struct {
 	users map[string][]byte
-	// decoy is the hash compared for an unknown user.
+	// decoy is the hash compared for an unknown user: one of the users'
+	// hashes with the highest bcrypt cost, so an unknown name is never
+	// answered faster than the slowest known one.
 	decoy     []byte
 	challenge []string // WWW-Authenticate value
 	salt      [32]byte
@@ -43,6 +45,9 @@ type basicAuth struct {
 	// slots bounds the bcrypt comparisons running at once to half the
 	// CPUs, so a flood of password guesses slows logins, not the proxy.
 	slots chan struct{}
+	// compare is bcrypt.CompareHashAndPassword; tests wrap it to see
+	// which hashes are compared and how many at once.
+	compare func(hash, pass []byte) error
 
 	// logins remembers verified credentials; a reload that keeps the
 	// Route's users hands it (and salt) to the new Table.
@@ -76,17 +81,22 @@ func newBasicAuth(cr *config.BasicAuth, now func() time.Time) (*basicAuth, error
 		now:       now,
 		logins:    &authCache{verified: make(map[[32]byte]time.Time)},
 		slots:     make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2)),
+		compare:   bcrypt.CompareHashAndPassword,
 	}
-	names := make([]string, 0, len(cr.Users))
-	for name, hash := range cr.Users {
-		if _, err := bcrypt.Cost([]byte(hash)); err != nil {
+	names := slices.Sorted(maps.Keys(cr.Users))
+	decoyCost := 0
+	for _, name := range names {
+		hash := []byte(cr.Users[name])
+		cost, err := bcrypt.Cost(hash)
+		if err != nil {
 			return nil, fmt.Errorf("checking users.%s: %w", name, err)
 		}
-		ba.users[name] = []byte(hash)
-		names = append(names, name)
+		ba.users[name] = hash
+		// In name order, so the same users always pick the same decoy.
+		if cost > decoyCost {
+			ba.decoy, decoyCost = hash, cost
+		}
 	}
-	slices.Sort(names)
-	ba.decoy = ba.users[names[0]]
 	_, _ = rand.Read(ba.salt[:])
 	return ba, nil
 }
@@ -138,7 +148,7 @@ func (ba *basicAuth) check(ctx context.Context, user, pass string) bool {
 	case <-ctx.Done():
 		return false
 	}
-	err := bcrypt.CompareHashAndPassword(hash, []byte(pass))
+	err := ba.compare(hash, []byte(pass))
 	<-ba.slots
 	if err != nil || !known {
 		return false

@@ -1,8 +1,11 @@
 package proxy
 
 import (
+	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -345,28 +348,169 @@ func TestForwardAuth(t *testing.T) {
 }
 
 // TestBasicAuthUnknownUser checks that a name that does not exist costs a
-// bcrypt comparison too, so timing does not reveal which names exist.
+// bcrypt comparison as dear as the dearest known one, so timing does not
+// reveal which names exist (issue 16). It looks at the cost of the hash
+// each check compares rather than at the clock: bcrypt's work doubles with
+// each cost step, and a wall-clock bound loose enough not to flake let a
+// decoy 4x cheaper through.
 func TestBasicAuthUnknownUser(t *testing.T) {
-	h, err := bcrypt.GenerateFromPassword([]byte("pw"), 10)
+	hash := func(pass string, cost int) string {
+		h, err := bcrypt.GenerateFromPassword([]byte(pass), cost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(h)
+	}
+	// The cheapest hash belongs to the name that sorts first, and the
+	// dearest one is not the last, so neither order gives the answer.
+	users := map[string]string{
+		"alice": hash("a", bcrypt.MinCost),
+		"bob":   hash("b", bcrypt.MinCost+2),
+		"carol": hash("c", bcrypt.MinCost+1),
+	}
+	const dearest = bcrypt.MinCost + 2
+	ba, err := newBasicAuth(&config.BasicAuth{Users: users}, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ba, err := newBasicAuth(&config.BasicAuth{Users: map[string]string{"alice": string(h)}}, time.Now)
-	if err != nil {
-		t.Fatal(err)
+	var compared []int // cost of each hash compared, in order
+	ba.compare = func(hash, pass []byte) error {
+		cost, err := bcrypt.Cost(hash)
+		if err != nil {
+			t.Errorf("compared a hash that is not bcrypt: %v", err)
+		}
+		compared = append(compared, cost)
+		return bcrypt.CompareHashAndPassword(hash, pass)
 	}
-	timed := func(user, pass string) time.Duration {
-		start := time.Now()
+	costOf := func(user, pass string) int {
+		t.Helper()
+		compared = nil
 		if ba.check(t.Context(), user, pass) {
 			t.Fatalf("%s/%s accepted", user, pass)
 		}
-		return time.Since(start)
+		if len(compared) != 1 {
+			t.Fatalf("%s: %d bcrypt comparisons, want 1", user, len(compared))
+		}
+		return compared[0]
 	}
-	known := timed("alice", "wrong")
-	unknown := timed("mallory", "pw")
-	// bcrypt at cost 10 takes tens of milliseconds; a map miss, microseconds.
-	if unknown < known/10 {
-		t.Errorf("unknown user answered in %v, known user with a wrong password in %v: the name's existence shows", unknown, known)
+	if got := costOf("bob", "wrong"); got != dearest {
+		t.Fatalf("known user bob: compared at cost %d, want %d", got, dearest)
+	}
+	for _, tt := range []struct{ user, pass string }{
+		{"mallory", "wrong"},
+		{"mallory", "b"}, // another user's password gets nobody in
+		{"", ""},
+	} {
+		if got := costOf(tt.user, tt.pass); got != dearest {
+			t.Errorf("unknown user %q: compared at cost %d, want %d as for the dearest known user: the name's absence shows", tt.user, got, dearest)
+		}
+	}
+}
+
+// TestBasicAuthConcurrencyCap floods a basic_auth Route with wrong
+// passwords while the bcrypt comparisons already running are held: no more
+// than half the CPUs compare at once (README, basic_auth), a request beyond
+// that waits for a slot without running bcrypt, gives up (401) when its
+// client does, and is served once a slot frees.
+func TestBasicAuthConcurrencyCap(t *testing.T) {
+	want := max(1, runtime.GOMAXPROCS(0)/2)
+	backend := newEcho(t, "b")
+	r := proxyTo("/", backend.URL)
+	r.BasicAuth = &config.BasicAuth{Users: map[string]string{"alice": bcryptHash(t, "pw")}}
+	cfg := proxyConfig(r)
+	f := newFrontend(t, cfg)
+
+	// The first want comparisons block until release; later ones run at
+	// once, so a missing cap shows as more in flight, not as a hang.
+	var started, inFlight, peak atomic.Int32
+	entered := make(chan struct{}, 64)
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	unblock := func() { releaseOnce.Do(func() { close(release) }) }
+	var guesses sync.WaitGroup
+	t.Cleanup(guesses.Wait) // after unblock: cleanups run last first
+	t.Cleanup(unblock)
+	table := f.compile(t, cfg)
+	ba := table.sites[0].routes[0].shape.basicAuth
+	ba.compare = func(hash, pass []byte) error {
+		n := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+		}
+		if started.Add(1) <= int32(want) {
+			entered <- struct{}{}
+			<-release
+		}
+		return bcrypt.CompareHashAndPassword(hash, pass)
+	}
+	f.handler.Swap(table) // publishes the wrapped compare to the serving goroutines
+
+	// guess sends a wrong password from its own goroutine, so it reports
+	// with t.Errorf and answers 0 when the request fails.
+	codes := make(chan int, want+1)
+	guess := func() {
+		req := f.request(t, http.MethodGet, host, "/", nil)
+		req.SetBasicAuth("alice", "guess")
+		c := f.client(host)
+		guesses.Go(func() {
+			res, err := c.Do(req)
+			if err != nil {
+				if t.Context().Err() == nil { // not a test already failed and ending
+					t.Errorf("guess: %v", err)
+				}
+				codes <- 0
+				return
+			}
+			res.Body.Close()
+			codes <- res.StatusCode
+		})
+	}
+	for range want {
+		guess()
+	}
+	hang := time.NewTimer(10 * time.Second)
+	defer hang.Stop()
+	for i := range want {
+		select {
+		case <-entered:
+		case <-hang.C:
+			t.Fatalf("%d of %d comparisons started: the cap is below half the CPUs (%d)", i, want, runtime.GOMAXPROCS(0))
+		}
+	}
+
+	// Every slot is taken. A guess whose client has already gone finds
+	// no slot free and must give up without running bcrypt. (With a slot
+	// free, select picks it or the ended context at random: 20 guesses
+	// make a cap set too high slip through once in a million runs.)
+	gone, cancel := context.WithCancel(t.Context())
+	cancel()
+	for i := range 20 {
+		req := httptest.NewRequest(http.MethodGet, "https://"+host+"/", nil).WithContext(gone)
+		req.SetBasicAuth("alice", fmt.Sprint("guess", i))
+		rec := httptest.NewRecorder()
+		f.handler.ServeHTTP(rec, req)
+		if rec.Code != http.StatusUnauthorized {
+			t.Errorf("guess %d beyond the cap, client gone: status %d, want 401", i, rec.Code)
+		}
+	}
+	if n := started.Load(); n != int32(want) {
+		t.Errorf("%d bcrypt comparisons started with %d slots taken, want %d: the cap does not hold", n, want, want)
+	}
+	if p := peak.Load(); p > int32(want) {
+		t.Errorf("%d bcrypt comparisons ran at once, cap is %d", p, want)
+	}
+
+	// One more guess with a live client is answered once the held
+	// comparisons finish.
+	guess()
+	unblock()
+	for range want + 1 {
+		if code := <-codes; code != http.StatusUnauthorized {
+			t.Errorf("wrong password: status %d, want 401", code)
+		}
+	}
+	if p := peak.Load(); p > int32(want) {
+		t.Errorf("%d bcrypt comparisons ran at once, cap is %d", p, want)
 	}
 }
 

@@ -59,29 +59,63 @@ func TestGolden(t *testing.T) {
 	}
 }
 
-// TestCompileExamples compiles every shipped example, so a config the
-// loader accepts never fails to compile.
+// TestCompileExamples compiles every shipped example, with the HTTPS port
+// gatehouse serve would use, and compares Describe with
+// testdata/examples/<name>.golden, so an example the loader accepts never
+// fails to compile and a change in what one compiles to shows in review.
+// Run with -update to refresh them after a deliberate change.
 func TestCompileExamples(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join("..", "examples", "*.yaml"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no ../examples/*.yaml: %v", err)
+	}
+	abs, err := filepath.Abs(filepath.Join("..", "examples"))
 	if err != nil {
-		t.Fatalf("globbing examples: %v", err)
+		t.Fatalf("resolving examples: %v", err)
 	}
-	if len(files) == 0 {
-		t.Skip("no examples/*.yaml")
-	}
+	goldens := make(map[string]bool)
 	for _, file := range files {
+		golden := filepath.Join("testdata", "examples", strings.TrimSuffix(filepath.Base(file), ".yaml")+".golden")
+		goldens[golden] = true
 		t.Run(filepath.Base(file), func(t *testing.T) {
 			cfg, err := config.Load(file)
 			if err != nil {
 				t.Fatalf("config.Load: %v", err)
 			}
-			table, err := Compile(cfg, Options{})
+			table, err := Compile(cfg, Options{HTTPSPort: cfg.Listen.AdvertisedHTTPSPort()})
 			if err != nil {
 				t.Fatalf("Compile: %v", err)
 			}
-			if table.Describe() == "" {
-				t.Error("Describe() is empty")
+			// config resolves relative paths against the example's own
+			// directory; keep the golden files independent of the checkout.
+			got := strings.ReplaceAll(table.Describe(), abs, "examples")
+			if *update {
+				if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
+					t.Fatalf("creating testdata/examples: %v", err)
+				}
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatalf("writing golden: %v", err)
+				}
+				return
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("reading golden (run with -update to create it): %v", err)
+			}
+			if got != string(want) {
+				t.Errorf("Describe() mismatch (run with -update if intended)\ngot:\n%s\nwant:\n%s", got, want)
 			}
 		})
+	}
+	// A golden file whose example was removed or renamed would otherwise
+	// linger unchecked.
+	stale, err := filepath.Glob(filepath.Join("testdata", "examples", "*.golden"))
+	if err != nil {
+		t.Fatalf("globbing testdata/examples: %v", err)
+	}
+	for _, g := range stale {
+		if !goldens[g] {
+			t.Errorf("%s has no example in ../examples; remove it", g)
+		}
 	}
 }
