@@ -61,7 +61,8 @@ type Gateway struct {
 	certs      *tlsmgr.Manager
 	routes     *proxy.Handler
 	transports *proxy.Transports
-	servers    []*http.Server
+	servers    []*http.Server // the HTTPS and HTTP Listeners' servers
+	adminSrv   *http.Server   // nil when admin is off
 	wg         sync.WaitGroup // counts the Serve goroutines
 	h3         *http3Listener // nil unless listen.http3
 	trusted    trustedSet     // trusted_proxies, for the PROXY protocol
@@ -240,7 +241,8 @@ func (g *Gateway) start(ctx context.Context) error {
 			IdleTimeout:       cfg.Timeouts.Idle,
 			ErrorLog:          errorLog,
 		}
-		g.goServe(srv, func() error { return srv.Serve(adminLn) })
+		g.adminSrv = srv
+		g.goServe(nil, func() error { return srv.Serve(adminLn) })
 	}
 	g.admin.ready.Store(true)
 	return nil
@@ -250,8 +252,12 @@ func (g *Gateway) proxyOptions(cfg *config.Config) proxy.Options {
 	return proxy.Options{Logger: g.logger, Transports: g.transports, HTTPSPort: cfg.Listen.AdvertisedHTTPSPort(), Observe: g.observe()}
 }
 
+// goServe runs serve; srv, unless nil, is drained by stop with the
+// public servers.
 func (g *Gateway) goServe(srv *http.Server, serve func() error) {
-	g.servers = append(g.servers, srv)
+	if srv != nil {
+		g.servers = append(g.servers, srv)
+	}
 	g.wg.Add(1)
 	go func() {
 		defer g.wg.Done()
@@ -262,7 +268,9 @@ func (g *Gateway) goServe(srv *http.Server, serve func() error) {
 }
 
 // stop drains in-flight requests for up to timeouts.shutdown, then closes
-// what is left and stops certificate management.
+// what is left and stops certificate management. The admin endpoint goes
+// last: while the public servers drain, its /readyz answers 503, so a load
+// balancer sees this instance leave rather than a refused connection.
 func (g *Gateway) stop() {
 	g.admin.stopping()
 	g.applyMu.Lock()
@@ -288,6 +296,11 @@ func (g *Gateway) stop() {
 		g.stopHTTP3(ctx)
 	}()
 	wg.Wait()
+	if g.adminSrv != nil {
+		if err := g.adminSrv.Shutdown(ctx); err != nil {
+			g.adminSrv.Close()
+		}
+	}
 	g.wg.Wait()
 	defer g.closeAccessLog()
 	if g.certs != nil {

@@ -380,6 +380,17 @@ sites:
 		}
 		return err != nil
 	})
+	// While requests drain, the admin endpoint still answers, and says
+	// not ready, so a load balancer takes this instance out of rotation.
+	resp, err = http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", p.Admin))
+	if err != nil {
+		t.Errorf("GET /readyz during the drain: %v, want 503", err)
+	} else {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable {
+			t.Errorf("GET /readyz during the drain: %d, want 503", resp.StatusCode)
+		}
+	}
 	close(release)
 	r := <-done
 	if r.err != nil || r.body != "upstream saw /slow" {
@@ -419,5 +430,52 @@ sites:
 	resp.Body.Close()
 	if got, want := resp.Header.Get("Alt-Svc"), `h3=":443"; ma=86400`; got != want {
 		t.Errorf("Alt-Svc = %q, want %q", got, want)
+	}
+}
+
+// TestHTTP3Refuses0RTT resumes a QUIC session with a ticket from an
+// earlier connection and sends its request as early data: gatehouse must
+// not accept it, since 0-RTT requests can be replayed to the Upstream.
+func TestHTTP3Refuses0RTT(t *testing.T) {
+	p := newPorts(t)
+	in := start(t, p, `listen: {http: "127.0.0.1:{{HTTP}}", https: "127.0.0.1:{{HTTPS}}", http3: true}
+admin: off
+storage: {{STORAGE}}
+sites:
+  - hosts: [localhost]
+    routes: [{respond: {body: ok}}]
+`)
+	tickets := tls.NewLRUClientSessionCache(4)
+	get := func() (resumed, early bool) {
+		t.Helper()
+		var conn *quic.Conn
+		tr := &http3.Transport{
+			TLSClientConfig: &tls.Config{RootCAs: in.localRoots(t), ClientSessionCache: tickets},
+			Dial: func(ctx context.Context, _ string, tlsCfg *tls.Config, cfg *quic.Config) (*quic.Conn, error) {
+				c, err := quic.DialAddrEarly(ctx, in.https, tlsCfg, cfg)
+				conn = c
+				return c, err
+			},
+		}
+		defer tr.Close()
+		resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get("https://localhost/")
+		if err != nil {
+			t.Fatalf("GET over HTTP/3: %v", err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(body) != "ok" {
+			t.Fatalf("GET over HTTP/3: got %q, want ok", body)
+		}
+		st := conn.ConnectionState()
+		return st.TLS.DidResume, st.Used0RTT
+	}
+	get() // gets a session ticket
+	resumed, early := get()
+	if !resumed {
+		t.Fatal("the second connection did not resume the session; the test cannot offer 0-RTT")
+	}
+	if early {
+		t.Error("a resumed HTTP/3 connection had its 0-RTT request accepted; 0-RTT must stay off")
 	}
 }
