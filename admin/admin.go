@@ -4,8 +4,9 @@
 // and the proxy only through the small interfaces and funcs in [Options],
 // which the command wires.
 //
-// The API speaks JSON. Errors are {"error": "..."} with a 4xx or 5xx
-// status:
+// The API speaks JSON. Errors are {"error": "..."} ([ErrorAnswer]) with a
+// 4xx or 5xx status. The routes, which [Endpoint] names once for this
+// package and for the typed client in package admin/client:
 //
 //	GET  /healthz                 200 "ok" while the process serves
 //	GET  /readyz                  200 once Listeners serve and the config is applied, else 503
@@ -128,24 +129,24 @@ func Handler(opts Options) http.Handler {
 	}
 	a := &api{opts: opts, origin: newOriginPolicy(opts.Addr)}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc(string(EndpointHealthz), func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("ok\n"))
 	})
-	mux.HandleFunc("GET /readyz", a.readyz)
-	mux.HandleFunc("GET /certs", a.listCerts)
-	mux.HandleFunc("GET /certs/{name}", a.showCert)
-	mux.HandleFunc("POST /certs/{name}/renew", a.renew)
-	mux.HandleFunc("POST /certs/{name}/revoke", a.revoke)
-	mux.HandleFunc("POST /reload", a.reload)
+	mux.HandleFunc(string(EndpointReadyz), a.readyz)
+	mux.HandleFunc(string(EndpointCertificates), a.listCerts)
+	mux.HandleFunc(string(EndpointCertificate), a.showCert)
+	mux.HandleFunc(string(EndpointRenew), a.renew)
+	mux.HandleFunc(string(EndpointRevoke), a.revoke)
+	mux.HandleFunc(string(EndpointReload), a.reload)
 	if opts.Metrics != nil {
-		mux.Handle("GET /metrics", opts.Metrics.handler())
+		mux.Handle(string(EndpointMetrics), opts.Metrics.handler())
 	} else {
-		mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
+		mux.HandleFunc(string(EndpointMetrics), func(w http.ResponseWriter, _ *http.Request) {
 			writeError(w, http.StatusServiceUnavailable, errors.New("metrics are not collected"))
 		})
 	}
-	mux.HandleFunc("GET /{$}", a.dashboard)
+	mux.HandleFunc(string(EndpointDashboard), a.dashboard)
 	return a.guard(mux)
 }
 
@@ -218,7 +219,7 @@ func (a *api) renew(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := r.PathValue("name")
-	force := r.URL.Query().Get("force")
+	force := r.URL.Query().Get(ForceQuery)
 	forced := force == "1" || force == "true"
 	a.opts.Logger.InfoContext(r.Context(), "renewing certificate on request", "name", name, "force", forced, "via", "admin")
 	if err := a.opts.Certificates.Renew(r.Context(), name, forced); err != nil {
@@ -230,19 +231,13 @@ func (a *api) renew(w http.ResponseWriter, r *http.Request) {
 	a.answerCert(w, name)
 }
 
-// revokeRequest is the body of POST /certs/{name}/revoke.
-type revokeRequest struct {
-	// Reason is an RFC 5280 reason name (keyCompromise, superseded, ...).
-	Reason string `json:"reason"`
-}
-
 func (a *api) revoke(w http.ResponseWriter, r *http.Request) {
 	if a.opts.Certificates == nil {
 		writeError(w, http.StatusServiceUnavailable, errors.New("certificate management is not running"))
 		return
 	}
 	name := r.PathValue("name")
-	var req revokeRequest
+	var req RevokeRequest
 	if r.ContentLength != 0 {
 		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
 		dec.DisallowUnknownFields()
@@ -290,11 +285,6 @@ func (a *api) answerCert(w http.ResponseWriter, name string) {
 	writeJSON(w, http.StatusOK, c)
 }
 
-// reloadAnswer is the body of a successful POST /reload.
-type reloadAnswer struct {
-	Status string `json:"status"`
-}
-
 func (a *api) reload(w http.ResponseWriter, r *http.Request) {
 	if a.opts.Reload == nil {
 		writeError(w, http.StatusServiceUnavailable, errors.New("reloading is not available"))
@@ -306,23 +296,18 @@ func (a *api) reload(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnprocessableEntity, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, reloadAnswer{Status: "reloaded"})
-}
-
-// errorAnswer is the body of every error.
-type errorAnswer struct {
-	Error string `json:"error"`
+	writeJSON(w, http.StatusOK, ReloadAnswer{Status: "reloaded"})
 }
 
 func writeError(w http.ResponseWriter, status int, err error) {
-	writeJSON(w, status, errorAnswer{Error: err.Error()})
+	writeJSON(w, status, ErrorAnswer{Error: err.Error()})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		status = http.StatusInternalServerError
-		b, _ = json.Marshal(errorAnswer{Error: fmt.Sprintf("encoding the answer: %v", err)})
+		b, _ = json.Marshal(ErrorAnswer{Error: fmt.Sprintf("encoding the answer: %v", err)})
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)

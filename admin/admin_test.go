@@ -174,7 +174,7 @@ func TestReloadError(t *testing.T) {
 	srv := newServer(t, Options{Reload: func(context.Context) error { return errors.New("gatehouse.yaml:3:5: sites[0].hosts: bad") }})
 	req, _ := http.NewRequest("POST", srv.URL+"/reload", nil)
 	status, body := call(t, req)
-	var answer errorAnswer
+	var answer ErrorAnswer
 	if err := json.Unmarshal([]byte(body), &answer); err != nil {
 		t.Fatalf("decoding %q: %v", body, err)
 	}
@@ -230,7 +230,7 @@ func TestCertificatesAPI(t *testing.T) {
 
 	var before tlsmgr.CertificateInfo
 	getJSON(t, srv.URL+"/certs/app.internal", 200, &before)
-	var missing errorAnswer
+	var missing ErrorAnswer
 	getJSON(t, srv.URL+"/certs/nope.example", 404, &missing)
 	if !strings.Contains(missing.Error, "nope.example") {
 		t.Errorf("404 body: got %q", missing.Error)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -17,6 +15,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/gatehouse-proxy/gatehouse/admin/client"
 	"github.com/gatehouse-proxy/gatehouse/config"
 	"github.com/gatehouse-proxy/gatehouse/tlsmgr"
 )
@@ -42,13 +41,13 @@ Flags common to every command:
 
 // certsCmd is one run of `gatehouse certs`: its flags and where it works.
 type certsCmd struct {
-	env      *environment
-	cfgPath  string
-	admin    string
-	cfg      *config.Config // nil until loaded
-	cfgErr   error
-	client   *http.Client
-	adminURL string // "" when no admin endpoint is to be used
+	env     *environment
+	cfgPath string
+	admin   string
+	cfg     *config.Config // nil until loaded
+	cfgErr  error
+	client  *http.Client
+	api     *client.Client // nil when no admin endpoint is to be used
 }
 
 func cmdCerts(ctx context.Context, args []string, env *environment) error {
@@ -188,43 +187,25 @@ func (c *certsCmd) connect(ctx context.Context) error {
 	if addr == "" || addr == config.Off {
 		return fmt.Errorf("%w: the admin endpoint is off", errNoInstance)
 	}
-	base, err := adminBase(addr)
+	base, err := client.BaseURL(addr)
 	if err != nil {
 		return err
 	}
+	api := client.New(base, c.client)
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/healthz", nil)
-	resp, err := c.client.Do(req)
-	if err != nil {
+	if err := api.Health(ctx); err != nil {
+		if e, ok := errors.AsType[*client.Error](err); ok {
+			return fmt.Errorf("%w at %s: /healthz answered %d %s", errNoInstance, addr, e.Status, http.StatusText(e.Status))
+		}
+		// The note names the failed request (the *url.Error) only.
+		if ue, ok := errors.AsType[*url.Error](err); ok {
+			err = ue
+		}
 		return fmt.Errorf("%w at %s: %v", errNoInstance, addr, err)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%w at %s: /healthz answered %s", errNoInstance, addr, resp.Status)
-	}
-	c.adminURL = base
+	c.api = api
 	return nil
-}
-
-// adminBase turns the admin address into a base URL, dialling loopback
-// when it listens on every address.
-func adminBase(addr string) (string, error) {
-	if strings.Contains(addr, "://") {
-		u, err := url.Parse(addr)
-		if err != nil {
-			return "", fmt.Errorf("parsing --admin: %w", err)
-		}
-		return strings.TrimSuffix(u.String(), "/"), nil
-	}
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return "", fmt.Errorf("parsing admin address %q: %w", addr, err)
-	}
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		host = "127.0.0.1"
-	}
-	return "http://" + net.JoinHostPort(host, port), nil
 }
 
 // reach connects to the running gatehouse or, when none answers, says so
@@ -243,52 +224,6 @@ func (c *certsCmd) reach(ctx context.Context) (offline *config.Config, err error
 	return cfg, nil
 }
 
-// call sends a request to the admin endpoint and decodes a JSON answer
-// into out; an error answer becomes an error with its message as it is,
-// and any other failure names the method and path.
-func (c *certsCmd) call(ctx context.Context, method, path string, body any, out any) error {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.adminURL+path, rd)
-	if err != nil {
-		return err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.client.Do(req)
-	if err != nil {
-		return fmt.Errorf("calling the admin endpoint: %w", err) // the error names the URL
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
-	if err != nil {
-		return fmt.Errorf("reading the admin endpoint's answer to %s %s: %w", method, path, err)
-	}
-	if resp.StatusCode/100 != 2 {
-		var e struct {
-			Error string `json:"error"`
-		}
-		if json.Unmarshal(b, &e) == nil && e.Error != "" {
-			return errors.New(e.Error)
-		}
-		return fmt.Errorf("%s %s: %s", method, path, resp.Status)
-	}
-	if out == nil {
-		return nil
-	}
-	if err := json.Unmarshal(b, out); err != nil {
-		return fmt.Errorf("decoding the admin endpoint's answer to %s %s: %w", method, path, err)
-	}
-	return nil
-}
-
 // inventory returns every Certificate, from the running gatehouse or the
 // storage.
 func (c *certsCmd) inventory(ctx context.Context) ([]tlsmgr.CertificateInfo, error) {
@@ -299,11 +234,7 @@ func (c *certsCmd) inventory(ctx context.Context) ([]tlsmgr.CertificateInfo, err
 	if cfg != nil {
 		return tlsmgr.Inventory(ctx, cfg)
 	}
-	var certs []tlsmgr.CertificateInfo
-	if err := c.call(ctx, http.MethodGet, "/certs", nil, &certs); err != nil {
-		return nil, err
-	}
-	return certs, nil
+	return c.api.Certificates(ctx)
 }
 
 func (c *certsCmd) list(ctx context.Context, asJSON bool) error {
@@ -489,12 +420,8 @@ func (c *certsCmd) renew(ctx context.Context, name string, force bool) error {
 }
 
 func (c *certsCmd) renewOne(ctx context.Context, name string, force bool) error {
-	path := "/certs/" + url.PathEscape(name) + "/renew"
-	if force {
-		path += "?force=1"
-	}
-	var ci tlsmgr.CertificateInfo
-	if err := c.call(ctx, http.MethodPost, path, nil, &ci); err != nil {
+	ci, err := c.api.Renew(ctx, name, force)
+	if err != nil {
 		return err // it names the call and the host
 	}
 	fmt.Fprintf(c.env.stdout, "%s: serial %s, valid until %s (%s)\n", name, ci.Serial, ci.NotAfter.UTC().Format(time.RFC3339), ci.Status)
@@ -520,7 +447,7 @@ func (c *certsCmd) renewAll(ctx context.Context, force bool) error {
 			fmt.Fprintf(c.env.stderr, "# %s: no certificate yet (%s); skipped\n", ci.Names[0], ci.Status)
 			continue
 		}
-		if c.adminURL == "" && ci.Source != tlsmgr.SourceACME {
+		if c.api == nil && ci.Source != tlsmgr.SourceACME {
 			continue // offline, only ACME Certificates renew
 		}
 		if err := c.renew(ctx, ci.Names[0], force); err != nil {
@@ -546,8 +473,8 @@ func (c *certsCmd) revoke(ctx context.Context, name, reason string) error {
 		fmt.Fprintf(c.env.stdout, "%s: revoked (%s); gatehouse obtains a replacement when it starts if the host is still configured\n", name, reason)
 		return nil
 	}
-	var ci tlsmgr.CertificateInfo
-	if err := c.call(ctx, http.MethodPost, "/certs/"+url.PathEscape(name)+"/revoke", map[string]string{"reason": reason}, &ci); err != nil {
+	ci, err := c.api.Revoke(ctx, name, reason)
+	if err != nil {
 		return err // it names the call and the host
 	}
 	fmt.Fprintf(c.env.stdout, "%s: revoked (%s); now serving serial %s, valid until %s\n", name, reason, ci.Serial, ci.NotAfter.UTC().Format(time.RFC3339))

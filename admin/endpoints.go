@@ -1,0 +1,79 @@
+package admin
+
+import (
+	"net/url"
+	"strings"
+)
+
+// Endpoint is one call of the admin API, written as a [net/http.ServeMux]
+// pattern: a method, a space and a path in which {name} stands for a
+// Certificate's name. [Handler] routes these patterns and package
+// admin/client calls them, so the two cannot drift apart.
+type Endpoint string
+
+// The admin API's endpoints (see the package doc for what each answers).
+const (
+	// EndpointHealthz answers 200 "ok" while the process serves.
+	EndpointHealthz Endpoint = "GET /healthz"
+	// EndpointReadyz answers 200 once the Listeners serve and the config
+	// is applied, else 503.
+	EndpointReadyz Endpoint = "GET /readyz"
+	// EndpointCertificates answers every Certificate, most urgent first,
+	// as a JSON array of [tlsmgr.CertificateInfo].
+	EndpointCertificates Endpoint = "GET /certs"
+	// EndpointCertificate answers the Certificate serving {name}.
+	EndpointCertificate Endpoint = "GET /certs/{name}"
+	// EndpointRenew renews the Certificate serving {name} (with
+	// [ForceQuery] set to 1 even when it is not due) and answers it.
+	EndpointRenew Endpoint = "POST /certs/{name}/renew"
+	// EndpointRevoke takes a [RevokeRequest], revokes the Certificate
+	// serving {name}, replaces it and answers the new one.
+	EndpointRevoke Endpoint = "POST /certs/{name}/revoke"
+	// EndpointReload reloads the config file as SIGHUP does and answers a
+	// [ReloadAnswer].
+	EndpointReload Endpoint = "POST /reload"
+	// EndpointMetrics answers the metrics in Prometheus text format.
+	EndpointMetrics Endpoint = "GET /metrics"
+	// EndpointDashboard answers the dashboard page (HTML). Its pattern
+	// matches "/" only.
+	EndpointDashboard Endpoint = "GET /{$}"
+)
+
+// ForceQuery is the query parameter of [EndpointRenew] that renews even
+// when the Certificate is not due ("1" or "true").
+const ForceQuery = "force"
+
+// Method returns the endpoint's HTTP method ("GET").
+func (e Endpoint) Method() string {
+	m, _, _ := strings.Cut(string(e), " ")
+	return m
+}
+
+// Path returns the endpoint's path with {name} replaced by name, escaped
+// as one path segment. Endpoints without {name} ignore it.
+func (e Endpoint) Path(name string) string {
+	_, p, _ := strings.Cut(string(e), " ")
+	p = strings.Replace(p, "{name}", url.PathEscape(name), 1)
+	return strings.Replace(p, "{$}", "", 1)
+}
+
+// RevokeRequest is the JSON body of [EndpointRevoke].
+type RevokeRequest struct {
+	// Reason is an RFC 5280 reason name (keyCompromise, superseded, ...),
+	// as [tlsmgr.ParseRevocationReason] takes it.
+	Reason string `json:"reason"`
+}
+
+// ReloadAnswer is the JSON body of a successful [EndpointReload].
+type ReloadAnswer struct {
+	// Status is "reloaded".
+	Status string `json:"status"`
+}
+
+// ErrorAnswer is the JSON body of every error the API answers, with a 4xx
+// or 5xx status.
+type ErrorAnswer struct {
+	// Error says what went wrong, naming the call and the host where
+	// there is one.
+	Error string `json:"error"`
+}
