@@ -118,8 +118,8 @@ func TestAdminEndpoint(t *testing.T) {
 
 	p := newPorts(t)
 	// The CA's DNS knows ok.test only, so validating fail.test fails.
-	z := newZone(t, "ok.test. 60 IN A 127.0.0.1")
-	ca := pebbletest.Start(t, pebbletest.Options{HTTPPort: p.HTTP, TLSPort: p.HTTPS, Resolver: z.addr})
+	z := startZone(t, "ok.test. 60 IN A 127.0.0.1")
+	ca := pebbletest.Start(t, pebbletest.Options{HTTPPort: p.HTTP, TLSPort: p.HTTPS, Resolver: z.Addr})
 	cfg := func(body string) string {
 		return fmt.Sprintf(adminConfig, ca.DirectoryURL(), ca.ClientRootFile(), body, upstream.URL, dead)
 	}
