@@ -106,11 +106,11 @@ func wantInOrder(t *testing.T, r Report) {
 	}
 }
 
-// TestRunPasses is the preflight of a machine where everything is right:
+// TestCheckPasses is the preflight of a machine where everything is right:
 // the names resolve here, both challenge ports can be bound and are
 // reached through the names, CAA allows the CA (at the name itself, and
 // inherited from its parent) and the CA's directory answers.
-func TestRunPasses(t *testing.T) {
+func TestCheckPasses(t *testing.T) {
 	ca := pebbletest.Start(t, pebbletest.Options{})
 	ns := startZone(t,
 		"app.test. 60 IN A 127.0.0.1",
@@ -152,11 +152,11 @@ func TestRunPasses(t *testing.T) {
 	}
 }
 
-// TestRunFails finds everything that would make orders fail, and why: a
+// TestCheckFails finds everything that would make orders fail, and why: a
 // stale AAAA record, a name that does not resolve, CAA that forbids the CA
 // (inherited from a parent), a critical CAA property, a port held by
 // another program, and a CA that is down.
-func TestRunFails(t *testing.T) {
+func TestCheckFails(t *testing.T) {
 	ns := startZone(t,
 		"app.test. 60 IN A 127.0.0.1",
 		"stale.test. 60 IN A 127.0.0.1",
@@ -221,10 +221,10 @@ func TestRunFails(t *testing.T) {
 	)
 }
 
-// TestRunCAAUnknownCA fails a CA whose CAA identity gatehouse does not
+// TestCheckCAAUnknownCA fails a CA whose CAA identity gatehouse does not
 // know (not Let's Encrypt, ZeroSSL...) behind CAA that names a CA, and says
 // how to name it; CAA without an issue property allows it anyway.
-func TestRunCAAUnknownCA(t *testing.T) {
+func TestCheckCAAUnknownCA(t *testing.T) {
 	ca := pebbletest.Start(t, pebbletest.Options{})
 	ns := startZone(t,
 		`le.test. 60 IN CAA 0 issue "letsencrypt.org"`,
@@ -250,9 +250,9 @@ sites:
 	}
 }
 
-// TestRunWildcard checks a wildcard host solved through DNS-01: no address
+// TestCheckWildcard checks a wildcard host solved through DNS-01: no address
 // or port is needed, and its CAA is read from issuewild.
-func TestRunWildcard(t *testing.T) {
+func TestCheckWildcard(t *testing.T) {
 	ca := pebbletest.Start(t, pebbletest.Options{})
 	ns := startZone(t,
 		`wild.test. 60 IN CAA 0 issue ";"`,
@@ -285,10 +285,10 @@ sites:
 	}
 }
 
-// TestRunWhileRunning checks a config whose Listeners are held by a
+// TestCheckWhileRunning checks a config whose Listeners are held by a
 // program whose admin endpoint answers /healthz, as a running gatehouse's
 // does: the probes go to it instead of temporary listeners.
-func TestRunWhileRunning(t *testing.T) {
+func TestCheckWhileRunning(t *testing.T) {
 	ca := pebbletest.Start(t, pebbletest.Options{})
 	ns := startZone(t, "app.test. 60 IN A 127.0.0.1")
 	p := newPorts(t)
@@ -323,14 +323,14 @@ func TestRunWhileRunning(t *testing.T) {
 	}
 }
 
-func TestRunBadResolver(t *testing.T) {
+func TestCheckBadResolver(t *testing.T) {
 	cfg := parseConfig(t, "sites: [{hosts: [app.test], routes: [{respond: {body: app}}]}]\nstorage: "+t.TempDir())
 	if _, err := Run(context.Background(), cfg, Options{Resolver: "127.0.0.1"}); err == nil || !strings.Contains(err.Error(), "want HOST:PORT") {
 		t.Errorf("Run with Resolver 127.0.0.1: got %v, want an error asking for HOST:PORT", err)
 	}
 }
 
-func TestCAAIdentity(t *testing.T) {
+func TestCheckCAAIdentity(t *testing.T) {
 	for _, tc := range []struct{ directory, want string }{
 		{"https://acme-v02.api.letsencrypt.org/directory", "letsencrypt.org"},
 		{"https://acme-staging-v02.api.letsencrypt.org/directory", "letsencrypt.org"},
