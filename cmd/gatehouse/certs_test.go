@@ -316,8 +316,8 @@ func TestCertsRefused(t *testing.T) {
 	p := newPorts(t)
 	// The CA's DNS knows app.test and gone.test only: validating
 	// fail.test fails, so it never gets a certificate.
-	z := newZone(t, "app.test. 60 IN A 127.0.0.1", "gone.test. 60 IN A 127.0.0.1")
-	ca := pebbletest.Start(t, pebbletest.Options{HTTPPort: p.HTTP, TLSPort: p.HTTPS, Resolver: z.addr})
+	z := startZone(t, "app.test. 60 IN A 127.0.0.1", "gone.test. 60 IN A 127.0.0.1")
+	ca := pebbletest.Start(t, pebbletest.Options{HTTPPort: p.HTTP, TLSPort: p.HTTPS, Resolver: z.Addr})
 	certFile, err := filepath.Abs("../../examples/certs/static.example.com.crt")
 	if err != nil {
 		t.Fatal(err)
