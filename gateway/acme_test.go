@@ -48,11 +48,11 @@ func TestACMEThroughTheCommand(t *testing.T) {
 
 	// With the CA down: the local-CA Site serves, the HTTP Listener
 	// redirects, and the ACME host has no certificate yet.
-	if status, body := get(t, in.client(t), "https://localhost/"); status != 200 || body != "local" {
+	if status, body := get(t, in.Client(t), "https://localhost/"); status != 200 || body != "local" {
 		t.Errorf("local CA site while the CA is down: got %d %q", status, body)
 	}
 	plain := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	req, _ := http.NewRequest("GET", "http://"+in.http+"/x?y=1", nil)
+	req, _ := http.NewRequest("GET", "http://"+in.HTTP+"/x?y=1", nil)
 	req.Host = "app.test"
 	resp, err := plain.Do(req)
 	if err != nil {
@@ -62,43 +62,25 @@ func TestACMEThroughTheCommand(t *testing.T) {
 	if want := fmt.Sprintf("https://app.test:%d/x?y=1", p.HTTPS); resp.StatusCode != 308 || resp.Header.Get("Location") != want {
 		t.Errorf("redirect while the CA is down: got %d %q, want 308 %q", resp.StatusCode, resp.Header.Get("Location"), want)
 	}
-	if conn, err := tls.Dial("tcp", in.https, &tls.Config{ServerName: "app.test", InsecureSkipVerify: true}); err == nil {
+	if conn, err := tls.Dial("tcp", in.HTTPS, &tls.Config{ServerName: "app.test", InsecureSkipVerify: true}); err == nil {
 		conn.Close()
 		t.Error("a certificate for app.test was served before any CA could issue one")
 	}
 
 	// The CA comes back at the same address; the retry loop finds it.
 	ca := pebbletest.Start(t, pebbletest.Options{Addr: caAddr, HTTPPort: p.HTTP, TLSPort: p.HTTPS})
-	acme := clientFor(in.https, ca.IssuerRoots())
+	acme := clientFor(in.HTTPS, ca.IssuerRoots())
 	waitForCertificate(t, in, ca, "app.test", 45*time.Second)
 	if status, body := get(t, acme, "https://app.test/"); status != 200 || body != "app saw app.test" {
 		t.Errorf("proxied over the ACME certificate: got %d %q", status, body)
 	}
 
 	// A reload that adds a host obtains a certificate for it.
-	writeConfig(t, in.cfgPath, p, in.storage, strings.Replace(cfg, "[app.test]", "[app.test, new.test]", 1))
-	in.reload <- nil
+	writeConfig(t, in.CfgPath, p, in.Storage, strings.Replace(cfg, "[app.test]", "[app.test, new.test]", 1))
+	in.Reload <- nil
 	waitForCertificate(t, in, ca, "new.test", 30*time.Second)
 	if status, body := get(t, acme, "https://new.test/"); status != 200 || body != "app saw new.test" {
 		t.Errorf("host added by reload: got %d %q", status, body)
-	}
-}
-
-// waitForCertificate waits until the HTTPS Listener serves a certificate for
-// name that verifies against the CA's roots.
-func waitForCertificate(t *testing.T, in *instance, ca *pebbletest.CA, name string, timeout time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		conn, err := tls.Dial("tcp", in.https, &tls.Config{ServerName: name, RootCAs: ca.IssuerRoots()})
-		if err == nil {
-			conn.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no certificate for %s within %s: %v\n%s", name, timeout, err, in.stderr)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
 
@@ -127,11 +109,11 @@ func TestStopWhileOrderInFlight(t *testing.T) {
 			in := startStuckOrder(t, newPorts(t), stuckOrderConfig, engine)
 
 			began := time.Now()
-			if err := in.stop(); err != nil {
+			if err := in.Stop(); err != nil {
 				t.Errorf("run after shutdown: got %v, want nil", err)
 			}
 			if took := time.Since(began); took > 5*time.Second {
-				t.Errorf("stopping with an order in flight took %s, want under 5s\n%s", took.Round(time.Millisecond), in.stderr)
+				t.Errorf("stopping with an order in flight took %s, want under 5s\n%s", took.Round(time.Millisecond), in.Stderr)
 			}
 		})
 	}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math/big"
@@ -36,60 +35,11 @@ sites:
     routes: [{respond: {body: never}}]
 `
 
-// adminClient talks to an instance's admin endpoint.
-type adminClient struct {
-	t    *testing.T
-	base string
-}
-
-func (a adminClient) do(method, path, contentType, body string, header ...string) (int, string) {
-	a.t.Helper()
-	req, err := http.NewRequest(method, a.base+path, strings.NewReader(body))
-	if err != nil {
-		a.t.Fatal(err)
-	}
-	if body == "" {
-		req.Body, req.ContentLength = nil, 0
-	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		a.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
-
-func (a adminClient) certs() map[string]tlsmgr.CertificateInfo {
-	a.t.Helper()
-	status, body := a.do("GET", "/certs", "", "")
-	if status != 200 {
-		a.t.Fatalf("GET /certs: %d %s", status, body)
-	}
-	var list []tlsmgr.CertificateInfo
-	if err := json.Unmarshal([]byte(body), &list); err != nil {
-		a.t.Fatalf("GET /certs: %v in %s", err, body)
-	}
-	byName := map[string]tlsmgr.CertificateInfo{}
-	for _, c := range list {
-		if len(c.Names) > 0 && c.Status != tlsmgr.StatusRetired {
-			byName[c.Names[0]] = c
-		}
-	}
-	return byName
-}
-
 // servedSerial returns the serial of the certificate the HTTPS Listener
 // serves for name, verified against roots.
 func servedSerial(t *testing.T, in *instance, ca *pebbletest.CA, name string) *big.Int {
 	t.Helper()
-	conn, err := tls.Dial("tcp", in.https, &tls.Config{ServerName: name, RootCAs: ca.IssuerRoots()})
+	conn, err := tls.Dial("tcp", in.HTTPS, &tls.Config{ServerName: name, RootCAs: ca.IssuerRoots()})
 	if err != nil {
 		t.Fatalf("handshake for %s: %v", name, err)
 	}
@@ -125,9 +75,9 @@ func TestAdminEndpoint(t *testing.T) {
 		return fmt.Sprintf(adminConfig, ca.DirectoryURL(), ca.ClientRootFile(), body, upstream.URL, dead)
 	}
 	in := start(t, p, cfg("local"))
-	a := adminClient{t: t, base: fmt.Sprintf("http://127.0.0.1:%d", p.Admin)}
+	a := adminClient{T: t, Base: fmt.Sprintf("http://127.0.0.1:%d", p.Admin)}
 
-	if status, body := a.do("GET", "/readyz", "", ""); status != 200 {
+	if status, body := a.Do("GET", "/readyz", "", ""); status != 200 {
 		t.Errorf("GET /readyz: got %d %q, want 200", status, body)
 	}
 
@@ -136,12 +86,12 @@ func TestAdminEndpoint(t *testing.T) {
 	var certs map[string]tlsmgr.CertificateInfo
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		certs = a.certs()
+		certs = a.Certs()
 		if certs["ok.test"].Status == tlsmgr.StatusValid && certs["fail.test"].Status == tlsmgr.StatusFailing {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("inventory did not settle: %+v\n%s", certs, in.stderr)
+			t.Fatalf("inventory did not settle: %+v\n%s", certs, in.Stderr)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -152,18 +102,18 @@ func TestAdminEndpoint(t *testing.T) {
 	if fail := certs["fail.test"]; fail.Failures < 1 || fail.LastError == "" {
 		t.Errorf("fail.test: got %d failures, error %q; want the failure recorded", fail.Failures, fail.LastError)
 	}
-	if status, body := a.do("GET", "/certs/fail.test", "", ""); status != 200 || !strings.Contains(body, `"status": "failing"`) {
+	if status, body := a.Do("GET", "/certs/fail.test", "", ""); status != 200 || !strings.Contains(body, `"status": "failing"`) {
 		t.Errorf("GET /certs/fail.test: got %d %s", status, body)
 	}
-	waitFor(t, 10*time.Second, func() bool { return a.certs()["localhost"].Source == tlsmgr.SourceInternal })
+	waitFor(t, 10*time.Second, func() bool { return a.Certs()["localhost"].Source == tlsmgr.SourceInternal })
 
 	// Proxy traffic; the active health check finds the dead Upstream.
-	client := clientFor(in.https, ca.IssuerRoots())
+	client := clientFor(in.HTTPS, ca.IssuerRoots())
 	for range 4 {
 		get(t, client, "https://ok.test/")
 	}
 	metrics := func() string {
-		status, body := a.do("GET", "/metrics", "", "")
+		status, body := a.Do("GET", "/metrics", "", "")
 		if status != 200 {
 			t.Fatalf("GET /metrics: %d", status)
 		}
@@ -198,7 +148,7 @@ func TestAdminEndpoint(t *testing.T) {
 	}
 
 	// The dashboard, rendered by a real browser.
-	dom := dumpDOM(t, chromium, a.base+"/")
+	dom := dumpDOM(t, chromium, a.Base+"/")
 	rows := regexp.MustCompile(`(?s)<tr class="cert ([a-z]+)"[^>]*>(.*?)</tr>`).FindAllStringSubmatch(dom, -1)
 	order := map[string]int{}
 	for i, r := range rows {
@@ -226,7 +176,7 @@ func TestAdminEndpoint(t *testing.T) {
 
 	// Renew: a new serial is served.
 	before := servedSerial(t, in, ca, "ok.test")
-	status, body := a.do("POST", "/certs/ok.test/renew?force=1", "", "")
+	status, body := a.Do("POST", "/certs/ok.test/renew?force=1", "", "")
 	if status != 200 {
 		t.Fatalf("renew: %d %s", status, body)
 	}
@@ -235,7 +185,7 @@ func TestAdminEndpoint(t *testing.T) {
 	// Revoke: Pebble reports the old certificate revoked, a new one is
 	// served.
 	revoked := servedSerial(t, in, ca, "ok.test")
-	status, body = a.do("POST", "/certs/ok.test/revoke", "application/json", `{"reason": "keyCompromise"}`)
+	status, body = a.Do("POST", "/certs/ok.test/revoke", "application/json", `{"reason": "keyCompromise"}`)
 	if status != 200 {
 		t.Fatalf("revoke: %d %s", status, body)
 	}
@@ -243,27 +193,27 @@ func TestAdminEndpoint(t *testing.T) {
 		t.Errorf("Pebble does not report serial %x revoked", revoked)
 	}
 	waitFor(t, 10*time.Second, func() bool { return servedSerial(t, in, ca, "ok.test").Cmp(revoked) != 0 })
-	if status, body := a.do("POST", "/certs/ok.test/revoke", "application/json", `{"reason": "because"}`); status != 400 || !strings.Contains(body, "because") {
+	if status, body := a.Do("POST", "/certs/ok.test/revoke", "application/json", `{"reason": "because"}`); status != 400 || !strings.Contains(body, "because") {
 		t.Errorf("revoke with an unknown reason: got %d %s", status, body)
 	}
 
 	// A web page cannot make the same calls.
-	if status, _ := a.do("POST", "/certs/ok.test/renew", "", "", "Origin", "https://evil.example"); status != 403 {
+	if status, _ := a.Do("POST", "/certs/ok.test/renew", "", "", "Origin", "https://evil.example"); status != 403 {
 		t.Errorf("cross-origin renew: got %d, want 403", status)
 	}
 
 	// Reload: a bad file is refused with its problem, a good one applied.
-	os.WriteFile(in.cfgPath, []byte("sites: [{hosts: [localhost], routes: [{respond: {statuz: 200}}]}]\n"), 0o644)
-	status, body = a.do("POST", "/reload", "", "")
+	os.WriteFile(in.CfgPath, []byte("sites: [{hosts: [localhost], routes: [{respond: {statuz: 200}}]}]\n"), 0o644)
+	status, body = a.Do("POST", "/reload", "", "")
 	if status != 422 || !strings.Contains(body, "gatehouse.yaml:1:") || !strings.Contains(body, "statuz") {
 		t.Errorf("reloading a bad file: got %d %s, want 422 with the problem's line", status, body)
 	}
-	writeConfig(t, in.cfgPath, p, in.storage, cfg("reloaded"))
-	status, body = a.do("POST", "/reload", "", "")
+	writeConfig(t, in.CfgPath, p, in.Storage, cfg("reloaded"))
+	status, body = a.Do("POST", "/reload", "", "")
 	if status != 200 {
 		t.Fatalf("reload: got %d %s", status, body)
 	}
-	if status, body := get(t, in.client(t), "https://localhost/"); status != 200 || body != "reloaded" {
+	if status, body := get(t, in.Client(t), "https://localhost/"); status != 200 || body != "reloaded" {
 		t.Errorf("after POST /reload: got %d %q, want the new body", status, body)
 	}
 }
@@ -291,15 +241,4 @@ func chromiumFlags(t *testing.T) []string {
 		"--disable-background-networking", "--disable-component-update", "--disable-sync",
 		"--disable-dev-shm-usage", "--user-data-dir=" + t.TempDir(),
 	}
-}
-
-// grepLines returns the lines of s starting with prefix.
-func grepLines(s, prefix string) string {
-	var out []string
-	for line := range strings.SplitSeq(s, "\n") {
-		if strings.HasPrefix(line, prefix) {
-			out = append(out, line)
-		}
-	}
-	return strings.Join(out, "\n")
 }

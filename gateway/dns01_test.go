@@ -43,7 +43,7 @@ func TestDNS01ThroughTheCommand(t *testing.T) {
 
 	waitForCertificate(t, in, ca, "a.wild.test", 60*time.Second)
 	waitForCertificate(t, in, ca, "wild.test", 60*time.Second)
-	c := clientFor(in.https, ca.IssuerRoots())
+	c := clientFor(in.HTTPS, ca.IssuerRoots())
 	for _, host := range []string{"a.wild.test", "b.wild.test", "wild.test"} {
 		if status, body := get(t, c, "https://"+host+"/"); status != 200 || body != "app saw "+host {
 			t.Errorf("GET https://%s/: got %d %q, want 200 %q", host, status, body, "app saw "+host)

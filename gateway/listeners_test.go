@@ -79,7 +79,7 @@ func proxyClient(in *instance, roots *x509.CertPool, from string, writeHeader fu
 	tr := &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: roots},
 		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			c, err := dialer.DialContext(ctx, network, in.https)
+			c, err := dialer.DialContext(ctx, network, in.HTTPS)
 			if err != nil || writeHeader == nil {
 				return c, err
 			}
@@ -134,7 +134,7 @@ sites:
       - {path: /admin/, upstreams: [%[2]s], allow_ips: [203.0.113.0/24]}
 `
 	in := start(t, p, fmt.Sprintf(body, "127.0.0.2", up.URL))
-	roots := in.localRoots(t)
+	roots := in.LocalRoots(t)
 
 	for _, tc := range []struct {
 		name   string
@@ -152,7 +152,7 @@ sites:
 			req.Header.Set("X-Forwarded-For", "6.6.6.6")
 			resp, err := c.Do(req)
 			if err != nil {
-				t.Fatalf("GET through the balancer: %v\n%s", err, in.stderr)
+				t.Fatalf("GET through the balancer: %v\n%s", err, in.Stderr)
 			}
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
@@ -161,7 +161,7 @@ sites:
 			}
 			var line map[string]any
 			waitFor(t, 5*time.Second, func() bool {
-				for _, l := range accessLines(t, in.stderr.String()) {
+				for _, l := range accessLines(t, in.Stderr.String()) {
 					if l["path"] == "/"+tc.name {
 						line = l
 						return true
@@ -199,7 +199,7 @@ sites:
 
 	t.Run("http listener", func(t *testing.T) {
 		dialer := &net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
-		c, err := dialer.Dial("tcp", in.http)
+		c, err := dialer.Dial("tcp", in.HTTP)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -217,7 +217,7 @@ sites:
 			t.Errorf("status = %d, want 308", resp.StatusCode)
 		}
 		waitFor(t, 5*time.Second, func() bool {
-			for _, l := range accessLines(t, in.stderr.String()) {
+			for _, l := range accessLines(t, in.Stderr.String()) {
 				if l["path"] == "/plain" {
 					return l["client_ip"] == "192.0.2.44"
 				}
@@ -261,9 +261,9 @@ sites:
 
 	// trusted_proxies changes on reload, and the Listeners follow it.
 	t.Run("reload", func(t *testing.T) {
-		writeConfig(t, in.cfgPath, p, in.storage, fmt.Sprintf(body, "127.0.0.3", up.URL))
-		in.reload <- syscall.SIGHUP
-		waitFor(t, 10*time.Second, func() bool { return strings.Contains(in.stderr.String(), "config reloaded") })
+		writeConfig(t, in.CfgPath, p, in.Storage, fmt.Sprintf(body, "127.0.0.3", up.URL))
+		in.Reload <- syscall.SIGHUP
+		waitFor(t, 10*time.Second, func() bool { return strings.Contains(in.Stderr.String(), "config reloaded") })
 		c := proxyClient(in, roots, "127.0.0.2", v1Header("203.0.113.77"))
 		if resp, err := c.Get("https://localhost/after-reload"); err == nil {
 			resp.Body.Close()
@@ -309,9 +309,9 @@ sites:
   - hosts: [localhost]
     routes: [{path: /, upstreams: [%s]}]
 `, up.URL))
-	roots := in.localRoots(t)
+	roots := in.LocalRoots(t)
 
-	resp, err := clientFor(in.https, roots).Get("https://localhost/tcp")
+	resp, err := clientFor(in.HTTPS, roots).Get("https://localhost/tcp")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,14 +324,14 @@ sites:
 	tr := &http3.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: roots},
 		Dial: func(ctx context.Context, _ string, tlsCfg *tls.Config, cfg *quic.Config) (*quic.Conn, error) {
-			return quic.DialAddrEarly(ctx, in.https, tlsCfg, cfg)
+			return quic.DialAddrEarly(ctx, in.HTTPS, tlsCfg, cfg)
 		},
 	}
 	defer tr.Close()
 	h3 := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	resp, err = h3.Get("https://localhost/h3?q=1")
 	if err != nil {
-		t.Fatalf("GET over HTTP/3: %v\n%s", err, in.stderr)
+		t.Fatalf("GET over HTTP/3: %v\n%s", err, in.Stderr)
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
@@ -339,7 +339,7 @@ sites:
 		t.Errorf("got %s %d %q, want HTTP/3.0 200 %q", resp.Proto, resp.StatusCode, body, "upstream saw /h3")
 	}
 	waitFor(t, 5*time.Second, func() bool {
-		for _, l := range accessLines(t, in.stderr.String()) {
+		for _, l := range accessLines(t, in.Stderr.String()) {
 			if l["path"] == "/h3" {
 				return l["proto"] == "HTTP/3.0" && l["tls_version"] == "1.3" && l["upstream"] == up.URL
 			}
@@ -369,12 +369,12 @@ sites:
 		t.Fatalf("slow request ended before the Upstream saw it: %q, %v", r.body, r.err)
 	}
 	stopped := make(chan error, 1)
-	go func() { stopped <- in.stop() }()
+	go func() { stopped <- in.Stop() }()
 	// The UDP socket stays open until requests in flight are done; wait
 	// until the shutdown has begun (the TCP Listener is closed), then let
 	// the Upstream answer.
 	waitFor(t, 5*time.Second, func() bool {
-		c, err := net.Dial("tcp", in.https)
+		c, err := net.Dial("tcp", in.HTTPS)
 		if err == nil {
 			c.Close()
 		}
@@ -423,7 +423,7 @@ sites:
 		t.Errorf("redirect: got %d %q, want 308 %q", resp.StatusCode, got, want)
 	}
 
-	resp, err = clientFor(in.https, in.localRoots(t)).Get("https://localhost/")
+	resp, err = clientFor(in.HTTPS, in.LocalRoots(t)).Get("https://localhost/")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -450,9 +450,9 @@ sites:
 		t.Helper()
 		var conn *quic.Conn
 		tr := &http3.Transport{
-			TLSClientConfig: &tls.Config{RootCAs: in.localRoots(t), ClientSessionCache: tickets},
+			TLSClientConfig: &tls.Config{RootCAs: in.LocalRoots(t), ClientSessionCache: tickets},
 			Dial: func(ctx context.Context, _ string, tlsCfg *tls.Config, cfg *quic.Config) (*quic.Conn, error) {
-				c, err := quic.DialAddrEarly(ctx, in.https, tlsCfg, cfg)
+				c, err := quic.DialAddrEarly(ctx, in.HTTPS, tlsCfg, cfg)
 				conn = c
 				return c, err
 			},

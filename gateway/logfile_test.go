@@ -35,7 +35,7 @@ sites:
       - {path: /api/, upstreams: [%[2]s]}
       - {path: /retry/, upstreams: ["http://127.0.0.1:%[3]d", %[2]s]}
 `, file, up.URL, freePort(t)))
-	c := in.client(t)
+	c := in.Client(t)
 
 	req, _ := http.NewRequest("POST", "https://localhost/api/users?token=s3cret-query", strings.NewReader("0123456789"))
 	req.Header.Set("Authorization", "Bearer s3cret-auth")
@@ -78,11 +78,11 @@ sites:
 	if strings.Contains(string(data), "s3cret") {
 		t.Errorf("access log holds a secret from the query string or headers:\n%s", data)
 	}
-	if strings.Contains(in.stderr.String(), `"msg":"request"`) {
-		t.Errorf("access lines also went to stderr:\n%s", in.stderr)
+	if strings.Contains(in.Stderr.String(), `"msg":"request"`) {
+		t.Errorf("access lines also went to stderr:\n%s", in.Stderr)
 	}
-	if !strings.Contains(in.stderr.String(), "gatehouse started") {
-		t.Errorf("operational log is not on stderr:\n%s", in.stderr)
+	if !strings.Contains(in.Stderr.String(), "gatehouse started") {
+		t.Errorf("operational log is not on stderr:\n%s", in.Stderr)
 	}
 	info, err := os.Stat(file)
 	if err != nil {
@@ -126,7 +126,7 @@ sites:
   - hosts: [localhost]
     routes: [{path: /, respond: {body: ok}}]
 `, file))
-	c := in.client(t)
+	c := in.Client(t)
 	sent := 0
 	fetch := func(n int) {
 		t.Helper()
@@ -184,7 +184,7 @@ sites:
 		data, _ := os.ReadFile(moved)
 		return strings.Contains(string(data), fmt.Sprintf(`"path":"/r%d"`, sent-1))
 	})
-	in.reopen <- syscall.SIGUSR1
+	in.Reopen <- syscall.SIGUSR1
 	waitFor(t, 5*time.Second, func() bool {
 		_, err := os.Stat(file)
 		return err == nil
@@ -194,8 +194,8 @@ sites:
 		data, _ := os.ReadFile(file)
 		return strings.Contains(string(data), fmt.Sprintf(`"path":"/r%d"`, sent-1))
 	})
-	if !strings.Contains(in.stderr.String(), "access log reopened") {
-		t.Errorf("no reopen in the log:\n%s", in.stderr)
+	if !strings.Contains(in.Stderr.String(), "access log reopened") {
+		t.Errorf("no reopen in the log:\n%s", in.Stderr)
 	}
 }
 

@@ -51,7 +51,7 @@ func TestOnDemandThroughTheCommand(t *testing.T) {
 		t.Errorf("orders at start: got %d, want 0 (nothing is known to be needed yet)", got)
 	}
 
-	c := clientFor(in.https, ca.IssuerRoots())
+	c := clientFor(in.HTTPS, ca.IssuerRoots())
 	for _, host := range []string{"shop.example.test", "a.tenants.test"} {
 		if status, body := get(t, c, "https://"+host+"/"); status != 200 || body != "app saw "+host {
 			t.Errorf("first request to %s: got %d %q", host, status, body)
@@ -62,7 +62,7 @@ func TestOnDemandThroughTheCommand(t *testing.T) {
 	}
 
 	refused := func(host string) bool {
-		conn, err := tls.Dial("tcp", in.https, &tls.Config{ServerName: host, RootCAs: ca.IssuerRoots()})
+		conn, err := tls.Dial("tcp", in.HTTPS, &tls.Config{ServerName: host, RootCAs: ca.IssuerRoots()})
 		if err == nil {
 			conn.Close()
 		}
@@ -128,7 +128,7 @@ sites:
 	for range n {
 		go func() {
 			<-start
-			c := clientFor(in.https, ca.IssuerRoots()) // a connection of its own
+			c := clientFor(in.HTTPS, ca.IssuerRoots()) // a connection of its own
 			resp, err := c.Get("https://a.slow.test/")
 			if err == nil {
 				resp.Body.Close()

@@ -45,7 +45,7 @@ func TestRunServesRedirectsAndDrainsOnShutdown(t *testing.T) {
 
 	p := newPorts(t)
 	in := start(t, p, fmt.Sprintf(siteConfig, "hello", upstream.URL, upstream.URL))
-	c := in.client(t)
+	c := in.Client(t)
 
 	if status, body := get(t, c, "https://localhost/"); status != 200 || body != "hello" {
 		t.Errorf("respond route: got %d %q, want 200 hello", status, body)
@@ -64,7 +64,7 @@ func TestRunServesRedirectsAndDrainsOnShutdown(t *testing.T) {
 	}
 
 	// An SNI no Site lists gets a TLS alert, not another Site's certificate.
-	conn, err := tls.Dial("tcp", in.https, &tls.Config{ServerName: "other.example", InsecureSkipVerify: true})
+	conn, err := tls.Dial("tcp", in.HTTPS, &tls.Config{ServerName: "other.example", InsecureSkipVerify: true})
 	if err == nil {
 		conn.Close()
 		t.Error("handshake for an unconfigured SNI succeeded")
@@ -101,7 +101,7 @@ func TestRunServesRedirectsAndDrainsOnShutdown(t *testing.T) {
 	}()
 	<-arrived
 	stopped := make(chan error, 1)
-	go func() { stopped <- in.stop() }()
+	go func() { stopped <- in.Stop() }()
 	// New connections are refused once shutdown has begun.
 	waitFor(t, 5*time.Second, func() bool {
 		_, err := c.Get("https://localhost/")
@@ -124,7 +124,7 @@ func TestReloadUnderLoadLosesNoRequest(t *testing.T) {
 
 	p := newPorts(t)
 	in := start(t, p, fmt.Sprintf(siteConfig, "v0", plainUp.URL, upstream.URL))
-	c := in.client(t)
+	c := in.Client(t)
 
 	// A WebSocket on a route the reloads do not change.
 	wsCfg, err := websocket.NewConfig("wss://localhost/ws/echo", "https://localhost/")
@@ -133,7 +133,7 @@ func TestReloadUnderLoadLosesNoRequest(t *testing.T) {
 	}
 	wsCfg.TlsConfig = c.Transport.(*http.Transport).TLSClientConfig.Clone()
 	wsCfg.TlsConfig.ServerName = "localhost"
-	raw, err := tls.Dial("tcp", in.https, wsCfg.TlsConfig)
+	raw, err := tls.Dial("tcp", in.HTTPS, wsCfg.TlsConfig)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,9 +188,9 @@ func TestReloadUnderLoadLosesNoRequest(t *testing.T) {
 
 	const reloads = 10
 	for i := 1; i <= reloads; i++ {
-		writeConfig(t, in.cfgPath, p, in.storage, fmt.Sprintf(siteConfig, fmt.Sprintf("v%d", i), plainUp.URL, upstream.URL))
+		writeConfig(t, in.CfgPath, p, in.Storage, fmt.Sprintf(siteConfig, fmt.Sprintf("v%d", i), plainUp.URL, upstream.URL))
 		if i%2 == 0 {
-			in.reload <- nil // SIGHUP as well as the file watch
+			in.Reload <- nil // SIGHUP as well as the file watch
 		}
 		want := fmt.Sprintf("v%d", i)
 		waitFor(t, 5*time.Second, func() bool {
@@ -209,11 +209,11 @@ func TestReloadUnderLoadLosesNoRequest(t *testing.T) {
 	echo("after reloads")
 
 	// An invalid file is logged with its position and the running config stays.
-	writeConfig(t, in.cfgPath, p, in.storage, strings.Replace(fmt.Sprintf(siteConfig, "broken", plainUp.URL, upstream.URL), "routes:", "routez:", 1))
-	in.reload <- nil
-	bad := filepath.Base(in.cfgPath)
-	waitFor(t, 5*time.Second, func() bool { return strings.Contains(in.stderr.String(), "keeping the running one") })
-	if log := in.stderr.String(); !strings.Contains(log, bad+":") || !strings.Contains(log, `routez`) {
+	writeConfig(t, in.CfgPath, p, in.Storage, strings.Replace(fmt.Sprintf(siteConfig, "broken", plainUp.URL, upstream.URL), "routes:", "routez:", 1))
+	in.Reload <- nil
+	bad := filepath.Base(in.CfgPath)
+	waitFor(t, 5*time.Second, func() bool { return strings.Contains(in.Stderr.String(), "keeping the running one") })
+	if log := in.Stderr.String(); !strings.Contains(log, bad+":") || !strings.Contains(log, `routez`) {
 		t.Errorf("invalid reload log does not point at the file and key:\n%s", log)
 	}
 	if _, body := get(t, c, "https://localhost/"); body != fmt.Sprintf("v%d", reloads) {

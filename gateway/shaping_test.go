@@ -71,7 +71,7 @@ func TestShapingThroughRun(t *testing.T) {
 	hash := string(hashed)
 	p := newPorts(t)
 	in := start(t, p, fmt.Sprintf(shapingConfig, upstream.URL, strings.TrimSpace(hash)))
-	c := in.client(t)
+	c := in.Client(t)
 	base := "https://localhost"
 
 	do := func(method, url string, set func(*http.Request)) *http.Response {
@@ -154,7 +154,7 @@ func TestShapingThroughRun(t *testing.T) {
 	line := regexp.MustCompile(`(?m)^.*msg=request .*path=/page .*bytes_out=(\d+).*$`)
 	var out int
 	waitFor(t, 5*time.Second, func() bool {
-		m := line.FindAllStringSubmatch(in.stderr.String(), -1)
+		m := line.FindAllStringSubmatch(in.Stderr.String(), -1)
 		if len(m) < 2 {
 			return false
 		}

@@ -154,9 +154,9 @@ sites:
 func TestTwoSources(t *testing.T) {
 	p := newPorts(t)
 	src := newTestSource()
-	in := startSources(t, p, fmt.Sprintf(twoSourcesConfig, "v0"), src)
+	in, _ := startSources(t, p, fmt.Sprintf(twoSourcesConfig, "v0"), src)
 	<-src.ready
-	c := in.client(t)
+	c := in.Client(t)
 	body := func(url string) string {
 		t.Helper()
 		_, b := get(t, c, url)
@@ -206,7 +206,7 @@ func TestTwoSources(t *testing.T) {
 
 	// A burst of 100 changes, 5 ms apart (as containers of one compose up
 	// start), is debounced into a few swaps.
-	swaps := func() int { return strings.Count(in.stderr.String(), `msg="config reloaded" trigger="test change"`) }
+	swaps := func() int { return strings.Count(in.Stderr.String(), `msg="config reloaded" trigger="test change"`) }
 	before := swaps()
 	pace := time.NewTicker(5 * time.Millisecond)
 	for v := 1; v <= 100; v++ {
@@ -234,15 +234,15 @@ func TestTwoSources(t *testing.T) {
 	src.set(201, errors.New("engine unreachable"))
 	src.set(202, errors.New("engine unreachable"))
 	waitFor(t, 5*time.Second, func() bool {
-		return strings.Contains(in.stderr.String(), "keeping its last good part")
+		return strings.Contains(in.Stderr.String(), "keeping its last good part")
 	})
 	// The file changes meanwhile and applies on the Source's last part.
-	writeConfig(t, in.cfgPath, p, in.storage, fmt.Sprintf(twoSourcesConfig, "v1"))
+	writeConfig(t, in.CfgPath, p, in.Storage, fmt.Sprintf(twoSourcesConfig, "v1"))
 	waitFor(t, 5*time.Second, func() bool { return body("https://localhost/") == "file v1" })
 	if got := body("https://svc.localhost/"); got != "v200" {
 		t.Errorf("while the Source fails: got %q, want its last good v200", got)
 	}
-	if n := strings.Count(in.stderr.String(), "keeping its last good part"); n != 1 {
+	if n := strings.Count(in.Stderr.String(), "keeping its last good part"); n != 1 {
 		t.Errorf("the same Source failure was logged %d times, want once", n)
 	}
 	src.set(203, nil)
@@ -257,7 +257,7 @@ func TestTwoSources(t *testing.T) {
 		t.Errorf("only %d requests ran during the changes; the load did not overlap them", total.Load())
 	}
 	// The conflict on localhost/shared lasted through every round: logged once.
-	log := in.stderr.String()
+	log := in.Stderr.String()
 	if n := strings.Count(log, "the earlier one keeps it"); n != 1 {
 		t.Errorf("the localhost/shared conflict was logged %d times, want once:\n%s", n, grepLines(log, "level=WARN"))
 	}
@@ -271,15 +271,14 @@ func TestTwoSources(t *testing.T) {
 // keeps serving.
 func TestApplyRefusesInvalid(t *testing.T) {
 	p := newPorts(t)
-	src := newTestSource()
-	in := startSources(t, p, fmt.Sprintf(twoSourcesConfig, "v0"), src)
-	c := in.client(t)
-	bad, err := config.Load(in.cfgPath)
+	in, g := startSources(t, p, fmt.Sprintf(twoSourcesConfig, "v0"), newTestSource())
+	c := in.Client(t)
+	bad, err := config.Load(in.CfgPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	bad.Sites = append(bad.Sites, config.Site{Hosts: []string{"localhost"}, Routes: []config.Route{respond("/", "dup")}})
-	err = in.gateway().Apply(t.Context(), bad)
+	err = g.Apply(t.Context(), bad)
 	var problems config.Problems
 	if !errors.As(err, &problems) || !strings.Contains(err.Error(), "already served") {
 		t.Fatalf("Apply of a config serving localhost twice: got %v, want the validation problem", err)

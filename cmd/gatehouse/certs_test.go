@@ -20,7 +20,7 @@ import (
 // for name, verified against roots.
 func certsServedSerial(t *testing.T, in *instance, name string, roots *x509.CertPool) *big.Int {
 	t.Helper()
-	c, err := tls.Dial("tcp", in.https, &tls.Config{ServerName: name, RootCAs: roots})
+	c, err := tls.Dial("tcp", in.HTTPS, &tls.Config{ServerName: name, RootCAs: roots})
 	if err != nil {
 		t.Fatalf("handshake for %s: %v", name, err)
 	}
@@ -65,10 +65,10 @@ func TestCertsCommand(t *testing.T) {
 	waitForCertificate(t, in, ca, "gone.test", 30*time.Second)
 
 	// A reload without gone.test retires its certificate.
-	writeConfig(t, in.cfgPath, p, in.storage, fmt.Sprintf(adminACMEConfig, ca.DirectoryURL(), ca.ClientRootFile(), "app.test"))
-	in.reload <- nil
+	writeConfig(t, in.CfgPath, p, in.Storage, fmt.Sprintf(adminACMEConfig, ca.DirectoryURL(), ca.ClientRootFile(), "app.test"))
+	in.Reload <- nil
 	waitFor(t, 10*time.Second, func() bool {
-		code, out, _ := runCmd(t, nil, "certs", "list", "-config", in.cfgPath)
+		code, out, _ := runCmd(t, nil, "certs", "list", "-config", in.CfgPath)
 		for _, line := range strings.Split(out, "\n") {
 			if f := strings.Fields(line); code == 0 && len(f) > 2 && f[0] == "retired" && f[2] == "gone.test" {
 				return true
@@ -80,58 +80,58 @@ func TestCertsCommand(t *testing.T) {
 	first := certsServedSerial(t, in, "app.test", roots)
 
 	// list, as JSON and as a table (no colour outside a terminal).
-	info, _ := certsJSON(t, in.cfgPath, "app.test")
+	info, _ := certsJSON(t, in.CfgPath, "app.test")
 	if info.Serial != first.Text(16) || info.Source != tlsmgr.SourceACME || info.Status != tlsmgr.StatusValid || info.CA != ca.DirectoryURL() {
 		t.Errorf("certs list --json: got %+v; want acme, valid, serial %x", info, first)
 	}
-	code, out, errOut := runCmd(t, nil, "certs", "list", "-config", in.cfgPath)
+	code, out, errOut := runCmd(t, nil, "certs", "list", "-config", in.CfgPath)
 	if code != 0 || !strings.Contains(out, "app.test") || !strings.Contains(out, "localhost") || !strings.HasPrefix(out, "STATUS") || strings.Contains(out, "\x1b[") {
 		t.Errorf("certs list: exit %d\n%s\n%s", code, out, errOut)
 	}
-	code, out, _ = runCmd(t, nil, "certs", "show", "app.test", "-config", in.cfgPath)
+	code, out, _ = runCmd(t, nil, "certs", "show", "app.test", "-config", in.CfgPath)
 	if code != 0 || !strings.Contains(out, "serial:") || !strings.Contains(out, first.Text(16)) || !strings.Contains(out, "-----BEGIN CERTIFICATE-----") {
 		t.Errorf("certs show: exit %d\n%s", code, out)
 	}
-	if code, _, errOut := runCmd(t, nil, "certs", "show", "nothing.test", "-config", in.cfgPath); code != 1 || !strings.Contains(errOut, "no certificate for nothing.test") {
+	if code, _, errOut := runCmd(t, nil, "certs", "show", "nothing.test", "-config", in.CfgPath); code != 1 || !strings.Contains(errOut, "no certificate for nothing.test") {
 		t.Errorf("certs show of an unknown name: exit %d, %q", code, errOut)
 	}
 
 	// renew --force serves a new certificate at once.
-	code, out, errOut = runCmd(t, nil, "certs", "renew", "app.test", "--force", "-config", in.cfgPath)
+	code, out, errOut = runCmd(t, nil, "certs", "renew", "app.test", "--force", "-config", in.CfgPath)
 	renewed := certsServedSerial(t, in, "app.test", roots)
 	if code != 0 || renewed.Cmp(first) == 0 || !strings.Contains(out, renewed.Text(16)) {
 		t.Fatalf("certs renew --force: exit %d, served %x (was %x)\n%s%s", code, renewed, first, out, errOut)
 	}
-	if code, _, errOut := runCmd(t, nil, "certs", "renew", "--all", "-config", in.cfgPath); code != 0 {
+	if code, _, errOut := runCmd(t, nil, "certs", "renew", "--all", "-config", in.CfgPath); code != 0 {
 		t.Errorf("certs renew --all: exit %d\n%s", code, errOut)
 	}
 
 	// revoke needs a known reason, then revokes at the CA and serves a
 	// replacement.
-	if code, _, errOut := runCmd(t, nil, "certs", "revoke", "app.test", "-config", in.cfgPath); code != 2 || !strings.Contains(errOut, "--reason") {
+	if code, _, errOut := runCmd(t, nil, "certs", "revoke", "app.test", "-config", in.CfgPath); code != 2 || !strings.Contains(errOut, "--reason") {
 		t.Errorf("certs revoke without --reason: exit %d, %q", code, errOut)
 	}
-	if code, _, errOut := runCmd(t, nil, "certs", "revoke", "app.test", "--reason", "bored", "-config", in.cfgPath); code != 2 || !strings.Contains(errOut, "keyCompromise") {
+	if code, _, errOut := runCmd(t, nil, "certs", "revoke", "app.test", "--reason", "bored", "-config", in.CfgPath); code != 2 || !strings.Contains(errOut, "keyCompromise") {
 		t.Errorf("certs revoke with a bad reason: exit %d, %q", code, errOut)
 	}
-	code, out, errOut = runCmd(t, nil, "certs", "revoke", "app.test", "--reason", "superseded", "-config", in.cfgPath)
+	code, out, errOut = runCmd(t, nil, "certs", "revoke", "app.test", "--reason", "superseded", "-config", in.CfgPath)
 	replaced := certsServedSerial(t, in, "app.test", roots)
 	if code != 0 || !ca.Revoked(renewed) || replaced.Cmp(renewed) == 0 || !strings.Contains(out, replaced.Text(16)) {
 		t.Fatalf("certs revoke: exit %d, revoked at the CA %v, serving %x (was %x)\n%s%s", code, ca.Revoked(renewed), replaced, renewed, out, errOut)
 	}
 
 	// Offline: with gatehouse stopped, list reads the storage.
-	if err := in.stop(); err != nil {
+	if err := in.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	info, errOut = certsJSON(t, in.cfgPath, "app.test")
+	info, errOut = certsJSON(t, in.CfgPath, "app.test")
 	if info.Serial != replaced.Text(16) || info.Status != tlsmgr.StatusValid || !strings.Contains(errOut, "no gatehouse answers") {
 		t.Errorf("offline certs list: got serial %s status %s, stderr %q; want %x valid and a note", info.Serial, info.Status, errOut, replaced)
 	}
 	// Offline renewal answers the challenges on the config's Listener
 	// addresses itself.
-	code, out, errOut = runCmd(t, nil, "certs", "renew", "app.test", "--force", "-config", in.cfgPath)
-	offline, _ := certsJSON(t, in.cfgPath, "app.test")
+	code, out, errOut = runCmd(t, nil, "certs", "renew", "app.test", "--force", "-config", in.CfgPath)
+	offline, _ := certsJSON(t, in.CfgPath, "app.test")
 	if code != 0 || offline.Serial == replaced.Text(16) || !strings.Contains(out, offline.Serial) {
 		t.Fatalf("offline certs renew --force: exit %d, stored serial %s (was %x)\n%s%s", code, offline.Serial, replaced, out, errOut)
 	}
@@ -139,18 +139,18 @@ func TestCertsCommand(t *testing.T) {
 
 	// The host leaves the config: retire archives it, and it can still be
 	// revoked offline.
-	writeConfig(t, in.cfgPath, p, in.storage, fmt.Sprintf(adminACMEConfig, ca.DirectoryURL(), ca.ClientRootFile(), "other.test"))
-	code, out, errOut = runCmd(t, nil, "certs", "retire", "-config", in.cfgPath)
+	writeConfig(t, in.CfgPath, p, in.Storage, fmt.Sprintf(adminACMEConfig, ca.DirectoryURL(), ca.ClientRootFile(), "other.test"))
+	code, out, errOut = runCmd(t, nil, "certs", "retire", "-config", in.CfgPath)
 	if code != 0 || !strings.Contains(out, "app.test: retired") {
 		t.Fatalf("certs retire: exit %d\n%s%s", code, out, errOut)
 	}
-	if info, _ := certsJSON(t, in.cfgPath, "app.test"); info.Status != tlsmgr.StatusRetired || info.Serial != replaced.Text(16) {
+	if info, _ := certsJSON(t, in.CfgPath, "app.test"); info.Status != tlsmgr.StatusRetired || info.Serial != replaced.Text(16) {
 		t.Errorf("after certs retire: status %s serial %s; want retired %x", info.Status, info.Serial, replaced)
 	}
-	if code, out, _ := runCmd(t, nil, "certs", "retire", "-config", in.cfgPath); code != 0 || !strings.Contains(out, "nothing to retire") {
+	if code, out, _ := runCmd(t, nil, "certs", "retire", "-config", in.CfgPath); code != 0 || !strings.Contains(out, "nothing to retire") {
 		t.Errorf("certs retire again: exit %d %q", code, out)
 	}
-	code, _, errOut = runCmd(t, nil, "certs", "revoke", "app.test", "--reason", "cessationOfOperation", "-config", in.cfgPath)
+	code, _, errOut = runCmd(t, nil, "certs", "revoke", "app.test", "--reason", "cessationOfOperation", "-config", in.CfgPath)
 	if code != 0 || !ca.Revoked(replaced) {
 		t.Errorf("offline certs revoke of the retired certificate: exit %d, revoked %v\n%s", code, ca.Revoked(replaced), errOut)
 	}
@@ -215,7 +215,7 @@ func TestCertsPending(t *testing.T) {
 
 	// The table: pending, no days left, no renewal; localhost (asked for
 	// by start's handshake) is valid.
-	code, out, errOut := runCmd(t, nil, "certs", "list", "-config", in.cfgPath)
+	code, out, errOut := runCmd(t, nil, "certs", "list", "-config", in.CfgPath)
 	if code != 0 {
 		t.Fatalf("certs list: exit %d\n%s", code, errOut)
 	}
@@ -236,19 +236,19 @@ func TestCertsPending(t *testing.T) {
 
 	// The JSON of the CLI and of the admin API: pending, no dates.
 	for _, name := range pending {
-		info, _ := certsJSON(t, in.cfgPath, name)
+		info, _ := certsJSON(t, in.CfgPath, name)
 		if info.Status != tlsmgr.StatusPending || !info.NotAfter.IsZero() || !info.NextRenewal.IsZero() || info.Failures != 0 {
 			t.Errorf("certs list --json for %s: got %+v, want pending without dates or failures", name, info)
 		}
 	}
-	a := adminClient{t: t, base: fmt.Sprintf("http://127.0.0.1:%d", p.Admin)}
-	if status, body := a.do("GET", "/certs/stuck.test", "", ""); status != 200 || !strings.Contains(body, `"status": "pending"`) || strings.Contains(body, "not_after") {
+	a := adminClient{T: t, Base: fmt.Sprintf("http://127.0.0.1:%d", p.Admin)}
+	if status, body := a.Do("GET", "/certs/stuck.test", "", ""); status != 200 || !strings.Contains(body, `"status": "pending"`) || strings.Contains(body, "not_after") {
 		t.Errorf("GET /certs/stuck.test: got %d %s, want pending without not_after", status, body)
 	}
 
 	// The metrics: status pending, and no expiry (year 1 would set off
 	// every expires-soon alert).
-	_, metrics := a.do("GET", "/metrics", "", "")
+	_, metrics := a.Do("GET", "/metrics", "", "")
 	for _, name := range pending {
 		for _, re := range []string{
 			`(?m)^gatehouse_certificate_status\{issuer="[^"]*",name="` + name + `",status="pending"\} 1$`,
@@ -264,7 +264,7 @@ func TestCertsPending(t *testing.T) {
 	}
 
 	// The dashboard: a pending row and a pending count.
-	_, page := a.do("GET", "/", "", "")
+	_, page := a.Do("GET", "/", "", "")
 	for _, name := range pending {
 		if !regexp.MustCompile(`<tr class="cert pending" data-status="pending">\s*<td><div class="name">` + regexp.QuoteMeta(name) + `<`).MatchString(page) {
 			t.Errorf("dashboard: no pending row for %s", name)
@@ -279,11 +279,11 @@ func TestCertsPending(t *testing.T) {
 
 	// Offline, from the storage: still pending (the stopped order was
 	// cancelled, not failed; local CA leaves live in memory only).
-	if err := in.stop(); err != nil {
+	if err := in.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range pending {
-		info, errOut := certsJSON(t, in.cfgPath, name)
+		info, errOut := certsJSON(t, in.CfgPath, name)
 		if info.Status != tlsmgr.StatusPending || !strings.Contains(errOut, "no gatehouse answers") {
 			t.Errorf("offline certs list --json for %s: got status %s, stderr %q; want pending", name, info.Status, errOut)
 		}
@@ -327,14 +327,14 @@ func TestCertsRefused(t *testing.T) {
 		return fmt.Sprintf(refusedConfig, ca.DirectoryURL(), ca.ClientRootFile(), certFile, keyFile, hosts)
 	}
 	in := start(t, p, cfg("app.test, gone.test, fail.test"))
-	a := adminClient{t: t, base: fmt.Sprintf("http://127.0.0.1:%d", p.Admin)}
+	a := adminClient{T: t, Base: fmt.Sprintf("http://127.0.0.1:%d", p.Admin)}
 	waitForCertificate(t, in, ca, "app.test", 30*time.Second)
 	waitForCertificate(t, in, ca, "gone.test", 30*time.Second)
-	waitFor(t, 60*time.Second, func() bool { return a.certs()["fail.test"].Status == tlsmgr.StatusFailing })
-	writeConfig(t, in.cfgPath, p, in.storage, cfg("app.test, fail.test"))
-	in.reload <- nil
+	waitFor(t, 60*time.Second, func() bool { return a.Certs()["fail.test"].Status == tlsmgr.StatusFailing })
+	writeConfig(t, in.CfgPath, p, in.Storage, cfg("app.test, fail.test"))
+	in.Reload <- nil
 	waitFor(t, 10*time.Second, func() bool {
-		_, body := a.do("GET", "/certs/gone.test", "", "")
+		_, body := a.Do("GET", "/certs/gone.test", "", "")
 		return strings.Contains(body, `"status": "retired"`)
 	})
 
@@ -349,13 +349,13 @@ func TestCertsRefused(t *testing.T) {
 		{"renew", "gone.test", "renewing certificate of gone.test: it is retired (its host left the config)"},
 	} {
 		orders := ca.Orders()
-		status, answer := a.do("POST", "/certs/"+tc.name+"/"+tc.op, "application/json", `{"reason": "superseded"}`)
+		status, answer := a.Do("POST", "/certs/"+tc.name+"/"+tc.op, "application/json", `{"reason": "superseded"}`)
 		var e struct{ Error string }
 		_ = json.Unmarshal([]byte(answer), &e)
 		if status != 409 || !strings.HasPrefix(e.Error, tc.want) {
 			t.Errorf("POST /certs/%s/%s: got %d %s, want 409 %q", tc.name, tc.op, status, answer, tc.want)
 		}
-		args := []string{"certs", tc.op, tc.name, "-config", in.cfgPath}
+		args := []string{"certs", tc.op, tc.name, "-config", in.CfgPath}
 		if tc.op == "revoke" {
 			args = append(args, "--reason", "superseded")
 		}
@@ -367,23 +367,23 @@ func TestCertsRefused(t *testing.T) {
 			t.Errorf("certs %s %s ordered from the CA", tc.op, tc.name)
 		}
 	}
-	if status, body := a.do("POST", "/certs/nothing.test/renew", "", ""); status != 404 {
+	if status, body := a.Do("POST", "/certs/nothing.test/renew", "", ""); status != 404 {
 		t.Errorf("renewing an unknown name: got %d %s, want 404", status, body)
 	}
 
 	// renew --all passes over fail.test and gone.test and renews the rest
 	// (nothing is due).
-	code, _, errOut := runCmd(t, nil, "certs", "renew", "--all", "-config", in.cfgPath)
+	code, _, errOut := runCmd(t, nil, "certs", "renew", "--all", "-config", in.CfgPath)
 	if code != 0 || !strings.Contains(errOut, "# fail.test: no certificate yet (failing); skipped") {
 		t.Errorf("certs renew --all: exit %d, stderr %q; want 0 and fail.test skipped", code, errOut)
 	}
 
 	// A CA that is down is a gateway failure, not a refusal.
 	ca.Close()
-	if status, body := a.do("POST", "/certs/app.test/renew?force=1", "", ""); status != 502 || !strings.Contains(body, "renewing certificate of app.test") {
+	if status, body := a.Do("POST", "/certs/app.test/renew?force=1", "", ""); status != 502 || !strings.Contains(body, "renewing certificate of app.test") {
 		t.Errorf("renewing with the CA down: got %d %s, want 502", status, body)
 	}
-	if code, _, errOut := runCmd(t, nil, "certs", "renew", "app.test", "--force", "-config", in.cfgPath); code != 1 || !strings.HasPrefix(errOut, "gatehouse certs: renewing certificate of app.test: ") {
+	if code, _, errOut := runCmd(t, nil, "certs", "renew", "app.test", "--force", "-config", in.CfgPath); code != 1 || !strings.HasPrefix(errOut, "gatehouse certs: renewing certificate of app.test: ") {
 		t.Errorf("certs renew with the CA down: exit %d, stderr %q; want 1 and the error", code, errOut)
 	}
 }

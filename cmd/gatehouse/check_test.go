@@ -125,7 +125,7 @@ func TestCheckWhileRunning(t *testing.T) {
 	ns := startZone(t, "app.test. 60 IN A 127.0.0.1")
 	in := start(t, p, fmt.Sprintf(adminACMEConfig, ca.DirectoryURL(), ca.ClientRootFile(), "app.test"))
 
-	err, out := runCheck(t, "-config", in.cfgPath, "-resolver", ns.Addr)
+	err, out := runCheck(t, "-config", in.CfgPath, "-resolver", ns.Addr)
 	if err != nil {
 		t.Fatalf("check: %v\n%s", err, out)
 	}

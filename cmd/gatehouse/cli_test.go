@@ -202,7 +202,7 @@ sites:
 		}
 		roots.AddCert(root)
 		// gatehouse serves leaves from the root every trust printed.
-		resp, err := clientFor(in.https, roots).Get("https://localhost/")
+		resp, err := clientFor(in.HTTPS, roots).Get("https://localhost/")
 		if err != nil {
 			t.Errorf("GET trusting the root trust %d printed: %v", i, err)
 			continue

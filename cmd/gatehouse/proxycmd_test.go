@@ -18,7 +18,7 @@ func TestProxyCommand(t *testing.T) {
 	storage := filepath.Join(t.TempDir(), "storage")
 	in := startArgs(t, p, storage, "", []string{"proxy",
 		"--from", fmt.Sprintf("localhost:%d", p.HTTPS), "--to", a.URL, "--to", b.URL, "--storage", storage})
-	c := in.client(t)
+	c := in.Client(t)
 	seen := map[string]int{}
 	for range 4 {
 		status, body := get(t, c, "https://localhost/")
@@ -30,7 +30,7 @@ func TestProxyCommand(t *testing.T) {
 	if seen["a"] != 2 || seen["b"] != 2 {
 		t.Errorf("round robin over two --to: got %v, want a:2 b:2", seen)
 	}
-	if err := in.stop(); err != nil {
+	if err := in.Stop(); err != nil {
 		t.Errorf("stop: %v", err)
 	}
 }

@@ -1,0 +1,371 @@
+// Package gatewaytest runs a gatehouse in-process for tests, on real
+// Listeners with a real config file: the harness of the gateway and
+// cmd/gatehouse tests. How the gatehouse is started is the caller's (a
+// Gateway directly, or the CLI), through a [RunFunc]; the package imports
+// neither, so both may use it.
+package gatewaytest
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-proxy/gatehouse/tlsmgr"
+	"github.com/gatehouse-proxy/gatehouse/tlsmgr/pebbletest"
+)
+
+// SyncBuffer is a log sink the test reads while gatehouse writes to it.
+type SyncBuffer struct {
+	mu  sync.Mutex // guards buf
+	buf bytes.Buffer
+}
+
+func (b *SyncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *SyncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// FreePort returns a loopback port nothing listens on right now, from
+// outside the ephemeral range, so nothing else is given it before
+// gatehouse binds it (see [pebbletest.FreePort]).
+func FreePort(t *testing.T) int {
+	t.Helper()
+	return pebbletest.FreePort(t)
+}
+
+// Ports are the Listener ports a test config uses.
+type Ports struct{ HTTP, HTTPS, Admin int }
+
+// NewPorts picks three free ports.
+func NewPorts(t *testing.T) Ports {
+	return Ports{HTTP: FreePort(t), HTTPS: FreePort(t), Admin: FreePort(t)}
+}
+
+// Env is what a [RunFunc] gives the gatehouse it runs.
+type Env struct {
+	Stdout, Stderr io.Writer
+	// Reload delivers SIGHUP, Reopen SIGUSR1.
+	Reload, Reopen <-chan os.Signal
+}
+
+// RunFunc runs a gatehouse on the config file at cfgPath until ctx is
+// done, as `gatehouse run -config cfgPath` does.
+type RunFunc func(ctx context.Context, cfgPath string, env Env) error
+
+// Instance is a gatehouse started in-process by a test.
+type Instance struct {
+	T      *testing.T
+	Stdout *SyncBuffer
+	Stderr *SyncBuffer
+	Reload chan os.Signal // SIGHUP
+	Reopen chan os.Signal // SIGUSR1
+	// HTTPS and HTTP are the host:port of the Listeners.
+	HTTPS, HTTP string
+	Storage     string
+	CfgPath     string
+
+	cancel   context.CancelFunc
+	stopOnce sync.Once
+	// exited is closed once run has returned and runErr holds its result.
+	// The start-up wait and Stop both look at it: a result sent once on a
+	// channel was taken by the start-up wait when gatehouse exited early,
+	// and Stop then waited its full 30s for a second one.
+	exited chan struct{}
+	runErr error
+}
+
+// WriteConfig writes a config to path, substituting {{HTTP}}, {{HTTPS}},
+// {{ADMIN}} and {{STORAGE}}.
+func WriteConfig(t *testing.T, path string, p Ports, storage, body string) {
+	t.Helper()
+	r := strings.NewReplacer(
+		"{{HTTP}}", fmt.Sprint(p.HTTP),
+		"{{HTTPS}}", fmt.Sprint(p.HTTPS),
+		"{{ADMIN}}", fmt.Sprint(p.Admin),
+		"{{STORAGE}}", storage,
+	)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(r.Replace(body)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Rename, as editors and config management do, so a reader never sees
+	// half a file.
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Start writes body as the config of a fresh directory and runs gatehouse
+// on it with run; see [StartFile].
+func Start(t *testing.T, p Ports, body string, run RunFunc) *Instance {
+	t.Helper()
+	dir := t.TempDir()
+	storage := filepath.Join(dir, "storage")
+	cfgPath := filepath.Join(dir, "gatehouse.yaml")
+	WriteConfig(t, cfgPath, p, storage, body)
+	return StartFile(t, p, storage, cfgPath, run)
+}
+
+// StartFile runs gatehouse on the config at cfgPath with run and waits
+// until the HTTPS Listener completes a handshake for localhost. The test's
+// end stops it.
+func StartFile(t *testing.T, p Ports, storage, cfgPath string, run RunFunc) *Instance {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	in := &Instance{
+		T: t, Stdout: &SyncBuffer{}, Stderr: &SyncBuffer{}, Reload: make(chan os.Signal, 1), Reopen: make(chan os.Signal, 1),
+		cancel: cancel, exited: make(chan struct{}),
+		HTTPS:   fmt.Sprintf("127.0.0.1:%d", p.HTTPS),
+		HTTP:    fmt.Sprintf("127.0.0.1:%d", p.HTTP),
+		Storage: storage, CfgPath: cfgPath,
+	}
+	env := Env{Stdout: in.Stdout, Stderr: in.Stderr, Reload: in.Reload, Reopen: in.Reopen}
+	go func() {
+		defer close(in.exited)
+		in.runErr = run(ctx, cfgPath, env)
+	}()
+	t.Cleanup(func() { in.Stop() })
+	// The probe is bounded: when gatehouse could not bind its port, what
+	// holds the port may accept and never answer, and the loop must get
+	// back to noticing the early exit.
+	probe := &net.Dialer{Timeout: 2 * time.Second}
+	WaitFor(t, 10*time.Second, func() bool {
+		select {
+		case <-in.exited:
+			t.Fatalf("gatehouse exited early: %v\n%s", in.runErr, in.Stderr)
+		default:
+		}
+		// A handshake, not just a connect: the Listener is bound before
+		// the local CA exists, and the test reads that CA's root next.
+		c, err := tls.DialWithDialer(probe, "tcp", in.HTTPS, &tls.Config{ServerName: "localhost", InsecureSkipVerify: true})
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	return in
+}
+
+// StartStuckOrder starts a Pebble that validates against a port that
+// accepts and never answers, then gatehouse on the config format fills in
+// with the CA's directory URL and root file, then args. It returns once
+// Pebble has begun validating gatehouse's order, which then stays pending
+// until Pebble's 15s validation timeout.
+func StartStuckOrder(t *testing.T, p Ports, run RunFunc, format string, args ...any) *Instance {
+	t.Helper()
+	silent, validating := pebbletest.SilentPort(t)
+	ca := pebbletest.Start(t, pebbletest.Options{HTTPPort: silent, TLSPort: silent})
+	in := Start(t, p, fmt.Sprintf(format, append([]any{ca.DirectoryURL(), ca.ClientRootFile()}, args...)...), run)
+	select {
+	case <-validating:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("Pebble never began validating the order\n%s", in.Stderr)
+	}
+	return in
+}
+
+// Stop cancels the instance's context, as SIGTERM does, and returns what
+// run returned.
+func (in *Instance) Stop() error {
+	var err error
+	in.stopOnce.Do(func() {
+		in.cancel()
+		select {
+		case <-in.exited:
+			err = in.runErr
+		case <-time.After(30 * time.Second):
+			in.T.Errorf("gatehouse did not stop within 30s\n%s", in.Stderr)
+		}
+	})
+	return err
+}
+
+// Client trusts the instance's local CA and dials every name to its HTTPS
+// Listener.
+func (in *Instance) Client(t *testing.T) *http.Client {
+	t.Helper()
+	return ClientFor(in.HTTPS, in.LocalRoots(t))
+}
+
+// LocalRoots returns a pool holding the instance's local CA root.
+func (in *Instance) LocalRoots(t *testing.T) *x509.CertPool {
+	t.Helper()
+	pemBytes, _, err := tlsmgr.LocalRoot(t.Context(), in.Storage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pemBytes) {
+		t.Fatal("local root: no certificate in PEM")
+	}
+	return roots
+}
+
+// ClientFor trusts roots and dials every name to addr; it does not follow
+// redirects.
+func ClientFor(addr string, roots *x509.CertPool) *http.Client {
+	dialer := &net.Dialer{Timeout: 5 * time.Second}
+	tr := &http.Transport{
+		TLSClientConfig:   &tls.Config{RootCAs: roots},
+		ForceAttemptHTTP2: true,
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return dialer.DialContext(ctx, network, addr)
+		},
+	}
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+// Get fetches url and returns status and body.
+func Get(t *testing.T, c *http.Client, url string) (int, string) {
+	t.Helper()
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+// NewAppUpstream starts an Upstream that answers "app saw <Host>", so a
+// test sees which name its request reached gatehouse by.
+func NewAppUpstream(t *testing.T) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "app saw %s", r.Host)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// WaitFor polls cond until it holds or the timeout passes.
+func WaitFor(t *testing.T, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %s", timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// WaitForCertificate waits until the HTTPS Listener serves a certificate
+// for name that verifies against the CA's roots.
+func WaitForCertificate(t *testing.T, in *Instance, ca *pebbletest.CA, name string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		conn, err := tls.Dial("tcp", in.HTTPS, &tls.Config{ServerName: name, RootCAs: ca.IssuerRoots()})
+		if err == nil {
+			conn.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no certificate for %s within %s: %v\n%s", name, timeout, err, in.Stderr)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// AdminACMEConfig has the admin endpoint on, a local CA Site for localhost
+// and an ACME Site answering "app" for the hosts of its third verb. The
+// first two are the CA's directory URL and root file.
+const AdminACMEConfig = `listen: {http: "127.0.0.1:{{HTTP}}", https: "127.0.0.1:{{HTTPS}}"}
+admin: "127.0.0.1:{{ADMIN}}"
+storage: {{STORAGE}}
+acme:
+  ca: %s
+  ca_root: %s
+sites:
+  - hosts: [localhost]
+    routes: [{respond: {body: local}}]
+  - hosts: [%s]
+    routes: [{respond: {body: app}}]
+`
+
+// AdminClient talks to an instance's admin endpoint over plain HTTP, the
+// wire format as a script would see it.
+type AdminClient struct {
+	T    *testing.T
+	Base string // http://127.0.0.1:PORT
+}
+
+// Do sends a request with an optional body and header pairs and returns
+// the status and body.
+func (a AdminClient) Do(method, path, contentType, body string, header ...string) (int, string) {
+	a.T.Helper()
+	req, err := http.NewRequest(method, a.Base+path, strings.NewReader(body))
+	if err != nil {
+		a.T.Fatal(err)
+	}
+	if body == "" {
+		req.Body, req.ContentLength = nil, 0
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		a.T.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// Certs returns the inventory by first name, retired Certificates left
+// out.
+func (a AdminClient) Certs() map[string]tlsmgr.CertificateInfo {
+	a.T.Helper()
+	status, body := a.Do("GET", "/certs", "", "")
+	if status != 200 {
+		a.T.Fatalf("GET /certs: %d %s", status, body)
+	}
+	var list []tlsmgr.CertificateInfo
+	if err := json.Unmarshal([]byte(body), &list); err != nil {
+		a.T.Fatalf("GET /certs: %v in %s", err, body)
+	}
+	byName := map[string]tlsmgr.CertificateInfo{}
+	for _, c := range list {
+		if len(c.Names) > 0 && c.Status != tlsmgr.StatusRetired {
+			byName[c.Names[0]] = c
+		}
+	}
+	return byName
+}
+
+// GrepLines returns the lines of s starting with prefix.
+func GrepLines(s, prefix string) string {
+	var out []string
+	for line := range strings.SplitSeq(s, "\n") {
+		if strings.HasPrefix(line, prefix) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
+}
