@@ -8,11 +8,10 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/gatehouse-proxy/gatehouse/gateway/gatewaytest"
 	"golang.org/x/net/websocket"
 )
 
@@ -155,36 +154,7 @@ func TestReloadUnderLoadLosesNoRequest(t *testing.T) {
 	echo("before")
 
 	// Load: 8 clients request until told to stop; every answer must be 200.
-	var failures, total atomic.Int64
-	var firstFailure atomic.Value
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				resp, err := c.Get("https://localhost/")
-				total.Add(1)
-				if err != nil {
-					failures.Add(1)
-					firstFailure.CompareAndSwap(nil, err.Error())
-					continue
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					failures.Add(1)
-					firstFailure.CompareAndSwap(nil, resp.Status)
-				}
-			}
-		}()
-	}
+	load := gatewaytest.StartLoad(c, 8, "https://localhost/")
 
 	const reloads = 10
 	for i := 1; i <= reloads; i++ {
@@ -198,13 +168,12 @@ func TestReloadUnderLoadLosesNoRequest(t *testing.T) {
 			return body == want
 		})
 	}
-	close(stop)
-	wg.Wait()
-	if n := failures.Load(); n > 0 {
-		t.Errorf("%d of %d requests failed during %d reloads; first: %v", n, total.Load(), reloads, firstFailure.Load())
+	failures, total, first := load.Stop()
+	if failures > 0 {
+		t.Errorf("%d of %d requests failed during %d reloads; first: %v", failures, total, reloads, first)
 	}
-	if total.Load() < 50 {
-		t.Errorf("only %d requests ran during the reloads; the load did not overlap them", total.Load())
+	if total < 50 {
+		t.Errorf("only %d requests ran during the reloads; the load did not overlap them", total)
 	}
 	echo("after reloads")
 

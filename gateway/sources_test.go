@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-proxy/gatehouse/config"
+	"github.com/gatehouse-proxy/gatehouse/gateway/gatewaytest"
 )
 
 func site(source string, hosts []string, routes ...config.Route) config.Site {
@@ -174,35 +175,7 @@ func TestTwoSources(t *testing.T) {
 	}
 
 	// Load on both Sources' hosts for the rest of the test.
-	var failures, total atomic.Int64
-	var firstFailure atomic.Value
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for _, url := range []string{"https://localhost/", "https://svc.localhost/", "https://localhost/extra"} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				total.Add(1)
-				resp, err := c.Get(url)
-				if err != nil {
-					failures.Add(1)
-					firstFailure.CompareAndSwap(nil, err.Error())
-					continue
-				}
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					failures.Add(1)
-					firstFailure.CompareAndSwap(nil, url+": "+resp.Status)
-				}
-			}
-		}()
-	}
+	load := gatewaytest.StartLoad(c, 1, "https://localhost/", "https://svc.localhost/", "https://localhost/extra")
 
 	// A burst of 100 changes, 5 ms apart (as containers of one compose up
 	// start), is debounced into a few swaps.
@@ -248,13 +221,12 @@ func TestTwoSources(t *testing.T) {
 	src.set(203, nil)
 	waitFor(t, 5*time.Second, func() bool { return body("https://svc.localhost/") == "v203" })
 
-	close(stop)
-	wg.Wait()
-	if n := failures.Load(); n > 0 {
-		t.Errorf("%d of %d requests failed during the changes; first: %v", n, total.Load(), firstFailure.Load())
+	failures, total, first := load.Stop()
+	if failures > 0 {
+		t.Errorf("%d of %d requests failed during the changes; first: %v", failures, total, first)
 	}
-	if total.Load() < 100 {
-		t.Errorf("only %d requests ran during the changes; the load did not overlap them", total.Load())
+	if total < 100 {
+		t.Errorf("only %d requests ran during the changes; the load did not overlap them", total)
 	}
 	// The conflict on localhost/shared lasted through every round: logged once.
 	log := in.Stderr.String()

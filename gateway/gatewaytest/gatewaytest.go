@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -368,4 +369,56 @@ func GrepLines(s, prefix string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// Load is requests sent without pause by several clients until Stop, each
+// answer expected to be 200: the traffic a reload must not disturb.
+type Load struct {
+	stop           chan struct{}
+	wg             sync.WaitGroup
+	failures, runs atomic.Int64
+	first          atomic.Value // the first failure, as text
+}
+
+// StartLoad sends GET requests to urls with c: workers goroutines for each.
+func StartLoad(c *http.Client, workers int, urls ...string) *Load {
+	l := &Load{stop: make(chan struct{})}
+	for _, url := range urls {
+		for range workers {
+			l.wg.Add(1)
+			go func() {
+				defer l.wg.Done()
+				for {
+					select {
+					case <-l.stop:
+						return
+					default:
+					}
+					l.runs.Add(1)
+					resp, err := c.Get(url)
+					if err != nil {
+						l.failures.Add(1)
+						l.first.CompareAndSwap(nil, err.Error())
+						continue
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						l.failures.Add(1)
+						l.first.CompareAndSwap(nil, url+": "+resp.Status)
+					}
+				}
+			}()
+		}
+	}
+	return l
+}
+
+// Stop ends the load and reports the failed requests, all requests, and
+// the first failure ("" when none).
+func (l *Load) Stop() (failures, total int64, first string) {
+	close(l.stop)
+	l.wg.Wait()
+	first, _ = l.first.Load().(string)
+	return l.failures.Load(), l.runs.Load(), first
 }
