@@ -185,6 +185,11 @@ func (s *sources) round(ctx context.Context, trigger string, load []bool) error 
 			}
 			continue
 		}
+		if i == 0 {
+			// Warned once per read of the file, not again at every later
+			// Source's change.
+			keepRestartOnly(log, s.g.running(), part)
+		}
 		if i > 0 && s.failing[i] != "" {
 			log.Info("config source readable again", "source", src.Name())
 		}

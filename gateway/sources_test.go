@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"reflect"
 	"strings"
 	"sync"
@@ -257,5 +258,36 @@ func TestApplyRefusesInvalid(t *testing.T) {
 	}
 	if _, got := get(t, c, "https://localhost/"); got != "file v0" {
 		t.Errorf("after a refused Apply: got %q, want the running config's answer", got)
+	}
+}
+
+// TestRestartOnlyKeptAndReported changes the HTTPS Listener's address in
+// the file: the reload applies the rest, keeps the running Listener, and
+// says so once, however often another Source changes afterwards.
+func TestRestartOnlyKeptAndReported(t *testing.T) {
+	p := newPorts(t)
+	src := newTestSource()
+	in, _ := startSources(t, p, fmt.Sprintf(twoSourcesConfig, "v0"), src)
+	<-src.ready
+	c := in.Client(t)
+	moved := p
+	moved.HTTPS = freePort(t)
+	writeConfig(t, in.CfgPath, moved, in.Storage, fmt.Sprintf(twoSourcesConfig, "v1"))
+	waitFor(t, 5*time.Second, func() bool { _, b := get(t, c, "https://localhost/"); return b == "file v1" })
+	for v := 1; v <= 3; v++ {
+		src.set(v, nil)
+		want := fmt.Sprintf("v%d", v)
+		waitFor(t, 5*time.Second, func() bool { _, b := get(t, c, "https://svc.localhost/"); return b == want })
+	}
+	log := in.Stderr.String()
+	if n := strings.Count(log, `changes only on restart; keeping the running value" trigger="file change" key=listen`); n != 1 {
+		t.Errorf("the kept listen setting was reported %d times, want once:\n%s", n, grepLines(log, "level=WARN"))
+	}
+	if n := strings.Count(log, "changes only on restart"); n != 1 {
+		t.Errorf("restart-only warnings: %d, want 1:\n%s", n, grepLines(log, "level=WARN"))
+	}
+	if conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", moved.HTTPS)); err == nil {
+		conn.Close()
+		t.Errorf("the new listen.https address was bound by a reload; it must wait for a restart")
 	}
 }
