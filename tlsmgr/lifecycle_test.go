@@ -265,7 +265,7 @@ func TestInventoryAfterIssuance(t *testing.T) {
 	g.waitForCert(t, "inv.test", "", 10*time.Second)
 	again := findInfo(t, m2.Certificates(), "inv.test")
 	if again.Serial != got.Serial || !again.LastAttempt.Equal(stamp) || again.Status != StatusValid {
-		t.Errorf("after restart: got serial %s attempt %v status %s; want %s %v valid", again.Serial, again.LastAttempt, again.Status, got.Serial, got.LastAttempt)
+		t.Errorf("after restart: got serial %s attempt %v status %s; want %s %v valid", again.Serial, again.LastAttempt, again.Status, got.Serial, stamp)
 	}
 }
 
