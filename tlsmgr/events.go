@@ -47,6 +47,10 @@ type eventSink struct {
 	timeout  time.Duration
 	attempts int
 	backoff  time.Duration
+	// sleep waits between webhook attempts and reports whether the wait
+	// elapsed (ctx not done); [sleep] but in tests, which record the
+	// waits instead of sleeping them.
+	sleep func(ctx context.Context, d time.Duration) bool
 
 	// mu guards closed and sending on queue.
 	mu     sync.RWMutex
@@ -67,7 +71,7 @@ func newEventSink(logger *slog.Logger) *eventSink {
 			// would turn the POST into a GET.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		timeout: deliveryTimeout, attempts: webhookAttempts, backoff: webhookBackoff,
+		timeout: deliveryTimeout, attempts: webhookAttempts, backoff: webhookBackoff, sleep: sleep,
 		queue: make(chan queued, eventQueueSize),
 		ctx:   ctx, cancel: cancel, done: make(chan struct{}),
 	}
@@ -170,7 +174,7 @@ func (s *eventSink) post(ctx context.Context, url string, body []byte) error {
 			break
 		}
 		s.logger.Warn("event webhook failed; will retry", "attempt", attempt, "retry_in", wait, "error", err)
-		if !sleep(ctx, wait) {
+		if !s.sleep(ctx, wait) {
 			return ctx.Err()
 		}
 		wait *= 2
