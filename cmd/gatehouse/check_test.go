@@ -23,14 +23,14 @@ func startZone(t *testing.T, records ...string) *pebbletest.BIND {
 	return ns
 }
 
-// runCheck runs `gatehouse check` in-process and returns its error and
-// output.
-func runCheck(t *testing.T, args ...string) (error, string) {
+// runCheck runs `gatehouse check` in-process and returns its output and
+// error.
+func runCheck(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	out := &syncBuffer{}
 	env := &environment{stdout: out, stderr: out, getenv: func(string) string { return "" }}
 	err := run(context.Background(), append([]string{"check"}, args...), env)
-	return err, out.String()
+	return out.String(), err
 }
 
 // wantLines checks that out holds every line, in this order, each as a
@@ -61,7 +61,7 @@ func TestCheckPasses(t *testing.T) {
 	cfgPath := filepath.Join(dir, "gatehouse.yaml")
 	writeConfig(t, cfgPath, p, filepath.Join(dir, "storage"), fmt.Sprintf(adminACMEConfig, ca.DirectoryURL(), ca.ClientRootFile(), "app.test"))
 
-	err, out := runCheck(t, "-config", cfgPath, "-resolver", ns.Addr, "-caa-identity", "pebble.test")
+	out, err := runCheck(t, "-config", cfgPath, "-resolver", ns.Addr, "-caa-identity", "pebble.test")
 	if err != nil {
 		t.Fatalf("check: %v\n%s", err, out)
 	}
@@ -86,7 +86,7 @@ func TestCheckFails(t *testing.T) {
 	caDown := fmt.Sprintf("https://127.0.0.1:%d/dir", pebbletest.FreePort(t))
 	writeConfig(t, cfgPath, p, filepath.Join(dir, "storage"), fmt.Sprintf(adminACMEConfig, caDown, ca.ClientRootFile(), "missing.test, stale.test"))
 
-	err, out := runCheck(t, "-config", cfgPath, "-resolver", ns.Addr, "-caa-identity", "pebble.test")
+	out, err := runCheck(t, "-config", cfgPath, "-resolver", ns.Addr, "-caa-identity", "pebble.test")
 	var exit exitError
 	if !errors.As(err, &exit) || exit != 1 {
 		t.Fatalf("check: got %v, want exit status 1\n%s", err, out)
@@ -101,14 +101,14 @@ func TestCheckFails(t *testing.T) {
 
 	// One problem is one.
 	writeConfig(t, cfgPath, p, filepath.Join(dir, "storage"), fmt.Sprintf(adminACMEConfig, ca.DirectoryURL(), ca.ClientRootFile(), "missing.test"))
-	err, out = runCheck(t, "-config", cfgPath, "-resolver", ns.Addr, "-caa-identity", "pebble.test")
+	out, err = runCheck(t, "-config", cfgPath, "-resolver", ns.Addr, "-caa-identity", "pebble.test")
 	if !errors.As(err, &exit) || exit != 1 {
 		t.Fatalf("check: got %v, want exit status 1\n%s", err, out)
 	}
 	wantLines(t, out, "1 problem would make obtaining certificates fail")
 
 	// A -resolver without a port stops before any check.
-	err, out = runCheck(t, "-config", cfgPath, "-resolver", "127.0.0.1")
+	out, err = runCheck(t, "-config", cfgPath, "-resolver", "127.0.0.1")
 	if !errors.As(err, &exit) || exit != 1 || !strings.HasPrefix(out, "gatehouse check: -resolver: want HOST:PORT") {
 		t.Errorf("check -resolver 127.0.0.1: got %v, want exit status 1 and the flag named\n%s", err, out)
 	}
@@ -125,7 +125,7 @@ func TestCheckWhileRunning(t *testing.T) {
 	ns := startZone(t, "app.test. 60 IN A 127.0.0.1")
 	in := start(t, p, fmt.Sprintf(adminACMEConfig, ca.DirectoryURL(), ca.ClientRootFile(), "app.test"))
 
-	err, out := runCheck(t, "-config", in.CfgPath, "-resolver", ns.Addr)
+	out, err := runCheck(t, "-config", in.CfgPath, "-resolver", ns.Addr)
 	if err != nil {
 		t.Fatalf("check: %v\n%s", err, out)
 	}
