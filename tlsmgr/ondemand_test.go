@@ -763,9 +763,29 @@ func TestOnDemandChallenges(t *testing.T) {
 			// process-wide, so parallel tests use different names.
 			cfg := g.onDemandConfig(&config.OnDemand{Allow: []string{"*.chal.test"}}, "*")
 			cfg.ACME.Challenges = []string{ch}
-			g.start(t, cfg, fastOptions())
+			// The other type would fail: a fallback to it shows.
+			blocked := "no-" + ch + ".chal.test"
+			g.blockChallenge(ch, blocked)
+			h, failed := signalOnAttr(testLog(t), "certificate event", "event", "obtain_failed")
+			g.startLogged(t, cfg, fastOptions(), h)
 			g.mustHandshake(t, ch+".chal.test")
 			g.checkOrders(t, 1)
+			checkChallenges(t, g.ca, ch+".chal.test", ch)
+
+			// With the configured type failing, the attempt fails
+			// without trying the other type. The handshake waits for
+			// certmagic's retry; it ends with the test.
+			go func() { _, _ = handshakeWithin(g.httpsAddr, blocked, g.ca, 2*time.Minute) }()
+			select {
+			case <-failed:
+			case <-time.After(30 * time.Second):
+				t.Fatalf("no failed attempt for %s; validations: %+v", blocked, g.ca.Validations())
+			}
+			for _, v := range g.ca.Validations() {
+				if v.Name == blocked && (v.Type != ch || v.Status == "valid") {
+					t.Errorf("validation %+v; want %s only, never valid", v, ch)
+				}
+			}
 		})
 	}
 }
