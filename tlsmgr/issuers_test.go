@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/rsa"
+	"encoding/base64"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -282,5 +284,58 @@ func TestARIWindowRenews(t *testing.T) {
 	renewed := g.waitForCert(t, "ari.test", first.SerialNumber.String(), 30*time.Second)
 	if renewed.NotAfter.Before(first.NotAfter) {
 		t.Errorf("renewed NotAfter %v before the first %v", renewed.NotAfter, first.NotAfter)
+	}
+}
+
+// TestACMEExternalAccountBinding issues from a CA that requires an
+// external account binding, as ZeroSSL does: acme.eab's key registers the
+// account; a wrong MAC key, an unknown key ID or no binding at all is
+// refused with the CA's reason in the log, and nothing is served.
+func TestACMEExternalAccountBinding(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	mac := func() string {
+		b := make([]byte, 32)
+		_, _ = rand.Read(b)
+		return base64.RawURLEncoding.EncodeToString(b)
+	}
+	key := mac()
+	for _, tc := range []struct {
+		name    string
+		eab     *config.EAB
+		wantErr string // in the failed attempt's error; "" means issued
+	}{
+		{"right key", &config.EAB{KeyID: "kid-1", MACKey: key}, ""},
+		{"wrong key", &config.EAB{KeyID: "kid-1", MACKey: mac()}, "external account binding JWS verification error"},
+		{"unknown key id", &config.EAB{KeyID: "kid-2", MACKey: key}, "references a key that is not known"},
+		{"none", nil, "externalAccountRequired"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			g := startPebbleGatehouse(t, pebbletest.Options{EAB: map[string]string{"kid-1": key}})
+			g.acme.EAB = tc.eab
+			host := strings.ReplaceAll(tc.name, " ", "-") + ".eab.test"
+			if tc.wantErr == "" {
+				g.start(t, g.acmeConfig(host), fastOptions())
+				g.waitForCert(t, host, "", 30*time.Second)
+				g.checkOrders(t, 1)
+				return
+			}
+			h, failed := signalOn(testLog(t), "obtaining certificate failed; will retry")
+			logs := &recordHandler{Handler: h}
+			g.startLogged(t, g.acmeConfig(host), fastOptions(), logs)
+			select {
+			case <-failed:
+			case <-time.After(30 * time.Second):
+				t.Fatal("no failed attempt logged")
+			}
+			if got := logs.attr("obtaining certificate failed; will retry", "host", host, "error"); !strings.Contains(got, tc.wantErr) {
+				t.Errorf("error logged: got %q, want it to contain %q", got, tc.wantErr)
+			}
+			if _, err := g.handshake(host); err == nil {
+				t.Error("a certificate was served although the CA refused the account")
+			}
+			g.checkOrders(t, 0)
+		})
 	}
 }
