@@ -339,3 +339,74 @@ func TestACMEExternalAccountBinding(t *testing.T) {
 		})
 	}
 }
+
+// TestACMEBadNonces issues from a Pebble that rejects half of the good
+// nonces with badNonce (its default is 5%, off in other tests): every
+// rejected request is retried with a fresh nonce and both certificates
+// arrive.
+func TestACMEBadNonces(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	g := startPebbleGatehouse(t, pebbletest.Options{BadNonces: 50})
+	g.start(t, g.acmeConfig("one.nonce.test", "two.nonce.test"), fastOptions())
+	g.waitForCert(t, "one.nonce.test", "", 60*time.Second)
+	g.waitForCert(t, "two.nonce.test", "", 60*time.Second)
+	// Two orders make some 20 requests: all of them accepted at the
+	// first nonce has odds of one in a million.
+	if n := g.ca.BadNonces(); n == 0 {
+		t.Error("Pebble rejected no nonce, so no retry was exercised")
+	} else {
+		t.Logf("%d requests rejected with badNonce and retried", n)
+	}
+}
+
+// TestACMERateLimited has the CA refuse the first order as rate limited
+// until a time it names, as Let's Encrypt does. Pebble enforces no rate
+// limits, so pebbletest answers for it (CA.RateLimitOrders) with Boulder's
+// status, header and wording; the problem then travels through the real
+// ACME client. gatehouse logs the refusal as rate limited, waits until
+// the CA's time rather than its short backoff, then obtains the
+// certificate with one order.
+func TestACMERateLimited(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	g := startPebbleGatehouse(t, pebbletest.Options{})
+	// Whole seconds, as the CA writes it; at least two seconds away, far
+	// beyond the 200ms backoff.
+	retryAt := time.Now().Add(3 * time.Second).Truncate(time.Second)
+	g.ca.RateLimitOrders(1, retryAt)
+	logs := &recordHandler{Handler: testLog(t)}
+	g.startLogged(t, g.acmeConfig("limited.test"), fastOptions(), logs)
+	leaf := g.waitForCert(t, "limited.test", "", 30*time.Second)
+	g.checkOrders(t, 1)
+
+	var failures []slog.Record
+	logs.mu.Lock()
+	for _, r := range logs.records {
+		if r.Message == "obtaining certificate failed; will retry" {
+			failures = append(failures, r)
+		}
+	}
+	logs.mu.Unlock()
+	if len(failures) != 1 {
+		t.Fatalf("failed attempts logged: got %d, want 1", len(failures))
+	}
+	attrs := map[string]string{}
+	failures[0].Attrs(func(a slog.Attr) bool { attrs[a.Key] = a.Value.String(); return true })
+	if attrs["rate_limited"] != "true" || !strings.Contains(attrs["error"], "rateLimited") {
+		t.Errorf("failed attempt logged with rate_limited=%s error=%q; want true and the CA's rateLimited problem", attrs["rate_limited"], attrs["error"])
+	}
+	wait, err := time.ParseDuration(attrs["retry_in"])
+	if err != nil {
+		t.Fatalf("retry_in %q: %v", attrs["retry_in"], err)
+	}
+	// The delay was computed before the record was made, so the retry is
+	// due no earlier than record time + delay; rounded to milliseconds.
+	if due := failures[0].Time.Add(wait + time.Millisecond); due.Before(retryAt) {
+		t.Errorf("retry due at %v, before the CA's retry-after %v", due.Format(time.StampMilli), retryAt.Format(time.StampMilli))
+	}
+	// Pebble sets NotBefore to the time it issues, in whole seconds.
+	if leaf.NotBefore.Before(retryAt) {
+		t.Errorf("certificate issued at %v, before the CA's retry-after %v", leaf.NotBefore, retryAt)
+	}
+}
