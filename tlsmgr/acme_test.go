@@ -182,7 +182,8 @@ func TestAutocert(t *testing.T) {
 
 // TestCloseWhileOrderInFlight closes the Manager while its order cannot
 // finish (Pebble's validation hangs on a silent port): with either engine,
-// Close cancels the order and returns, rather than wait out the CA.
+// Close cancels the order and returns while the CA is still validating,
+// rather than wait out the CA.
 func TestCloseWhileOrderInFlight(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
@@ -199,12 +200,17 @@ func TestCloseWhileOrderInFlight(t *testing.T) {
 				t.Fatal("Pebble never began validating the order")
 			}
 
-			began := time.Now()
 			if err := m.Close(); err != nil {
 				t.Errorf("Close: %v", err)
 			}
-			if took := time.Since(began); took > 5*time.Second {
-				t.Errorf("Close with an order in flight took %s, want under 5s", took.Round(time.Millisecond))
+			// Pebble gives up on the silent port only after 15s: a
+			// validation still under way shows Close did not wait for it.
+			processing := false
+			for _, v := range g.ca.Validations() {
+				processing = processing || v.Status == "processing"
+			}
+			if !processing {
+				t.Errorf("Close returned after the CA finished validating (%+v); want it to cancel the order", g.ca.Validations())
 			}
 		})
 	}

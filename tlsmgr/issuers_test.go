@@ -270,9 +270,18 @@ func TestARIWindowRenews(t *testing.T) {
 	first := g.waitForCert(t, "ari.test", "", 30*time.Second)
 
 	// Untouched, the default window (two thirds into 90 days) renews
-	// nothing: a negative, so it takes waiting through a few maintenance
-	// passes and ARI refreshes (each a second here).
-	time.Sleep(3 * time.Second)
+	// nothing: a negative, so wait until certmagic has fetched the window
+	// three more times (its maintenance refreshes ARI as the CA's
+	// Retry-After says, then decides on renewal with it).
+	seen := g.ca.RenewalInfoRequests()
+	deadline := time.After(30 * time.Second)
+	for g.ca.RenewalInfoRequests() < seen+3 {
+		select {
+		case <-deadline:
+			t.Fatalf("certmagic fetched the renewal window %d times in 30s, want 3", g.ca.RenewalInfoRequests()-seen)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 	if again := g.waitForCert(t, "ari.test", "", 5*time.Second); again.SerialNumber.Cmp(first.SerialNumber) != 0 {
 		t.Fatalf("renewed to serial %v with no reason", again.SerialNumber)
 	}

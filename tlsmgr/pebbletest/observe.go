@@ -66,6 +66,12 @@ func (c *CA) noteChallenge(id string) {
 // purpose, each of which a correct client retries.
 func (c *CA) BadNonces() int { return int(c.badNonces.Load()) }
 
+// RenewalInfoRequests reports how many times clients fetched a renewal
+// window from the CA's ACME Renewal Information endpoint (RFC 9773), so a
+// test can wait until a client has seen the window [CA.SetRenewalWindow]
+// set, or the default one, a number of times.
+func (c *CA) RenewalInfoRequests() int { return int(c.ariRequests.Load()) }
+
 // RateLimitOrders makes the CA refuse the next n new-order requests as
 // rate limited until retryAfter, the way Let's Encrypt's Boulder does: HTTP
 // 429, a Retry-After header and a urn:ietf:params:acme:error:rateLimited

@@ -89,20 +89,21 @@ type Options struct {
 // CA is a running Pebble ACME CA with its DNS resolver. Its methods are safe
 // for concurrent use.
 type CA struct {
-	srv        *httptest.Server
-	dns        *resolver
-	db         *db.MemoryStore
-	ca         *ca.CAImpl
-	log        *testLogWriter
-	rootFile   string
-	orders     atomic.Int64
-	badNonces  atomic.Int64
-	closeOnce  sync.Once
-	dirURL     string
-	orderPath  string // path of Pebble's newOrder resource, read from its directory
-	ariPath    string // path prefix of Pebble's renewalInfo resource
-	noncePath  string // path of Pebble's newNonce resource
-	issuerPool *x509.CertPool
+	srv         *httptest.Server
+	dns         *resolver
+	db          *db.MemoryStore
+	ca          *ca.CAImpl
+	log         *testLogWriter
+	rootFile    string
+	orders      atomic.Int64
+	badNonces   atomic.Int64
+	ariRequests atomic.Int64
+	closeOnce   sync.Once
+	dirURL      string
+	orderPath   string // path of Pebble's newOrder resource, read from its directory
+	ariPath     string // path prefix of Pebble's renewalInfo resource
+	noncePath   string // path of Pebble's newNonce resource
+	issuerPool  *x509.CertPool
 
 	// mu guards the fields below.
 	mu sync.Mutex
@@ -200,7 +201,11 @@ func Start(t testing.TB, opts Options) *CA {
 		t.Fatalf("pebbletest: listening for the ACME directory server: %v", err)
 	}
 	c.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		if opts.ARIRetryAfter > 0 && r.Method == http.MethodGet && c.ariPath != "" && strings.HasPrefix(r.URL.Path, c.ariPath) {
+		isARI := r.Method == http.MethodGet && c.ariPath != "" && strings.HasPrefix(r.URL.Path, c.ariPath)
+		if isARI {
+			c.ariRequests.Add(1)
+		}
+		if opts.ARIRetryAfter > 0 && isARI {
 			secs := strconv.Itoa(int(max(1, wholeSeconds(opts.ARIRetryAfter))))
 			h.ServeHTTP(&retryAfterWriter{ResponseWriter: rw, value: secs}, r)
 			return
