@@ -312,17 +312,24 @@ func TestACMEExternalAccountBinding(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		eab     *config.EAB
+		inList  bool   // eab on an entry of acme.issuers, not acme.eab
 		wantErr string // in the failed attempt's error; "" means issued
 	}{
-		{"right key", &config.EAB{KeyID: "kid-1", MACKey: key}, ""},
-		{"wrong key", &config.EAB{KeyID: "kid-1", MACKey: mac()}, "external account binding JWS verification error"},
-		{"unknown key id", &config.EAB{KeyID: "kid-2", MACKey: key}, "references a key that is not known"},
-		{"none", nil, "externalAccountRequired"},
+		{"right key", &config.EAB{KeyID: "kid-1", MACKey: key}, false, ""},
+		{"right key in issuers", &config.EAB{KeyID: "kid-1", MACKey: key}, true, ""},
+		{"wrong key", &config.EAB{KeyID: "kid-1", MACKey: mac()}, false, "external account binding JWS verification error"},
+		{"wrong key in issuers", &config.EAB{KeyID: "kid-1", MACKey: mac()}, true, "external account binding JWS verification error"},
+		{"unknown key id", &config.EAB{KeyID: "kid-2", MACKey: key}, false, "references a key that is not known"},
+		{"none", nil, false, "externalAccountRequired"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			g := startPebbleGatehouse(t, pebbletest.Options{EAB: map[string]string{"kid-1": key}})
-			g.acme.EAB = tc.eab
+			if tc.inList {
+				g.acme.Issuers = []config.Issuer{{CA: g.ca.DirectoryURL(), CARoot: g.ca.ClientRootFile(), EAB: tc.eab}}
+			} else {
+				g.acme.EAB = tc.eab
+			}
 			host := strings.ReplaceAll(tc.name, " ", "-") + ".eab.test"
 			if tc.wantErr == "" {
 				g.start(t, g.acmeConfig(host), fastOptions())
