@@ -763,7 +763,10 @@ func TestOnDemandChallenges(t *testing.T) {
 			cfg := g.onDemandConfig(&config.OnDemand{Allow: []string{"*.chal.test"}}, "*")
 			cfg.ACME.Challenges = []string{ch}
 			// The other type would fail: a fallback to it shows.
-			blocked := "no-" + ch + ".chal.test"
+			// A fresh name: certmagic's state for an on-demand name whose
+			// order failed (its retry, handshakes joined to it) is
+			// process-wide, and a repeated run (-count) must not meet it.
+			blocked := "no-" + ch + "-" + randomLabel(t) + ".chal.test"
 			g.blockChallenge(ch, blocked)
 			h, failed := signalOnAttr(testLog(t), "certificate event", "event", "obtain_failed")
 			g.startLogged(t, cfg, fastOptions(), h)
