@@ -17,6 +17,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -139,6 +141,25 @@ type gatehouse struct {
 	httpAddr, httpsAddr string
 	httpPort, httpsPort int
 	cur                 atomic.Pointer[Manager]
+	// noHTTP01 and noTLSALPN01 hold host names (keys, values unused)
+	// whose HTTP-01 requests and acme-tls/1 handshakes never reach the
+	// Manager, as if the CA could not reach that port for them: set them
+	// with blockChallenge.
+	noHTTP01, noTLSALPN01 sync.Map
+}
+
+// blockChallenge makes the CA's validations of challenge type typ for host
+// fail at g's Listeners: a 404 for HTTP-01, a handshake error for
+// TLS-ALPN-01, as when a port is not routed to gatehouse.
+func (g *gatehouse) blockChallenge(typ, host string) {
+	switch typ {
+	case config.ChallengeHTTP01:
+		g.noHTTP01.Store(host, true)
+	case config.ChallengeTLSALPN01:
+		g.noTLSALPN01.Store(host, true)
+	default:
+		panic("blockChallenge: no such challenge type " + typ)
+	}
 }
 
 func startGatehouse(t *testing.T) *gatehouse {
@@ -157,6 +178,10 @@ func startGatehouse(t *testing.T) *gatehouse {
 
 	httpSrv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if _, blocked := g.noHTTP01.Load(hostOnly(r.Host)); blocked && strings.HasPrefix(r.URL.Path, "/.well-known/acme-challenge/") {
+				http.NotFound(w, r)
+				return
+			}
 			if m := g.cur.Load(); m != nil {
 				m.HTTPHandler(nil).ServeHTTP(w, r)
 				return
@@ -170,6 +195,9 @@ func startGatehouse(t *testing.T) *gatehouse {
 		MinVersion: tls.VersionTLS12,
 		NextProtos: []string{"h2", "http/1.1", acmeTLS1},
 		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			if _, blocked := g.noTLSALPN01.Load(hello.ServerName); blocked && slices.Contains(hello.SupportedProtos, acmeTLS1) {
+				return nil, errors.New("acme-tls/1 blocked by the test")
+			}
 			m := g.cur.Load()
 			if m == nil {
 				return nil, errors.New("no manager")
@@ -189,6 +217,36 @@ func startGatehouse(t *testing.T) *gatehouse {
 		_ = httpsSrv.Close()
 	})
 	return g
+}
+
+// hostOnly strips the port from an HTTP Host.
+func hostOnly(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return h
+	}
+	return hostport
+}
+
+// checkChallenges checks that every challenge the CA was asked to
+// validate for name was of type typ, and that one was valid: the
+// configured challenge was used, and no other was tried first.
+func checkChallenges(t *testing.T, ca *pebbletest.CA, name, typ string) {
+	t.Helper()
+	var valid bool
+	var seen []pebbletest.Validation
+	for _, v := range ca.Validations() {
+		if v.Name != name {
+			continue
+		}
+		seen = append(seen, v)
+		if v.Type != typ {
+			t.Errorf("CA was asked to validate %s for %s; want %s only", v.Type, name, typ)
+		}
+		valid = valid || v.Status == "valid" && v.Type == typ
+	}
+	if !valid {
+		t.Errorf("no valid %s challenge for %s; validations: %+v", typ, name, seen)
+	}
 }
 
 // config returns a Config with one Site for hosts, served on g's
@@ -307,6 +365,25 @@ func signalOn(next slog.Handler, msg string) (slog.Handler, <-chan struct{}) {
 		if r.Message == msg {
 			once.Do(func() { close(seen) })
 		}
+	}}, seen
+}
+
+// signalOnAttr is signalOn for the first record with message msg whose
+// attribute key has the value val.
+func signalOnAttr(next slog.Handler, msg, key, val string) (slog.Handler, <-chan struct{}) {
+	seen := make(chan struct{})
+	var once sync.Once
+	return tapHandler{Handler: next, tap: func(r slog.Record) {
+		if r.Message != msg {
+			return
+		}
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == key && a.Value.String() == val {
+				once.Do(func() { close(seen) })
+				return false
+			}
+			return true
+		})
 	}}, seen
 }
 

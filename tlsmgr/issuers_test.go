@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/rsa"
+	"encoding/base64"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -268,9 +270,18 @@ func TestARIWindowRenews(t *testing.T) {
 	first := g.waitForCert(t, "ari.test", "", 30*time.Second)
 
 	// Untouched, the default window (two thirds into 90 days) renews
-	// nothing: a negative, so it takes waiting through a few maintenance
-	// passes and ARI refreshes (each a second here).
-	time.Sleep(3 * time.Second)
+	// nothing: a negative, so wait until certmagic has fetched the window
+	// three more times (its maintenance refreshes ARI as the CA's
+	// Retry-After says, then decides on renewal with it).
+	seen := g.ca.RenewalInfoRequests()
+	deadline := time.After(30 * time.Second)
+	for g.ca.RenewalInfoRequests() < seen+3 {
+		select {
+		case <-deadline:
+			t.Fatalf("certmagic fetched the renewal window %d times in 30s, want 3", g.ca.RenewalInfoRequests()-seen)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 	if again := g.waitForCert(t, "ari.test", "", 5*time.Second); again.SerialNumber.Cmp(first.SerialNumber) != 0 {
 		t.Fatalf("renewed to serial %v with no reason", again.SerialNumber)
 	}
@@ -282,5 +293,136 @@ func TestARIWindowRenews(t *testing.T) {
 	renewed := g.waitForCert(t, "ari.test", first.SerialNumber.String(), 30*time.Second)
 	if renewed.NotAfter.Before(first.NotAfter) {
 		t.Errorf("renewed NotAfter %v before the first %v", renewed.NotAfter, first.NotAfter)
+	}
+}
+
+// TestACMEExternalAccountBinding issues from a CA that requires an
+// external account binding, as ZeroSSL does: acme.eab's key registers the
+// account; a wrong MAC key, an unknown key ID or no binding at all is
+// refused with the CA's reason in the log, and nothing is served.
+func TestACMEExternalAccountBinding(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	mac := func() string {
+		b := make([]byte, 32)
+		_, _ = rand.Read(b)
+		return base64.RawURLEncoding.EncodeToString(b)
+	}
+	key := mac()
+	for _, tc := range []struct {
+		name    string
+		eab     *config.EAB
+		inList  bool   // eab on an entry of acme.issuers, not acme.eab
+		wantErr string // in the failed attempt's error; "" means issued
+	}{
+		{"right key", &config.EAB{KeyID: "kid-1", MACKey: key}, false, ""},
+		{"right key in issuers", &config.EAB{KeyID: "kid-1", MACKey: key}, true, ""},
+		{"wrong key", &config.EAB{KeyID: "kid-1", MACKey: mac()}, false, "external account binding JWS verification error"},
+		{"wrong key in issuers", &config.EAB{KeyID: "kid-1", MACKey: mac()}, true, "external account binding JWS verification error"},
+		{"unknown key id", &config.EAB{KeyID: "kid-2", MACKey: key}, false, "references a key that is not known"},
+		{"none", nil, false, "externalAccountRequired"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			g := startPebbleGatehouse(t, pebbletest.Options{EAB: map[string]string{"kid-1": key}})
+			if tc.inList {
+				g.acme.Issuers = []config.Issuer{{CA: g.ca.DirectoryURL(), CARoot: g.ca.ClientRootFile(), EAB: tc.eab}}
+			} else {
+				g.acme.EAB = tc.eab
+			}
+			host := strings.ReplaceAll(tc.name, " ", "-") + ".eab.test"
+			if tc.wantErr == "" {
+				g.start(t, g.acmeConfig(host), fastOptions())
+				g.waitForCert(t, host, "", 30*time.Second)
+				g.checkOrders(t, 1)
+				return
+			}
+			h, failed := signalOn(testLog(t), "obtaining certificate failed; will retry")
+			logs := &recordHandler{Handler: h}
+			g.startLogged(t, g.acmeConfig(host), fastOptions(), logs)
+			select {
+			case <-failed:
+			case <-time.After(30 * time.Second):
+				t.Fatal("no failed attempt logged")
+			}
+			if got := logs.attr("obtaining certificate failed; will retry", "host", host, "error"); !strings.Contains(got, tc.wantErr) {
+				t.Errorf("error logged: got %q, want it to contain %q", got, tc.wantErr)
+			}
+			if _, err := g.handshake(host); err == nil {
+				t.Error("a certificate was served although the CA refused the account")
+			}
+			g.checkOrders(t, 0)
+		})
+	}
+}
+
+// TestACMEBadNonces issues from a Pebble that rejects half of the good
+// nonces with badNonce (its default is 5%, off in other tests): every
+// rejected request is retried with a fresh nonce and both certificates
+// arrive.
+func TestACMEBadNonces(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	g := startPebbleGatehouse(t, pebbletest.Options{BadNonces: 50})
+	g.start(t, g.acmeConfig("one.nonce.test", "two.nonce.test"), fastOptions())
+	g.waitForCert(t, "one.nonce.test", "", 60*time.Second)
+	g.waitForCert(t, "two.nonce.test", "", 60*time.Second)
+	// Two orders make some 20 requests: all of them accepted at the
+	// first nonce has odds of one in a million.
+	if n := g.ca.BadNonces(); n == 0 {
+		t.Error("Pebble rejected no nonce, so no retry was exercised")
+	} else {
+		t.Logf("%d requests rejected with badNonce and retried", n)
+	}
+}
+
+// TestACMERateLimited has the CA refuse the first order as rate limited
+// until a time it names, as Let's Encrypt does. Pebble enforces no rate
+// limits, so pebbletest answers for it (CA.RateLimitOrders) with Boulder's
+// status, header and wording; the problem then travels through the real
+// ACME client. gatehouse logs the refusal as rate limited, waits until
+// the CA's time rather than its short backoff, then obtains the
+// certificate with one order.
+func TestACMERateLimited(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	g := startPebbleGatehouse(t, pebbletest.Options{})
+	// Whole seconds, as the CA writes it; at least two seconds away, far
+	// beyond the 200ms backoff.
+	retryAt := time.Now().Add(3 * time.Second).Truncate(time.Second)
+	g.ca.RateLimitOrders(1, retryAt)
+	logs := &recordHandler{Handler: testLog(t)}
+	g.startLogged(t, g.acmeConfig("limited.test"), fastOptions(), logs)
+	leaf := g.waitForCert(t, "limited.test", "", 30*time.Second)
+	g.checkOrders(t, 1)
+
+	var failures []slog.Record
+	logs.mu.Lock()
+	for _, r := range logs.records {
+		if r.Message == "obtaining certificate failed; will retry" {
+			failures = append(failures, r)
+		}
+	}
+	logs.mu.Unlock()
+	if len(failures) != 1 {
+		t.Fatalf("failed attempts logged: got %d, want 1", len(failures))
+	}
+	attrs := map[string]string{}
+	failures[0].Attrs(func(a slog.Attr) bool { attrs[a.Key] = a.Value.String(); return true })
+	if attrs["rate_limited"] != "true" || !strings.Contains(attrs["error"], "rateLimited") {
+		t.Errorf("failed attempt logged with rate_limited=%s error=%q; want true and the CA's rateLimited problem", attrs["rate_limited"], attrs["error"])
+	}
+	wait, err := time.ParseDuration(attrs["retry_in"])
+	if err != nil {
+		t.Fatalf("retry_in %q: %v", attrs["retry_in"], err)
+	}
+	// The delay was computed before the record was made, so the retry is
+	// due no earlier than record time + delay; rounded to milliseconds.
+	if due := failures[0].Time.Add(wait + time.Millisecond); due.Before(retryAt) {
+		t.Errorf("retry due at %v, before the CA's retry-after %v", due.Format(time.StampMilli), retryAt.Format(time.StampMilli))
+	}
+	// Pebble sets NotBefore to the time it issues, in whole seconds.
+	if leaf.NotBefore.Before(retryAt) {
+		t.Errorf("certificate issued at %v, before the CA's retry-after %v", leaf.NotBefore, retryAt)
 	}
 }

@@ -211,8 +211,10 @@ func TestOnDemandAsk(t *testing.T) {
 
 	start := time.Now()
 	g.mustRefuse(t, "slow.ask.test")
-	if d := time.Since(start); d < askTimeout-time.Second || d > askTimeout+9*time.Second {
-		t.Errorf("slow ask denied after %v, want about the %v timeout", d, askTimeout)
+	// No upper bound here: the slow service says yes after askTimeout+5s,
+	// so waiting for it would let the handshake through.
+	if d := time.Since(start); d < askTimeout-time.Second {
+		t.Errorf("slow ask denied after %v, before the %v timeout", d, askTimeout)
 	}
 	g.checkOrders(t, 1)
 
@@ -503,12 +505,9 @@ func TestOnDemandRate(t *testing.T) {
 	cfg := g.onDemandConfig(od, "*.rate.test")
 	m := g.start(t, cfg, fastOptions())
 	g.mustHandshake(t, "one.rate.test")
-	start := time.Now()
+	// certmagic would retry after a minute; a refusal is final (and
+	// mustRefuse gives up well before that minute).
 	g.mustRefuse(t, "two.rate.test")
-	// certmagic would retry after a minute; a refusal is final.
-	if d := time.Since(start); d > 20*time.Second {
-		t.Errorf("rate-limited handshake took %v; want it refused at once, not retried", d)
-	}
 	for range 20 {
 		g.mustRefuse(t, randomLabel(t)+".rate.test")
 	}
@@ -763,9 +762,32 @@ func TestOnDemandChallenges(t *testing.T) {
 			// process-wide, so parallel tests use different names.
 			cfg := g.onDemandConfig(&config.OnDemand{Allow: []string{"*.chal.test"}}, "*")
 			cfg.ACME.Challenges = []string{ch}
-			g.start(t, cfg, fastOptions())
+			// The other type would fail: a fallback to it shows.
+			// A fresh name: certmagic's state for an on-demand name whose
+			// order failed (its retry, handshakes joined to it) is
+			// process-wide, and a repeated run (-count) must not meet it.
+			blocked := "no-" + ch + "-" + randomLabel(t) + ".chal.test"
+			g.blockChallenge(ch, blocked)
+			h, failed := signalOnAttr(testLog(t), "certificate event", "event", "obtain_failed")
+			g.startLogged(t, cfg, fastOptions(), h)
 			g.mustHandshake(t, ch+".chal.test")
 			g.checkOrders(t, 1)
+			checkChallenges(t, g.ca, ch+".chal.test", ch)
+
+			// With the configured type failing, the attempt fails
+			// without trying the other type. The handshake waits for
+			// certmagic's retry; it ends with the test.
+			go func() { _, _ = handshakeWithin(g.httpsAddr, blocked, g.ca, 2*time.Minute) }()
+			select {
+			case <-failed:
+			case <-time.After(30 * time.Second):
+				t.Fatalf("no failed attempt for %s; validations: %+v", blocked, g.ca.Validations())
+			}
+			for _, v := range g.ca.Validations() {
+				if v.Name == blocked && (v.Type != ch || v.Status == "valid") {
+					t.Errorf("validation %+v; want %s only, never valid", v, ch)
+				}
+			}
 		})
 	}
 }

@@ -6,10 +6,12 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	mathrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -165,24 +167,36 @@ zone %[8]q {
 }
 
 // freeUDPAndTCPPort returns a port of 127.0.0.1 free for both UDP and TCP a
-// moment ago.
+// moment ago, below the ephemeral range for the reason FreePort gives:
+// named binds it only after it has started, and a port from the
+// ephemeral range may be handed to another socket by then.
 func freeUDPAndTCPPort() (int, error) {
+	lo, hi := staticPorts()
+	handedOutMu.Lock()
+	defer handedOutMu.Unlock()
 	var lastErr error
-	for range 20 {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	for range 100 {
+		port := lo + mathrand.IntN(hi-lo)
+		if handedOut[port] {
+			continue
+		}
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		pc, err := net.ListenPacket("udp", addr)
 		if err != nil {
-			return 0, err
+			lastErr = err
+			continue
 		}
-		ln, err := net.Listen("tcp", pc.LocalAddr().String())
-		port := pc.LocalAddr().(*net.UDPAddr).Port
+		ln, err := net.Listen("tcp", addr)
 		pc.Close()
-		if err == nil {
-			ln.Close()
-			return port, nil
+		if err != nil {
+			lastErr = err
+			continue
 		}
-		lastErr = err
+		ln.Close()
+		handedOut[port] = true
+		return port, nil
 	}
-	return 0, fmt.Errorf("finding a free UDP and TCP port: %w", lastErr)
+	return 0, fmt.Errorf("no port in %d-%d free for UDP and TCP after 100 tries: %w", lo, hi-1, lastErr)
 }
 
 // TXT returns the TXT values of name as the server holds them.
@@ -200,4 +214,43 @@ func (b *BIND) TXT(ctx context.Context, name string) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// SetTXT replaces the TXT records of name with value, by a TSIG-signed
+// dynamic update, as lego's RFC 2136 provider and many DNS APIs do: a
+// value another challenge put there is gone.
+func (b *BIND) SetTXT(ctx context.Context, name, value string) error {
+	rr := b.txtRR(name, value)
+	return b.update(ctx, func(m *dns.Msg) {
+		m.RemoveRRset([]dns.RR{rr})
+		m.Insert([]dns.RR{rr})
+	})
+}
+
+// RemoveTXT removes the TXT record of name holding value, if any.
+func (b *BIND) RemoveTXT(ctx context.Context, name, value string) error {
+	return b.update(ctx, func(m *dns.Msg) { m.Remove([]dns.RR{b.txtRR(name, value)}) })
+}
+
+func (b *BIND) txtRR(name, value string) dns.RR {
+	return &dns.TXT{
+		Hdr: dns.RR_Header{Name: dns.Fqdn(name), Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 1},
+		Txt: []string{value},
+	}
+}
+
+// update sends the dynamic update that fill builds, signed with the key.
+func (b *BIND) update(ctx context.Context, fill func(*dns.Msg)) error {
+	m := new(dns.Msg).SetUpdate(b.Zone)
+	fill(m)
+	m.SetTsig(b.KeyName, dns.Fqdn(b.KeyAlgorithm), 300, time.Now().Unix())
+	c := &dns.Client{TsigSecret: map[string]string{b.KeyName: b.KeySecret}, Timeout: 2 * time.Second}
+	r, _, err := c.ExchangeContext(ctx, m, b.Addr)
+	if err != nil {
+		return fmt.Errorf("updating zone %s at %s: %w", b.Zone, b.Addr, err)
+	}
+	if r.Rcode != dns.RcodeSuccess {
+		return fmt.Errorf("updating zone %s at %s: answered %s", b.Zone, b.Addr, dns.RcodeToString[r.Rcode])
+	}
+	return nil
 }

@@ -42,7 +42,8 @@
 // PEBBLE_VA_NOSLEEP=1 (no random sleep before validations),
 // PEBBLE_WFE_NONCEREJECT=0 (no spurious badNonce errors) and
 // PEBBLE_AUTHZREUSE=0 (every order needs fresh challenges). A CI job may set
-// PEBBLE_WFE_NONCEREJECT itself to exercise an ACME client's retry path.
+// PEBBLE_WFE_NONCEREJECT itself to exercise an ACME client's retry path;
+// [Options.BadNonces] does so for one CA.
 // Pebble reads them when a CA is constructed, so several CAs can run in
 // parallel tests of one binary.
 package pebbletest

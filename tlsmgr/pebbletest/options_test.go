@@ -1,10 +1,20 @@
 package pebbletest_test
 
 import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/x509"
 	"encoding/asn1"
 	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -123,4 +133,149 @@ func ariID(t *testing.T, leaf *x509.Certificate) string {
 	}
 	return base64.RawURLEncoding.EncodeToString(leaf.AuthorityKeyId) + "." +
 		base64.RawURLEncoding.EncodeToString(serial[2:])
+}
+
+// TestBINDUpdates checks SetTXT replaces a name's record set, RemoveTXT
+// removes one value, and BIND's port lies below the ephemeral range.
+func TestBINDUpdates(t *testing.T) {
+	t.Parallel()
+	ns := pebbletest.StartBIND(t, "upd.test")
+	_, portStr, err := net.SplitHostPort(ns.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, _ := strconv.Atoi(portStr)
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		var first, last int
+		if _, err := fmt.Sscan(string(b), &first, &last); err == nil && first >= 11000 && port >= first {
+			t.Errorf("BIND on port %d, want one below the ephemeral range starting at %d", port, first)
+		}
+	}
+	ctx := t.Context()
+	name := "_acme-challenge.upd.test"
+	txt := func() []string {
+		t.Helper()
+		vs, err := ns.TXT(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(vs)
+		return vs
+	}
+	for _, v := range []string{"one", "two"} {
+		if err := ns.SetTXT(ctx, name, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := txt(); !slices.Equal(got, []string{"two"}) {
+		t.Errorf("TXT after SetTXT one, two = %q, want [two]", got)
+	}
+	if err := ns.RemoveTXT(ctx, name, "two"); err != nil {
+		t.Fatal(err)
+	}
+	if got := txt(); len(got) != 0 {
+		t.Errorf("TXT after RemoveTXT = %q, want none", got)
+	}
+}
+
+// TestEAB checks a CA with Options.EAB refuses an account without a
+// binding or with a wrong key, and registers one bound with its key.
+func TestEAB(t *testing.T) {
+	t.Parallel()
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		t.Fatal(err)
+	}
+	ca := pebbletest.Start(t, pebbletest.Options{EAB: map[string]string{"kid": base64.RawURLEncoding.EncodeToString(key)}})
+	register := func(eab *acme.ExternalAccountBinding) error {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cl := &acme.Client{Key: k, DirectoryURL: ca.DirectoryURL(), HTTPClient: ca.HTTPClient()}
+		_, err = cl.Register(t.Context(), &acme.Account{ExternalAccountBinding: eab}, acme.AcceptTOS)
+		return err
+	}
+	if err := register(nil); err == nil || !strings.Contains(err.Error(), "externalAccountRequired") {
+		t.Errorf("register without EAB: %v, want externalAccountRequired", err)
+	}
+	if err := register(&acme.ExternalAccountBinding{KID: "kid", Key: []byte("wrong key, 32 bytes long.......")}); err == nil {
+		t.Error("register with a wrong MAC key succeeded")
+	}
+	if err := register(&acme.ExternalAccountBinding{KID: "kid", Key: key}); err != nil {
+		t.Errorf("register with the right key: %v", err)
+	}
+}
+
+// TestRateLimitOrders checks refused orders get Boulder's 429 rateLimited
+// problem naming the time, carry a usable nonce, and are not counted; the
+// next order goes through.
+func TestRateLimitOrders(t *testing.T) {
+	t.Parallel()
+	ca := pebbletest.Start(t, pebbletest.Options{})
+	cl := newClient(t, ca)
+	at := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	ca.RateLimitOrders(1, at)
+	// x/crypto/acme would wait out Retry-After (years): stop it, and look
+	// at the header.
+	var retryAfter string
+	cl.RetryBackoff = func(_ int, _ *http.Request, resp *http.Response) time.Duration {
+		if resp != nil && resp.StatusCode == http.StatusTooManyRequests {
+			retryAfter = resp.Header.Get("Retry-After")
+			return -1
+		}
+		return time.Second // a rejected nonce: retry
+	}
+	_, err := cl.AuthorizeOrder(t.Context(), acme.DomainIDs("rl.test"))
+	if secs, err := strconv.Atoi(retryAfter); err != nil || time.Until(at)-time.Duration(secs)*time.Second > time.Minute {
+		t.Errorf("Retry-After = %q, want the seconds until %v", retryAfter, at)
+	}
+	var ae *acme.Error
+	if !errors.As(err, &ae) || ae.StatusCode != 429 || ae.ProblemType != "urn:ietf:params:acme:error:rateLimited" ||
+		!strings.Contains(ae.Detail, "retry after 2030-01-02 03:04:05 UTC") {
+		t.Fatalf("first order: %v, want a 429 rateLimited problem naming 2030-01-02 03:04:05 UTC", err)
+	}
+	if got := ca.Orders(); got != 0 {
+		t.Errorf("Orders() after a refused order = %d, want 0", got)
+	}
+	if _, err := cl.AuthorizeOrder(t.Context(), acme.DomainIDs("rl.test")); err != nil {
+		t.Fatalf("second order: %v", err)
+	}
+	if got := ca.Orders(); got != 1 {
+		t.Errorf("Orders() = %d, want 1", got)
+	}
+}
+
+// TestBadNonces checks Options.BadNonces makes Pebble reject nonces, that
+// BadNonces counts them, and that other CAs are left alone.
+func TestBadNonces(t *testing.T) {
+	t.Parallel()
+	noisy := pebbletest.Start(t, pebbletest.Options{BadNonces: 50})
+	quiet := pebbletest.Start(t, pebbletest.Options{})
+	for _, ca := range []*pebbletest.CA{noisy, quiet} {
+		// x/crypto/acme retries badNonce with backoff; 20 accounts at
+		// 50% all accepted at once has odds of one in a million.
+		for range 20 {
+			k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cl := &acme.Client{Key: k, DirectoryURL: ca.DirectoryURL(), HTTPClient: ca.HTTPClient(),
+				RetryBackoff: func(n int, _ *http.Request, _ *http.Response) time.Duration {
+					return time.Duration(n) * 10 * time.Millisecond
+				}}
+			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+			_, err = cl.Register(ctx, &acme.Account{}, acme.AcceptTOS)
+			cancel()
+			if err != nil {
+				t.Fatalf("registering despite rejected nonces: %v", err)
+			}
+		}
+	}
+	if noisy.BadNonces() == 0 {
+		t.Error("a CA rejecting 50% of nonces rejected none")
+	}
+	if n := quiet.BadNonces(); n != 0 {
+		t.Errorf("a CA with BadNonces unset rejected %d nonces", n)
+	}
 }

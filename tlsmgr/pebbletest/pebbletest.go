@@ -74,23 +74,46 @@ type Options struct {
 	// client that honours it asks again this soon and sees a window set
 	// with [CA.SetRenewalWindow] within a test.
 	ARIRetryAfter time.Duration
+	// EAB, when set, makes the CA require an external account binding
+	// (RFC 8555 §7.3.4) on every new account, as ZeroSSL does, and
+	// accept these keys: key ID -> base64url (unpadded) HMAC key.
+	EAB map[string]string
+	// BadNonces, when positive, is the percentage of good nonces this CA
+	// rejects with badNonce (Pebble's PEBBLE_WFE_NONCEREJECT, whose
+	// default is 5), whatever the environment says, so a test can exercise
+	// an ACME client's retry while others run without spurious errors.
+	// [CA.BadNonces] counts the rejections.
+	BadNonces int
 }
 
 // CA is a running Pebble ACME CA with its DNS resolver. Its methods are safe
 // for concurrent use.
 type CA struct {
-	srv        *httptest.Server
-	dns        *resolver
-	db         *db.MemoryStore
-	ca         *ca.CAImpl
-	log        *testLogWriter
-	rootFile   string
-	orders     atomic.Int64
-	closeOnce  sync.Once
-	dirURL     string
-	orderPath  string // path of Pebble's newOrder resource, read from its directory
-	ariPath    string // path prefix of Pebble's renewalInfo resource
-	issuerPool *x509.CertPool
+	srv         *httptest.Server
+	dns         *resolver
+	db          *db.MemoryStore
+	ca          *ca.CAImpl
+	log         *testLogWriter
+	rootFile    string
+	orders      atomic.Int64
+	badNonces   atomic.Int64
+	ariRequests atomic.Int64
+	closeOnce   sync.Once
+	dirURL      string
+	orderPath   string // path of Pebble's newOrder resource, read from its directory
+	ariPath     string // path prefix of Pebble's renewalInfo resource
+	noncePath   string // path of Pebble's newNonce resource
+	issuerPool  *x509.CertPool
+
+	// mu guards the fields below.
+	mu sync.Mutex
+	// challenges holds the IDs of the challenges clients asked the CA to
+	// validate, in the order first asked.
+	challenges []string
+	// limitOrders is how many more new-order requests to refuse as rate
+	// limited, until limitUntil.
+	limitOrders int
+	limitUntil  time.Time
 }
 
 // envDefaults are the Pebble settings Start applies when they are unset.
@@ -100,13 +123,13 @@ var envDefaults = []struct{ name, value string }{
 	{"PEBBLE_AUTHZREUSE", "0"},
 }
 
-// envMu serialises setting envDefaults: os.Setenv is safe for concurrent
-// use, but the check-then-set must not interleave.
+// envMu serialises setting envDefaults and constructing Pebble's VA and
+// WFE, which read them: os.Setenv is safe for concurrent use, but the
+// check-then-set and a CA's own override must not interleave.
 var envMu sync.Mutex
 
+// setEnvDefaults applies envDefaults; envMu must be held.
 func setEnvDefaults() {
-	envMu.Lock()
-	defer envMu.Unlock()
 	for _, e := range envDefaults {
 		if os.Getenv(e.name) == "" {
 			// Not t.Setenv: it forbids parallel tests, and the value is
@@ -120,7 +143,6 @@ func setEnvDefaults() {
 // them. It fails the test if anything cannot be started.
 func Start(t testing.TB, opts Options) *CA {
 	t.Helper()
-	setEnvDefaults()
 
 	validity := opts.Validity
 	if validity <= 0 {
@@ -162,11 +184,14 @@ func Start(t testing.TB, opts Options) *CA {
 	// ECDSA keys for the root and intermediate: much faster to generate
 	// than RSA. One root, one intermediate, no OCSP.
 	c.ca = ca.New(logger, c.db, "", "ecdsa", 0, 1, profiles)
-	v := va.New(logger, opts.HTTPPort, opts.TLSPort, false, resolverAddr, c.db)
-	w := wfe.New(logger, c.db, v, c.ca, nil, false, false, 0, 0)
-	h := w.Handler()
+	for id, key := range opts.EAB {
+		if err := c.db.AddExternalAccountKeyByID(id, key); err != nil {
+			t.Fatalf("pebbletest: adding EAB key %q: %v", id, err)
+		}
+	}
+	h := newPebble(logger, c.db, c.ca, opts, resolverAddr)
 
-	c.orderPath, c.ariPath, err = directoryPaths(h)
+	c.orderPath, c.ariPath, c.noncePath, err = directoryPaths(h)
 	if err != nil {
 		t.Fatalf("pebbletest: reading Pebble's directory: %v", err)
 	}
@@ -176,19 +201,28 @@ func Start(t testing.TB, opts Options) *CA {
 		t.Fatalf("pebbletest: listening for the ACME directory server: %v", err)
 	}
 	c.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		if opts.ARIRetryAfter > 0 && r.Method == http.MethodGet && c.ariPath != "" && strings.HasPrefix(r.URL.Path, c.ariPath) {
+		isARI := r.Method == http.MethodGet && c.ariPath != "" && strings.HasPrefix(r.URL.Path, c.ariPath)
+		if isARI {
+			c.ariRequests.Add(1)
+		}
+		if opts.ARIRetryAfter > 0 && isARI {
 			secs := strconv.Itoa(int(max(1, wholeSeconds(opts.ARIRetryAfter))))
 			h.ServeHTTP(&retryAfterWriter{ResponseWriter: rw, value: secs}, r)
 			return
 		}
-		if r.Method != http.MethodPost || r.URL.Path != c.orderPath {
-			h.ServeHTTP(rw, r)
+		if r.Method == http.MethodPost && r.URL.Path == c.orderPath && c.refuseOrder(rw, h) {
 			return
 		}
 		sw := &statusWriter{ResponseWriter: rw}
 		h.ServeHTTP(sw, r)
-		if sw.status == http.StatusCreated {
+		switch {
+		case sw.badNonce:
+			c.badNonces.Add(1)
+		case r.Method != http.MethodPost || sw.status != http.StatusOK && sw.status != http.StatusCreated:
+		case r.URL.Path == c.orderPath && sw.status == http.StatusCreated:
 			c.orders.Add(1)
+		case strings.HasPrefix(r.URL.Path, challengePath):
+			c.noteChallenge(strings.TrimPrefix(r.URL.Path, challengePath))
 		}
 	}))
 	c.srv.Listener.Close()
@@ -210,37 +244,67 @@ func Start(t testing.TB, opts Options) *CA {
 	return c
 }
 
+// newPebble builds Pebble's validation authority and web front end and
+// returns the front end's handler. Both read their settings from the
+// environment when constructed, hence envMu.
+func newPebble(logger *log.Logger, store *db.MemoryStore, authority *ca.CAImpl, opts Options, resolverAddr string) http.Handler {
+	envMu.Lock()
+	defer envMu.Unlock()
+	setEnvDefaults()
+	if opts.BadNonces > 0 {
+		prev := os.Getenv(nonceRejectEnv)
+		os.Setenv(nonceRejectEnv, strconv.Itoa(opts.BadNonces))
+		defer os.Setenv(nonceRejectEnv, prev)
+	}
+	v := va.New(logger, opts.HTTPPort, opts.TLSPort, false, resolverAddr, store)
+	w := wfe.New(logger, store, v, authority, nil, false, len(opts.EAB) > 0, 0, 0)
+	return w.Handler()
+}
+
+// nonceRejectEnv is the variable Pebble reads its badNonce percentage from.
+const nonceRejectEnv = "PEBBLE_WFE_NONCEREJECT"
+
+// challengePath is the path prefix of Pebble's challenge resources
+// (unexported in package wfe): a POST there asks the CA to validate one.
+const challengePath = "/chalZ/"
+
 // wholeSeconds rounds d up to whole seconds, at least one: Pebble's
 // validity periods are in seconds.
 func wholeSeconds(d time.Duration) uint64 {
 	return max(1, uint64((d+time.Second-1)/time.Second))
 }
 
-// directoryPaths asks Pebble's directory for the paths of its newOrder and
-// renewalInfo resources, which the wfe package does not export.
-func directoryPaths(h http.Handler) (order, ari string, err error) {
+// directoryPaths asks Pebble's directory for the paths of its newOrder,
+// renewalInfo and newNonce resources, which the wfe package does not
+// export.
+func directoryPaths(h http.Handler) (order, ari, nonce string, err error) {
 	rec := httptest.NewRecorder()
 	req := httptest.NewRequest(http.MethodGet, "https://127.0.0.1"+wfe.DirectoryPath, nil)
 	req.Header.Set("User-Agent", "pebbletest") // Pebble rejects requests without one
 	h.ServeHTTP(rec, req)
 	if rec.Code != http.StatusOK {
-		return "", "", fmt.Errorf("GET %s: status %d", wfe.DirectoryPath, rec.Code)
+		return "", "", "", fmt.Errorf("GET %s: status %d", wfe.DirectoryPath, rec.Code)
 	}
 	var dir struct {
 		NewOrder    string `json:"newOrder"`
 		RenewalInfo string `json:"renewalInfo"`
+		NewNonce    string `json:"newNonce"`
 	}
 	if err := json.Unmarshal(rec.Body.Bytes(), &dir); err != nil {
-		return "", "", fmt.Errorf("decoding directory: %w", err)
+		return "", "", "", fmt.Errorf("decoding directory: %w", err)
 	}
 	u, err := url.Parse(dir.NewOrder)
 	if err != nil || u.Path == "" {
-		return "", "", fmt.Errorf("bad newOrder URL %q", dir.NewOrder)
+		return "", "", "", fmt.Errorf("bad newOrder URL %q", dir.NewOrder)
+	}
+	n, err := url.Parse(dir.NewNonce)
+	if err != nil || n.Path == "" {
+		return "", "", "", fmt.Errorf("bad newNonce URL %q", dir.NewNonce)
 	}
 	if a, err := url.Parse(dir.RenewalInfo); err == nil && dir.RenewalInfo != "" {
 		ari = strings.TrimSuffix(a.Path, "/") + "/"
 	}
-	return u.Path, ari, nil
+	return u.Path, ari, n.Path, nil
 }
 
 // retryAfterWriter replaces the Retry-After header of a response.
@@ -267,10 +331,12 @@ func (w *retryAfterWriter) Write(b []byte) (int, error) {
 	return w.ResponseWriter.Write(b)
 }
 
-// statusWriter records the status code a handler sends.
+// statusWriter records the status code a handler sends, and whether the
+// response is a badNonce problem.
 type statusWriter struct {
 	http.ResponseWriter
-	status int
+	status   int
+	badNonce bool
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -284,8 +350,15 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
+	// Pebble writes a problem document in one Write.
+	if w.status == http.StatusBadRequest && strings.HasPrefix(w.Header().Get("Content-Type"), "application/problem+json") &&
+		strings.Contains(string(b), badNonceType) {
+		w.badNonce = true
+	}
 	return w.ResponseWriter.Write(b)
 }
+
+const badNonceType = "urn:ietf:params:acme:error:badNonce"
 
 // DirectoryURL returns the ACME directory URL, https://127.0.0.1:PORT/dir,
 // with the IP address and port the directory server listens on.

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -293,6 +294,9 @@ func TestHTTP01(t *testing.T) {
 	if got := ca.Orders(); got != 1 {
 		t.Errorf("Orders() = %d, want 1", got)
 	}
+	if got, want := ca.Validations(), []pebbletest.Validation{{Name: "app.test", Type: "http-01", Status: "valid"}}; !slices.Equal(got, want) {
+		t.Errorf("Validations() = %+v, want %+v", got, want)
+	}
 
 	t.Run("RenewalWindow", func(t *testing.T) {
 		start := time.Now().Add(time.Hour).Truncate(time.Second).UTC()
@@ -384,6 +388,11 @@ func TestDNS01Wildcard(t *testing.T) {
 	if got := ca.Orders(); got != 1 {
 		t.Errorf("Orders() = %d, want 1", got)
 	}
+	got := ca.Validations()
+	slices.SortFunc(got, func(a, b pebbletest.Validation) int { return strings.Compare(a.Name, b.Name) })
+	if want := []pebbletest.Validation{{Name: "*.dns.test", Type: "dns-01", Status: "valid"}, {Name: "dns.test", Type: "dns-01", Status: "valid"}}; !slices.Equal(got, want) {
+		t.Errorf("Validations() = %+v, want %+v", got, want)
+	}
 }
 
 // TestFailedValidation checks that nothing listening on HTTPPort fails the
@@ -417,6 +426,9 @@ func TestFailedValidation(t *testing.T) {
 	}
 	if got := ca.Orders(); got != 1 {
 		t.Errorf("Orders() = %d, want 1", got)
+	}
+	if got, want := ca.Validations(), []pebbletest.Validation{{Name: "down.test", Type: "http-01", Status: "invalid"}}; !slices.Equal(got, want) {
+		t.Errorf("Validations() = %+v, want %+v", got, want)
 	}
 }
 
