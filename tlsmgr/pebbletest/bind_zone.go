@@ -36,8 +36,8 @@ func (b *BIND) DeleteRecords(t testing.TB, name, rrtype string) {
 	if !ok {
 		t.Fatalf("pebbletest: unknown record type %q", rrtype)
 	}
-	any := []dns.RR{&dns.ANY{Hdr: dns.RR_Header{Name: dns.Fqdn(name), Rrtype: typ, Class: dns.ClassINET}}}
-	if err := b.update(t.Context(), func(m *dns.Msg) { m.RemoveRRset(any) }); err != nil {
+	rrset := []dns.RR{&dns.ANY{Hdr: dns.RR_Header{Name: dns.Fqdn(name), Rrtype: typ, Class: dns.ClassINET}}}
+	if err := b.update(t.Context(), func(m *dns.Msg) { m.RemoveRRset(rrset) }); err != nil {
 		t.Fatalf("pebbletest: deleting %s %s: %v", name, rrtype, err)
 	}
 }
