@@ -68,6 +68,15 @@ const (
 	ReasonOther = "other"
 )
 
+// HandshakeReasons lists every reason, for counters that start each at
+// zero.
+var HandshakeReasons = []string{
+	ReasonUnknownName, ReasonNoSNI, ReasonBadSNI, ReasonOnDemandDenied, ReasonOnDemandBusy,
+	ReasonCertificate, ReasonProtocolVersion, ReasonNoSharedCipher, ReasonNoALPN, ReasonPlainHTTP,
+	ReasonNotTLS, ReasonCertificateRejected, ReasonClientAlert, ReasonEOF, ReasonTimeout, ReasonReset,
+	ReasonOther,
+}
+
 // handshakeSummaryEvery is how often at most one reason's failures are
 // logged: every handshake failure of a stranger's scanner on its own line
 // would flood the log.
