@@ -175,8 +175,13 @@ const errNoCertificatesText = "tls: no certificates configured"
 // wrong, and any error with internal_error, which says the server broke.
 func (m *Manager) serveCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	cert, err := m.getCertificate(hello)
-	if err == nil {
+	if err == nil && cert != nil {
 		return cert, nil
+	}
+	if err == nil {
+		// An engine with nothing to say; HandshakeErrorLog skips the
+		// error crypto/tls makes of it, so it is counted here.
+		err = errors.New("no certificate")
 	}
 	reason, refused := certFailure(hello, err)
 	remote := ""
@@ -218,7 +223,8 @@ const handshakeErrorPrefix = "http: TLS handshake error from "
 // HandshakeErrorLog returns the http.Server.ErrorLog for a Listener using
 // TLSConfig. net/http reports every failed handshake there, one line each
 // ("http: TLS handshake error from ADDR: REASON"); those lines are counted
-// by reason and summarised instead, and every other line goes to next.
+// by reason and summarised instead, and every other line goes to next
+// (nil discards them).
 func (m *Manager) HandshakeErrorLog(next *log.Logger) *log.Logger {
 	return log.New(&handshakeErrorWriter{h: m.handshakes, next: next}, "", 0)
 }
@@ -232,6 +238,9 @@ func (w *handshakeErrorWriter) Write(p []byte) (int, error) {
 	line := strings.TrimSuffix(string(p), "\n")
 	rest, ok := strings.CutPrefix(line, handshakeErrorPrefix)
 	if !ok {
+		if w.next == nil {
+			return len(p), nil
+		}
 		return len(p), w.next.Output(2, line)
 	}
 	remote, detail, _ := strings.Cut(rest, ": ")

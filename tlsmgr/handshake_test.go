@@ -122,6 +122,8 @@ func TestHandshakeFailures(t *testing.T) {
 		Handler:   http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok") }),
 		TLSConfig: m.TLSConfig(),
 		ErrorLog:  m.HandshakeErrorLog(log.New(io.Discard, "", 0)),
+		// Bounds the handshake too, for the silent client below.
+		ReadHeaderTimeout: 300 * time.Millisecond,
 	}
 	go func() { _ = srv.ServeTLS(ln, "", "") }()
 	t.Cleanup(func() { _ = srv.Close() })
@@ -198,8 +200,29 @@ func TestHandshakeFailures(t *testing.T) {
 		counts.waitFor(t, ReasonPlainHTTP, 1)
 	})
 
+	t.Run("no application protocol in common", func(t *testing.T) {
+		if _, err := tls.Dial("tcp", addr, &tls.Config{ServerName: "localhost", RootCAs: roots, NextProtos: []string{"spdy/1"}}); err == nil {
+			t.Error("handshake succeeded")
+		}
+		counts.waitFor(t, ReasonNoALPN, 1)
+	})
+	t.Run("client distrusts the certificate", func(t *testing.T) {
+		if _, err := tls.Dial("tcp", addr, &tls.Config{ServerName: "localhost", RootCAs: x509.NewCertPool()}); err == nil {
+			t.Error("handshake succeeded without the root")
+		}
+		counts.waitFor(t, ReasonCertificateRejected, 1)
+	})
+	t.Run("silent client", func(t *testing.T) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		counts.waitFor(t, ReasonTimeout, 1)
+	})
+
 	// One line per reason so far, each for its first failure.
-	for _, r := range []string{ReasonUnknownName, ReasonBadSNI, ReasonProtocolVersion, ReasonEOF, ReasonPlainHTTP} {
+	for _, r := range []string{ReasonUnknownName, ReasonBadSNI, ReasonProtocolVersion, ReasonEOF, ReasonPlainHTTP, ReasonNoALPN, ReasonCertificateRejected, ReasonTimeout} {
 		if got := lines.of(r); !slices.Equal(got, []int64{1}) {
 			t.Errorf("log lines of %s: counts %v, want one line counting 1", r, got)
 		}
