@@ -44,6 +44,9 @@ type Inventory interface {
 //     status class ("2xx");
 //   - gatehouse_upstream_healthy{site,route,upstream} (1 or 0) at scrape
 //     time;
+//   - from the HTTPS Listener ([Metrics.HandshakeFailed]):
+//     gatehouse_tls_handshake_failures_total{reason}, one series per
+//     tlsmgr reason, from zero;
 //   - the Go runtime, build and process collectors (go_*, go_build_info,
 //     process_*).
 //
@@ -63,6 +66,11 @@ type Metrics struct {
 	renewalAttempts, renewalFailures   *prometheus.CounterVec
 	orderDuration                      *prometheus.HistogramVec
 	challenge                          func(host string) string
+
+	// handshakeFailures holds one counter per tlsmgr.HandshakeReasons
+	// entry, read without a lock; handshakeVec makes any other.
+	handshakeFailures map[string]prometheus.Counter
+	handshakeVec      *prometheus.CounterVec
 }
 
 // statusClasses are the code label values, indexed by status/100 - 1.
@@ -110,8 +118,16 @@ func NewMetrics(opts MetricsOptions) *Metrics {
 		Help:    "Time an ACME order took, from new order to certificate download or failure, by Issuer.",
 		Buckets: []float64{.25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300},
 	}, []string{"issuer"})
+	m.handshakeVec = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gatehouse_tls_handshake_failures_total",
+		Help: "Failed TLS handshakes on the HTTPS Listener, by reason (unknown_name, bad_sni, protocol_version, eof, timeout, ...).",
+	}, []string{"reason"})
+	m.handshakeFailures = make(map[string]prometheus.Counter, len(tlsmgr.HandshakeReasons))
+	for _, r := range tlsmgr.HandshakeReasons {
+		m.handshakeFailures[r] = m.handshakeVec.WithLabelValues(r)
+	}
 	m.reg.MustRegister(
-		m.requests, m.durations,
+		m.requests, m.durations, m.handshakeVec,
 		m.issuanceAttempts, m.issuanceFailures, m.renewalAttempts, m.renewalFailures, m.orderDuration,
 		&certCollector{inventory: opts.Inventory},
 		&upstreamCollector{upstreams: opts.Upstreams},
@@ -159,6 +175,16 @@ func (m *Metrics) addSite(site string) *siteSeries {
 	next[site] = s
 	m.sites.Store(&next)
 	return s
+}
+
+// HandshakeFailed counts one failed TLS handshake; it makes Metrics a
+// tlsmgr.HandshakeCounter.
+func (m *Metrics) HandshakeFailed(reason string) {
+	if c := m.handshakeFailures[reason]; c != nil {
+		c.Inc()
+		return
+	}
+	m.handshakeVec.WithLabelValues(reason).Inc()
 }
 
 // ObserveEvent counts a Certificate event; subscribe it with

@@ -156,3 +156,28 @@ func TestEventMetrics(t *testing.T) {
 		t.Error("a successful issuance counted as a failure")
 	}
 }
+
+// TestHandshakeFailureMetrics checks gatehouse_tls_handshake_failures_total:
+// every tlsmgr reason is exported from zero, and each failure counts once
+// under its reason.
+func TestHandshakeFailureMetrics(t *testing.T) {
+	m := NewMetrics(MetricsOptions{})
+	var counter tlsmgr.HandshakeCounter = m
+	for range 2 {
+		counter.HandshakeFailed(tlsmgr.ReasonUnknownName)
+	}
+	counter.HandshakeFailed(tlsmgr.ReasonEOF)
+	counter.HandshakeFailed("made_up")
+	out := scrape(t, m)
+	for _, want := range []string{
+		`gatehouse_tls_handshake_failures_total{reason="unknown_name"} 2`,
+		`gatehouse_tls_handshake_failures_total{reason="eof"} 1`,
+		`gatehouse_tls_handshake_failures_total{reason="made_up"} 1`,
+		`gatehouse_tls_handshake_failures_total{reason="bad_sni"} 0`,
+		`gatehouse_tls_handshake_failures_total{reason="timeout"} 0`,
+	} {
+		if !strings.Contains(out, want+"\n") {
+			t.Errorf("missing %s", want)
+		}
+	}
+}

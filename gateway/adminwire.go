@@ -63,6 +63,7 @@ func (g *Gateway) newMetrics() {
 		Challenge: g.challengeOf,
 	})
 	g.certs.Subscribe(g.admin.metrics.ObserveEvent)
+	g.certs.CountHandshakeFailures(g.admin.metrics)
 }
 
 // observe is proxy.Options.Observe: the metrics' request observer, or nil.

@@ -211,7 +211,9 @@ func (g *Gateway) start(ctx context.Context) error {
 			ReadHeaderTimeout: cfg.Timeouts.ReadHeader,
 			IdleTimeout:       cfg.Timeouts.Idle,
 			MaxHeaderBytes:    int(cfg.Limits.HeaderBytes),
-			ErrorLog:          errorLog,
+			// Failed handshakes are counted and summarised, not logged
+			// one line each.
+			ErrorLog: g.certs.HandshakeErrorLog(errorLog),
 			// No ReadTimeout or WriteTimeout: they would cut WebSockets and
 			// streams; ReadHeaderTimeout and IdleTimeout stop slowloris.
 		}

@@ -89,10 +89,15 @@ func exchangeOf(w http.ResponseWriter) *exchange {
 	}
 }
 
-// WriteHeader records the first final status.
+// WriteHeader records the first final status. An informational answer
+// (103 Early Hints) loses its hop-by-hop headers here: ReverseProxy copies
+// an Upstream's 1xx header to the client as it came.
 func (x *exchange) WriteHeader(code int) {
 	if x.status == 0 && code >= 200 {
 		x.status = code
+	}
+	if code < 200 && code != http.StatusSwitchingProtocols {
+		removeHopHeaders(x.Header())
 	}
 	x.ResponseWriter.WriteHeader(code)
 }

@@ -7,9 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/textproto"
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/gatehouse-proxy/gatehouse/config"
@@ -69,23 +67,6 @@ func newForwardAuth(t *Table, cr *config.ForwardAuth) (*forwardAuth, error) {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	return fa, nil
-}
-
-// hopHeaders are the hop-by-hop headers of RFC 9110, never passed on.
-var hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
-
-// removeHopHeaders deletes hop-by-hop headers, and those Connection names.
-func removeHopHeaders(h http.Header) {
-	for _, v := range h["Connection"] {
-		for name := range strings.SplitSeq(v, ",") {
-			if name = textproto.TrimString(name); name != "" {
-				delete(h, http.CanonicalHeaderKey(name))
-			}
-		}
-	}
-	for _, name := range hopHeaders {
-		delete(h, name)
-	}
 }
 
 func (fa *forwardAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {

@@ -311,3 +311,38 @@ func TestPassiveHealthLatency(t *testing.T) {
 		t.Errorf("Retry-After = %q, want about 60 (the rest of the ejection)", ra)
 	}
 }
+
+// TestPassiveHealthDefaultStatus checks the documented default of
+// unhealthy_status, [500, 502, 503]: a Route that sets only max_fails and
+// fail_window ejects an Upstream answering 503, and the healthy one serves.
+func TestPassiveHealthDefaultStatus(t *testing.T) {
+	var badServed atomic.Int64
+	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		badServed.Add(1)
+		http.Error(w, "overloaded", http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(bad.Close)
+	good := newEcho(t, "good")
+	f := newFrontend(t, proxyConfig(config.Route{
+		Path: "/", Upstreams: []string{bad.URL, good.URL},
+		PassiveHealth: &config.PassiveHealth{MaxFails: 2, FailWindow: time.Minute},
+	}))
+	for range 4 {
+		f.get(t, host, "/")
+	}
+	if n := badServed.Load(); n != 2 {
+		t.Errorf("the 503 upstream served %d requests, want 2 (then ejected)", n)
+	}
+	if st := status(t, f.handler, bad.URL); st.Healthy || st.Reason != "ejected: status 503" {
+		t.Errorf("status = %+v, want ejected for status 503", st)
+	}
+	for range 4 {
+		code, body := f.get(t, host, "/")
+		if s := decodeSeen(t, body); code != http.StatusOK || s.Backend != "good" {
+			t.Fatalf("after the ejection: %v from %q, want 200 from the healthy upstream", code, s.Backend)
+		}
+	}
+	if n := badServed.Load(); n != 2 {
+		t.Errorf("the ejected upstream served %d requests, want still 2", n)
+	}
+}

@@ -20,6 +20,11 @@ const (
 	defaultFailWindow     = 30 * time.Second
 )
 
+// defaultUnhealthyStatus are the answers passive health counts as failures
+// when unhealthy_status is not set, as the README documents. An explicit
+// empty list counts none.
+var defaultUnhealthyStatus = []int{500, 502, 503}
+
 // balancer compiles a proxied Route's Upstreams, their transports and
 // health, and its balancing policy.
 func (c *compiler) balancer(s *site, r *route, cr *config.Route) (*balancer, error) {
@@ -122,7 +127,11 @@ func (c *compiler) balancer(s *site, r *route, cr *config.Route) (*balancer, err
 			window:   cmp.Or(ph.FailWindow, defaultFailWindow),
 			latency:  ph.UnhealthyLatency,
 		}
-		for _, code := range ph.UnhealthyStatus {
+		codes := ph.UnhealthyStatus
+		if codes == nil {
+			codes = defaultUnhealthyStatus
+		}
+		for _, code := range codes {
 			b.passive.status.add(code)
 		}
 	}

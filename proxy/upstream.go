@@ -131,7 +131,8 @@ func stripRawPath(raw, prefix string) string {
 
 // modifyResponse drops an Upstream's Strict-Transport-Security when the
 // Site sends its own, and its X-Request-ID, so clients see exactly one of
-// each. A 101 Switching Protocols gets the Route's response headers here:
+// each. A 101 Switching Protocols loses its hop-by-hop headers and gets
+// the Route's response headers here:
 // ReverseProxy writes it on the hijacked connection, past the wrapper
 // that shapes every other response.
 func (p *proxyRoute) modifyResponse(res *http.Response) error {
@@ -141,6 +142,8 @@ func (p *proxyRoute) modifyResponse(res *http.Response) error {
 	// The client gets gatehouse's X-Request-ID (set by the Handler), once.
 	delete(res.Header, requestIDHeader)
 	if res.StatusCode == http.StatusSwitchingProtocols {
+		// ReverseProxy copies a 101's header as it came.
+		removeUpgradeHopHeaders(res.Header)
 		if ops := p.route.responseHeaders(); ops != nil {
 			p.shapeUpgrade(res, ops)
 		}

@@ -52,6 +52,9 @@ type Manager struct {
 	// lc keeps the Certificate inventory, events and retirements; nil in
 	// tests that build a Manager by hand.
 	lc *lifecycle
+	// handshakes counts and logs failed handshakes; nil (nothing
+	// recorded) in tests that build a Manager by hand.
+	handshakes *handshakeLog
 }
 
 // frozen is what a restart is needed to change.
@@ -126,6 +129,8 @@ func newManager(ctx context.Context, cfg *config.Config, logger *slog.Logger, op
 		frozen:  frozen{storage: cfg.Storage, acme: cfg.ACME, listen: cfg.Listen},
 		http01:  s.http01,
 		tlsALPN: s.tlsALPN01,
+
+		handshakes: newHandshakeLog(logger, nil),
 	}
 	switch cfg.ACME.Engine {
 	case config.EngineCertmagic, "":
@@ -218,13 +223,15 @@ func (m *Manager) checkFrozen(cfg *config.Config) error {
 // TLSConfig returns the configuration of the HTTPS Listener: TLS 1.2 or
 // later, ALPN h2, http/1.1 and acme-tls/1 (TLS-ALPN-01), and a
 // GetCertificate that picks the certificate by SNI. A handshake for a host
-// no Site lists fails; it never gets another Site's certificate and never
-// starts issuance. Each call returns a new *tls.Config.
+// no Site lists, or whose SNI is not a host name, fails with the
+// unrecognized_name alert; it never gets another Site's certificate and
+// never starts issuance. Each failure is counted (CountHandshakeFailures).
+// Each call returns a new *tls.Config.
 func (m *Manager) TLSConfig() *tls.Config {
 	return &tls.Config{
 		MinVersion:     tls.VersionTLS12,
 		NextProtos:     []string{"h2", "http/1.1", acmeTLS1},
-		GetCertificate: m.getCertificate,
+		GetCertificate: m.serveCertificate,
 	}
 }
 

@@ -182,23 +182,28 @@ func (t *table) lookup(name string) *source {
 
 // sniName is the name a hello asks for: its normalised SNI, or, when the
 // client sent none (clients never send IP addresses as SNI), the local IP
-// the connection came in on if a site lists that IP.
-func (t *table) sniName(hello *tls.ClientHelloInfo) string {
+// the connection came in on if a site lists that IP. An SNI that is no host
+// name is errBadSNI.
+func (t *table) sniName(hello *tls.ClientHelloInfo) (string, error) {
 	if hello.ServerName != "" {
-		return normalizeHost(hello.ServerName)
+		name, ok := sniHost(hello.ServerName)
+		if !ok {
+			return "", fmt.Errorf("reading server name %q: %w", hello.ServerName, errBadSNI)
+		}
+		return name, nil
 	}
 	if hello.Conn == nil {
-		return ""
+		return "", nil
 	}
 	addr, ok := hello.Conn.LocalAddr().(*net.TCPAddr)
 	if !ok {
-		return ""
+		return "", nil
 	}
 	ip := normalizeHost(addr.AddrPort().Addr().String())
 	if t.exact[ip] != nil {
-		return ip
+		return ip, nil
 	}
-	return ""
+	return "", nil
 }
 
 // errUnknownHost is returned for a hello naming a host no site lists; the
@@ -206,12 +211,71 @@ func (t *table) sniName(hello *tls.ClientHelloInfo) string {
 // certificate.
 var errUnknownHost = errors.New("no site for this server name")
 
+// errBadSNI refuses a hello whose server name is not a host name.
+var errBadSNI = errors.New("server name is not a host name")
+
+// sniHost normalises an SNI value and reports whether it names a host: a
+// DNS name (letters, digits, hyphens and underscores in dot-separated
+// labels of at most 63 bytes, 253 in all) or an IP address. Some load tools
+// send "host:port" (the Host header's form); the port is dropped when the
+// rest is a host, as the name is plainly meant.
+func sniHost(sni string) (string, bool) {
+	if _, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(sni, "["), "]")); err != nil {
+		if host, port, err := net.SplitHostPort(sni); err == nil && validPort(port) {
+			sni = host
+		}
+	}
+	name := normalizeHost(sni)
+	if _, err := netip.ParseAddr(name); err == nil {
+		return name, true
+	}
+	return name, validHostName(name)
+}
+
+// validPort reports whether p is a decimal port number, 1 to 65535.
+func validPort(p string) bool {
+	if p == "" || len(p) > 5 {
+		return false
+	}
+	n := 0
+	for _, c := range []byte(p) {
+		if c < '0' || c > '9' {
+			return false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n >= 1 && n <= 65535
+}
+
+// validHostName reports whether name, lowercased, is a DNS host name.
+// Underscores are allowed: internal names carry them, and they harm
+// nothing here.
+func validHostName(name string) bool {
+	if name == "" || len(name) > 253 {
+		return false
+	}
+	for label := range strings.SplitSeq(name, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, c := range []byte(label) {
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // getCertificate is the tls.Config hook: it dispatches a hello by SNI to the
 // source of the matching site. It never starts issuance for an unlisted
 // name.
 func (m *Manager) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	t := m.table.Load()
-	name := t.sniName(hello)
+	name, err := t.sniName(hello)
+	if err != nil {
+		return nil, fmt.Errorf("getting certificate: %w", err)
+	}
 	if slices.Contains(hello.SupportedProtos, acmeTLS1) {
 		// A TLS-ALPN-01 validation: only the engine can answer it, and
 		// only for a host it manages.

@@ -1,0 +1,83 @@
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httptrace"
+	"net/textproto"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
+)
+
+// TestHopByHopOverHTTP3 checks that an HTTP/1 Upstream's hop-by-hop
+// headers, those its Connection header names included, reach no HTTP/3
+// client, neither in a 103 Early Hints nor in the final answer. (A 103
+// carrying Connection makes quic-go's client fail the whole request.)
+func TestHopByHopOverHTTP3(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Link", "</a.css>; rel=preload")
+		h.Set("Connection", "X-Early-Secret")
+		h.Set("X-Early-Secret", "1")
+		w.WriteHeader(http.StatusEarlyHints)
+		clear(h)
+		h.Set("Connection", "X-Back-Secret")
+		h.Set("X-Back-Secret", "s")
+		h.Set("Keep-Alive", "timeout=5")
+		h.Set("X-Back-Plain", "p")
+		fmt.Fprint(w, "app")
+	}))
+	defer up.Close()
+	p := newPorts(t)
+	in := start(t, p, fmt.Sprintf(`listen: {http: "127.0.0.1:{{HTTP}}", https: "127.0.0.1:{{HTTPS}}", http3: true}
+admin: "off"
+storage: {{STORAGE}}
+sites:
+  - hosts: [localhost]
+    routes: [{path: /, upstreams: [%s]}]
+`, up.URL))
+	tr := &http3.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: in.localRoots(t)},
+		Dial: func(ctx context.Context, _ string, tlsCfg *tls.Config, cfg *quic.Config) (*quic.Conn, error) {
+			return quic.DialAddrEarly(ctx, in.https, tlsCfg, cfg)
+		},
+	}
+	defer tr.Close()
+	var early []textproto.MIMEHeader
+	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+		early = append(early, h)
+		return nil
+	}}
+	ctx, cancel := context.WithTimeout(httptrace.WithClientTrace(t.Context(), trace), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://localhost/", nil)
+	res, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		t.Fatalf("GET over HTTP/3: %v\n%s", err, in.stderr)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.Proto != "HTTP/3.0" || string(body) != "app" {
+		t.Fatalf("got %s %q, want HTTP/3.0 %q", res.Proto, body, "app")
+	}
+	for k, v := range map[string]string{"X-Back-Secret": "", "Keep-Alive": "", "Connection": "", "X-Back-Plain": "p"} {
+		if got := res.Header.Get(k); got != v {
+			t.Errorf("final answer: %s = %q, want %q", k, got, v)
+		}
+	}
+	if len(early) != 1 {
+		t.Fatalf("got %d 1xx answers, want one 103", len(early))
+	}
+	for k, v := range map[string]string{"Link": "</a.css>; rel=preload", "X-Early-Secret": "", "Connection": ""} {
+		if got := early[0].Get(k); got != v {
+			t.Errorf("103: %s = %q, want %q", k, got, v)
+		}
+	}
+}
