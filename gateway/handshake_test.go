@@ -27,9 +27,9 @@ sites:
 func TestHandshakeFailureMetrics(t *testing.T) {
 	p := newPorts(t)
 	in := start(t, p, handshakeConfig)
-	roots := in.localRoots(t)
+	roots := in.LocalRoots(t)
 
-	conn, err := tls.Dial("tcp", in.https, &tls.Config{ServerName: "localhost:28443", InsecureSkipVerify: true})
+	conn, err := tls.Dial("tcp", in.HTTPS, &tls.Config{ServerName: "localhost:28443", InsecureSkipVerify: true})
 	if err != nil {
 		t.Fatalf("handshake with SNI localhost:28443: %v", err)
 	}
@@ -40,12 +40,12 @@ func TestHandshakeFailureMetrics(t *testing.T) {
 	}
 
 	for range 3 {
-		_, err := tls.Dial("tcp", in.https, &tls.Config{ServerName: "nobody.test", RootCAs: roots})
+		_, err := tls.Dial("tcp", in.HTTPS, &tls.Config{ServerName: "nobody.test", RootCAs: roots})
 		if err == nil || !strings.Contains(err.Error(), "unrecognized name") {
 			t.Errorf("handshake for nobody.test: %v, want the unrecognized_name alert", err)
 		}
 	}
-	c, err := net.Dial("tcp", in.https)
+	c, err := net.Dial("tcp", in.HTTPS)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func TestHandshakeFailureMetrics(t *testing.T) {
 		return true
 	})
 
-	log := in.stderr.String()
+	log := in.Stderr.String()
 	for _, reason := range []string{"unknown_name", "eof"} {
 		if n := strings.Count(log, `msg="TLS handshakes failed" reason=`+reason+" "); n != 1 {
 			t.Errorf("%d summary lines for %s, want 1\n%s", n, reason, log)

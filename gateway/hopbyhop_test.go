@@ -44,9 +44,9 @@ sites:
     routes: [{path: /, upstreams: [%s]}]
 `, up.URL))
 	tr := &http3.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: in.localRoots(t)},
+		TLSClientConfig: &tls.Config{RootCAs: in.LocalRoots(t)},
 		Dial: func(ctx context.Context, _ string, tlsCfg *tls.Config, cfg *quic.Config) (*quic.Conn, error) {
-			return quic.DialAddrEarly(ctx, in.https, tlsCfg, cfg)
+			return quic.DialAddrEarly(ctx, in.HTTPS, tlsCfg, cfg)
 		},
 	}
 	defer tr.Close()
@@ -60,7 +60,7 @@ sites:
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://localhost/", nil)
 	res, err := (&http.Client{Transport: tr}).Do(req)
 	if err != nil {
-		t.Fatalf("GET over HTTP/3: %v\n%s", err, in.stderr)
+		t.Fatalf("GET over HTTP/3: %v\n%s", err, in.Stderr)
 	}
 	body, _ := io.ReadAll(res.Body)
 	res.Body.Close()
