@@ -187,6 +187,18 @@ func rawResponse(code int, body string, headers ...string) string {
 	return b.String()
 }
 
+// onH1Written sets fn to run on every plain HTTP/1.1 Upstream connection
+// of f once a request is written, before its answer is read. It must be
+// called before f serves a request.
+func (f *frontend) onH1Written(fn func(ctx context.Context, nc net.Conn)) {
+	ts := f.opts.Transports
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	for _, p := range ts.h1 {
+		p.written = fn
+	}
+}
+
 // countedOrigin starts a net/http origin running h on ln (a loopback TCP
 // port when nil) that counts the connections it accepts and sees closed.
 func countedOrigin(t *testing.T, ln net.Listener, h http.Handler) (*httptest.Server, *connCounter) {
@@ -763,6 +775,68 @@ func TestUpstreamClientGoneClosesConnection(t *testing.T) {
 				before, len(left), strings.Join(left, "\n\n"))
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestUpstreamClientGoneAfterRequestWritten holds the exchange where a
+// client that leaves used to be missed (issue 16): the request written,
+// the client's leaving already applied to the connection, its answer not
+// yet read. The Upstream connection must close at once, not after
+// timeouts.response_header, and the access line must say 499.
+func TestUpstreamClientGoneAfterRequestWritten(t *testing.T) {
+	t.Parallel()
+	origin := newRawOrigin(t, func(c *rawConn) {
+		if _, _, err := c.next(); err == nil {
+			c.awaitEOF()
+		}
+	})
+	cfg := proxyConfig(proxyTo("/", origin.url))
+	// A connection held until this timeout fails the wait below by far.
+	cfg.Timeouts.ResponseHeader = time.Hour
+	f := newFrontend(t, cfg)
+	written := make(chan struct{})
+	f.onH1Written(func(ctx context.Context, nc net.Conn) {
+		close(written)
+		select {
+		case <-ctx.Done():
+		case <-origin.done:
+			return
+		}
+		// The client's leaving reaches the connection on a goroutine of
+		// its own. The origin sends nothing, so this read returns once
+		// that has happened, with the deadline it set.
+		if _, err := nc.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("reading the connection of a client that left: %v, want %v", err, os.ErrDeadlineExceeded)
+		}
+	})
+	c := connClient(f)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	req := f.request(t, http.MethodGet, host, "/", nil).WithContext(ctx)
+	errc := make(chan error, 1)
+	go func() {
+		res, err := c.Do(req)
+		if err == nil {
+			res.Body.Close()
+		}
+		errc <- err
+	}()
+	within(t, written, 10*time.Second, "gatehouse wrote the request")
+	cancel()
+	if err := within(t, errc, 10*time.Second, "the client gave up"); !errors.Is(err, context.Canceled) {
+		t.Errorf("client error = %v, want context.Canceled", err)
+	}
+	if n := within(t, origin.eof, 10*time.Second, "gatehouse closed the Upstream connection"); n != 1 {
+		t.Errorf("gatehouse closed connection %d, want 1", n)
+	}
+	for {
+		if lines := accessLines(t, f); len(lines) > 0 {
+			if lines[0]["status"] != float64(statusClientClosedRequest) {
+				t.Errorf("access line status = %v, want 499", lines[0]["status"])
+			}
+			return
+		}
+		within(t, f.log.written, 10*time.Second, "the access line was written")
 	}
 }
 
