@@ -1016,53 +1016,77 @@ func TestUpstreamUnsolicitedBytes(t *testing.T) {
 	}
 }
 
-// TestUpstreamClientAbortsBody checks a client that reads half of a large
-// answer and leaves: the Upstream connection, with the rest of the answer
-// unread, is closed rather than reused, and the next request gets a
-// complete, correct answer.
+// TestUpstreamClientAbortsBody checks a client that reads the first part
+// of an answer of known length and leaves, while the Upstream stalls
+// before the rest: the client gets every byte the Upstream sent, not only
+// those past the proxy's write buffer (issue 16); the Upstream connection,
+// mid-answer, is closed rather than reused; and the next request gets a
+// complete, correct answer. The answer comes over plain HTTP/1.1 (a GET)
+// and through net/http's Transport (a POST), to a client of either
+// protocol; the first part is a whole buffer's worth or a few bytes that
+// fill none.
 func TestUpstreamClientAbortsBody(t *testing.T) {
 	t.Parallel()
 	want := numberedLines(1 << 20)
-	half := len(want) / 2
 	head := fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", len(want))
-	aborted := make(chan struct{})
-	origin := newRawOrigin(t, func(c *rawConn) {
-		if c.n > 1 {
-			c.serveAll(func(*http.Request, string) string { return head + want })
-			return
-		}
-		if _, _, err := c.next(); err != nil {
-			return
-		}
-		// The rest waits until the client is gone, so the answer cannot be
-		// complete in gatehouse before that.
-		if c.write(head+want[:half]) != nil || !c.waitDone(aborted) {
-			return
-		}
-		_ = c.write(want[half:])
-		c.awaitEOF()
-	})
-	f := newFrontend(t, proxyConfig(proxyTo("/", origin.url)))
-	c := connClient(f)
-	res, err := c.Do(f.request(t, http.MethodGet, host, "/", nil))
-	if err != nil {
-		t.Fatalf("GET: %v", err)
+	tests := []struct {
+		name, proto, method string
+		first               int // bytes sent before the stall
+	}{
+		{"half/HTTP/2/GET", "HTTP/2", http.MethodGet, len(want) / 2},
+		{"half/HTTP/1.1/GET", "HTTP/1.1", http.MethodGet, len(want) / 2},
+		{"half/HTTP/2/POST", "HTTP/2", http.MethodPost, len(want) / 2},
+		{"100 bytes/HTTP/2/GET", "HTTP/2", http.MethodGet, 100},
+		{"100 bytes/HTTP/1.1/GET", "HTTP/1.1", http.MethodGet, 100},
+		{"100 bytes/HTTP/2/POST", "HTTP/2", http.MethodPost, 100},
 	}
-	got := make([]byte, half)
-	_, err = io.ReadFull(res.Body, got)
-	res.Body.Close()
-	close(aborted)
-	if err != nil || string(got) != want[:half] {
-		t.Fatalf("first half: %v, or not the bytes sent", err)
-	}
-	if n := within(t, origin.eof, 5*time.Second, "gatehouse closed the connection of the dropped answer"); n != 1 {
-		t.Errorf("gatehouse closed connection %d, want 1", n)
-	}
-	if res, body := through(t, f, c, http.MethodGet, "/"); res.StatusCode != http.StatusOK || body != want {
-		t.Errorf("next GET: got %v with %d bytes, want 200 with the %d bytes sent", res.Status, len(body), len(want))
-	}
-	if n := origin.accepted.Load(); n != 2 {
-		t.Errorf("opened %d Upstream connections, want 2 (a fresh one after the dropped answer)", n)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			origin := newRawOrigin(t, func(c *rawConn) {
+				if c.n > 1 {
+					c.serveAll(func(*http.Request, string) string { return head + want })
+					return
+				}
+				if _, _, err := c.next(); err != nil {
+					return
+				}
+				// The rest never comes: only the client's leaving may end
+				// this answer.
+				if c.write(head+want[:tt.first]) == nil {
+					c.awaitEOF()
+				}
+			})
+			f := newFrontend(t, proxyConfig(proxyTo("/", origin.url)))
+			c := connClient(f)
+			if tt.proto == "HTTP/1.1" {
+				c = f.client1()
+				c.Timeout = 10 * time.Second
+			}
+			var body io.Reader
+			if tt.method == http.MethodPost {
+				body = strings.NewReader("payload")
+			}
+			res, err := c.Do(f.request(t, tt.method, host, "/", body))
+			if err != nil {
+				t.Fatalf("%s: %v", tt.method, err)
+			}
+			got := make([]byte, tt.first)
+			_, err = io.ReadFull(res.Body, got)
+			res.Body.Close()
+			if err != nil || string(got) != want[:tt.first] {
+				t.Fatalf("the %d bytes sent before the stall: %v, or not those bytes", tt.first, err)
+			}
+			if n := within(t, origin.eof, 5*time.Second, "gatehouse closed the connection of the dropped answer"); n != 1 {
+				t.Errorf("gatehouse closed connection %d, want 1", n)
+			}
+			if res, body := through(t, f, c, http.MethodGet, "/"); res.StatusCode != http.StatusOK || body != want {
+				t.Errorf("next GET: got %v with %d bytes, want 200 with the %d bytes sent", res.Status, len(body), len(want))
+			}
+			if n := origin.accepted.Load(); n != 2 {
+				t.Errorf("opened %d Upstream connections, want 2 (a fresh one after the dropped answer)", n)
+			}
+		})
 	}
 }
 
