@@ -273,6 +273,7 @@ func (c *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 	// The response header timeout is set before the hook below: set after,
 	// it would overwrite the hook's deadline of a client that left
 	// meanwhile, and the connection would wait for an answer nobody takes.
+	// It so counts the request's writing too, a header block at most.
 	if timeout := c.pool.responseHeaderTimeout; timeout > 0 {
 		c.nc.SetReadDeadline(time.Now().Add(timeout))
 	}
