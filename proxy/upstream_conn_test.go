@@ -1000,16 +1000,18 @@ func TestUpstreamUnsolicitedBytes(t *testing.T) {
 				close(sendExtra)
 			}
 			within(t, sent, 5*time.Second, "the origin sent the extra bytes")
+			// Until the bytes reach gatehouse there is nothing to notice.
 			// A pool that watches its idle connections closes this one
-			// now; one that checks a connection as it takes it finds the
-			// bytes then. Give the first kind a moment, so that the test
-			// does not depend on which of the two is quicker.
-			timer := time.NewTimer(100 * time.Millisecond)
-			select {
-			case <-origin.eof:
-			case <-timer.C:
-			}
-			timer.Stop()
+			// then; gatehouse's finds the bytes when it takes the
+			// connection, and they are readable on it before that.
+			waitFor(t, "the extra bytes reached gatehouse", func() bool {
+				select {
+				case <-origin.eof:
+					return true
+				default:
+				}
+				return !canPeek || idleConnReadable(f)
+			})
 			res, body = through(t, f, c, http.MethodGet, "/")
 			wantConn(t, res, body, 2)
 		})
