@@ -714,13 +714,16 @@ func TestUpstreamResponseHeaderTimeout(t *testing.T) {
 	cfg.Timeouts.ResponseHeader = timeout
 	f := newFrontend(t, cfg)
 	start := time.Now()
+	// The 504 itself shows the configured timeout at work: the default
+	// (60 s) is past the client's patience (connClient).
 	res, _ := through(t, f, connClient(f), http.MethodGet, "/")
 	elapsed := time.Since(start)
 	if res.StatusCode != http.StatusGatewayTimeout {
 		t.Errorf("got %v, want 504", res.Status)
 	}
-	if elapsed < timeout || elapsed > timeout+3*time.Second {
-		t.Errorf("the answer came after %v, want about %v", elapsed, timeout)
+	// A deadline never fires early.
+	if elapsed < timeout {
+		t.Errorf("the answer came after %v, before the timeout of %v", elapsed, timeout)
 	}
 	within(t, origin.eof, 5*time.Second, "gatehouse closed the connection it gave up on")
 }
@@ -1104,18 +1107,21 @@ func TestUpstreamKeepAliveSettings(t *testing.T) {
 		f := newFrontend(t, proxyConfig(config.Route{Path: "/", Upstreams: []string{origin.URL},
 			KeepAlive: &config.KeepAlive{IdleTimeout: idle}}))
 		c := connClient(f)
+		var last time.Time // before the connection went idle for the last time
 		for range 2 {
+			last = time.Now()
 			if res, _ := through(t, f, c, http.MethodGet, "/"); res.StatusCode != http.StatusOK {
 				t.Fatalf("GET: got %v, want 200", res.Status)
 			}
 		}
-		last := time.Now()
 		if opened, _ := cc.get(); opened != 1 {
 			t.Fatalf("2 quick GETs opened %d Upstream connections, want 1", opened)
 		}
+		// Closed within waitFor's patience, the connection did not wait
+		// for the default (90 s); and a timer never fires early.
 		waitFor(t, "the idle connection closed", func() bool { _, closed := cc.get(); return closed == 1 })
-		if d := time.Since(last); d < idle/2 || d > idle+3*time.Second {
-			t.Errorf("the idle connection closed after %v, want about %v", d, idle)
+		if d := time.Since(last); d < idle {
+			t.Errorf("the idle connection closed %v after it went idle, before idle_timeout (%v)", d, idle)
 		}
 		if res, _ := through(t, f, c, http.MethodGet, "/"); res.StatusCode != http.StatusOK {
 			t.Errorf("GET after the idle timeout: got %v, want 200", res.Status)
