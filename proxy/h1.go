@@ -37,6 +37,10 @@ type h1Pool struct {
 	maxResponseHeader     int64
 	maxIdle               int
 	idleTimeout           time.Duration
+	// written, when set, runs on each request's connection once the
+	// request is written and before its answer is read. Tests use it to
+	// hold an exchange there.
+	written func(ctx context.Context, nc net.Conn)
 
 	mu sync.Mutex // guards the fields below
 	// idle holds the idle connections, the longest idle first.
@@ -266,6 +270,13 @@ func (c *h1Conn) Read(b []byte) (int, error) {
 func (c *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 	c.read = 0
 	ctx := req.Context()
+	// The response header timeout is set before the hook below: set after,
+	// it would overwrite the hook's deadline of a client that left
+	// meanwhile, and the connection would wait for an answer nobody takes.
+	// It so counts the request's writing too, a header block at most.
+	if timeout := c.pool.responseHeaderTimeout; timeout > 0 {
+		c.nc.SetReadDeadline(time.Now().Add(timeout))
+	}
 	// A client that leaves, or a request deadline, unblocks the connection
 	// at once; the connection is then closed, never reused.
 	stop := context.AfterFunc(ctx, func() { c.nc.SetDeadline(longAgo) })
@@ -291,10 +302,10 @@ func (c *h1Conn) exchange(ctx context.Context, req *http.Request) (*http.Respons
 	if err := c.bw.Flush(); err != nil {
 		return nil, fmt.Errorf("writing the request: %w", err)
 	}
-	timeout := c.pool.responseHeaderTimeout
-	if timeout > 0 {
-		c.nc.SetReadDeadline(time.Now().Add(timeout))
+	if h := c.pool.written; h != nil {
+		h(ctx, c.nc)
 	}
+	timeout := c.pool.responseHeaderTimeout
 	c.limit = c.pool.maxResponseHeader
 	var trace *httptrace.ClientTrace
 	for n := 0; ; n++ {

@@ -46,6 +46,7 @@ type checker struct {
 	site   string
 	route  string
 	logger *slog.Logger
+	now    func() time.Time // the Table's clock, for lastCheck
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -168,6 +169,7 @@ func (t *Table) startChecker(u *upstream) *checker {
 		site:   u.key.site,
 		route:  u.key.route,
 		logger: t.logger,
+		now:    t.now,
 		cancel: cancel,
 		done:   make(chan struct{}),
 	}
@@ -201,7 +203,7 @@ func (c *checker) probe(ctx context.Context) {
 		return // stopped mid-check: the answer says nothing
 	}
 	s := c.st
-	now := time.Now()
+	now := c.now()
 	s.mu.Lock()
 	s.lastCheck = now
 	if reason != "" {
@@ -281,7 +283,7 @@ type UpstreamStatus struct {
 // It is safe to call at any time, from any goroutine.
 func (h *Handler) Upstreams() []UpstreamStatus {
 	t := h.table.Load()
-	now := time.Now()
+	now := t.now()
 	nowNano := now.UnixNano()
 	out := make([]UpstreamStatus, 0, len(t.ups.all))
 	for _, u := range t.ups.all {

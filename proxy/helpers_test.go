@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/net/websocket"
 
@@ -112,11 +113,21 @@ type frontend struct {
 // newFrontend compiles cfg and serves it over TLS.
 func newFrontend(t *testing.T, cfg *config.Config) *frontend {
 	t.Helper()
+	return newFrontendClock(t, cfg, nil)
+}
+
+// newFrontendClock is newFrontend whose Tables run on clock (cooldowns,
+// ejections, latency and health check times); nil is the real one.
+func newFrontendClock(t *testing.T, cfg *config.Config, clock *fakeClock) *frontend {
+	t.Helper()
 	log := newSyncBuffer()
 	logger := slog.New(slog.NewJSONHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ts := NewTransports()
 	t.Cleanup(ts.Close)
 	opts := Options{Logger: logger, Transports: ts}
+	if clock != nil {
+		opts.now = clock.now
+	}
 	table, err := Compile(cfg, opts)
 	if err != nil {
 		t.Fatalf("Compile: %v", err)
@@ -275,4 +286,25 @@ func wsEcho(t *testing.T, ws *websocket.Conn, msg string) {
 	if got != msg {
 		t.Errorf("echo = %q, want %q", got, msg)
 	}
+}
+
+// fakeClock is a clock a test moves by hand. It starts at the real time,
+// so the instants it gives compare sensibly with the real clock's.
+type fakeClock struct {
+	mu sync.Mutex // guards t
+	t  time.Time
+}
+
+func newFakeClock() *fakeClock { return &fakeClock{t: time.Now()} }
+
+func (c *fakeClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
 }

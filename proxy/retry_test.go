@@ -5,6 +5,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -92,29 +94,43 @@ func TestRetryDialFailureCounted(t *testing.T) {
 }
 
 // TestTryDuration restarts the only upstream while a request waits for it.
+// The Upstream is a unix socket, so nothing else can take its address while
+// it is down, and it comes back once gatehouse has found it unreachable:
+// the request is waiting for it then.
 func TestTryDuration(t *testing.T) {
-	addr := closedAddr(t)
-	cfg := proxyConfig(withLB(&config.LB{TryDuration: 5 * time.Second}, "http://"+addr))
-	f := newFrontend(t, cfg)
-	without := newFrontend(t, proxyConfig(proxyTo("/", "http://"+addr)))
-	start := time.Now()
+	dir, err := os.MkdirTemp("", "gh-sock")
+	if err != nil {
+		t.Fatalf("creating the socket's directory: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	sock := filepath.Join(dir, "app.sock")
+	up := "unix://" + sock
+	f := newFrontend(t, proxyConfig(withLB(&config.LB{TryDuration: 5 * time.Second}, up)))
+	without := newFrontend(t, proxyConfig(proxyTo("/", up)))
 	if code, _ := without.get(t, host, "/"); code != http.StatusBadGateway {
 		t.Fatalf("without try_duration: %v, want 502", code)
 	}
-	if took := time.Since(start); took > time.Second {
-		t.Errorf("without try_duration the 502 took %v", took)
+	// One dial and the 502: no second round, so no wait for one.
+	if n := strings.Count(without.log.String(), "upstream unreachable"); n != 1 {
+		t.Errorf("without try_duration the upstream was dialed %d times, want 1:\n%s", n, without.log.String())
 	}
 
+	srv := &http.Server{Handler: echoHandler("restarted")}
+	t.Cleanup(func() { srv.Close() })
 	go func() {
-		time.Sleep(300 * time.Millisecond)
-		ln, err := net.Listen("tcp", addr)
+		for !strings.Contains(f.log.String(), "upstream unreachable") {
+			select {
+			case <-f.log.written:
+			case <-t.Context().Done():
+				return
+			}
+		}
+		ln, err := net.Listen("unix", sock)
 		if err != nil {
-			t.Errorf("listening again on %s: %v", addr, err)
+			t.Errorf("listening again on %s: %v", sock, err)
 			return
 		}
-		srv := &http.Server{Handler: echoHandler("restarted")}
-		t.Cleanup(func() { srv.Close() })
-		go srv.Serve(ln)
+		_ = srv.Serve(ln)
 	}()
 	code, body := f.get(t, host, "/")
 	if code != http.StatusOK || decodeSeen(t, body).Backend != "restarted" {

@@ -44,7 +44,8 @@ type Options struct {
 	// concurrent use and must not allocate.
 	Observe func(site string, status int, d time.Duration)
 
-	// now is the clock for Upstream cooldowns; nil means time.Now. Tests set it.
+	// now is the clock for Upstream cooldowns, ejections and health check
+	// times; nil means time.Now. Tests set it.
 	now func() time.Time
 }
 
@@ -75,6 +76,9 @@ type Table struct {
 	ups upstreamSet
 	// observe is Options.Observe, or nil.
 	observe func(site string, status int, d time.Duration)
+	// now is Options.now: the clock of cooldowns, ejections and health
+	// check times.
+	now func() time.Time
 }
 
 // site is a compiled config.Site.
@@ -129,6 +133,7 @@ func Compile(cfg *config.Config, opts Options) (*Table, error) {
 		logger:                opts.Logger,
 		buffers:               newBufferPool(),
 		observe:               opts.Observe,
+		now:                   opts.now,
 	}
 	if p := opts.HTTPSPort; p != "" && p != "443" {
 		t.redirectPort = ":" + p

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"io"
 	"log"
 	"log/slog"
 	"net"
@@ -51,9 +52,9 @@ func (p *proxyRoute) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// The exchange lives as long as the request: no allocation of
 		// its own for the proxyCtx.
 		pc = &x.proxy
-		*pc = proxyCtx{Context: r.Context(), x: x, in: r}
+		*pc = proxyCtx{Context: r.Context(), x: x, in: r, body: flushingBody{w: w}}
 	} else {
-		pc = &proxyCtx{Context: r.Context(), in: r}
+		pc = &proxyCtx{Context: r.Context(), in: r, body: flushingBody{w: w}}
 	}
 	p.rp.ServeHTTP(w, r.WithContext(pc))
 	if pc.up != nil {
@@ -68,6 +69,9 @@ type proxyCtx struct {
 	x  *exchange     // nil when the ResponseWriter hides it
 	in *http.Request // the routed request, for the real client IP
 	up *upstream     // the Upstream whose answer is sent, set by the balancer
+	// body is the answer's body as ReverseProxy reads it, when the answer
+	// has a known length (see flushingBody).
+	body flushingBody
 }
 
 // proxyCtxKey finds the proxyCtx through contexts derived from it.
@@ -147,8 +151,46 @@ func (p *proxyRoute) modifyResponse(res *http.Response) error {
 		if ops := p.route.responseHeaders(); ops != nil {
 			p.shapeUpgrade(res, ops)
 		}
+		return nil
+	}
+	// ReverseProxy flushes after every write only when the length is
+	// unknown; a known length gets flushingBody.
+	if res.ContentLength > 0 && res.Body != http.NoBody {
+		if pc := proxyCtxFrom(res.Request.Context()); pc != nil && pc.body.w != nil {
+			pc.body.ReadCloser = res.Body
+			pc.body.left = -res.ContentLength
+			res.Body = &pc.body
+		}
 	}
 	return nil
+}
+
+// flushingBody is an Upstream's answer of known length as ReverseProxy
+// copies it to the client. Before each read after the first, while bytes
+// are due, it flushes the client's ResponseWriter: that read may wait for
+// an Upstream that stalls, and what was copied before must reach the
+// client meanwhile, not sit in the writer's buffer (issue 16). An answer
+// read whole in one read, as most are, is never flushed.
+type flushingBody struct {
+	io.ReadCloser
+	// w is what ReverseProxy writes the answer to.
+	w http.ResponseWriter
+	// left counts the announced bytes not yet read, negated until the
+	// first read (one field rather than two: it rides in every exchange).
+	left int64
+}
+
+func (b *flushingBody) Read(p []byte) (int, error) {
+	if b.left > 0 {
+		// A client that left fails the next write, which ends the copy;
+		// the flush's error adds nothing.
+		_ = http.NewResponseController(b.w).Flush()
+	} else if b.left < 0 {
+		b.left = -b.left
+	}
+	n, err := b.ReadCloser.Read(p)
+	b.left -= int64(n)
+	return n, err
 }
 
 // shapeUpgrade applies ops to the 101 answering a WebSocket upgrade.
