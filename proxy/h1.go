@@ -227,7 +227,7 @@ func (p *h1Pool) reap() {
 	p.idle = append(p.idle[:0], p.idle[n:]...)
 	clear(p.idle[len(p.idle):cap(p.idle)])
 	if len(p.idle) > 0 {
-		p.reaper.Reset(p.idle[0].idleSince.Add(p.idleTimeout).Sub(time.Now()))
+		p.reaper.Reset(time.Until(p.idle[0].idleSince.Add(p.idleTimeout)))
 	} else {
 		p.reaper = nil
 	}
