@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -68,6 +69,11 @@ type sources struct {
 	// conflicts holds the host-and-path conflicts logged already, so each
 	// is logged once while it lasts.
 	conflicts map[conflict]bool
+
+	// quiet and maxDelay are sourceQuiet and sourceMaxDelay (nanoseconds);
+	// a test widens them to tell the debounce from a loaded machine's
+	// scheduling gaps.
+	quiet, maxDelay atomic.Int64
 }
 
 func newSources(g *Gateway, list []Source) *sources {
@@ -81,6 +87,8 @@ func newSources(g *Gateway, list []Source) *sources {
 		conflicts: map[conflict]bool{},
 	}
 	s.parts[0] = g.opts.Config
+	s.quiet.Store(int64(sourceQuiet))
+	s.maxDelay.Store(int64(sourceMaxDelay))
 	return s
 }
 
@@ -135,7 +143,7 @@ func (s *sources) run(ctx context.Context) {
 			if first.IsZero() {
 				first = now
 			}
-			quiet.Reset(min(sourceQuiet, first.Add(sourceMaxDelay).Sub(now)))
+			quiet.Reset(min(time.Duration(s.quiet.Load()), first.Add(time.Duration(s.maxDelay.Load())).Sub(now)))
 		case <-quiet.C:
 			first = time.Time{}
 			s.dirtyMu.Lock()
