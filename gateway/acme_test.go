@@ -106,7 +106,7 @@ func TestStopWhileOrderInFlight(t *testing.T) {
 	}
 	for _, engine := range []string{config.EngineCertmagic, config.EngineAutocert} {
 		t.Run(engine, func(t *testing.T) {
-			in := startStuckOrder(t, newPorts(t), stuckOrderConfig, engine)
+			in, _ := startStuckOrder(t, newPorts(t), stuckOrderConfig, engine)
 
 			began := time.Now()
 			if err := in.Stop(); err != nil {

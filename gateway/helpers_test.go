@@ -6,6 +6,7 @@ import (
 
 	"github.com/gatehouse-proxy/gatehouse/config"
 	"github.com/gatehouse-proxy/gatehouse/gateway/gatewaytest"
+	"github.com/gatehouse-proxy/gatehouse/tlsmgr/pebbletest"
 )
 
 // The harness is gatewaytest's; these names keep the tests short.
@@ -57,7 +58,7 @@ func start(t *testing.T, p ports, body string) *instance {
 }
 
 // startStuckOrder is [gatewaytest.StartStuckOrder] for a Gateway.
-func startStuckOrder(t *testing.T, p ports, format string, args ...any) *instance {
+func startStuckOrder(t *testing.T, p ports, format string, args ...any) (*instance, *pebbletest.CA) {
 	t.Helper()
 	return gatewaytest.StartStuckOrder(t, p, runGateway(nil), format, args...)
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/gatehouse-proxy/gatehouse/gateway/gatewaytest"
+	"github.com/gatehouse-proxy/gatehouse/tlsmgr/pebbletest"
 )
 
 // The harness is gatewaytest's; these names keep the tests short.
@@ -52,7 +53,7 @@ func startArgs(t *testing.T, p ports, storage, cfgPath string, args []string) *i
 }
 
 // startStuckOrder is [gatewaytest.StartStuckOrder] through the CLI.
-func startStuckOrder(t *testing.T, p ports, format string, args ...any) *instance {
+func startStuckOrder(t *testing.T, p ports, format string, args ...any) (*instance, *pebbletest.CA) {
 	t.Helper()
 	return gatewaytest.StartStuckOrder(t, p, func(ctx context.Context, cfgPath string, env gatewaytest.Env) error {
 		return cli([]string{"run", "-config", cfgPath})(ctx, cfgPath, env)

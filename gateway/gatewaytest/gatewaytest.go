@@ -171,8 +171,9 @@ func StartFile(t *testing.T, p Ports, storage, cfgPath string, run RunFunc) *Ins
 // accepts and never answers, then gatehouse on the config format fills in
 // with the CA's directory URL and root file, then args. It returns once
 // Pebble has begun validating gatehouse's order, which then stays pending
-// until Pebble's 15s validation timeout.
-func StartStuckOrder(t *testing.T, p Ports, run RunFunc, format string, args ...any) *Instance {
+// until Pebble's 15s validation timeout; the CA tells a test whether it
+// still is.
+func StartStuckOrder(t *testing.T, p Ports, run RunFunc, format string, args ...any) (*Instance, *pebbletest.CA) {
 	t.Helper()
 	silent, validating := pebbletest.SilentPort(t)
 	ca := pebbletest.Start(t, pebbletest.Options{HTTPPort: silent, TLSPort: silent})
@@ -182,7 +183,7 @@ func StartStuckOrder(t *testing.T, p Ports, run RunFunc, format string, args ...
 	case <-time.After(20 * time.Second):
 		t.Fatalf("Pebble never began validating the order\n%s", in.Stderr)
 	}
-	return in
+	return in, ca
 }
 
 // Stop cancels the instance's context, as SIGTERM does, and returns what
