@@ -44,6 +44,8 @@ type Inventory interface {
 //     status class ("2xx");
 //   - gatehouse_upstream_healthy{site,route,upstream} (1 or 0) at scrape
 //     time;
+//   - gatehouse_source_refused_hosts_total{source}: label hosts outside
+//     docker.allowed_hosts ([Metrics.RefusedHost]);
 //   - the Go runtime, build and process collectors (go_*, go_build_info,
 //     process_*).
 //
@@ -62,6 +64,7 @@ type Metrics struct {
 	issuanceAttempts, issuanceFailures *prometheus.CounterVec
 	renewalAttempts, renewalFailures   *prometheus.CounterVec
 	orderDuration                      *prometheus.HistogramVec
+	refusedHosts                       *prometheus.CounterVec
 	challenge                          func(host string) string
 }
 
@@ -110,8 +113,12 @@ func NewMetrics(opts MetricsOptions) *Metrics {
 		Help:    "Time an ACME order took, from new order to certificate download or failure, by Issuer.",
 		Buckets: []float64{.25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300},
 	}, []string{"issuer"})
+	m.refusedHosts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gatehouse_source_refused_hosts_total",
+		Help: "Hosts a config source (container labels) named that its allowed_hosts did not allow: not routed, no certificate ordered.",
+	}, []string{"source"})
 	m.reg.MustRegister(
-		m.requests, m.durations,
+		m.requests, m.durations, m.refusedHosts,
 		m.issuanceAttempts, m.issuanceFailures, m.renewalAttempts, m.renewalFailures, m.orderDuration,
 		&certCollector{inventory: opts.Inventory},
 		&upstreamCollector{upstreams: opts.Upstreams},
@@ -123,6 +130,10 @@ func NewMetrics(opts MetricsOptions) *Metrics {
 	m.sites.Store(&empty)
 	return m
 }
+
+// RefusedHost counts one host that source named and its allowed_hosts
+// refused.
+func (m *Metrics) RefusedHost(source string) { m.refusedHosts.WithLabelValues(source).Inc() }
 
 // ObserveRequest counts one finished request; it is proxy.Options.Observe.
 // After a Site's first request it takes no lock and allocates nothing.
