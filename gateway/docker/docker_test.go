@@ -60,9 +60,9 @@ func TestContainersComeAndGo(t *testing.T) {
 		}()
 	}
 	for _, n := range []string{"web2", "web3"} {
-		// They keep serving for 2s after SIGTERM, as apps behind a load
+		// They keep serving for 4s after SIGTERM, as apps behind a load
 		// balancer do, so the test sees them leave before they stop.
-		dockertest.Run(t, e.name(n), labels(host), "-e", "BACKEND_NAME="+n, "-e", "DRAIN=2s")
+		dockertest.Run(t, e.name(n), labels(host), "-e", "BACKEND_NAME="+n, "-e", "DRAIN=4s")
 	}
 	// Balanced: round robin over the three (shared with the load, so
 	// about a third each).
@@ -79,12 +79,16 @@ func TestContainersComeAndGo(t *testing.T) {
 	for _, n := range []string{"web2", "web3"} {
 		dockertest.Podman(t, "kill", "--signal", "TERM", e.name(n))
 	}
-	waitFor(t, 1500*time.Millisecond, "the pool back to web1 while web2 and web3 still answer", func() bool {
+	killed := time.Now()
+	waitFor(t, 4*time.Second, "the pool back to web1", func() bool {
 		// Thirty in a row: shared with the load, a few could reach web1 by
 		// chance.
 		n := served(t, c, url, 30)
 		return n["web1"] == 30
 	})
+	if took := time.Since(killed); took > 3*time.Second {
+		t.Errorf("web2 and web3 left the pool %s after SIGTERM; want at once, while they still answer (for 4s)", took)
+	}
 	for _, n := range []string{"web2", "web3"} {
 		dockertest.Podman(t, "wait", e.name(n))
 	}
@@ -104,6 +108,14 @@ func TestContainersComeAndGo(t *testing.T) {
 	waitGone(t, c, url, 5*time.Second)
 	if code, body, _, _ := fetch(c, "https://localhost/"); code != 200 || body != "file" {
 		t.Errorf("the file's Site after the containers left: got %d %q", code, body)
+	}
+	// The periodic resync (every 2s in these tests) reopened the stream
+	// under that load, quietly.
+	if n := strings.Count(strings.Join(e.rec.requests(), "\n"), "/events"); n < 2 {
+		t.Errorf("the event stream was opened %d times; want a periodic resync", n)
+	}
+	if strings.Contains(in.log.String(), "unreachable") {
+		t.Errorf("the periodic resync was logged as an outage:\n%s", grepLines(in.log.String(), "docker engine"))
 	}
 }
 

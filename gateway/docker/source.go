@@ -48,9 +48,8 @@ type Source struct {
 	changed    func(string)
 	containers map[string]*container // by ID, as last inspected
 	draining   map[string]bool       // IDs seen being stopped or killed, until they start again
-	synced     bool                  // a full list succeeded at least once
 	reported   map[string]bool       // problems logged already, so each is logged once while it lasts
-	refused    map[string]bool       // container ID + host refused already (counted once)
+	refused    map[string]bool       // container ID + host refused already, so each is counted once while it lasts
 	expiry     *time.Timer           // fires when a stopped container's Linger ends
 }
 
@@ -96,12 +95,13 @@ type labelRoute struct {
 
 // Load implements gateway.Source: the Sites of every labelled container
 // as last seen. Until the engine answered once it has no Sites; while the
-// engine is away it keeps the last known ones.
+// engine is away it keeps the last known ones. It never fails: a
+// container's problems refuse that container's Routes alone.
 func (s *Source) Load(context.Context) (*config.Config, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
-	b := builder{s: s, now: now, pools: map[poolKey]*pool{}, problems: map[string]bool{}}
+	b := builder{s: s, now: now, pools: map[poolKey]*pool{}, problems: map[string]bool{}, refused: map[string]bool{}}
 	ids := slices.SortedFunc(maps.Keys(s.containers), func(a, b string) int {
 		return cmp.Or(cmp.Compare(s.containers[a].Name, s.containers[b].Name), cmp.Compare(a, b))
 	})
@@ -110,7 +110,7 @@ func (s *Source) Load(context.Context) (*config.Config, error) {
 	}
 	sites := b.sites()
 	// Problems are logged once while they last.
-	s.reported = b.problems
+	s.reported, s.refused = b.problems, b.refused
 	s.scheduleExpiry(b.nextExpiry)
 	return &config.Config{Sites: sites}, nil
 }
@@ -122,6 +122,7 @@ type builder struct {
 	pools      map[poolKey]*pool
 	order      []poolKey
 	problems   map[string]bool
+	refused    map[string]bool
 	nextExpiry time.Time
 }
 
@@ -298,12 +299,11 @@ func (b *builder) route(c *container, r *labelRoute, active bool) {
 		}
 		if !allowed(b.s.d.AllowedHosts, h) {
 			fail("host", "host %q is not in docker.allowed_hosts; it is not routed and no certificate is ordered for it", h)
-			if key := c.ID + "\x00" + h; !b.s.refused[key] {
-				b.s.refused[key] = true
-				if b.s.Refused != nil {
-					b.s.Refused(h)
-				}
+			key := c.ID + "\x00" + h
+			if !b.s.refused[key] && !b.refused[key] && b.s.Refused != nil {
+				b.s.Refused(h)
 			}
+			b.refused[key] = true
 			continue
 		}
 		hosts = append(hosts, h)

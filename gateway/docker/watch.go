@@ -2,8 +2,10 @@ package docker
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -14,6 +16,14 @@ var (
 	minBackoff = 100 * time.Millisecond
 	maxBackoff = 5 * time.Second
 )
+
+// resyncEvery reopens a quiet event stream with a full list: a stream a
+// proxy stalls without closing would otherwise go unnoticed, and a missed
+// event would stay missed.
+var resyncEvery = 5 * time.Minute
+
+// errResync ends a session for the periodic resync; it is no outage.
+var errResync = errors.New("periodic resync")
 
 // Watch implements gateway.Source: it follows the engine's event stream
 // and reports each change, until ctx is done. While the engine is away the
@@ -38,6 +48,9 @@ func (s *Source) Watch(ctx context.Context, log *slog.Logger, changed func(strin
 		}
 		if synced {
 			backoff = minBackoff
+		}
+		if errors.Is(err, errResync) {
+			continue
 		}
 		if !down {
 			down = true
@@ -84,9 +97,18 @@ func (s *Source) session(ctx context.Context, log *slog.Logger, changed func(str
 	}
 	*down = false
 	changed("docker: full container list")
+	var resync atomic.Bool
+	timer := time.AfterFunc(resyncEvery, func() {
+		resync.Store(true)
+		closeStream()
+	})
+	defer timer.Stop()
 	for {
 		e, err := next()
 		if err != nil {
+			if resync.Load() {
+				return true, errResync
+			}
 			return true, err
 		}
 		if what := s.handle(ctx, e); what != "" {
@@ -126,7 +148,6 @@ func (s *Source) resync(ctx context.Context, f map[string][]string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.containers = fresh
-	s.synced = true
 	for id := range s.draining {
 		if c := fresh[id]; c == nil || !c.State.Running {
 			delete(s.draining, id)
