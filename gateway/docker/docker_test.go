@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -132,6 +133,37 @@ func served(t *testing.T, c *http.Client, url string, n int) map[string]int {
 		out[name]++
 	}
 	return out
+}
+
+// TestHealthcheck checks that a container whose Docker HEALTHCHECK has
+// not passed yet, or fails, is not in its pool.
+func TestHealthcheck(t *testing.T) {
+	e := newEnv(t)
+	in := startGatehouse(t, e, options{})
+	c := in.client(t)
+	host := e.host("health")
+	url := "https://" + host + "/"
+	dockertest.Run(t, e.name("plain"), labels(host), "-e", "BACKEND_NAME=plain")
+	// Checks run only when the test says (interval 0), and one failure
+	// makes it unhealthy.
+	dockertest.Run(t, e.name("checked"), labels(host), "-e", "BACKEND_NAME=checked",
+		"--health-cmd", `["/app", "health"]`, "--health-interval", "0", "--health-retries", "1")
+	waitStatus(t, c, url, 200, "plain", 5*time.Second)
+	// Once gatehouse knows checked (the route's source names it), checked
+	// still gets no requests.
+	waitFor(t, 5*time.Second, "checked among the route's containers", func() bool {
+		return strings.Contains(adminGet(t, in, "/"), e.name("checked"))
+	})
+	if n := served(t, c, url, 10); n["plain"] != 10 {
+		t.Errorf("while checked's health is starting: got %v, want plain alone", n)
+	}
+	dockertest.Podman(t, "healthcheck", "run", e.name("checked"))
+	waitFor(t, 5*time.Second, "checked in the pool once healthy", func() bool { return served(t, c, url, 4)["checked"] == 2 })
+
+	dockertest.Podman(t, "exec", e.name("checked"), "/app", "sick")
+	// The failing check exits 1, which podman healthcheck run reports.
+	_ = exec.Command("podman", "healthcheck", "run", e.name("checked")).Run()
+	waitFor(t, 5*time.Second, "checked out of the pool once unhealthy", func() bool { return served(t, c, url, 10)["plain"] == 10 })
 }
 
 // TestBadLabels checks that a bad label refuses only its own Route, with

@@ -2,7 +2,8 @@
 // answers every request with its name (BACKEND_NAME, else the container's
 // host name) and the path, on :8080 (PORT). On SIGTERM it keeps serving for
 // DRAIN (default 500ms), as an app behind a load balancer does, then
-// finishes its requests and exits.
+// finishes its requests and exits. "backend health" is a HEALTHCHECK
+// command, which "backend sick" makes fail.
 package main
 
 import (
@@ -16,7 +17,27 @@ import (
 	"time"
 )
 
+// sickFile marks the backend unhealthy for its HEALTHCHECK.
+const sickFile = "/tmp-sick"
+
 func main() {
+	// "backend health" is the container's health check command, and
+	// "backend sick" makes it fail from then on (podman exec).
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "health":
+			if _, err := os.Stat(sickFile); err == nil {
+				os.Exit(1)
+			}
+			os.Exit(0)
+		case "sick":
+			if err := os.WriteFile(sickFile, nil, 0o644); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(1)
+			}
+			os.Exit(0)
+		}
+	}
 	host, _ := os.Hostname()
 	name := cmp.Or(os.Getenv("BACKEND_NAME"), host)
 	drain, err := time.ParseDuration(cmp.Or(os.Getenv("DRAIN"), "500ms"))
