@@ -238,12 +238,18 @@ type event struct {
 		ID         string
 		Attributes map[string]string
 	}
+	TimeNano int64 `json:"timeNano"`
 }
 
-// events opens the event stream; next returns each event until the stream
-// ends or ctx is done, and close ends it.
-func (c *client) events(ctx context.Context, f map[string][]string) (next func() (event, error), close func(), err error) {
-	resp, err := c.get(ctx, "/events", filters(f))
+// events opens the event stream, from since (Unix nanoseconds; 0 for
+// now on); next returns each event until the stream ends or ctx is done,
+// and close ends it.
+func (c *client) events(ctx context.Context, f map[string][]string, since int64) (next func() (event, error), close func(), err error) {
+	q := filters(f)
+	if since > 0 {
+		q.Set("since", fmt.Sprintf("%d.%09d", since/1e9, since%1e9))
+	}
+	resp, err := c.get(ctx, "/events", q)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -122,6 +122,9 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	// Each test has its own engine socket, names and hosts; most of their
+	// time is spent waiting on podman, so they run side by side.
+	t.Parallel()
 	e := dockertest.Start(t)
 	dockertest.Image(t)
 	b := make([]byte, 4)

@@ -51,6 +51,7 @@ type Source struct {
 	reported   map[string]bool       // problems logged already, so each is logged once while it lasts
 	refused    map[string]bool       // container ID + host refused already, so each is counted once while it lasts
 	expiry     *time.Timer           // fires when a stopped container's Linger ends
+	lastEvent  int64                 // Unix nanoseconds of the last event, where a new stream starts
 }
 
 // New makes the Source for cfg.Docker, whose Sites are checked with cfg's

@@ -79,8 +79,12 @@ func (s *Source) session(ctx context.Context, log *slog.Logger, changed func(str
 	}
 	f := s.filters()
 	// The stream opens before the list, so nothing that happens between
-	// the two is missed.
-	next, closeStream, err := s.client.events(ctx, f)
+	// the two is missed, and from the last event seen, so the kill events
+	// of containers being stopped while it was closed still drain them.
+	s.mu.Lock()
+	since := s.lastEvent
+	s.mu.Unlock()
+	next, closeStream, err := s.client.events(ctx, f, since)
 	if err != nil {
 		return false, err
 	}
@@ -110,6 +114,11 @@ func (s *Source) session(ctx context.Context, log *slog.Logger, changed func(str
 				return true, errResync
 			}
 			return true, err
+		}
+		if e.TimeNano > 0 {
+			s.mu.Lock()
+			s.lastEvent = e.TimeNano
+			s.mu.Unlock()
 		}
 		if what := s.handle(ctx, e); what != "" {
 			changed("docker: " + what)
