@@ -265,7 +265,12 @@ func TestEngineAway(t *testing.T) {
 
 	e.engine.Stop()
 	waitFor(t, 5*time.Second, "the outage logged", func() bool { return strings.Contains(in.log.String(), "docker engine unreachable") })
-	// While it is away: the last routes serve; changes wait.
+	// While it is away: the last routes serve; changes wait. Three more
+	// retries (100ms apart at least) outlast the debounce of any change
+	// the outage could have made.
+	pings := func() int { return strings.Count(strings.Join(e.rec.requests(), "\n"), "GET /_ping") }
+	seen := pings()
+	waitFor(t, 5*time.Second, "three reconnect attempts", func() bool { return pings() >= seen+3 })
 	if code, body, _, err := fetch(c, "https://"+before+"/"); err != nil || code != 200 || body != "before /" {
 		t.Errorf("the known route while the engine is away: got %d %q %v, want 200", code, body, err)
 	}
