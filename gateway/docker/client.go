@@ -132,9 +132,12 @@ func (e *statusError) Error() string {
 	return fmt.Sprintf("GET %s: %d %s: %s", e.path, e.code, http.StatusText(e.code), e.msg)
 }
 
+// isNotFound reports whether err says the container does not exist (any
+// more). podman answers 500 "no such container" for a container removed
+// during the request.
 func isNotFound(err error) bool {
 	var se *statusError
-	return errors.As(err, &se) && se.code == http.StatusNotFound
+	return errors.As(err, &se) && (se.code == http.StatusNotFound || strings.Contains(se.msg, "no such container"))
 }
 
 func (c *client) getJSON(ctx context.Context, path string, query url.Values, v any) error {

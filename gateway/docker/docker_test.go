@@ -277,7 +277,7 @@ func TestEngineAway(t *testing.T) {
 	dockertest.Run(t, e.name("after"), labels(after), "-e", "BACKEND_NAME=after")
 	dockertest.Podman(t, "rm", "-f", "-t", "0", e.name("before"))
 	if n := strings.Count(in.log.String(), "docker engine unreachable"); n != 1 {
-		t.Errorf("the outage was logged %d times; want once", n)
+		t.Errorf("the outage was logged %d times; want once:\n%s", n, grepLines(in.log.String(), "docker engine"))
 	}
 
 	e.engine.Restart()

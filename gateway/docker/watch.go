@@ -40,9 +40,9 @@ func (s *Source) Watch(ctx context.Context, log *slog.Logger, changed func(strin
 		s.mu.Unlock()
 	}()
 	backoff := minBackoff
-	down := false // whether the engine's being away was logged
+	var st linkState
 	for {
-		synced, err := s.session(ctx, log, changed, &down)
+		synced, err := s.session(ctx, log, changed, &st)
 		if ctx.Err() != nil {
 			return
 		}
@@ -52,8 +52,8 @@ func (s *Source) Watch(ctx context.Context, log *slog.Logger, changed func(strin
 		if errors.Is(err, errResync) {
 			continue
 		}
-		if !down {
-			down = true
+		if !st.down {
+			st.down = true
 			log.Error("docker engine unreachable; keeping the last known container routes and retrying", "endpoint", s.d.Endpoint, "error", err)
 		} else {
 			log.Debug("docker engine still unreachable", "error", err)
@@ -69,10 +69,17 @@ func (s *Source) Watch(ctx context.Context, log *slog.Logger, changed func(strin
 	}
 }
 
+// linkState is what Watch logged of the engine's state, so each change is
+// logged once.
+type linkState struct {
+	connected bool // a session got its list once
+	down      bool // the engine's being away was logged
+}
+
 // session negotiates the API version, opens the event stream, lists every
 // container and follows events until the stream ends. synced reports
 // whether the full list succeeded.
-func (s *Source) session(ctx context.Context, log *slog.Logger, changed func(string), down *bool) (synced bool, err error) {
+func (s *Source) session(ctx context.Context, log *slog.Logger, changed func(string), st *linkState) (synced bool, err error) {
 	version, err := s.client.negotiate(ctx)
 	if err != nil {
 		return false, err
@@ -94,12 +101,15 @@ func (s *Source) session(ctx context.Context, log *slog.Logger, changed func(str
 	if err := s.resync(ctx, f); err != nil {
 		return false, err
 	}
-	if *down {
+	switch {
+	case st.down:
 		log.Info("docker engine reachable again; routes resynchronised", "endpoint", s.d.Endpoint, "api_version", version)
-	} else {
+	case !st.connected:
 		log.Info("docker engine connected", "endpoint", s.d.Endpoint, "api_version", version)
+	default:
+		log.Debug("docker: periodic resync", "api_version", version)
 	}
-	*down = false
+	st.down, st.connected = false, true
 	changed("docker: full container list")
 	var resync atomic.Bool
 	timer := time.AfterFunc(resyncEvery, func() {
@@ -146,11 +156,22 @@ func (s *Source) resync(ctx context.Context, f map[string][]string) error {
 	fresh := make(map[string]*container, len(list))
 	for _, c := range list {
 		ci, err := s.client.inspect(ctx, c.ID)
-		if isNotFound(err) {
+		switch {
+		case isNotFound(err):
 			continue // removed since the list
-		}
-		if err != nil {
+		case ctx.Err() != nil:
 			return err
+		case err != nil:
+			// One container the engine cannot describe keeps what was
+			// known of it; the others go on.
+			s.mu.Lock()
+			old := s.containers[c.ID]
+			s.log.Warn("docker: inspecting a container during a resync; keeping what was known of it", "id", shortID(c.ID), "error", err)
+			s.mu.Unlock()
+			if old == nil {
+				continue
+			}
+			ci = old
 		}
 		fresh[ci.ID] = ci
 	}
