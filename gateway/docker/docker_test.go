@@ -288,6 +288,23 @@ func TestEngineAway(t *testing.T) {
 	}
 }
 
+// TestEngineDownAtStart starts gatehouse while the engine is away: the
+// file's Sites serve, and the containers' join once the engine is up.
+func TestEngineDownAtStart(t *testing.T) {
+	e := newEnv(t)
+	host := e.host("late")
+	dockertest.Run(t, e.name("late"), labels(host), "-e", "BACKEND_NAME=late")
+	e.engine.Stop()
+	in := startGatehouse(t, e, options{})
+	c := in.client(t)
+	if code, body, _, err := fetch(c, "https://localhost/"); err != nil || code != 200 || body != "file" {
+		t.Errorf("the file's Site with the engine away: got %d %q %v", code, body, err)
+	}
+	waitFor(t, 5*time.Second, "the outage logged", func() bool { return strings.Contains(in.log.String(), "docker engine unreachable") })
+	e.engine.Restart()
+	waitStatus(t, c, "https://"+host+"/", 200, "late", 5*time.Second)
+}
+
 // TestGatehouseRestart restarts gatehouse: the new process finds the
 // same routes from the container list.
 func TestGatehouseRestart(t *testing.T) {

@@ -51,8 +51,9 @@ func (b *syncBuffer) String() string {
 // see them.
 type recorder struct {
 	socket string
-	mu     sync.Mutex // guards seen
+	mu     sync.Mutex // guards seen and api
 	seen   []string   // "GET /v1.41/events"
+	api    string     // the Api-Version the engine announced on /_ping
 }
 
 func newRecorder(t *testing.T, engine string) *recorder {
@@ -72,6 +73,14 @@ func newRecorder(t *testing.T, engine string) *recorder {
 		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, "unix", engine)
 		}},
+		ModifyResponse: func(resp *http.Response) error {
+			if v := resp.Header.Get("Api-Version"); v != "" && resp.Request.URL.Path == "/_ping" {
+				r.mu.Lock()
+				r.api = v
+				r.mu.Unlock()
+			}
+			return nil
+		},
 		FlushInterval: -1, // the event stream
 		ErrorHandler:  func(w http.ResponseWriter, _ *http.Request, _ error) { w.WriteHeader(http.StatusBadGateway) },
 	}
@@ -103,6 +112,15 @@ func (r *recorder) checkReadOnly(t *testing.T) {
 	for _, s := range seen {
 		if !strings.HasPrefix(s, "GET ") {
 			t.Errorf("gatehouse sent %s to the engine; it must only ever GET", s)
+		}
+	}
+	r.mu.Lock()
+	api := r.api
+	r.mu.Unlock()
+	// The API version is the engine's, never one pinned in gatehouse.
+	for _, s := range seen {
+		if path := strings.TrimPrefix(s, "GET "); path != "/_ping" && !strings.HasPrefix(path, "/v"+api+"/") {
+			t.Errorf("gatehouse sent %s; want the version the engine announced (%s) as its prefix", s, api)
 		}
 	}
 	all := strings.Join(seen, "\n")
