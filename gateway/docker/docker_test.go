@@ -31,7 +31,9 @@ func TestContainersComeAndGo(t *testing.T) {
 		t.Fatalf("before any container: got %d, want 404 or no certificate", code)
 	}
 
-	dockertest.Run(t, e.name("web1"), labels(host), "-e", "BACKEND_NAME=web1")
+	// web1 answers for 2s after SIGTERM: the 503 below comes from its
+	// drain, not from its being gone.
+	dockertest.Run(t, e.name("web1"), labels(host), "-e", "BACKEND_NAME=web1", "-e", "DRAIN=2s")
 	if took := waitStatus(t, c, url, 200, "web1 /hello", 5*time.Second); took > time.Second {
 		t.Errorf("routed %s after the container started; want within 1s", took)
 	}
@@ -100,11 +102,11 @@ func TestContainersComeAndGo(t *testing.T) {
 	// The last container stops: 503 with Retry-After while it might come
 	// back, then the route goes.
 	dockertest.Podman(t, "kill", "--signal", "TERM", e.name("web1"))
-	waitFor(t, 3*time.Second, "503 with Retry-After once the pool is empty", func() bool {
+	waitFor(t, 5*time.Second, "503 with Retry-After once the pool is empty", func() bool {
 		code, _, retry, err := fetch(c, url)
 		return err == nil && code == 503 && retry != ""
 	})
-	waitGone(t, c, url, 5*time.Second)
+	waitGone(t, c, url, 8*time.Second)
 	if code, body, _, _ := fetch(c, "https://localhost/"); code != 200 || body != "file" {
 		t.Errorf("the file's Site after the containers left: got %d %q", code, body)
 	}
