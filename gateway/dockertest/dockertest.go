@@ -4,9 +4,9 @@
 // the static backend command in this package.
 //
 // Where podman is not installed, [Start] skips the test, except in CI (CI
-// set), where it fails it: .ci/run installs podman and runc. See
-// ../../../shared/DOCKER-TESTING.md for the engine settings this host needs
-// (runc, ulimits in /etc/containers/containers.conf).
+// set), where it fails it: .ci/run installs podman and runc, and writes the
+// /etc/containers/containers.conf such hosts need (runc rather than crun,
+// ulimits the job may set).
 package dockertest
 
 import (
@@ -59,7 +59,7 @@ func need(t testing.TB) {
 			if os.Getenv("CI") != "" {
 				t.Fatalf("dockertest: %s not found in CI: .ci/run should install podman and runc: %v", bin, err)
 			}
-			t.Skipf("dockertest: %s not installed: apt-get install -y podman runc (see shared/DOCKER-TESTING.md)", bin)
+			t.Skipf("dockertest: %s not installed: apt-get install -y podman runc (and containers.conf as .ci/run writes it)", bin)
 		}
 	}
 }
