@@ -74,6 +74,9 @@ type Upstream struct {
 	// Failures counts its failed dials, health checks and passive
 	// failures since it first appeared.
 	Failures uint64 `json:"failures"`
+	// Source is where the Route came from: "file", or a config source
+	// such as "docker: web-1 (0123abcd5678)".
+	Source string `json:"source,omitempty"`
 }
 
 // Options are what the admin endpoint serves. Every field may be nil;

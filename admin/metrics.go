@@ -47,6 +47,8 @@ type Inventory interface {
 //   - from the HTTPS Listener ([Metrics.HandshakeFailed]):
 //     gatehouse_tls_handshake_failures_total{reason}, one series per
 //     tlsmgr reason, from zero;
+//   - gatehouse_source_refused_hosts_total{source}: label hosts outside
+//     docker.allowed_hosts ([Metrics.RefusedHost]);
 //   - the Go runtime, build and process collectors (go_*, go_build_info,
 //     process_*).
 //
@@ -65,6 +67,7 @@ type Metrics struct {
 	issuanceAttempts, issuanceFailures *prometheus.CounterVec
 	renewalAttempts, renewalFailures   *prometheus.CounterVec
 	orderDuration                      *prometheus.HistogramVec
+	refusedHosts                       *prometheus.CounterVec
 	challenge                          func(host string) string
 
 	// handshakeFailures holds one counter per tlsmgr.HandshakeReasons
@@ -126,8 +129,12 @@ func NewMetrics(opts MetricsOptions) *Metrics {
 	for _, r := range tlsmgr.HandshakeReasons {
 		m.handshakeFailures[r] = m.handshakeVec.WithLabelValues(r)
 	}
+	m.refusedHosts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gatehouse_source_refused_hosts_total",
+		Help: "Hosts a config source (container labels) named that its allowed_hosts did not allow: not routed, no certificate ordered.",
+	}, []string{"source"})
 	m.reg.MustRegister(
-		m.requests, m.durations, m.handshakeVec,
+		m.requests, m.durations, m.handshakeVec, m.refusedHosts,
 		m.issuanceAttempts, m.issuanceFailures, m.renewalAttempts, m.renewalFailures, m.orderDuration,
 		&certCollector{inventory: opts.Inventory},
 		&upstreamCollector{upstreams: opts.Upstreams},
@@ -139,6 +146,10 @@ func NewMetrics(opts MetricsOptions) *Metrics {
 	m.sites.Store(&empty)
 	return m
 }
+
+// RefusedHost counts one host that source named and its allowed_hosts
+// refused.
+func (m *Metrics) RefusedHost(source string) { m.refusedHosts.WithLabelValues(source).Inc() }
 
 // ObserveRequest counts one finished request; it is proxy.Options.Observe.
 // After a Site's first request it takes no lock and allocates nothing.

@@ -52,12 +52,46 @@ type Config struct {
 	// RetireAfter is how long the Certificate of a host removed from the
 	// config is kept, no longer renewed, before it is deleted. Default 720h.
 	RetireAfter time.Duration `yaml:"retire_after,omitempty"`
+	// Docker adds Routes from the labels of containers a Docker Engine
+	// API runs; nil means no Docker discovery.
+	Docker *Docker `yaml:"docker,omitempty"`
 
 	// File is the path the config was loaded from ("" when built in code).
 	File string `yaml:"-"`
 	// positions maps a key path ("sites[0].routes[1].path") to where its
 	// value stands in File, so validation can point at it.
 	positions map[string]Position
+}
+
+// Docker configures discovery of Routes from container labels
+// (gatehouse.host, gatehouse.port, ...). gatehouse only ever sends GET
+// requests to the engine, so a socket proxy allowing GET on /containers,
+// /events, /version and /_ping is enough.
+type Docker struct {
+	// Endpoint is the Engine API: unix:///path/to.sock or tcp://host:port.
+	// Default unix:///var/run/docker.sock.
+	Endpoint string `yaml:"endpoint,omitempty"`
+	// TLS authenticates a tcp:// endpoint: the CA to verify it against
+	// and a client certificate.
+	TLS *DockerTLS `yaml:"tls,omitempty"`
+	// Network names the network whose address is dialled when a container
+	// is on several. Default: the container's only network; a container on
+	// several is refused.
+	Network string `yaml:"network,omitempty"`
+	// AllowedHosts lists the hosts labels may name, exact or one-label
+	// wildcards ("*.example.com"). A label host matching none is refused
+	// and no certificate is ordered for it. Required.
+	AllowedHosts []string `yaml:"allowed_hosts,omitempty"`
+	// ExposedByDefault routes every container with gatehouse.host labels;
+	// otherwise (the default) a container also needs gatehouse.enable=true.
+	ExposedByDefault bool `yaml:"exposed_by_default,omitempty"`
+}
+
+// DockerTLS are the PEM files securing a tcp:// Docker endpoint.
+type DockerTLS struct {
+	CA   string `yaml:"ca,omitempty"`
+	Cert string `yaml:"cert,omitempty"`
+	Key  string `yaml:"key,omitempty"`
 }
 
 // Listen names the Listener addresses. An empty address turns that Listener

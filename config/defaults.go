@@ -89,26 +89,34 @@ func (c *Config) withDefaults() {
 	setDefault(&c.Timeouts.ResponseHeader, DefaultResponseHeader)
 	setDefault(&c.Timeouts.Shutdown, DefaultShutdown)
 	setDefault(&c.Limits.HeaderBytes, DefaultHeaderBytes)
+	if c.Docker != nil {
+		setDefault(&c.Docker.Endpoint, DefaultDockerEndpoint)
+	}
 	for i := range c.Sites {
-		s := &c.Sites[i]
-		for j, h := range s.Hosts {
-			s.Hosts[j] = strings.TrimSuffix(strings.ToLower(h), ".")
+		c.Sites[i].withDefaults()
+	}
+}
+
+// withDefaults fills the unset fields of s and its Routes, and brings its
+// hosts to lower case without a trailing dot.
+func (s *Site) withDefaults() {
+	for j, h := range s.Hosts {
+		s.Hosts[j] = strings.TrimSuffix(strings.ToLower(h), ".")
+	}
+	if s.HSTS != nil {
+		setDefault(&s.HSTS.MaxAge, DefaultHSTSMaxAge)
+	}
+	if s.TLS.DNS != nil {
+		setDefault(&s.TLS.DNS.PropagationTimeout, DefaultPropagationTimeout)
+	}
+	for j := range s.Routes {
+		r := &s.Routes[j]
+		setDefault(&r.Path, "/")
+		if r.Respond != nil {
+			setDefault(&r.Respond.Status, DefaultRespondStatus)
 		}
-		if s.HSTS != nil {
-			setDefault(&s.HSTS.MaxAge, DefaultHSTSMaxAge)
-		}
-		if s.TLS.DNS != nil {
-			setDefault(&s.TLS.DNS.PropagationTimeout, DefaultPropagationTimeout)
-		}
-		for j := range s.Routes {
-			r := &s.Routes[j]
-			setDefault(&r.Path, "/")
-			if r.Respond != nil {
-				setDefault(&r.Respond.Status, DefaultRespondStatus)
-			}
-			r.upstreamDefaults()
-			r.shapingDefaults()
-		}
+		r.upstreamDefaults()
+		r.shapingDefaults()
 	}
 }
 

@@ -118,6 +118,11 @@ func (c *Config) resolvePaths(dir string) {
 	if c.OnDemand != nil {
 		resolve(&c.OnDemand.AllowFile)
 	}
+	if c.Docker != nil && c.Docker.TLS != nil {
+		resolve(&c.Docker.TLS.CA)
+		resolve(&c.Docker.TLS.Cert)
+		resolve(&c.Docker.TLS.Key)
+	}
 	for i := range c.Sites {
 		s := &c.Sites[i]
 		resolve(&s.TLS.Cert)

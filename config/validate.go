@@ -80,6 +80,7 @@ func (c *Config) validate() Problems {
 	v.shapingAll()
 	v.onDemand()
 	v.events()
+	v.docker()
 	sortProblems(v.problems)
 	return v.problems
 }

@@ -13,7 +13,7 @@ import (
 )
 
 func (v *validator) sites() {
-	if len(v.c.Sites) == 0 {
+	if len(v.c.Sites) == 0 && v.c.Docker == nil {
 		v.addf("sites", "at least one site is needed")
 		return
 	}

@@ -103,14 +103,43 @@ func (g *Gateway) upstreams() []admin.Upstream {
 	if g.routes == nil {
 		return nil
 	}
+	sources := routeSources(g.admin.cfg.Load())
 	var out []admin.Upstream
 	for _, u := range g.routes.Upstreams() {
 		out = append(out, admin.Upstream{
 			Site: u.Site, Route: u.Route, URL: u.URL, Healthy: u.Healthy,
 			Reason: u.Reason, InFlight: u.InFlight, Failures: u.Failures,
+			Source: sources[[2]string{u.Site, u.Route}],
 		})
 	}
 	return out
+}
+
+// routeSources maps each Route (its Site's first host, its path) to where
+// it came from.
+func routeSources(cfg *config.Config) map[[2]string]string {
+	out := map[[2]string]string{}
+	if cfg == nil {
+		return out
+	}
+	for _, s := range cfg.Sites {
+		if len(s.Hosts) == 0 {
+			continue
+		}
+		for _, r := range s.Routes {
+			out[[2]string{s.Hosts[0], r.Path}] = sourceOf(r.Source)
+		}
+	}
+	return out
+}
+
+// RefusedHost counts a host that source named and refused (a container
+// label outside docker.allowed_hosts) in the admin metrics. It is safe to
+// call from a Source's Load.
+func (g *Gateway) RefusedHost(source string) {
+	if m := g.admin.metrics; m != nil {
+		m.RefusedHost(source)
+	}
 }
 
 // challengeOf names the challenge types an order for host uses, from the

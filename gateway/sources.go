@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -304,10 +305,10 @@ func merge(primary *config.Config, parts []part) (*config.Config, []conflict) {
 				site := &out.Sites[idx]
 				for _, r := range s.Routes {
 					if hasPath(site, r.Path) {
-						conflicts = append(conflicts, conflict{Source: p.source, Host: h, Path: routePath(r), Winner: sourceOf(site.Source)})
+						conflicts = append(conflicts, conflict{Source: cmp.Or(r.Source, p.source), Host: h, Path: routePath(r), Winner: sourceOf(site.Source)})
 						continue
 					}
-					r.Source = p.source
+					r.Source = cmp.Or(r.Source, p.source)
 					site.Routes = append(site.Routes, r)
 				}
 			}
@@ -318,7 +319,9 @@ func merge(primary *config.Config, parts []part) (*config.Config, []conflict) {
 			s.Source = p.source
 			s.Routes = append([]config.Route(nil), s.Routes...)
 			for i := range s.Routes {
-				s.Routes[i].Source = p.source
+				// A Source may name a Route's origin more precisely
+				// ("docker: web-1 (0123abcd)").
+				s.Routes[i].Source = cmp.Or(s.Routes[i].Source, p.source)
 			}
 			out.Sites = append(out.Sites, s)
 			for _, h := range fresh {

@@ -5,6 +5,7 @@ import (
 
 	"github.com/gatehouse-proxy/gatehouse/config"
 	"github.com/gatehouse-proxy/gatehouse/gateway"
+	"github.com/gatehouse-proxy/gatehouse/gateway/docker"
 )
 
 func cmdRun(ctx context.Context, args []string, env *environment) error {
@@ -18,20 +19,41 @@ func cmdRun(ctx context.Context, args []string, env *environment) error {
 		printProblems(env.stderr, err)
 		return exitError(1)
 	}
-	return serve(ctx, env, cfg, &gateway.File{Path: *path, Signals: env.reload})
+	sources := []gateway.Source{&gateway.File{Path: *path, Signals: env.reload}}
+	var labels *docker.Source
+	if cfg.Docker != nil {
+		// Container labels: one more Source, after the file, which keeps
+		// any host and path it serves. docker is read at start only.
+		if labels, err = docker.New(cfg); err != nil {
+			printProblems(env.stderr, err)
+			return exitError(1)
+		}
+		sources = append(sources, labels)
+	}
+	return serveSources(ctx, env, cfg, sources, labels)
 }
 
 // serve runs a gateway on cfg, fed by source, until ctx is done.
 func serve(ctx context.Context, env *environment, cfg *config.Config, source gateway.Source) error {
+	return serveSources(ctx, env, cfg, []gateway.Source{source}, nil)
+}
+
+// serveSources runs a gateway on cfg, fed by sources, until ctx is done;
+// labels, when not nil, is one of them, whose refused hosts are counted
+// in the metrics.
+func serveSources(ctx context.Context, env *environment, cfg *config.Config, sources []gateway.Source, labels *docker.Source) error {
 	g, err := gateway.New(gateway.Options{
 		Config:  cfg,
-		Sources: []gateway.Source{source},
+		Sources: sources,
 		Log:     env.stderr,
 		Version: buildVersion(),
 		Reopen:  env.reopen,
 	})
 	if err != nil {
 		return err
+	}
+	if labels != nil {
+		labels.Refused = func(string) { g.RefusedHost(labels.Name()) }
 	}
 	return g.Run(ctx)
 }

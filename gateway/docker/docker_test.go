@@ -1,0 +1,324 @@
+package docker_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-proxy/gatehouse/gateway/dockertest"
+	"github.com/gatehouse-proxy/gatehouse/tlsmgr/pebbletest"
+)
+
+// TestContainersComeAndGo starts, scales and stops labelled containers
+// and checks, through gatehouse's HTTPS Listener, that each change is
+// served within a second, that three containers share one balanced pool,
+// that no request fails while the pool grows and shrinks, and that a host
+// whose containers stopped answers 503 with Retry-After before it goes.
+func TestContainersComeAndGo(t *testing.T) {
+	e := newEnv(t)
+	in := startGatehouse(t, e, options{})
+	c := in.client(t)
+	host := e.host("web")
+	url := "https://" + host + "/hello"
+	if code, _, _, err := fetch(c, url); err == nil && code != 404 {
+		t.Fatalf("before any container: got %d, want 404 or no certificate", code)
+	}
+
+	// web1 answers for 2s after SIGTERM: the 503 below comes from its
+	// drain, not from its being gone.
+	dockertest.Run(t, e.name("web1"), labels(host), "-e", "BACKEND_NAME=web1", "-e", "DRAIN=2s")
+	if took := waitStatus(t, c, url, 200, "web1 /hello", 5*time.Second); took > time.Second {
+		t.Errorf("routed %s after the container started; want within 1s", took)
+	}
+	if code, body, _, _ := fetch(c, "https://localhost/"); code != 200 || body != "file" {
+		t.Errorf("the file's Site next to the container's: got %d %q", code, body)
+	}
+
+	// Requests run throughout the scaling; not one may fail.
+	var failures atomic.Int32
+	var failMu sync.Mutex
+	var firstFailure string
+	ctx, stopLoad := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				code, body, _, err := fetch(c, url)
+				if err != nil || code != 200 {
+					failures.Add(1)
+					failMu.Lock()
+					firstFailure = fmt.Sprintf("%d %q %v", code, body, err)
+					failMu.Unlock()
+				}
+			}
+		}()
+	}
+	for _, n := range []string{"web2", "web3"} {
+		// They keep serving for a minute after SIGTERM, as apps behind a
+		// load balancer do for a while, so only draining takes them out.
+		dockertest.Run(t, e.name(n), labels(host), "-e", "BACKEND_NAME="+n, "-e", "DRAIN=1m")
+	}
+	// Balanced: round robin over the three (shared with the load, so
+	// about a third each).
+	waitFor(t, 5*time.Second, "all three containers in the pool", func() bool { return len(served(t, c, url, 30)) == 3 })
+	if n := served(t, c, url, 60); n["web1"] < 12 || n["web2"] < 12 || n["web3"] < 12 {
+		t.Errorf("60 requests over a pool of three: got %v, want about 20 each", n)
+	}
+	if page := adminGet(t, in, "/"); !strings.Contains(page, "from docker: "+e.name("web1")+" (") || !strings.Contains(page, e.name("web3")) {
+		t.Errorf("the dashboard does not name the containers as the route's source:\n%s", grepLines(page, "from "))
+	}
+
+	// Scale back to one: stopped as docker stop does (SIGTERM, a kill
+	// event), so each is drained before it stops answering.
+	for _, n := range []string{"web2", "web3"} {
+		dockertest.Podman(t, "kill", "--signal", "TERM", e.name(n))
+	}
+	var last map[string]int
+	waitFor(t, 10*time.Second, "the pool back to web1 while web2 and web3 still answer", func() bool {
+		// Thirty in a row: shared with the load, a few could reach web1 by
+		// chance.
+		last = served(t, c, url, 30)
+		return last["web1"] == 30
+	}, func() string {
+		return fmt.Sprintf("last 30 requests: %v\n%s", last, grepLines(in.log.String(), "config reloaded"))
+	})
+	// Out of the pool, they may go at once.
+	dockertest.Podman(t, "rm", "-f", "-t", "0", e.name("web2"), e.name("web3"))
+	stopLoad()
+	wg.Wait()
+	if n := failures.Load(); n > 0 {
+		t.Errorf("%d requests failed while the pool changed; first: %s", n, firstFailure)
+	}
+
+	// The last container stops: 503 with Retry-After while it might come
+	// back, then the route goes.
+	dockertest.Podman(t, "kill", "--signal", "TERM", e.name("web1"))
+	waitFor(t, 5*time.Second, "503 with Retry-After once the pool is empty", func() bool {
+		code, _, retry, err := fetch(c, url)
+		return err == nil && code == 503 && retry != ""
+	})
+	waitGone(t, c, url, 8*time.Second)
+	if code, body, _, _ := fetch(c, "https://localhost/"); code != 200 || body != "file" {
+		t.Errorf("the file's Site after the containers left: got %d %q", code, body)
+	}
+	// The periodic resync (every 2s in these tests) reopened the stream
+	// under that load, quietly.
+	if n := strings.Count(strings.Join(e.rec.requests(), "\n"), "/events"); n < 2 {
+		t.Errorf("the event stream was opened %d times; want a periodic resync", n)
+	}
+	if strings.Contains(in.log.String(), "docker engine unreachable") {
+		t.Errorf("the periodic resync was logged as an outage:\n%s", grepLines(in.log.String(), "docker engine"))
+	}
+}
+
+// served sends n requests and counts the answers by backend name.
+func served(t *testing.T, c *http.Client, url string, n int) map[string]int {
+	t.Helper()
+	out := map[string]int{}
+	for range n {
+		code, body, _, err := fetch(c, url)
+		if err != nil || code != 200 {
+			continue
+		}
+		name, _, _ := strings.Cut(body, " ")
+		out[name]++
+	}
+	return out
+}
+
+// TestHealthcheck checks that a container whose Docker HEALTHCHECK has
+// not passed yet, or fails, is not in its pool.
+func TestHealthcheck(t *testing.T) {
+	e := newEnv(t)
+	in := startGatehouse(t, e, options{})
+	c := in.client(t)
+	host := e.host("health")
+	url := "https://" + host + "/"
+	dockertest.Run(t, e.name("plain"), labels(host), "-e", "BACKEND_NAME=plain")
+	// Checks run only when the test says (interval 0), and one failure
+	// makes it unhealthy.
+	dockertest.Run(t, e.name("checked"), labels(host), "-e", "BACKEND_NAME=checked",
+		"--health-cmd", `["/app", "health"]`, "--health-interval", "0", "--health-retries", "1")
+	waitStatus(t, c, url, 200, "plain", 5*time.Second)
+	// Once gatehouse knows checked (the route's source names it), checked
+	// still gets no requests.
+	waitFor(t, 5*time.Second, "checked among the route's containers", func() bool {
+		return strings.Contains(adminGet(t, in, "/"), e.name("checked"))
+	})
+	if n := served(t, c, url, 10); n["plain"] != 10 {
+		t.Errorf("while checked's health is starting: got %v, want plain alone", n)
+	}
+	dockertest.Podman(t, "healthcheck", "run", e.name("checked"))
+	waitFor(t, 5*time.Second, "checked in the pool once healthy", func() bool { return served(t, c, url, 4)["checked"] == 2 })
+
+	dockertest.Podman(t, "exec", e.name("checked"), "/app", "sick")
+	// The failing check exits 1, which podman healthcheck run reports.
+	_ = exec.Command("podman", "healthcheck", "run", e.name("checked")).Run()
+	waitFor(t, 5*time.Second, "checked out of the pool once unhealthy", func() bool { return served(t, c, url, 10)["plain"] == 10 })
+}
+
+// TestBadLabels checks that a bad label refuses only its own Route, with
+// one error naming the container and the label, while the container's
+// other Routes and every other container keep working.
+func TestBadLabels(t *testing.T) {
+	e := newEnv(t)
+	in := startGatehouse(t, e, options{})
+	c := in.client(t)
+	good, bad, mixed := e.host("good"), e.host("bad"), e.host("mixed")
+	dockertest.Run(t, e.name("bad"), labels(bad, "gatehouse.port", "abc"))
+	dockertest.Run(t, e.name("mixed"), labels(mixed,
+		"gatehouse.routes.api.path", "api", // not starting with /
+		"gatehouse.routes.docs.path", "/docs"))
+	dockertest.Run(t, e.name("good"), labels(good), "-e", "BACKEND_NAME=good")
+
+	waitStatus(t, c, "https://"+good+"/", 200, "good /", 5*time.Second)
+	waitStatus(t, c, "https://"+mixed+"/docs/x", 200, "", 5*time.Second)
+	if code, _, _, _ := fetch(c, "https://"+mixed+"/"); code != 200 {
+		t.Errorf("the mixed container's gatehouse.host Route: got %d, want 200", code)
+	}
+	if code, _, _, err := fetch(c, "https://"+bad+"/"); err == nil && code != 404 {
+		t.Errorf("the container with gatehouse.port=abc: got %d, want 404 or no certificate (not routed)", code)
+	}
+	log := in.log.String()
+	for _, want := range []string{
+		`container=` + e.name("bad") + ` id=`,
+		`label=gatehouse.port problem="\"abc\" is not a port number from 1 to 65535"`,
+		`container=` + e.name("mixed"),
+		`label=gatehouse.routes.api.path problem="\"api\" must start with /"`,
+	} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %s\n%s", want, log)
+		}
+	}
+	if n := strings.Count(log, "label=gatehouse.port "); n != 1 {
+		t.Errorf("the bad port was logged %d times; want once while it lasts", n)
+	}
+}
+
+// TestDisallowedHost checks that a label host outside allowed_hosts gets
+// no route, no certificate and no ACME order, and is logged and counted.
+func TestDisallowedHost(t *testing.T) {
+	e := newEnv(t)
+	ca := pebbletest.Start(t, pebbletest.Options{})
+	in := startGatehouse(t, e, options{acme: fmt.Sprintf("acme: {ca: %s, ca_root: %s, challenges: [tls-alpn-01]}", ca.DirectoryURL(), ca.ClientRootFile())})
+	c := in.client(t)
+	ok, evil := e.host("ok"), "evil-"+e.id+".example.com"
+	// One container asks for both: the allowed host proves its labels
+	// were applied.
+	dockertest.Run(t, e.name("mixed"), labels(ok+","+evil))
+	waitStatus(t, c, "https://"+ok+"/", 200, "", 5*time.Second)
+
+	if n := ca.Orders(); n != 0 {
+		t.Errorf("Pebble received %d orders; want none for a host outside allowed_hosts", n)
+	}
+	certs := adminGet(t, in, "/certs")
+	if strings.Contains(certs, evil) {
+		t.Errorf("the certificate inventory holds %s, which allowed_hosts refuses:\n%s", evil, certs)
+	}
+	if !strings.Contains(in.log.String(), fmt.Sprintf(`host \"%s\" is not in docker.allowed_hosts`, evil)) {
+		t.Errorf("the refusal is not logged:\n%s", in.log)
+	}
+	if m := adminGet(t, in, "/metrics"); !strings.Contains(m, `gatehouse_source_refused_hosts_total{source="docker"} 1`) {
+		t.Errorf("metrics do not count the refused host:\n%s", grepLines(m, "refused"))
+	}
+}
+
+func adminGet(t *testing.T, in *instance, path string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + in.admin + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b strings.Builder
+	_, _ = io.Copy(&b, resp.Body)
+	return b.String()
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// TestEngineAway stops the engine's API: routes keep serving, the outage
+// is logged once, and when it is back a full list brings in what changed
+// meanwhile.
+func TestEngineAway(t *testing.T) {
+	e := newEnv(t)
+	in := startGatehouse(t, e, options{})
+	c := in.client(t)
+	before, after := e.host("before"), e.host("after")
+	dockertest.Run(t, e.name("before"), labels(before), "-e", "BACKEND_NAME=before")
+	waitStatus(t, c, "https://"+before+"/", 200, "before", 5*time.Second)
+
+	e.engine.Stop()
+	waitFor(t, 5*time.Second, "the outage logged", func() bool { return strings.Contains(in.log.String(), "docker engine unreachable") })
+	// While it is away: the last routes serve; changes wait. Three more
+	// retries (100ms apart at least) outlast the debounce of any change
+	// the outage could have made.
+	pings := func() int { return strings.Count(strings.Join(e.rec.requests(), "\n"), "GET /_ping") }
+	seen := pings()
+	waitFor(t, 5*time.Second, "three reconnect attempts", func() bool { return pings() >= seen+3 })
+	if code, body, _, err := fetch(c, "https://"+before+"/"); err != nil || code != 200 || body != "before /" {
+		t.Errorf("the known route while the engine is away: got %d %q %v, want 200", code, body, err)
+	}
+	dockertest.Run(t, e.name("after"), labels(after), "-e", "BACKEND_NAME=after")
+	dockertest.Podman(t, "rm", "-f", "-t", "0", e.name("before"))
+	if n := strings.Count(in.log.String(), "docker engine unreachable"); n != 1 {
+		t.Errorf("the outage was logged %d times; want once:\n%s", n, grepLines(in.log.String(), "docker engine"))
+	}
+
+	e.engine.Restart()
+	waitStatus(t, c, "https://"+after+"/", 200, "after", 10*time.Second)
+	waitGone(t, c, "https://"+before+"/", 5*time.Second)
+	if !strings.Contains(in.log.String(), "docker engine reachable again") {
+		t.Errorf("the return is not logged:\n%s", in.log)
+	}
+}
+
+// TestEngineDownAtStart starts gatehouse while the engine is away: the
+// file's Sites serve, and the containers' join once the engine is up.
+func TestEngineDownAtStart(t *testing.T) {
+	e := newEnv(t)
+	host := e.host("late")
+	dockertest.Run(t, e.name("late"), labels(host), "-e", "BACKEND_NAME=late")
+	e.engine.Stop()
+	in := startGatehouse(t, e, options{})
+	c := in.client(t)
+	if code, body, _, err := fetch(c, "https://localhost/"); err != nil || code != 200 || body != "file" {
+		t.Errorf("the file's Site with the engine away: got %d %q %v", code, body, err)
+	}
+	waitFor(t, 5*time.Second, "the outage logged", func() bool { return strings.Contains(in.log.String(), "docker engine unreachable") })
+	e.engine.Restart()
+	waitStatus(t, c, "https://"+host+"/", 200, "late", 5*time.Second)
+}
+
+// TestGatehouseRestart restarts gatehouse: the new process finds the
+// same routes from the container list.
+func TestGatehouseRestart(t *testing.T) {
+	e := newEnv(t)
+	in := startGatehouse(t, e, options{})
+	c := in.client(t)
+	host := e.host("kept")
+	dockertest.Run(t, e.name("kept"), labels(host, "gatehouse.path", "/app", "gatehouse.strip_prefix", "true"), "-e", "BACKEND_NAME=kept")
+	waitStatus(t, c, "https://"+host+"/app/x", 200, "kept /x", 5*time.Second)
+	in.stop()
+
+	// No event tells the new process about the container: the list does.
+	again := startGatehouse(t, e, options{storage: in.storage})
+	waitStatus(t, again.client(t), "https://"+host+"/app/x", 200, "kept /x", 5*time.Second)
+}
