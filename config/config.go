@@ -4,8 +4,8 @@
 // nor tlsmgr; they compile what it describes.
 //
 // [Load] and [Parse] expand ${VAR} and ${VAR:-default} in values, resolve
-// relative file paths (storage, acme.ca_root, tls.cert, tls.key, a route's
-// ca and root, on_demand.allow_file) against the config file's directory, so every path in a
+// relative file paths (storage and the files of storage.etcd, acme.ca_root,
+// tls.cert, tls.key, a route's ca and root, on_demand.allow_file) against the config file's directory, so every path in a
 // loaded Config is absolute, then apply the defaults and [Config.Validate].
 package config
 
@@ -27,7 +27,15 @@ type Config struct {
 	Listen Listen `yaml:"listen"`
 	// Storage is the directory holding certificates, keys, ACME accounts and
 	// the local CA. Default /var/lib/gatehouse. Changing it needs a restart.
+	// In a file, storage is either that directory or a mapping
+	// {etcd: ..., cache: DIR} (see [StorageMapping]); with the mapping,
+	// Storage is the cache directory and StorageEtcd is set.
 	Storage string `yaml:"storage,omitempty"`
+	// StorageEtcd, when set, keeps certificates, keys and ACME accounts in
+	// etcd, shared by every instance of a fleet; Storage is then the local
+	// read-through cache and holds the local CA. Changing it needs a
+	// restart.
+	StorageEtcd *EtcdStorage `yaml:"-"`
 	// Admin is the address of the local admin endpoint, or "off".
 	// Default 127.0.0.1:2019.
 	Admin string `yaml:"admin,omitempty"`
@@ -574,4 +582,46 @@ type Respond struct {
 	Status int `yaml:"status,omitempty"`
 	// Body is the response body, sent as text/plain unless it looks like HTML.
 	Body string `yaml:"body,omitempty"`
+}
+
+// StorageMapping is the mapping form of the storage key.
+type StorageMapping struct {
+	// Etcd is the etcd cluster to keep storage in. Required.
+	Etcd *EtcdStorage `yaml:"etcd"`
+	// Cache is the directory of the local copy served while etcd is
+	// unreachable, which also holds the local CA. Default
+	// /var/lib/gatehouse.
+	Cache string `yaml:"cache,omitempty"`
+}
+
+// EtcdStorage says how to reach the etcd cluster holding the storage.
+type EtcdStorage struct {
+	// Endpoints are the client URLs of the etcd members
+	// ("https://10.0.0.1:2379", or "host:port"). Required.
+	Endpoints []string `yaml:"endpoints"`
+	// Prefix is put before every key, so several fleets can share one
+	// etcd. It ends in "/". Default "/gatehouse/".
+	Prefix string `yaml:"prefix,omitempty"`
+	// TLS configures TLS to etcd; nil uses plain TCP unless an endpoint
+	// is https, which then verifies against the system roots.
+	TLS *EtcdTLS `yaml:"tls,omitempty"`
+	// Username and Password authenticate to etcd; both or neither.
+	Username string `yaml:"username,omitempty"`
+	Password string `yaml:"password,omitempty"`
+	// DialTimeout bounds connecting to etcd and each request. Default 5s.
+	DialTimeout time.Duration `yaml:"dial_timeout,omitempty"`
+	// EncryptionKeyFile holds the 32-byte key that seals private keys
+	// (AES-256-GCM) before they are written to etcd; "" stores them in
+	// clear. Write one with "gatehouse storage keygen FILE".
+	EncryptionKeyFile string `yaml:"encryption_key_file,omitempty"`
+}
+
+// EtcdTLS are the PEM files of TLS to etcd.
+type EtcdTLS struct {
+	// CA verifies the etcd members; "" uses the system roots.
+	CA string `yaml:"ca,omitempty"`
+	// Cert and Key are the client certificate and its key, for etcd's
+	// client certificate auth; both or neither.
+	Cert string `yaml:"cert,omitempty"`
+	Key  string `yaml:"key,omitempty"`
 }

@@ -7,22 +7,24 @@ import (
 
 // The defaults withDefaults applies.
 const (
-	DefaultHTTP           = ":80"
-	DefaultHTTPS          = ":443"
-	DefaultStorage        = "/var/lib/gatehouse"
-	DefaultAdmin          = "127.0.0.1:2019"
-	DefaultLogFormat      = "text"
-	DefaultLogLevel       = "info"
-	DefaultCA             = "https://acme-v02.api.letsencrypt.org/directory"
-	DefaultEngine         = "certmagic"
-	DefaultReadHeader     = 10 * time.Second
-	DefaultIdle           = 2 * time.Minute
-	DefaultDial           = 5 * time.Second
-	DefaultResponseHeader = 60 * time.Second
-	DefaultShutdown       = 10 * time.Second
-	DefaultHeaderBytes    = ByteSize(64 << 10)
-	DefaultHSTSMaxAge     = 8760 * time.Hour
-	DefaultRespondStatus  = 200
+	DefaultHTTP            = ":80"
+	DefaultHTTPS           = ":443"
+	DefaultStorage         = "/var/lib/gatehouse"
+	DefaultEtcdPrefix      = "/gatehouse/"
+	DefaultAdmin           = "127.0.0.1:2019"
+	DefaultLogFormat       = "text"
+	DefaultLogLevel        = "info"
+	DefaultCA              = "https://acme-v02.api.letsencrypt.org/directory"
+	DefaultEngine          = "certmagic"
+	DefaultReadHeader      = 10 * time.Second
+	DefaultIdle            = 2 * time.Minute
+	DefaultDial            = 5 * time.Second
+	DefaultEtcdDialTimeout = 5 * time.Second
+	DefaultResponseHeader  = 60 * time.Second
+	DefaultShutdown        = 10 * time.Second
+	DefaultHeaderBytes     = ByteSize(64 << 10)
+	DefaultHSTSMaxAge      = 8760 * time.Hour
+	DefaultRespondStatus   = 200
 )
 
 // Challenge types for ACME.Challenges.
@@ -66,6 +68,10 @@ func (c *Config) withDefaults() {
 	listen(&c.Listen.HTTP, "listen.http", DefaultHTTP)
 	listen(&c.Listen.HTTPS, "listen.https", DefaultHTTPS)
 	setDefault(&c.Storage, DefaultStorage)
+	if e := c.StorageEtcd; e != nil {
+		setDefault(&e.Prefix, DefaultEtcdPrefix)
+		setDefault(&e.DialTimeout, DefaultEtcdDialTimeout)
+	}
 	setDefault(&c.Admin, DefaultAdmin)
 	setDefault(&c.Log.Format, DefaultLogFormat)
 	setDefault(&c.Log.Level, DefaultLogLevel)

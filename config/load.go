@@ -52,6 +52,11 @@ func Parse(file string, data []byte) (*Config, error) {
 			// The checker should have caught whatever the decoder rejects.
 			return nil, Problems{{File: file, Message: err.Error()}}
 		}
+		for _, f := range c.forms {
+			if err := f.decode(cfg); err != nil && len(c.problems) == 0 {
+				return nil, Problems{{File: file, Message: err.Error()}}
+			}
+		}
 	}
 	cfg.File = file
 	cfg.positions = c.positions
@@ -109,6 +114,14 @@ func (c *Config) resolvePaths(dir string) {
 		}
 	}
 	resolve(&c.Storage)
+	if e := c.StorageEtcd; e != nil {
+		resolve(&e.EncryptionKeyFile)
+		if e.TLS != nil {
+			resolve(&e.TLS.CA)
+			resolve(&e.TLS.Cert)
+			resolve(&e.TLS.Key)
+		}
+	}
 	resolve(&c.Log.File)
 	resolve(&c.ACME.CARoot)
 	c.ACME.DNS.resolvePaths(resolve)

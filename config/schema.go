@@ -28,7 +28,45 @@ type checker struct {
 	// expanded holds the scalars already expanded, so a scalar reached
 	// twice through an alias is expanded once.
 	expanded map[*yaml.Node]bool
+	// forms holds the long forms found (see longForms), to decode after
+	// the rest of the tree.
+	forms []formValue
 }
+
+// longForm is the mapping a key may hold instead of its plain string.
+type longForm struct {
+	typ    reflect.Type
+	decode func(c *Config, n *yaml.Node) error
+}
+
+// longForms lists, by key path, the keys whose value is a string or a
+// mapping of another type: "storage: DIR" or "storage: {etcd: ...}". The
+// mapping is checked against its own type, then taken out of the tree so
+// that the decoder leaves the string field empty, and decoded by decode
+// into the Config afterwards. No custom unmarshaler is involved, so
+// KnownFields stays in force below it.
+var longForms = map[string]longForm{
+	"storage": {typ: reflect.TypeFor[StorageMapping](), decode: func(c *Config, n *yaml.Node) error {
+		var m StorageMapping
+		if err := n.Decode(&m); err != nil {
+			return err
+		}
+		c.Storage = m.Cache
+		c.StorageEtcd = m.Etcd
+		if c.StorageEtcd == nil {
+			c.StorageEtcd = &EtcdStorage{} // validation says etcd is required
+		}
+		return nil
+	}},
+}
+
+// formValue is a long form found in the tree.
+type formValue struct {
+	node *yaml.Node
+	form longForm
+}
+
+func (f formValue) decode(c *Config) error { return f.form.decode(c, f.node) }
 
 func newChecker(file string, lookupEnv func(string) (string, bool)) *checker {
 	return &checker{
@@ -70,6 +108,13 @@ func (c *checker) value(n *yaml.Node, t reflect.Type, path string) {
 		if n.ShortTag() == "!!null" {
 			return // the zero value
 		}
+	}
+	if f, ok := longForms[path]; ok && n.Kind == yaml.MappingNode {
+		c.mapping(n, f.typ, path)
+		saved := *n
+		c.forms = append(c.forms, formValue{node: &saved, form: f})
+		*n = yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: n.Line, Column: n.Column}
+		return
 	}
 	switch {
 	case t == reflect.TypeFor[time.Duration]():

@@ -60,6 +60,7 @@ func (c *Config) validate() Problems {
 	v := &validator{c: c}
 	v.listen()
 	v.log()
+	v.storage()
 	v.listenExtras()
 	v.acme()
 	v.acmeIssuance()

@@ -22,6 +22,10 @@ func keepRestartOnly(log *slog.Logger, running, next *config.Config) {
 		warn("storage", running.Storage, next.Storage)
 		next.Storage = running.Storage
 	}
+	if !reflect.DeepEqual(running.StorageEtcd, next.StorageEtcd) {
+		warn("storage.etcd", "", "") // no values: they hold the etcd password
+		next.StorageEtcd = running.StorageEtcd
+	}
 	if running.Admin != next.Admin {
 		warn("admin", running.Admin, next.Admin)
 		next.Admin = running.Admin

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/caddyserver/certmagic"
+
 	"github.com/gatehouse-proxy/gatehouse/config"
 )
 
@@ -41,6 +43,7 @@ var (
 // Config at New.
 type acmeSettings struct {
 	storage             string
+	store               certmagic.Storage // the Storage of storage; nil: a FileStorage on it
 	acme                config.ACME
 	roots               *x509.CertPool // system roots plus acme.ca_root
 	listenHost          string         // host of the HTTP or HTTPS Listener, "" for all

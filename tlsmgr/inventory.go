@@ -680,7 +680,10 @@ func (m *Manager) inventory() *inventory {
 	if m.lc != nil {
 		return m.lc.inv
 	}
-	return newInventory(m.frozen.storage)
+	if m.store == nil {
+		return newInventory(m.frozen.storage)
+	}
+	return &inventory{storage: m.store}
 }
 
 // Inventory reads the inventory offline, from the storage and files cfg
@@ -700,5 +703,10 @@ func Inventory(ctx context.Context, cfg *config.Config) ([]CertificateInfo, erro
 		}
 	}
 	none := func(string) *tls.Certificate { return nil }
-	return newInventory(cfg.Storage).collect(ctx, t.configured(), none, interCN, time.Now())
+	store, closeStore, err := openStorage(cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer closeStore()
+	return (&inventory{storage: store}).collect(ctx, t.configured(), none, interCN, time.Now())
 }

@@ -161,7 +161,10 @@ func (pc *policyConfigs) getLocked(p *issuancePolicy) (*certmagic.Config, error)
 	}
 	if pc.byKey == nil {
 		pc.byKey = map[string]*certmagic.Config{}
-		pc.storage = &certmagic.FileStorage{Path: pc.settings.storage}
+		pc.storage = pc.settings.store
+		if pc.storage == nil {
+			pc.storage = &certmagic.FileStorage{Path: pc.settings.storage}
+		}
 	}
 	var solver *dnsSolver
 	if p.DNS != nil {

@@ -75,7 +75,7 @@ func newLifecycle(m *Manager, interval time.Duration, now func() time.Time) *lif
 	if interval <= 0 {
 		interval = defaultLifecycleInterval
 	}
-	lc := newLifecycleCore(m.logger, m.frozen.storage, m.engine)
+	lc := newLifecycleOn(m.logger, m.store, m.engine)
 	if now != nil {
 		lc.now = now
 	}
@@ -91,10 +91,15 @@ func newLifecycle(m *Manager, interval time.Duration, now func() time.Time) *lif
 // newLifecycleCore returns a lifecycle without its watch loop, for the
 // offline commands; engine may be nil.
 func newLifecycleCore(logger *slog.Logger, storage string, engine acmeEngine) *lifecycle {
+	return newLifecycleOn(logger, &certmagic.FileStorage{Path: storage}, engine)
+}
+
+// newLifecycleOn is newLifecycleCore on any certmagic Storage.
+func newLifecycleOn(logger *slog.Logger, store certmagic.Storage, engine acmeEngine) *lifecycle {
 	done := make(chan struct{})
 	close(done) // no watch loop yet
 	lc := &lifecycle{
-		logger: logger, inv: newInventory(storage), engine: engine, now: time.Now,
+		logger: logger, inv: &inventory{storage: store}, engine: engine, now: time.Now,
 		subs: map[int]func(Event){}, retireAfter: config.DefaultRetireAfter,
 		cancel: func() {}, done: done,
 	}

@@ -20,6 +20,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/caddyserver/certmagic"
+
 	"github.com/gatehouse-proxy/gatehouse/config"
 )
 
@@ -31,6 +33,10 @@ type Manager struct {
 	logger *slog.Logger
 	ca     *localCA
 	engine acmeEngine
+	// store is the certmagic Storage of certificates, keys and records
+	// (files or etcd); closeStore releases it at Close.
+	store      certmagic.Storage
+	closeStore func() error
 	// frozen is the part of the Config that New used and Apply cannot
 	// change: storage, acme and listen.
 	frozen frozen
@@ -60,6 +66,7 @@ type Manager struct {
 // frozen is what a restart is needed to change.
 type frozen struct {
 	storage string
+	etcd    *config.EtcdStorage
 	acme    config.ACME
 	listen  config.Listen
 }
@@ -86,8 +93,10 @@ func defaultOptions() options {
 	return options{leafLifetime: defaultLeafLifetime, backoffBase: defaultBackoffBase, backoffMax: defaultBackoffMax}
 }
 
-// New creates the storage directory (mode 0700), loads or creates the local
-// CA, starts the ACME engine named by cfg.ACME.Engine and applies cfg.
+// New creates the storage directory (mode 0700), opens etcd storage when
+// cfg.StorageEtcd is set (without waiting for etcd, which may be down:
+// what the directory caches is served meanwhile), loads or creates the
+// local CA, starts the ACME engine named by cfg.ACME.Engine and applies cfg.
 // ACME certificates are obtained in the background, so New does not wait
 // for a CA (which may be down). cfg must be validated and defaulted. The
 // HTTP and HTTPS Listeners should already be bound: the engine finds their
@@ -111,6 +120,21 @@ func newManager(ctx context.Context, cfg *config.Config, logger *slog.Logger, op
 	if caNow == nil {
 		caNow = time.Now
 	}
+	if cfg.StorageEtcd != nil && cfg.ACME.Engine == config.EngineAutocert {
+		return nil, errors.New("creating certificate manager: storage.etcd needs acme.engine certmagic (autocert keeps its cache in files)")
+	}
+	store, closeStore, err := openStorage(cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	started := false
+	defer func() {
+		if !started {
+			closeStore()
+		}
+	}()
+	// The local CA stays in the storage directory (the cache with etcd):
+	// each instance has its own.
 	ca, err := openLocalCA(ctx, cfg.Storage, caNow)
 	if err != nil {
 		return nil, err
@@ -123,12 +147,15 @@ func newManager(ctx context.Context, cfg *config.Config, logger *slog.Logger, op
 		ca.close()
 		return nil, err
 	}
+	s.store = store
 	m := &Manager{
-		logger:  logger,
-		ca:      ca,
-		frozen:  frozen{storage: cfg.Storage, acme: cfg.ACME, listen: cfg.Listen},
-		http01:  s.http01,
-		tlsALPN: s.tlsALPN01,
+		logger:     logger,
+		ca:         ca,
+		store:      store,
+		closeStore: closeStore,
+		frozen:     frozen{storage: cfg.Storage, etcd: cfg.StorageEtcd, acme: cfg.ACME, listen: cfg.Listen},
+		http01:     s.http01,
+		tlsALPN:    s.tlsALPN01,
 
 		handshakes: newHandshakeLog(logger, nil),
 	}
@@ -152,6 +179,7 @@ func newManager(ctx context.Context, cfg *config.Config, logger *slog.Logger, op
 		ca.close()
 		return nil, err
 	}
+	started = true
 	return m, nil
 }
 
@@ -202,7 +230,7 @@ func (m *Manager) Apply(ctx context.Context, cfg *config.Config) error {
 // checkFrozen reports an error if cfg changes what only a restart can.
 func (m *Manager) checkFrozen(cfg *config.Config) error {
 	var changed []string
-	if cfg.Storage != m.frozen.storage {
+	if cfg.Storage != m.frozen.storage || !reflect.DeepEqual(cfg.StorageEtcd, m.frozen.etcd) {
 		changed = append(changed, "storage")
 	}
 	if cfg.ACME.Engine != m.frozen.acme.Engine {
@@ -284,6 +312,11 @@ func (m *Manager) Close() error {
 			m.lc.close()
 		}
 		m.ca.close()
+		if m.closeStore != nil {
+			if err := m.closeStore(); err != nil && m.closeErr == nil {
+				m.closeErr = err
+			}
+		}
 	})
 	return m.closeErr
 }

@@ -121,6 +121,12 @@ func RenewOffline(ctx context.Context, cfg *config.Config, name string, force bo
 	if err != nil {
 		return err
 	}
+	store, closeStore, err := openStorage(cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	s.store = store
 	e, err := newCertmagicEngine(s, defaultOptions(), logger)
 	if err != nil {
 		return err
@@ -129,7 +135,7 @@ func RenewOffline(ctx context.Context, cfg *config.Config, name string, force bo
 	if err := e.setPolicies(acmePolicies(cfg)); err != nil {
 		return err
 	}
-	lc := newLifecycleCore(logger, cfg.Storage, e)
+	lc := newLifecycleOn(logger, store, e)
 	defer lc.close()
 	lc.mu.Lock()
 	lc.retireAfter, lc.acmeHosts, lc.onDemand, lc.table = cmp.Or(cfg.RetireAfter, config.DefaultRetireAfter), t.acmeHosts, t.isOnDemand, t

@@ -150,7 +150,12 @@ func RetireOffline(ctx context.Context, cfg *config.Config, logger *slog.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("reading the configured certificates: %w", err)
 	}
-	lc := newLifecycleCore(logger, cfg.Storage, nil)
+	store, closeStore, err := openStorage(cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	defer closeStore()
+	lc := newLifecycleOn(logger, store, nil)
 	defer lc.close()
 	return lc.apply(ctx, cfg, t), nil
 }

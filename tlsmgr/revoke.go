@@ -193,12 +193,18 @@ func RevokeOffline(ctx context.Context, cfg *config.Config, name, reason string,
 	if err != nil {
 		return err
 	}
+	store, closeStore, err := openStorage(cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	s.store = store
 	e, err := newCertmagicEngine(s, defaultOptions(), logger)
 	if err != nil {
 		return err
 	}
 	defer e.close()
-	lc := newLifecycleCore(logger, cfg.Storage, e)
+	lc := newLifecycleOn(logger, store, e)
 	defer lc.close()
 	lc.sink.configure(cfg.Events)
 

@@ -46,6 +46,7 @@ Usage:
   gatehouse check    [-config FILE]          ACME preflight: DNS, ports, CAA, the CA
   gatehouse certs    list|show|renew|revoke|retire
                                              see and steer the Certificates
+  gatehouse storage  keygen|copy             encryption key for etcd storage; copy file <-> etcd
   gatehouse hash-password [-cost N]          bcrypt hash of a password on stdin, for basic_auth
   gatehouse version                          print the version
   gatehouse help [COMMAND]                   this text, or a command's flags
@@ -66,6 +67,7 @@ func commands() []command {
 		{"trust", cmdTrust},
 		{"check", cmdCheck},
 		{"certs", cmdCerts},
+		{"storage", cmdStorage},
 		{"hash-password", cmdHashPassword},
 		{"version", cmdVersion},
 	}
