@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 
@@ -58,4 +59,28 @@ func writable(path string) bool {
 // in Java's keystore once update-ca-certificates has it.
 func debianJavaAlias(cert *x509.Certificate) string {
 	return "debian:" + strings.ToLower(strings.TrimSuffix(filepath.Base(systemFile(cert)), ".crt")) + ".pem"
+}
+
+// debianJavaStore is the Java keystore Debian's ca-certificates-java
+// keeps in step with the system store.
+const debianJavaStore = "/etc/ssl/certs/java/cacerts"
+
+// removeDebianAlias deletes the entry Debian's ca-certificates-java made
+// for cert in keystore, if there is one, with keytool ("" finds one).
+func removeDebianAlias(keytool, keystore string, cert *x509.Certificate) error {
+	if _, err := os.Stat(keystore); err != nil {
+		return nil
+	}
+	if keytool == "" {
+		var err error
+		if keytool, err = exec.LookPath("keytool"); err != nil {
+			return nil
+		}
+	}
+	alias := debianJavaAlias(cert)
+	cmd := exec.Command(keytool, "-delete", "-alias", alias, "-keystore", keystore, "-storepass", truststore.JavaStorePass)
+	if out, err := cmd.CombinedOutput(); err != nil && !strings.Contains(string(out), "does not exist") {
+		return fmt.Errorf("deleting alias %s from %s: %w: %s", alias, keystore, err, strings.TrimSpace(string(out)))
+	}
+	return nil
 }

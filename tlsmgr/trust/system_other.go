@@ -21,5 +21,7 @@ func systemHas(*x509.Certificate) bool { return false }
 // writable leaves rights to the platform's tools.
 func writable(string) bool { return true }
 
-// debianJavaAlias: Debian's hook runs on Linux only.
-func debianJavaAlias(*x509.Certificate) string { return "" }
+// Debian's ca-certificates-java runs on Linux only.
+const debianJavaStore = ""
+
+func removeDebianAlias(string, string, *x509.Certificate) error { return nil }

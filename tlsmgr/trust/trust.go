@@ -129,22 +129,6 @@ type store struct {
 	keytool string
 }
 
-// removeDebianAlias deletes the entry Debian's ca-certificates-java made
-// for cert when the system store got it: update-ca-certificates tells its
-// hooks of added local certificates but never of removed ones, so Java
-// would keep trusting a root the system store no longer has.
-func (s *store) removeDebianAlias(cert *x509.Certificate) error {
-	alias := debianJavaAlias(cert)
-	if alias == "" {
-		return nil
-	}
-	cmd := exec.Command(s.keytool, "-delete", "-alias", alias, "-keystore", s.Where, "-storepass", truststore.JavaStorePass)
-	if out, err := cmd.CombinedOutput(); err != nil && !strings.Contains(string(out), "does not exist") {
-		return fmt.Errorf("deleting alias %s: %w: %s", alias, err, strings.TrimSpace(string(out)))
-	}
-	return nil
-}
-
 func (s *store) exists(cert *x509.Certificate) bool {
 	if s.trust == nil {
 		return systemHas(cert)
@@ -186,10 +170,18 @@ func (s *store) uninstall(cert *x509.Certificate) error {
 	if err != nil {
 		return cmdOutput(err)
 	}
-	if s.Name == StoreJava && s.exists(cert) {
-		if err := s.removeDebianAlias(cert); err != nil {
-			return err
-		}
+	// update-ca-certificates tells its hooks of added local certificates
+	// but never of removed ones, so Java would keep trusting, through
+	// the entry Debian's ca-certificates-java made, a root the system
+	// store no longer has.
+	switch {
+	case s.trust == nil:
+		err = removeDebianAlias("", debianJavaStore, cert)
+	case s.Name == StoreJava && s.exists(cert):
+		err = removeDebianAlias(s.keytool, s.Where, cert)
+	}
+	if err != nil {
+		return err
 	}
 	if (s.trust != nil || systemKnown) && s.exists(cert) {
 		return errors.New("the certificate is still there after removing it")
