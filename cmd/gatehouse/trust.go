@@ -63,7 +63,7 @@ func cmdTrust(ctx context.Context, args []string, env *environment) error {
 	if !*install {
 		env.stdout.Write(pemBytes)
 		fmt.Fprintf(env.stderr, "# the local CA's root certificate is %s\n# SHA-256 fingerprint %s\n# trust it on this machine: gatehouse trust --install; or, for example: curl --cacert %s https://localhost/\n",
-			file, trust.Fingerprint(root), file)
+			file, tlsmgr.Fingerprint(root), file)
 		return nil
 	}
 	results, err := trust.Install(root)
@@ -91,7 +91,7 @@ func cmdUntrust(_ context.Context, args []string, env *environment) error {
 // reportTrust prints what happened to each trust store, and for a
 // *trust.NeedsRootError the command to run instead.
 func reportTrust(env *environment, name string, args []string, root *x509.Certificate, results []trust.Result, err error) error {
-	fmt.Fprintf(env.stdout, "local CA root %q, SHA-256 %s\n", root.Subject.CommonName, trust.Fingerprint(root))
+	fmt.Fprintf(env.stdout, "local CA root %q, SHA-256 %s\n", root.Subject.CommonName, tlsmgr.Fingerprint(root))
 	printResults(env.stdout, results)
 	var needRoot *trust.NeedsRootError
 	if errors.As(err, &needRoot) {

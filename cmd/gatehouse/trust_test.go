@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/gatehouse-proxy/gatehouse/tlsmgr"
-	"github.com/gatehouse-proxy/gatehouse/tlsmgr/trust"
 )
 
 // TestMain lets a test run this binary as the gatehouse command, in a
@@ -94,7 +93,7 @@ func nssHas(t *testing.T, db string, root *x509.Certificate) bool {
 func javaHas(t *testing.T, root *x509.Certificate) bool {
 	t.Helper()
 	out, _ := exec.Command("keytool", "-list", "-cacerts", "-storepass", "changeit").CombinedOutput()
-	return strings.Contains(string(out), trust.Fingerprint(root))
+	return strings.Contains(string(out), tlsmgr.Fingerprint(root))
 }
 
 // systemHas reports whether Debian's system store holds root's file.
@@ -253,7 +252,7 @@ sites:
 		t.Fatalf("trust --install: exit %d\n%s%s", code, out, errOut)
 	}
 	for _, want := range []string{
-		"SHA-256 " + trust.Fingerprint(root),
+		"SHA-256 " + tlsmgr.Fingerprint(root),
 		"the system trust store (/usr/local/share/ca-certificates): installed",
 		"the NSS databases of Firefox and Chromium (" + filepath.Join(home, ".pki", "nssdb"),
 	} {

@@ -11,7 +11,6 @@
 package trust
 
 import (
-	"crypto/sha256"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -98,20 +97,6 @@ func (e *NeedsRootError) Error() string {
 		verb = "need"
 	}
 	return fmt.Sprintf("%s %s root rights to change, and sudo is not installed; nothing was changed", strings.Join(names, " and "), verb)
-}
-
-// Fingerprint is the SHA-256 fingerprint of cert as browsers and phones
-// show it: upper-case hex pairs joined by colons.
-func Fingerprint(cert *x509.Certificate) string {
-	sum := sha256.Sum256(cert.Raw)
-	var b strings.Builder
-	for i, c := range sum {
-		if i > 0 {
-			b.WriteByte(':')
-		}
-		fmt.Fprintf(&b, "%02X", c)
-	}
-	return b.String()
 }
 
 // store is one trust store and how to change it.
