@@ -21,6 +21,7 @@ import (
 	"github.com/makiuchi-d/gozxing"
 	"github.com/makiuchi-d/gozxing/qrcode"
 
+	"github.com/gatehouse-proxy/gatehouse/config"
 	"github.com/gatehouse-proxy/gatehouse/tlsmgr"
 )
 
@@ -171,4 +172,31 @@ func decodeQR(t *testing.T, file string) string {
 		t.Fatalf("no QR code found in the screenshot %s: %v", file, err)
 	}
 	return res.GetText()
+}
+
+// TestShareURL checks which host the QR code names: a phone must reach
+// it, so never localhost, a loopback address or a wildcard.
+func TestShareURL(t *testing.T) {
+	hostname, _ := os.Hostname()
+	site := func(hosts ...string) config.Site { return config.Site{Hosts: hosts} }
+	for _, tc := range []struct {
+		name, http string
+		sites      []config.Site
+		want       string
+	}{
+		{"first reachable local CA host", ":80", []config.Site{site("localhost", "*.home.arpa"), site("app.example.com", "nas.home.arpa", "ha.home.arpa")},
+			"http://nas.home.arpa/.well-known/gatehouse/root.crt"},
+		{"the HTTP Listener's port", "0.0.0.0:8080", []config.Site{site("nas.internal")}, "http://nas.internal:8080/.well-known/gatehouse/root.crt"},
+		{"an IP host", ":80", []config.Site{site("127.0.0.1", "192.168.1.10")}, "http://192.168.1.10/.well-known/gatehouse/root.crt"},
+		{"an IPv6 host", ":80", []config.Site{site("fd00::10")}, "http://[fd00::10]/.well-known/gatehouse/root.crt"},
+		{"the Listener's address", "192.168.1.2:80", []config.Site{site("localhost")}, "http://192.168.1.2/.well-known/gatehouse/root.crt"},
+		{"the host name", ":80", []config.Site{site("localhost", "app.example.com")}, "http://" + hostname + "/.well-known/gatehouse/root.crt"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := &config.Config{Listen: config.Listen{HTTP: tc.http}, Sites: tc.sites}
+			if got := shareURL(cfg); got != tc.want {
+				t.Errorf("got %s, want %s", got, tc.want)
+			}
+		})
+	}
 }
