@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -55,10 +54,9 @@ func cmdTrust(ctx context.Context, args []string, env *environment) error {
 	if err != nil {
 		return fmt.Errorf("loading the local CA root: %w", err)
 	}
-	block, _ := pem.Decode(pemBytes)
-	root, err := x509.ParseCertificate(block.Bytes)
+	root, _, err := tlsmgr.ReadLocalRoot(dir)
 	if err != nil {
-		return fmt.Errorf("parsing the local CA root: %w", err)
+		return err
 	}
 	if !*install {
 		env.stdout.Write(pemBytes)

@@ -224,7 +224,7 @@ func javaStore() *store {
 			return s
 		}
 		// truststore finds Java only through JAVA_HOME; keytool gets it too.
-		os.Setenv("JAVA_HOME", home)
+		_ = os.Setenv("JAVA_HOME", home)
 	}
 	s.Where = cacerts(home)
 	java, err := truststore.NewJavaTrust()
