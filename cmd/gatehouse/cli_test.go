@@ -226,3 +226,16 @@ sites:
 		resp.Body.Close()
 	}
 }
+
+// TestUntrustWithoutCA: untrust never creates a CA to remove; it says
+// there is none where it looked.
+func TestUntrustWithoutCA(t *testing.T) {
+	storage := t.TempDir()
+	code, _, errOut := runCmd(t, nil, "untrust", "-storage", storage)
+	if code != 1 || !strings.Contains(errOut, filepath.Join(storage, "pki", "root.pem")) || !strings.Contains(errOut, "no such file") {
+		t.Errorf("untrust without a local CA: got %d %q, want 1 naming the missing root", code, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(storage, "pki")); err == nil {
+		t.Error("untrust created a local CA")
+	}
+}
