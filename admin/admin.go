@@ -103,9 +103,23 @@ type Options struct {
 	Upstreams func() []Upstream
 	// Metrics is served on /metrics.
 	Metrics *Metrics
+	// LocalCA describes the local CA's root for the dashboard; nil shows
+	// nothing of it.
+	LocalCA func() LocalCA
 
 	// now is the dashboard's clock; nil means time.Now. Tests set it.
 	now func() time.Time
+}
+
+// LocalCA is what the dashboard shows of the local CA's root.
+type LocalCA struct {
+	// Subject is the root's common name.
+	Subject string
+	// Fingerprint is its SHA-256 fingerprint ([tlsmgr.Fingerprint]).
+	Fingerprint string
+	// ShareURL is where the HTTP Listener serves it (local_ca.share), ""
+	// when it does not; the dashboard shows it as a QR code.
+	ShareURL string
 }
 
 // maxBody bounds the JSON bodies of POST calls.
