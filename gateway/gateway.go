@@ -211,6 +211,7 @@ func (g *Gateway) start(ctx context.Context) error {
 			ReadHeaderTimeout: cfg.Timeouts.ReadHeader,
 			IdleTimeout:       cfg.Timeouts.Idle,
 			MaxHeaderBytes:    int(cfg.Limits.HeaderBytes),
+			HTTP2:             http2Config(cfg),
 			// Failed handshakes are counted and summarised, not logged
 			// one line each.
 			ErrorLog: g.certs.HandshakeErrorLog(errorLog),

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/gatehouse-proxy/gatehouse/config"
@@ -70,4 +71,19 @@ func startSources(t *testing.T, p ports, body string, extra ...Source) (*instanc
 	made := make(chan *Gateway, 1)
 	in := gatewaytest.Start(t, p, body, runGateway(made, extra...))
 	return in, <-made
+}
+
+// startProxy starts a Gateway whose one Site, localhost, proxies / to
+// upstream. listen adds keys to the listen block (`, http3: true`), top
+// adds top-level YAML, route adds keys to the Route (`, max_body: 1KiB`).
+func startProxy(t *testing.T, upstream, listen, top, route string) *instance {
+	t.Helper()
+	return start(t, newPorts(t), fmt.Sprintf(`listen: {http: "127.0.0.1:{{HTTP}}", https: "127.0.0.1:{{HTTPS}}"%s}
+admin: "off"
+storage: {{STORAGE}}
+%s
+sites:
+  - hosts: [localhost]
+    routes: [{path: /, upstreams: [%s]%s}]
+`, listen, top, upstream, route))
 }

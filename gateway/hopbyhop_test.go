@@ -35,14 +35,7 @@ func TestHopByHopOverHTTP3(t *testing.T) {
 		fmt.Fprint(w, "app")
 	}))
 	defer up.Close()
-	p := newPorts(t)
-	in := start(t, p, fmt.Sprintf(`listen: {http: "127.0.0.1:{{HTTP}}", https: "127.0.0.1:{{HTTPS}}", http3: true}
-admin: "off"
-storage: {{STORAGE}}
-sites:
-  - hosts: [localhost]
-    routes: [{path: /, upstreams: [%s]}]
-`, up.URL))
+	in := startProxy(t, up.URL, ", http3: true", "", "")
 	tr := &http3.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: in.LocalRoots(t)},
 		Dial: func(ctx context.Context, _ string, tlsCfg *tls.Config, cfg *quic.Config) (*quic.Conn, error) {

@@ -152,3 +152,17 @@ func (g *Gateway) stopHTTP3(ctx context.Context) {
 	l.conn.Close()
 	<-l.done
 }
+
+// http2MaxFrameSize is the largest HTTP/2 frame the HTTPS Listener reads:
+// the protocol's initial 16 KiB, as nginx advertises, instead of Go's
+// 1 MiB. A client then cannot make gatehouse buffer a megabyte before a
+// frame can be checked, and a larger HEADERS frame is the FRAME_SIZE_ERROR
+// that RFC 9113 §4.2 asks for (h2spec 4.2/3).
+const http2MaxFrameSize = 16 << 10
+
+// http2Config is the HTTPS Listener's HTTP/2 settings.
+func http2Config(cfg *config.Config) *http.HTTP2Config {
+	return &http.HTTP2Config{
+		MaxReadFrameSize: http2MaxFrameSize,
+	}
+}
