@@ -301,6 +301,16 @@ type Limits struct {
 	// HeaderBytes bounds a request's header block ("64KiB" or bytes).
 	// Default 64 KiB.
 	HeaderBytes ByteSize `yaml:"header_bytes,omitempty"`
+	// Headers bounds how many header fields a request may carry; more are
+	// answered 431. Default 100.
+	Headers int `yaml:"headers,omitempty"`
+	// URIBytes bounds a request's target (path and query, "8KiB" or
+	// bytes); a longer one is answered 414. Default 8 KiB.
+	URIBytes ByteSize `yaml:"uri_bytes,omitempty"`
+	// Streams bounds the requests one HTTP/2 or HTTP/3 connection may
+	// have in flight at once (advertised to the client; a stream past it
+	// is refused). Default 100.
+	Streams int `yaml:"streams,omitempty"`
 }
 
 // Site is a set of hosts served alike: one certificate policy and one set of

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"net"
 	"testing"
 	"time"
@@ -47,13 +48,17 @@ func dialH2(t *testing.T, addr string, roots *x509.CertPool) *h2Conn {
 	return c
 }
 
-// block HPACK-encodes a GET of path for localhost, then the pairs of
-// extra header names and values.
+// block HPACK-encodes a request for localhost, then the pairs of extra
+// header names and values.
 func (c *h2Conn) block(method, path string, extra ...string) []byte {
+	return c.fields(append([]string{":method", method, ":scheme", "https", ":authority", "localhost", ":path", path}, extra...)...)
+}
+
+// fields HPACK-encodes pairs of header names and values.
+func (c *h2Conn) fields(pairs ...string) []byte {
 	c.hbuf.Reset()
-	fields := append([]string{":method", method, ":scheme", "https", ":authority", "localhost", ":path", path}, extra...)
-	for i := 0; i+1 < len(fields); i += 2 {
-		c.enc.WriteField(hpack.HeaderField{Name: fields[i], Value: fields[i+1]})
+	for i := 0; i+1 < len(pairs); i += 2 {
+		c.enc.WriteField(hpack.HeaderField{Name: pairs[i], Value: pairs[i+1]})
 	}
 	return bytes.Clone(c.hbuf.Bytes())
 }
@@ -105,6 +110,38 @@ func (c *h2Conn) await(id uint32) h2Outcome {
 		case *http2.MetaHeadersFrame:
 			if f.StreamID == id {
 				return h2Outcome{status: f.PseudoValue("status")}
+			}
+		}
+	}
+}
+
+// drainPing is the data of the PING that drain waits for.
+var drainPing = [8]byte{'d', 'r', 'a', 'i', 'n'}
+
+// drain reads and drops frames until the server closes the connection, or,
+// with ping, acknowledges the PING carrying drainPing that the caller sent
+// after its frames (so every frame before it was processed). It returns
+// the GOAWAY seen, if any, and whether the connection was closed; it fails
+// the test when neither happens within d.
+func (c *h2Conn) drain(d time.Duration, ping bool) (goAway *http2.GoAwayFrame, closed bool) {
+	c.t.Helper()
+	c.conn.SetReadDeadline(time.Now().Add(d))
+	defer c.conn.SetReadDeadline(time.Time{})
+	for {
+		f, err := c.fr.ReadFrame()
+		var ne net.Error
+		switch {
+		case errors.As(err, &ne) && ne.Timeout():
+			c.t.Fatalf("the server neither closed the connection nor answered within %v", d)
+		case err != nil:
+			return goAway, true
+		}
+		switch f := f.(type) {
+		case *http2.GoAwayFrame:
+			goAway = f
+		case *http2.PingFrame:
+			if ping && f.IsAck() && f.Data == drainPing {
+				return goAway, false
 			}
 		}
 	}

@@ -127,6 +127,8 @@ func (g *Gateway) startHTTP3(conn net.PacketConn, tlsConf *tls.Config, h http.Ha
 			Allow0RTT: false,
 			// Bounds the QUIC handshake, as read_header bounds TLS.
 			HandshakeIdleTimeout: cfg.Timeouts.ReadHeader,
+			// Requests in flight on one connection, as for HTTP/2.
+			MaxIncomingStreams: int64(cfg.Limits.Streams),
 		},
 	}
 	l := &http3Listener{srv: srv, conn: conn, done: make(chan struct{})}
@@ -163,6 +165,7 @@ const http2MaxFrameSize = 16 << 10
 // http2Config is the HTTPS Listener's HTTP/2 settings.
 func http2Config(cfg *config.Config) *http.HTTP2Config {
 	return &http.HTTP2Config{
-		MaxReadFrameSize: http2MaxFrameSize,
+		MaxReadFrameSize:     http2MaxFrameSize,
+		MaxConcurrentStreams: cfg.Limits.Streams,
 	}
 }

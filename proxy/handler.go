@@ -66,6 +66,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x.requestIDValue[0] = x.requestID
 	x.Header()[requestIDHeader] = x.requestIDValue[:]
 	x.countBody()
+	if code := t.limits.refuse(r); code != 0 {
+		writeStatus(x, code)
+		return
+	}
 
 	s := t.site(r.Host)
 	if s == nil {

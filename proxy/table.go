@@ -63,6 +63,7 @@ type Table struct {
 
 	trusted   []netip.Prefix
 	accessLog bool
+	limits    requestLimits
 	// dialTimeout and responseHeaderTimeout are the Upstream timeouts the
 	// Table's transports were chosen with, for Describe.
 	dialTimeout           time.Duration
@@ -128,6 +129,7 @@ func Compile(cfg *config.Config, opts Options) (*Table, error) {
 		exact:                 make(map[string]*site),
 		wildcard:              make(map[string]*site),
 		accessLog:             cfg.Log.Access == nil || *cfg.Log.Access,
+		limits:                newRequestLimits(cfg.Limits),
 		dialTimeout:           cmp.Or(cfg.Timeouts.Dial, defaultDialTimeout),
 		responseHeaderTimeout: cmp.Or(cfg.Timeouts.ResponseHeader, defaultResponseHeaderTimeout),
 		logger:                opts.Logger,
