@@ -200,13 +200,8 @@ func (g *Gateway) start(ctx context.Context) error {
 
 	errorLog := slog.NewLogLogger(g.logger.Handler(), slog.LevelDebug)
 	if httpsLn != nil {
-		var h http.Handler = g.routes
-		if udp != nil {
-			g.startHTTP3(udp, g.certs.TLSConfig(), g.routes)
-			h = altSvc(h, cmp.Or(cfg.Listen.PublicHTTPSPort, udp.LocalAddr().(*net.UDPAddr).Port))
-		}
 		srv := &http.Server{
-			Handler:           h,
+			Handler:           g.routes,
 			TLSConfig:         g.certs.TLSConfig(),
 			ReadHeaderTimeout: cfg.Timeouts.ReadHeader,
 			IdleTimeout:       cfg.Timeouts.Idle,
@@ -217,6 +212,10 @@ func (g *Gateway) start(ctx context.Context) error {
 			ErrorLog: g.certs.HandshakeErrorLog(errorLog),
 			// No ReadTimeout or WriteTimeout: they would cut WebSockets and
 			// streams; ReadHeaderTimeout and IdleTimeout stop slowloris.
+		}
+		if udp != nil {
+			g.startHTTP3(udp, g.certs.TLSConfig(), g.routes, srv)
+			srv.Handler = altSvc(srv.Handler, cmp.Or(cfg.Listen.PublicHTTPSPort, udp.LocalAddr().(*net.UDPAddr).Port))
 		}
 		g.goServe(srv, func() error { return srv.ServeTLS(httpsLn, "", "") })
 	}

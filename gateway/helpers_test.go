@@ -2,8 +2,15 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"net/http"
 	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
 
 	"github.com/gatehouse-proxy/gatehouse/config"
 	"github.com/gatehouse-proxy/gatehouse/gateway/gatewaytest"
@@ -86,4 +93,17 @@ sites:
   - hosts: [localhost]
     routes: [{path: /, upstreams: [%s]%s}]
 `, listen, top, upstream, route))
+}
+
+// h3Client speaks HTTP/3 to in's HTTPS Listener, trusting roots; the
+// test's end closes it.
+func h3Client(t *testing.T, in *instance, roots *x509.CertPool) *http.Client {
+	tr := &http3.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: roots},
+		Dial: func(ctx context.Context, _ string, tlsCfg *tls.Config, cfg *quic.Config) (*quic.Conn, error) {
+			return quic.DialAddrEarly(ctx, in.HTTPS, tlsCfg, cfg)
+		},
+	}
+	t.Cleanup(func() { tr.Close() })
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
 }

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -15,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quic-go/quic-go"
-	"github.com/quic-go/quic-go/http3"
 	"golang.org/x/net/http2"
 )
 
@@ -135,15 +132,10 @@ func TestRequestLimits(t *testing.T) {
 	up := newLimitsUpstream(t)
 	in := startProxy(t, up.URL, ", http3: true", limitsConfig, ", max_body: 1KiB")
 	roots := in.LocalRoots(t)
-	h3 := &http3.Transport{TLSClientConfig: &tls.Config{RootCAs: roots},
-		Dial: func(ctx context.Context, _ string, tlsCfg *tls.Config, cfg *quic.Config) (*quic.Conn, error) {
-			return quic.DialAddrEarly(ctx, in.HTTPS, tlsCfg, cfg)
-		}}
-	defer h3.Close()
 	h1 := in.Client(t)
 	h1.Transport.(*http.Transport).ForceAttemptHTTP2 = false
 	h1.Transport.(*http.Transport).TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
-	clients := map[string]*http.Client{"HTTP/1.1": h1, "HTTP/2.0": in.Client(t), "HTTP/3.0": {Transport: h3}}
+	clients := map[string]*http.Client{"HTTP/1.1": h1, "HTTP/2.0": in.Client(t), "HTTP/3.0": h3Client(t, in, roots)}
 
 	many := make(http.Header)
 	for i := range 25 {

@@ -111,11 +111,18 @@ type http3Listener struct {
 }
 
 // startHTTP3 serves h over HTTP/3 on conn with the certificates of
-// tlsConf, which is cloned with ALPN h3.
-func (g *Gateway) startHTTP3(conn net.PacketConn, tlsConf *tls.Config, h http.Handler) {
+// tlsConf, which is cloned with ALPN h3. Requests carry tcp, the HTTPS
+// Listener's server, as http.ServerContextKey, as they would over TCP:
+// ReverseProxy aborts an answer whose Upstream breaks off mid-body (so
+// quic-go resets the stream) only under a server it can see there, and
+// otherwise ends the stream as if the body were whole.
+func (g *Gateway) startHTTP3(conn net.PacketConn, tlsConf *tls.Config, h http.Handler, tcp *http.Server) {
 	cfg := g.cfg
 	srv := &http3.Server{
-		Handler:        h,
+		Handler: h,
+		ConnContext: func(ctx context.Context, _ *quic.Conn) context.Context {
+			return context.WithValue(ctx, http.ServerContextKey, tcp)
+		},
 		TLSConfig:      http3.ConfigureTLSConfig(tlsConf),
 		IdleTimeout:    cfg.Timeouts.Idle,
 		MaxHeaderBytes: int(cfg.Limits.HeaderBytes),
