@@ -292,6 +292,10 @@ type Timeouts struct {
 	// ResponseHeader bounds waiting for an Upstream's response headers once
 	// the request is sent. Default 60s.
 	ResponseHeader time.Duration `yaml:"response_header,omitempty"`
+	// Write bounds how long sending a response to a client may stall: a
+	// client that reads nothing for this long loses its response (the
+	// connection is closed, or an HTTP/2 stream reset). Default 60s.
+	Write time.Duration `yaml:"write,omitempty"`
 	// Shutdown bounds the drain of in-flight requests on SIGTERM. Default 10s.
 	Shutdown time.Duration `yaml:"shutdown,omitempty"`
 }

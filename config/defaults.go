@@ -21,6 +21,7 @@ const (
 	DefaultDial            = 5 * time.Second
 	DefaultEtcdDialTimeout = 5 * time.Second
 	DefaultResponseHeader  = 60 * time.Second
+	DefaultWrite           = 60 * time.Second
 	DefaultShutdown        = 10 * time.Second
 	DefaultHeaderBytes     = ByteSize(64 << 10)
 	DefaultHeaders         = 100
@@ -96,6 +97,7 @@ func (c *Config) withDefaults() {
 	setDefault(&c.Timeouts.Idle, DefaultIdle)
 	setDefault(&c.Timeouts.Dial, DefaultDial)
 	setDefault(&c.Timeouts.ResponseHeader, DefaultResponseHeader)
+	setDefault(&c.Timeouts.Write, DefaultWrite)
 	setDefault(&c.Timeouts.Shutdown, DefaultShutdown)
 	setDefault(&c.Limits.HeaderBytes, DefaultHeaderBytes)
 	setDefault(&c.Limits.Headers, DefaultHeaders)

@@ -103,6 +103,7 @@ sites:
 		{"timeouts.dial", cfg.Timeouts.Dial, 5 * time.Second},
 		{"timeouts.response_header", cfg.Timeouts.ResponseHeader, 60 * time.Second},
 		{"timeouts.shutdown", cfg.Timeouts.Shutdown, 10 * time.Second},
+		{"timeouts.write", cfg.Timeouts.Write, 60 * time.Second},
 		{"limits.header_bytes", cfg.Limits.HeaderBytes, ByteSize(64 << 10)},
 		{"limits.headers", cfg.Limits.Headers, 100},
 		{"limits.uri_bytes", cfg.Limits.URIBytes, ByteSize(8 << 10)},

@@ -241,6 +241,7 @@ func (v *validator) timeouts() {
 		{"idle", t.Idle},
 		{"dial", t.Dial},
 		{"response_header", t.ResponseHeader},
+		{"write", t.Write},
 		{"shutdown", t.Shutdown},
 	} {
 		if d.d < 0 {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -202,5 +203,59 @@ func TestClientAbortsUpload(t *testing.T) {
 		if got := c.await(3); got.status != "200" {
 			t.Errorf("next request on the connection: got %+v, want 200", got)
 		}
+	})
+}
+
+// TestSlowReaderBoundedByWriteTimeout has clients ask for an endless
+// answer and then read nothing (issue 13): after timeouts.write without
+// progress gatehouse gives the response up (HTTP/1.1: the connection
+// closes; HTTP/2: the stream is reset), which lets go of the Upstream, and
+// other clients are served meanwhile.
+func TestSlowReaderBoundedByWriteTimeout(t *testing.T) {
+	released := make(chan time.Duration, 4)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/endless" {
+			fmt.Fprint(w, "app")
+			return
+		}
+		start := time.Now()
+		chunk := []byte(strings.Repeat("e", 32<<10))
+		for {
+			if _, err := w.Write(chunk); err != nil {
+				break
+			}
+		}
+		released <- time.Since(start)
+	}))
+	defer up.Close()
+	in := startProxy(t, up.URL, "", "timeouts: {write: 1s}", "")
+	roots := in.LocalRoots(t)
+	awaitReleased := func(t *testing.T) {
+		t.Helper()
+		select {
+		case d := <-released:
+			t.Logf("the Upstream was let go after %v", d.Round(time.Millisecond))
+		case <-time.After(15 * time.Second):
+			t.Fatal("the Upstream is still held by a client that reads nothing")
+		}
+	}
+
+	t.Run("HTTP/1.1", func(t *testing.T) {
+		meanwhile(t, in, func() {
+			conn, err := tls.Dial("tcp", in.HTTPS, &tls.Config{ServerName: "localhost", RootCAs: roots, NextProtos: []string{"http/1.1"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			io.WriteString(conn, "GET /endless HTTP/1.1\r\nHost: localhost\r\n\r\n")
+			awaitReleased(t)
+		})
+	})
+	t.Run("HTTP/2", func(t *testing.T) {
+		meanwhile(t, in, func() {
+			c := dialH2(t, in.HTTPS, roots)
+			c.request(1, "GET", "/endless", true)
+			awaitReleased(t)
+		})
 	})
 }

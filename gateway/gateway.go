@@ -211,7 +211,9 @@ func (g *Gateway) start(ctx context.Context) error {
 			// one line each.
 			ErrorLog: g.certs.HandshakeErrorLog(errorLog),
 			// No ReadTimeout or WriteTimeout: they would cut WebSockets and
-			// streams; ReadHeaderTimeout and IdleTimeout stop slowloris.
+			// streams; ReadHeaderTimeout and IdleTimeout stop slowloris, and
+			// the proxy moves a write deadline along each response
+			// (timeouts.write) for clients that stop reading.
 		}
 		if udp != nil {
 			g.startHTTP3(udp, g.certs.TLSConfig(), g.routes, srv)

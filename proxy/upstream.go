@@ -82,13 +82,16 @@ func (p *proxyRoute) finish(pc *proxyCtx, r *http.Request) {
 }
 
 // logCutOff logs an answer abandoned mid-body: a warning when the Upstream
-// broke it off, debug when the client had left.
+// broke it off, debug when the client had left or stopped reading
+// (timeouts.write).
 func (p *proxyRoute) logCutOff(pc *proxyCtx, r *http.Request) {
 	attrs := []slog.Attr{slog.String("host", r.Host), slog.String("route", p.route.path)}
+	clientSide := r.Context().Err() != nil
 	if x := pc.x; x != nil {
 		attrs = append(attrs, slog.String("upstream", x.upstream), slog.Int("status", x.status), slog.Int64("bytes_out", x.bytes))
+		clientSide = clientSide || x.writeFailed
 	}
-	if r.Context().Err() != nil {
+	if clientSide {
 		p.logger.LogAttrs(r.Context(), slog.LevelDebug, "client left mid-answer", attrs...)
 		return
 	}
