@@ -33,12 +33,12 @@ type exchange struct {
 	requestIDValue [1]string
 	// body counts the request body bytes read, for bytes_in.
 	body countingBody
-	// writeTimeout is timeouts.write; extendedAt is when the write
-	// deadline was last moved (see extendWrite); hijacked is set once the
-	// connection is handed over (a WebSocket), which keeps no deadline.
+	// writeTimeout is timeouts.write, or 0 once the connection is handed
+	// over (a WebSocket keeps no deadline); extendedAt is when the write
+	// deadline was last moved, in Unix nanoseconds (see extendWrite).
+	// Both are kept small: the exchange is allocated per request.
 	writeTimeout time.Duration
-	extendedAt   time.Time
-	hijacked     bool
+	extendedAt   int64
 	// writeFailed is set once a write to the client failed: it left, or
 	// stalled past the write deadline.
 	writeFailed bool
@@ -109,16 +109,16 @@ type writeDeadliner interface{ SetWriteDeadline(time.Time) error }
 // each move is a message to the connection's serve loop, and a stall is
 // still cut off within 7/8 to 8/8 of the timeout.
 func (x *exchange) extendWrite() {
-	if x.writeTimeout <= 0 || x.hijacked {
+	if x.writeTimeout <= 0 {
 		return
 	}
 	now := time.Now()
-	if now.Sub(x.extendedAt) < x.writeTimeout/8 {
+	if now.UnixNano()-x.extendedAt < int64(x.writeTimeout/8) {
 		return
 	}
 	if d, ok := x.ResponseWriter.(writeDeadliner); ok {
 		_ = d.SetWriteDeadline(now.Add(x.writeTimeout))
-		x.extendedAt = now
+		x.extendedAt = now.UnixNano()
 	}
 }
 
@@ -206,7 +206,7 @@ func (x *exchange) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c, brw, err := http.NewResponseController(x.ResponseWriter).Hijack()
 	if err == nil {
 		// A WebSocket may stay quiet for as long as its ends like.
-		x.hijacked = true
+		x.writeTimeout = 0
 		_ = c.SetWriteDeadline(time.Time{})
 	}
 	if err == nil && x.status == 0 {
