@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -14,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
 	"golang.org/x/net/http2"
 )
 
@@ -327,5 +330,37 @@ func TestHTTP2StreamLimits(t *testing.T) {
 				t.Errorf("a header block that never ends: closed %v, GOAWAY %v, want closed with PROTOCOL_ERROR", closed, goAway)
 			}
 		})
+	})
+}
+
+// TestHTTP3StreamLimit holds one HTTP/3 connection to limits.streams
+// (issue 13): QUIC grants the client no more request streams than that,
+// so a sixth cannot even be opened, and the Upstream holds five.
+func TestHTTP3StreamLimit(t *testing.T) {
+	up := newLimitsUpstream(t)
+	in := startProxy(t, up.URL, ", http3: true", limitsConfig, "")
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	conn, err := quic.DialAddr(ctx, in.HTTPS, &tls.Config{ServerName: "localhost", RootCAs: in.LocalRoots(t), NextProtos: []string{http3.NextProtoH3}}, nil)
+	if err != nil {
+		t.Fatalf("dialing QUIC: %v", err)
+	}
+	defer conn.CloseWithError(0, "")
+	meanwhile(t, in, func() {
+		for range 5 {
+			str, err := conn.OpenStreamSync(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := str.Write(h3Headers("GET", "/slow")); err != nil {
+				t.Fatal(err)
+			}
+			str.Close()
+		}
+		waitFor(t, 10*time.Second, func() bool { return up.peakInFlight() == 5 })
+		var limit *quic.StreamLimitReachedError
+		if _, err := conn.OpenStream(); !errors.As(err, &limit) {
+			t.Errorf("opening a sixth stream: %v, want the stream limit reached", err)
+		}
 	})
 }
