@@ -308,6 +308,10 @@ type Timeouts struct {
 	// ResponseHeader bounds waiting for an Upstream's response headers once
 	// the request is sent. Default 60s.
 	ResponseHeader time.Duration `yaml:"response_header,omitempty"`
+	// Write bounds how long sending a response to a client may stall: a
+	// client that reads nothing for this long loses its response (the
+	// connection is closed, or an HTTP/2 stream reset). Default 60s.
+	Write time.Duration `yaml:"write,omitempty"`
 	// Shutdown bounds the drain of in-flight requests on SIGTERM. Default 10s.
 	Shutdown time.Duration `yaml:"shutdown,omitempty"`
 }
@@ -317,6 +321,16 @@ type Limits struct {
 	// HeaderBytes bounds a request's header block ("64KiB" or bytes).
 	// Default 64 KiB.
 	HeaderBytes ByteSize `yaml:"header_bytes,omitempty"`
+	// Headers bounds how many header fields a request may carry; more are
+	// answered 431. Default 100.
+	Headers int `yaml:"headers,omitempty"`
+	// URIBytes bounds a request's target (path and query, "8KiB" or
+	// bytes); a longer one is answered 414. Default 8 KiB.
+	URIBytes ByteSize `yaml:"uri_bytes,omitempty"`
+	// Streams bounds the requests one HTTP/2 or HTTP/3 connection may
+	// have in flight at once (advertised to the client; a stream past it
+	// is refused). Default 100.
+	Streams int `yaml:"streams,omitempty"`
 }
 
 // Site is a set of hosts served alike: one certificate policy and one set of

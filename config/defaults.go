@@ -21,8 +21,12 @@ const (
 	DefaultDial            = 5 * time.Second
 	DefaultEtcdDialTimeout = 5 * time.Second
 	DefaultResponseHeader  = 60 * time.Second
+	DefaultWrite           = 60 * time.Second
 	DefaultShutdown        = 10 * time.Second
 	DefaultHeaderBytes     = ByteSize(64 << 10)
+	DefaultHeaders         = 100
+	DefaultURIBytes        = ByteSize(8 << 10)
+	DefaultStreams         = 100
 	DefaultHSTSMaxAge      = 8760 * time.Hour
 	DefaultRespondStatus   = 200
 )
@@ -93,8 +97,12 @@ func (c *Config) withDefaults() {
 	setDefault(&c.Timeouts.Idle, DefaultIdle)
 	setDefault(&c.Timeouts.Dial, DefaultDial)
 	setDefault(&c.Timeouts.ResponseHeader, DefaultResponseHeader)
+	setDefault(&c.Timeouts.Write, DefaultWrite)
 	setDefault(&c.Timeouts.Shutdown, DefaultShutdown)
 	setDefault(&c.Limits.HeaderBytes, DefaultHeaderBytes)
+	setDefault(&c.Limits.Headers, DefaultHeaders)
+	setDefault(&c.Limits.URIBytes, DefaultURIBytes)
+	setDefault(&c.Limits.Streams, DefaultStreams)
 	if c.Docker != nil {
 		setDefault(&c.Docker.Endpoint, DefaultDockerEndpoint)
 	}

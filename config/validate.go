@@ -76,6 +76,15 @@ func (c *Config) validate() Problems {
 	if c.Limits.HeaderBytes < 0 {
 		v.addf("limits.header_bytes", "must not be negative")
 	}
+	if c.Limits.Headers < 0 {
+		v.addf("limits.headers", "must not be negative")
+	}
+	if c.Limits.URIBytes < 0 {
+		v.addf("limits.uri_bytes", "must not be negative")
+	}
+	if c.Limits.Streams < 0 || c.Limits.Streams > maxStreams {
+		v.addf("limits.streams", "must be between 1 and %d", maxStreams)
+	}
 	v.sites()
 	v.upstreams()
 	v.shapingAll()
@@ -232,6 +241,7 @@ func (v *validator) timeouts() {
 		{"idle", t.Idle},
 		{"dial", t.Dial},
 		{"response_header", t.ResponseHeader},
+		{"write", t.Write},
 		{"shutdown", t.Shutdown},
 	} {
 		if d.d < 0 {
@@ -283,3 +293,7 @@ func checkRoots(path string) string {
 	}
 	return ""
 }
+
+// maxStreams bounds limits.streams: more requests in flight on one
+// connection than this would only let one client hold more of gatehouse.
+const maxStreams = 10000

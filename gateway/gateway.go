@@ -200,22 +200,24 @@ func (g *Gateway) start(ctx context.Context) error {
 
 	errorLog := slog.NewLogLogger(g.logger.Handler(), slog.LevelDebug)
 	if httpsLn != nil {
-		var h http.Handler = g.routes
-		if udp != nil {
-			g.startHTTP3(udp, g.certs.TLSConfig(), g.routes)
-			h = altSvc(h, cmp.Or(cfg.Listen.PublicHTTPSPort, udp.LocalAddr().(*net.UDPAddr).Port))
-		}
 		srv := &http.Server{
-			Handler:           h,
+			Handler:           g.routes,
 			TLSConfig:         g.certs.TLSConfig(),
 			ReadHeaderTimeout: cfg.Timeouts.ReadHeader,
 			IdleTimeout:       cfg.Timeouts.Idle,
 			MaxHeaderBytes:    int(cfg.Limits.HeaderBytes),
+			HTTP2:             http2Config(cfg),
 			// Failed handshakes are counted and summarised, not logged
 			// one line each.
 			ErrorLog: g.certs.HandshakeErrorLog(errorLog),
 			// No ReadTimeout or WriteTimeout: they would cut WebSockets and
-			// streams; ReadHeaderTimeout and IdleTimeout stop slowloris.
+			// streams; ReadHeaderTimeout and IdleTimeout stop slowloris, and
+			// the proxy moves a write deadline along each response
+			// (timeouts.write) for clients that stop reading.
+		}
+		if udp != nil {
+			g.startHTTP3(udp, g.certs.TLSConfig(), g.routes, srv)
+			srv.Handler = altSvc(srv.Handler, cmp.Or(cfg.Listen.PublicHTTPSPort, udp.LocalAddr().(*net.UDPAddr).Port))
 		}
 		g.goServe(srv, func() error { return srv.ServeTLS(httpsLn, "", "") })
 	}

@@ -2,7 +2,15 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net/http"
 	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
 
 	"github.com/gatehouse-proxy/gatehouse/config"
 	"github.com/gatehouse-proxy/gatehouse/gateway/gatewaytest"
@@ -70,4 +78,32 @@ func startSources(t *testing.T, p ports, body string, extra ...Source) (*instanc
 	made := make(chan *Gateway, 1)
 	in := gatewaytest.Start(t, p, body, runGateway(made, extra...))
 	return in, <-made
+}
+
+// startProxy starts a Gateway whose one Site, localhost, proxies / to
+// upstream. listen adds keys to the listen block (`, http3: true`), top
+// adds top-level YAML, route adds keys to the Route (`, max_body: 1KiB`).
+func startProxy(t *testing.T, upstream, listen, top, route string) *instance {
+	t.Helper()
+	return start(t, newPorts(t), fmt.Sprintf(`listen: {http: "127.0.0.1:{{HTTP}}", https: "127.0.0.1:{{HTTPS}}"%s}
+admin: "off"
+storage: {{STORAGE}}
+%s
+sites:
+  - hosts: [localhost]
+    routes: [{path: /, upstreams: [%s]%s}]
+`, listen, top, upstream, route))
+}
+
+// h3Client speaks HTTP/3 to in's HTTPS Listener, trusting roots; the
+// test's end closes it.
+func h3Client(t *testing.T, in *instance, roots *x509.CertPool) *http.Client {
+	tr := &http3.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: roots},
+		Dial: func(ctx context.Context, _ string, tlsCfg *tls.Config, cfg *quic.Config) (*quic.Conn, error) {
+			return quic.DialAddrEarly(ctx, in.HTTPS, tlsCfg, cfg)
+		},
+	}
+	t.Cleanup(func() { tr.Close() })
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
 }

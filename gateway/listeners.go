@@ -111,11 +111,18 @@ type http3Listener struct {
 }
 
 // startHTTP3 serves h over HTTP/3 on conn with the certificates of
-// tlsConf, which is cloned with ALPN h3.
-func (g *Gateway) startHTTP3(conn net.PacketConn, tlsConf *tls.Config, h http.Handler) {
+// tlsConf, which is cloned with ALPN h3. Requests carry tcp, the HTTPS
+// Listener's server, as http.ServerContextKey, as they would over TCP:
+// ReverseProxy aborts an answer whose Upstream breaks off mid-body (so
+// quic-go resets the stream) only under a server it can see there, and
+// otherwise ends the stream as if the body were whole.
+func (g *Gateway) startHTTP3(conn net.PacketConn, tlsConf *tls.Config, h http.Handler, tcp *http.Server) {
 	cfg := g.cfg
 	srv := &http3.Server{
-		Handler:        h,
+		Handler: h,
+		ConnContext: func(ctx context.Context, _ *quic.Conn) context.Context {
+			return context.WithValue(ctx, http.ServerContextKey, tcp)
+		},
 		TLSConfig:      http3.ConfigureTLSConfig(tlsConf),
 		IdleTimeout:    cfg.Timeouts.Idle,
 		MaxHeaderBytes: int(cfg.Limits.HeaderBytes),
@@ -127,6 +134,8 @@ func (g *Gateway) startHTTP3(conn net.PacketConn, tlsConf *tls.Config, h http.Ha
 			Allow0RTT: false,
 			// Bounds the QUIC handshake, as read_header bounds TLS.
 			HandshakeIdleTimeout: cfg.Timeouts.ReadHeader,
+			// Requests in flight on one connection, as for HTTP/2.
+			MaxIncomingStreams: int64(cfg.Limits.Streams),
 		},
 	}
 	l := &http3Listener{srv: srv, conn: conn, done: make(chan struct{})}
@@ -151,4 +160,19 @@ func (g *Gateway) stopHTTP3(ctx context.Context) {
 	}
 	l.conn.Close()
 	<-l.done
+}
+
+// http2MaxFrameSize is the largest HTTP/2 frame the HTTPS Listener reads:
+// the protocol's initial 16 KiB, as nginx advertises, instead of Go's
+// 1 MiB. A client then cannot make gatehouse buffer a megabyte before a
+// frame can be checked, and a larger HEADERS frame is the FRAME_SIZE_ERROR
+// that RFC 9113 §4.2 asks for (h2spec 4.2/3).
+const http2MaxFrameSize = 16 << 10
+
+// http2Config is the HTTPS Listener's HTTP/2 settings.
+func http2Config(cfg *config.Config) *http.HTTP2Config {
+	return &http.HTTP2Config{
+		MaxReadFrameSize:     http2MaxFrameSize,
+		MaxConcurrentStreams: cfg.Limits.Streams,
+	}
 }

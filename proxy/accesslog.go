@@ -33,6 +33,15 @@ type exchange struct {
 	requestIDValue [1]string
 	// body counts the request body bytes read, for bytes_in.
 	body countingBody
+	// writeTimeout is timeouts.write, or 0 once the connection is handed
+	// over (a WebSocket keeps no deadline); extendedAt is when the write
+	// deadline was last moved, in Unix nanoseconds (see extendWrite).
+	// Both are kept small: the exchange is allocated per request.
+	writeTimeout time.Duration
+	extendedAt   int64
+	// writeFailed is set once a write to the client failed: it left, or
+	// stalled past the write deadline.
+	writeFailed bool
 	// proxy and forwarded are a proxied request's context and its
 	// X-Forwarded-For and -Host values, kept here to save allocations.
 	proxy     proxyCtx
@@ -89,6 +98,30 @@ func exchangeOf(w http.ResponseWriter) *exchange {
 	}
 }
 
+// writeDeadliner is the write deadline the servers' ResponseWriters
+// offer: the connection's on HTTP/1.1, the stream's on HTTP/2 and HTTP/3.
+type writeDeadliner interface{ SetWriteDeadline(time.Time) error }
+
+// extendWrite moves the write deadline to timeouts.write from now, so a
+// client that stops reading loses its response once that long passes
+// without progress, while one that reads, however slowly, keeps it. It
+// moves the deadline at most once per eighth of the timeout: on HTTP/2
+// each move is a message to the connection's serve loop, and a stall is
+// still cut off within 7/8 to 8/8 of the timeout.
+func (x *exchange) extendWrite() {
+	if x.writeTimeout <= 0 {
+		return
+	}
+	now := time.Now()
+	if now.UnixNano()-x.extendedAt < int64(x.writeTimeout/8) {
+		return
+	}
+	if d, ok := x.ResponseWriter.(writeDeadliner); ok {
+		_ = d.SetWriteDeadline(now.Add(x.writeTimeout))
+		x.extendedAt = now.UnixNano()
+	}
+}
+
 // WriteHeader records the first final status. An informational answer
 // (103 Early Hints) loses its hop-by-hop headers here: ReverseProxy copies
 // an Upstream's 1xx header to the client as it came.
@@ -99,6 +132,7 @@ func (x *exchange) WriteHeader(code int) {
 	if code < 200 && code != http.StatusSwitchingProtocols {
 		removeHopHeaders(x.Header())
 	}
+	x.extendWrite()
 	x.ResponseWriter.WriteHeader(code)
 }
 
@@ -106,8 +140,10 @@ func (x *exchange) Write(p []byte) (int, error) {
 	if x.status == 0 {
 		x.status = http.StatusOK
 	}
+	x.extendWrite()
 	n, err := x.ResponseWriter.Write(p)
 	x.bytes += int64(n)
+	x.writeFailed = x.writeFailed || err != nil
 	return n, err
 }
 
@@ -116,25 +152,49 @@ func (x *exchange) WriteString(s string) (int, error) {
 	if x.status == 0 {
 		x.status = http.StatusOK
 	}
+	x.extendWrite()
 	n, err := io.WriteString(x.ResponseWriter, s)
 	x.bytes += int64(n)
+	x.writeFailed = x.writeFailed || err != nil
 	return n, err
 }
 
-// ReadFrom keeps sendfile for static files.
+// readFromChunk is how much of a static file goes out per write deadline
+// (timeouts.write): a client must read this much per timeout to keep its
+// download.
+const readFromChunk = 64 << 10
+
+// ReadFrom keeps sendfile for static files (an io.LimitedReader of a file
+// still qualifies), in chunks, each with its own write deadline.
 func (x *exchange) ReadFrom(r io.Reader) (int64, error) {
 	if x.status == 0 {
 		x.status = http.StatusOK
 	}
-	var n int64
-	var err error
-	if rf, ok := x.ResponseWriter.(io.ReaderFrom); ok {
-		n, err = rf.ReadFrom(r)
-	} else {
-		n, err = io.Copy(struct{ io.Writer }{x.ResponseWriter}, r)
+	rf, ok := x.ResponseWriter.(io.ReaderFrom)
+	if !ok {
+		rf = readerFrom{x.ResponseWriter}
 	}
-	x.bytes += n
-	return n, err
+	var total int64
+	lr := &io.LimitedReader{R: r}
+	for {
+		x.extendWrite()
+		lr.N = readFromChunk
+		n, err := rf.ReadFrom(lr)
+		total += n
+		x.bytes += n
+		x.writeFailed = x.writeFailed || err != nil
+		if err != nil || lr.N > 0 {
+			// An error, or the reader ended before the chunk did.
+			return total, err
+		}
+	}
+}
+
+// readerFrom copies into a ResponseWriter without io.ReaderFrom.
+type readerFrom struct{ w io.Writer }
+
+func (r readerFrom) ReadFrom(src io.Reader) (int64, error) {
+	return io.Copy(struct{ io.Writer }{r.w}, src)
 }
 
 // Unwrap lets http.ResponseController reach Flush and deadlines.
@@ -144,6 +204,11 @@ func (x *exchange) Unwrap() http.ResponseWriter { return x.ResponseWriter }
 // the hijacked connection).
 func (x *exchange) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c, brw, err := http.NewResponseController(x.ResponseWriter).Hijack()
+	if err == nil {
+		// A WebSocket may stay quiet for as long as its ends like.
+		x.writeTimeout = 0
+		_ = c.SetWriteDeadline(time.Time{})
+	}
 	if err == nil && x.status == 0 {
 		x.status = http.StatusSwitchingProtocols
 	}

@@ -58,7 +58,13 @@ func (h *Handler) Table() *Table { return h.table.Load() }
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	t := h.table.Load()
 	start := h.now()
-	x := &exchange{ResponseWriter: w, req: r}
+	x := &exchange{ResponseWriter: w, req: r, writeTimeout: t.writeTimeout}
+	if r.ProtoMajor == 1 {
+		// An HTTP/1.1 connection keeps the last request's deadline, which
+		// may have passed while it sat idle; what the server writes before
+		// any Write here (a 100 Continue) needs a fresh one.
+		x.extendWrite()
+	}
 	// Deferred so that a request aborted by panic(http.ErrAbortHandler),
 	// as ReverseProxy does when an Upstream breaks mid-body, is logged too.
 	defer h.logAccess(t, x, start)
@@ -66,6 +72,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x.requestIDValue[0] = x.requestID
 	x.Header()[requestIDHeader] = x.requestIDValue[:]
 	x.countBody()
+	if code := t.limits.refuse(r); code != 0 {
+		writeStatus(x, code)
+		return
+	}
 
 	s := t.site(r.Host)
 	if s == nil {

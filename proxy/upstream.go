@@ -56,10 +56,46 @@ func (p *proxyRoute) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		pc = &proxyCtx{Context: r.Context(), in: r, body: flushingBody{w: w}}
 	}
+	defer p.finish(pc, r)
 	p.rp.ServeHTTP(w, r.WithContext(pc))
+}
+
+// finish runs once ReverseProxy is done with r, also when it aborted an
+// answer whose body broke off: panic(http.ErrAbortHandler), which the
+// server turns into a connection closed without the last chunk (HTTP/1.1)
+// or a reset stream (HTTP/2, HTTP/3), so the client never takes a
+// truncated body for a whole one. The Upstream leaves the in-flight count
+// either way, and an answer the Upstream cut off is logged with what had
+// reached the client.
+func (p *proxyRoute) finish(pc *proxyCtx, r *http.Request) {
 	if pc.up != nil {
 		pc.up.state().inFlight.Add(-1)
 	}
+	v := recover()
+	if v == nil {
+		return
+	}
+	if v == http.ErrAbortHandler {
+		p.logCutOff(pc, r)
+	}
+	panic(v)
+}
+
+// logCutOff logs an answer abandoned mid-body: a warning when the Upstream
+// broke it off, debug when the client had left or stopped reading
+// (timeouts.write).
+func (p *proxyRoute) logCutOff(pc *proxyCtx, r *http.Request) {
+	attrs := []slog.Attr{slog.String("host", r.Host), slog.String("route", p.route.path)}
+	clientSide := r.Context().Err() != nil
+	if x := pc.x; x != nil {
+		attrs = append(attrs, slog.String("upstream", x.upstream), slog.Int("status", x.status), slog.Int64("bytes_out", x.bytes))
+		clientSide = clientSide || x.writeFailed
+	}
+	if clientSide {
+		p.logger.LogAttrs(r.Context(), slog.LevelDebug, "client left mid-answer", attrs...)
+		return
+	}
+	p.logger.LogAttrs(r.Context(), slog.LevelWarn, "upstream answer cut off", attrs...)
 }
 
 // proxyCtx is the context of a proxied request: one allocation carrying

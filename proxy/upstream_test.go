@@ -550,3 +550,41 @@ func TestMaxBody(t *testing.T) {
 		t.Errorf("backend saw %v requests with an oversized Content-Length, want 0", n)
 	}
 }
+
+// TestCutOffAnswerLeavesInFlight has an Upstream break its answer off
+// mid-body (issue 13): ReverseProxy aborts the handler, and the Upstream
+// must still leave the in-flight count that least_conn and random_two
+// balance on; it once stayed counted forever, so such an Upstream looked
+// ever busier.
+func TestCutOffAnswerLeavesInFlight(t *testing.T) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("hello"))
+		w.(http.Flusher).Flush()
+		c, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			c.(*net.TCPConn).SetLinger(0)
+			c.Close()
+		}
+	}))
+	defer backend.Close()
+	f := newFrontend(t, proxyConfig(proxyTo("/", backend.URL)))
+	for range 3 {
+		res, err := f.client(host).Do(f.request(t, http.MethodGet, host, "/", nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = io.ReadAll(res.Body)
+		res.Body.Close()
+		if err == nil {
+			t.Fatal("the cut-off answer read as whole")
+		}
+	}
+	for _, u := range f.handler.table.Load().ups.all {
+		if n := u.state().inFlight.Load(); n != 0 {
+			t.Errorf("%s: %d requests in flight after every answer ended, want 0", u.key, n)
+		}
+	}
+	if !strings.Contains(f.log.String(), `"msg":"upstream answer cut off"`) {
+		t.Errorf("no cut-off logged:\n%s", f.log)
+	}
+}
