@@ -150,6 +150,10 @@ func Image(t testing.TB) string {
 	return image.name
 }
 
+// BuildImage builds and imports the test image, as [Image] does, for
+// programs outside tests (bench/), and returns its name.
+func BuildImage() (string, error) { return buildImage() }
+
 func buildImage() (string, error) {
 	dir, err := os.MkdirTemp("", "dockertest-image")
 	if err != nil {
