@@ -388,7 +388,7 @@ func (b *bench) removeAll() {
 	defer b.mu.Unlock()
 	if len(b.made) > 0 {
 		logf("removing %d containers", len(b.made))
-		_ = exec.Command("podman", append([]string{"rm", "-f", "-t", "0"}, b.made...)...).Run()
+		_ = exec.Command("podman", append([]string{"rm", "-f", "-t", "0", "--ignore"}, b.made...)...).Run()
 	}
 }
 
