@@ -34,7 +34,9 @@ func TestBurst(t *testing.T) {
 	for i := range names {
 		names[i] = e.name(fmt.Sprintf("burst%02d", i))
 	}
-	t.Cleanup(func() { _ = exec.Command("podman", append([]string{"rm", "-f", "-t", "0"}, names...)...).Run() })
+	t.Cleanup(func() {
+		_ = exec.Command("podman", append([]string{"rm", "-f", "-t", "0", "--ignore"}, names...)...).Run()
+	})
 	ids := make([]string, n)
 	parallel(names, func(i int, name string) {
 		var created struct {
