@@ -117,13 +117,17 @@ func TestBurst(t *testing.T) {
 	}
 }
 
-// parallel calls f for every item at once and waits for them.
+// parallel calls f for every item, eight at a time, and waits for them:
+// compose sends its starts side by side too, and a loaded engine answers
+// eight in flight sooner than thirty.
 func parallel(items []string, f func(i int, item string)) {
 	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
 	for i, item := range items {
 		wg.Add(1)
+		sem <- struct{}{}
 		go func() {
-			defer wg.Done()
+			defer func() { <-sem; wg.Done() }()
 			f(i, item)
 		}()
 	}

@@ -227,7 +227,7 @@ func (e *Engine) Post(path string, body any) ([]byte, error) {
 	}
 	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return (&net.Dialer{}).DialContext(ctx, "unix", e.socket)
-	}}, Timeout: time.Minute}
+	}}, Timeout: 2 * time.Minute}
 	defer c.CloseIdleConnections()
 	resp, err := c.Post("http://engine"+path, "application/json", r)
 	if err != nil {
