@@ -3,26 +3,28 @@
 
 FROM golang:1.26-bookworm AS build
 WORKDIR /src
-# Modules first, so code changes reuse the download layer.
+# Modules first, so code changes reuse the download layer; the cache
+# mounts keep modules and compiled packages between builds.
 COPY go.mod go.sum ./
-RUN go mod download
+RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 ARG VERSION=dev
-RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" \
+RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
+	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" \
 	-o /out/gatehouse ./cmd/gatehouse
 
 FROM debian:bookworm-slim
-# ca-certificates: to verify ACME CAs and https:// upstreams. setcap lets the
-# non-root user bind 80/443; libcap2-bin is removed once it has done so.
-COPY --from=build /out/gatehouse /usr/local/bin/gatehouse
+# ca-certificates: to verify ACME CAs and https:// upstreams. libcap2-bin's
+# setcap lets the non-root user bind 80/443. Installed before the binary
+# is copied, so a rebuild reuses this layer.
 RUN apt-get update \
 	&& apt-get install -y --no-install-recommends ca-certificates libcap2-bin \
-	&& setcap cap_net_bind_service=+ep /usr/local/bin/gatehouse \
-	&& apt-get purge -y libcap2-bin && apt-get autoremove -y \
 	&& rm -rf /var/lib/apt/lists/* \
 	&& useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin gatehouse \
 	&& mkdir -p /data /etc/gatehouse \
 	&& chown gatehouse:gatehouse /data && chmod 0700 /data
+COPY --from=build /out/gatehouse /usr/local/bin/gatehouse
+RUN setcap cap_net_bind_service=+ep /usr/local/bin/gatehouse
 COPY examples/docker-edge.yaml /etc/gatehouse/gatehouse.yaml
 
 # Certificates, keys and ACME accounts live here: without a persistent

@@ -15,6 +15,7 @@
 //	POST /certs/{name}/renew      renew now (?force=1 even when not due); answers the Certificate
 //	POST /certs/{name}/revoke     body {"reason": "keyCompromise"}; revokes, replaces, answers the new Certificate
 //	POST /reload                  reload the config file, as SIGHUP does
+//	GET  /routes                  every Route and where it came from (file, or a container's labels)
 //	GET  /metrics                 Prometheus text format
 //	GET  /                        the dashboard (HTML)
 //
@@ -79,6 +80,23 @@ type Upstream struct {
 	Source string `json:"source,omitempty"`
 }
 
+// Route is one Route of the running config, as [EndpointRoutes] answers.
+type Route struct {
+	// Hosts are its Site's hosts.
+	Hosts []string `json:"hosts"`
+	// Path is the Route's path prefix; "" matches every path.
+	Path string `json:"path"`
+	// Source is where the Route came from: "file", or a config source
+	// such as "docker: web-1 (0123abcd5678), web-2 (4567abcd0123)".
+	Source string `json:"source"`
+	// Upstreams are the URLs it proxies to; none for a fixed response.
+	Upstreams []string `json:"upstreams,omitempty"`
+	// Status is the status of its fixed response (respond or redirect),
+	// 0 when it proxies. A container host whose containers are all away
+	// answers 503 here.
+	Status int `json:"status,omitempty"`
+}
+
 // Options are what the admin endpoint serves. Every field may be nil;
 // a nil source makes its endpoints answer 503 (or show nothing, on the
 // dashboard).
@@ -101,6 +119,9 @@ type Options struct {
 	// Upstreams returns the health of every Upstream, for the dashboard.
 	// The metrics take theirs from [NewMetrics].
 	Upstreams func() []Upstream
+	// Routes returns every Route of the running config, for
+	// [EndpointRoutes]; nil makes it answer 503.
+	Routes func() []Route
 	// Metrics is served on /metrics.
 	Metrics *Metrics
 	// LocalCA describes the local CA's root for the dashboard; nil shows
@@ -156,6 +177,7 @@ func Handler(opts Options) http.Handler {
 	mux.HandleFunc(string(EndpointRenew), a.renew)
 	mux.HandleFunc(string(EndpointRevoke), a.revoke)
 	mux.HandleFunc(string(EndpointReload), a.reload)
+	mux.HandleFunc(string(EndpointRoutes), a.routes)
 	if opts.Metrics != nil {
 		mux.Handle(string(EndpointMetrics), opts.Metrics.handler())
 	} else {
@@ -181,6 +203,18 @@ func (a *api) readyz(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	w.Write([]byte("ready\n"))
+}
+
+func (a *api) routes(w http.ResponseWriter, _ *http.Request) {
+	if a.opts.Routes == nil {
+		writeError(w, http.StatusServiceUnavailable, errors.New("the routes are not known here"))
+		return
+	}
+	routes := a.opts.Routes()
+	if routes == nil {
+		routes = []Route{}
+	}
+	writeJSON(w, http.StatusOK, routes)
 }
 
 func (a *api) listCerts(w http.ResponseWriter, _ *http.Request) {

@@ -32,6 +32,9 @@ const (
 	// EndpointReload reloads the config file as SIGHUP does and answers a
 	// [ReloadAnswer].
 	EndpointReload Endpoint = "POST /reload"
+	// EndpointRoutes answers every Route of the running config, with
+	// where it came from, as a JSON array of [Route].
+	EndpointRoutes Endpoint = "GET /routes"
 	// EndpointMetrics answers the metrics in Prometheus text format.
 	EndpointMetrics Endpoint = "GET /metrics"
 	// EndpointDashboard answers the dashboard page (HTML). Its pattern

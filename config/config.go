@@ -26,7 +26,8 @@ type Config struct {
 	// Listen names the addresses of the HTTP and HTTPS Listeners.
 	Listen Listen `yaml:"listen"`
 	// Storage is the directory holding certificates, keys, ACME accounts and
-	// the local CA. Default /var/lib/gatehouse. Changing it needs a restart.
+	// the local CA. Default $GATEHOUSE_STORAGE, else /var/lib/gatehouse.
+	// Changing it needs a restart.
 	// In a file, storage is either that directory or a mapping
 	// {etcd: ..., cache: DIR} (see [StorageMapping]); with the mapping,
 	// Storage is the cache directory and StorageEtcd is set.

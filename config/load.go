@@ -67,6 +67,12 @@ func Parse(file string, data []byte) (*Config, error) {
 		}
 		cfg.resolvePaths(dir)
 	}
+	// Without a storage key, $GATEHOUSE_STORAGE (as for gatehouse proxy):
+	// the container image sets it to its /data volume, so a config mounted
+	// over the image's own need not repeat it.
+	if s := os.Getenv("GATEHOUSE_STORAGE"); cfg.Storage == "" && s != "" {
+		cfg.Storage = s
+	}
 	cfg.withDefaults()
 	problems := c.problems
 	for _, p := range cfg.validate() {

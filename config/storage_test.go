@@ -98,3 +98,22 @@ func TestStorageProblems(t *testing.T) {
 		})
 	}
 }
+
+// TestStorageFromEnvironment checks that $GATEHOUSE_STORAGE is the
+// storage directory of a config without a storage key (the container
+// image's /data volume), and that the key wins over it.
+func TestStorageFromEnvironment(t *testing.T) {
+	t.Setenv("GATEHOUSE_STORAGE", "/data")
+	for _, tc := range []struct{ yaml, want string }{
+		{"sites: [{hosts: [a.test], routes: [{respond: {body: x}}]}]\n", "/data"},
+		{"storage: /srv/certs\nsites: [{hosts: [a.test], routes: [{respond: {body: x}}]}]\n", "/srv/certs"},
+	} {
+		cfg, err := Parse("", []byte(tc.yaml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Storage != tc.want {
+			t.Errorf("%q: got storage %q, want %q", tc.yaml, cfg.Storage, tc.want)
+		}
+	}
+}

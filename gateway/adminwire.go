@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"net/http"
@@ -83,6 +84,7 @@ func (g *Gateway) adminHandler() http.Handler {
 		Reload:       g.requestReload,
 		Ready:        g.admin.ready.Load,
 		Upstreams:    g.upstreams,
+		Routes:       g.routeList,
 		Metrics:      g.admin.metrics,
 		LocalCA:      g.localCA,
 	})
@@ -112,6 +114,29 @@ func (g *Gateway) upstreams() []admin.Upstream {
 			Reason: u.Reason, InFlight: u.InFlight, Failures: u.Failures,
 			Source: sources[[2]string{u.Site, u.Route}],
 		})
+	}
+	return out
+}
+
+// routeList lists every Route of the applied config, for the admin
+// endpoint's GET /routes.
+func (g *Gateway) routeList() []admin.Route {
+	cfg := g.admin.cfg.Load()
+	if cfg == nil {
+		return nil
+	}
+	var out []admin.Route
+	for _, s := range cfg.Sites {
+		for _, r := range s.Routes {
+			ar := admin.Route{Hosts: s.Hosts, Path: r.Path, Source: sourceOf(r.Source), Upstreams: r.Upstreams}
+			switch {
+			case r.Respond != nil:
+				ar.Status = cmp.Or(r.Respond.Status, http.StatusOK)
+			case r.Redirect != nil:
+				ar.Status = cmp.Or(r.Redirect.Status, http.StatusPermanentRedirect)
+			}
+			out = append(out, ar)
+		}
 	}
 	return out
 }

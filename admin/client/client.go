@@ -200,6 +200,16 @@ func (c *Client) Reload(ctx context.Context) error {
 	return c.call(ctx, admin.EndpointReload, "", nil, nil, &answer)
 }
 
+// Routes returns every Route of the running config and where it came
+// from ([admin.EndpointRoutes]).
+func (c *Client) Routes(ctx context.Context) ([]admin.Route, error) {
+	var out []admin.Route
+	if err := c.call(ctx, admin.EndpointRoutes, "", nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // call sends a request to endpoint e (for name, with query) with body as
 // JSON when not nil, and decodes a JSON answer into out when not nil. An
 // answer other than 2xx becomes an *Error; a failure to reach the endpoint

@@ -25,3 +25,17 @@ func TestRunAndRestart(t *testing.T) {
 	e.Restart()
 	t.Logf("restarted after %s", time.Since(start))
 }
+
+// TestBaseImages makes (or finds) the base images the Dockerfile names.
+// .ci/run runs it alone first, with a long timeout: on a machine that
+// never made them, debootstrap takes minutes, which would otherwise count
+// against the package timeout of TestDockerImage (cmd/gatehouse).
+func TestBaseImages(t *testing.T) {
+	dockertest.BaseImages(t)
+	for _, image := range []string{dockertest.DebianImage, dockertest.GolangImage} {
+		dockertest.Podman(t, "image", "exists", image)
+	}
+	if out := dockertest.Podman(t, "run", "--rm", dockertest.GolangImage, "go", "version"); !strings.Contains(out, "go1.26") {
+		t.Errorf("go in %s: %s", dockertest.GolangImage, out)
+	}
+}
