@@ -82,6 +82,7 @@ func (c *Config) validate() Problems {
 	v.onDemand()
 	v.events()
 	v.docker()
+	v.fleet()
 	sortProblems(v.problems)
 	return v.problems
 }
