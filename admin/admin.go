@@ -15,6 +15,7 @@
 //	POST /certs/{name}/renew      renew now (?force=1 even when not due); answers the Certificate
 //	POST /certs/{name}/revoke     body {"reason": "keyCompromise"}; revokes, replaces, answers the new Certificate
 //	POST /reload                  reload the config file, as SIGHUP does
+//	GET  /fleet                   the fleet's instances from its registry in etcd (a FleetStatus)
 //	GET  /metrics                 Prometheus text format
 //	GET  /                        the dashboard (HTML)
 //
@@ -103,6 +104,9 @@ type Options struct {
 	Upstreams func() []Upstream
 	// Metrics is served on /metrics.
 	Metrics *Metrics
+	// Fleet reads the fleet's registry, for /fleet and the dashboard; nil
+	// when this gatehouse is not in a fleet.
+	Fleet func(ctx context.Context) (FleetStatus, error)
 
 	// now is the dashboard's clock; nil means time.Now. Tests set it.
 	now func() time.Time
@@ -142,6 +146,7 @@ func Handler(opts Options) http.Handler {
 	mux.HandleFunc(string(EndpointRenew), a.renew)
 	mux.HandleFunc(string(EndpointRevoke), a.revoke)
 	mux.HandleFunc(string(EndpointReload), a.reload)
+	mux.HandleFunc(string(EndpointFleet), a.fleet)
 	if opts.Metrics != nil {
 		mux.Handle(string(EndpointMetrics), opts.Metrics.handler())
 	} else {

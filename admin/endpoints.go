@@ -32,6 +32,10 @@ const (
 	// EndpointReload reloads the config file as SIGHUP does and answers a
 	// [ReloadAnswer].
 	EndpointReload Endpoint = "POST /reload"
+	// EndpointFleet answers the fleet's instances, as a [FleetStatus]
+	// read from etcd (503 when this gatehouse has no storage.etcd, 502
+	// when etcd cannot be read).
+	EndpointFleet Endpoint = "GET /fleet"
 	// EndpointMetrics answers the metrics in Prometheus text format.
 	EndpointMetrics Endpoint = "GET /metrics"
 	// EndpointDashboard answers the dashboard page (HTML). Its pattern

@@ -21,6 +21,7 @@ func TestEndpoints(t *testing.T) {
 		{EndpointRenew, "POST", "/certs/a%2Fb.example/renew"},
 		{EndpointRevoke, "POST", "/certs/a%2Fb.example/revoke"},
 		{EndpointReload, "POST", "/reload"},
+		{EndpointFleet, "GET", "/fleet"},
 		{EndpointMetrics, "GET", "/metrics"},
 		{EndpointDashboard, "GET", "/"},
 	} {
