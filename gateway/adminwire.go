@@ -84,6 +84,7 @@ func (g *Gateway) adminHandler() http.Handler {
 		Ready:        g.admin.ready.Load,
 		Upstreams:    g.upstreams,
 		Metrics:      g.admin.metrics,
+		Fleet:        g.opts.Fleet,
 	})
 }
 
