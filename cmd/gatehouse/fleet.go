@@ -47,25 +47,34 @@ func subcommand(ctx context.Context, name, usage string, args []string, env *env
 	return run(ctx, args[1:], env)
 }
 
-// dialFleet parses a fleet subcommand's flags (-config and the caller's),
-// with at most one argument, before or after them, and connects to the
-// fleet of the local file.
+// dialFleet parses a fleet subcommand's flags (-config and the caller's)
+// and its argument (one when wantArg, else none), given before, between
+// or after the flags, and connects to the fleet of the local file.
 func dialFleet(fs *flag.FlagSet, args []string, env *environment, path *string, wantArg bool) (*fleet.Fleet, *config.Config, string, error) {
-	var arg string
-	if len(args) > 0 && args[0] != "" && args[0][0] != '-' && wantArg {
-		arg, args = args[0], args[1:]
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, nil, "", err
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, nil, "", err
+			}
+			return nil, nil, "", exitError(2)
 		}
-		return nil, nil, "", exitError(2)
+		if fs.NArg() == 0 {
+			break
+		}
+		pos, args = append(pos, fs.Arg(0)), fs.Args()[1:]
 	}
-	if wantArg && arg == "" && fs.NArg() == 1 {
-		arg = fs.Arg(0)
-	} else if fs.NArg() > 0 || (wantArg && arg == "") {
+	want := 0
+	if wantArg {
+		want = 1
+	}
+	if len(pos) != want {
 		fs.Usage()
 		return nil, nil, "", exitError(2)
+	}
+	var arg string
+	if wantArg {
+		arg = pos[0]
 	}
 	local, err := config.Load(*path)
 	if err != nil {
