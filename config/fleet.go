@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -69,6 +70,16 @@ func (v *validator) fleet() {
 		}
 		v.addf(path, "with fleet.shared_config, %s comes from the fleet's shared document (gatehouse config push); remove it from this file", path)
 	}
+}
+
+// LoadShared reads the fleet's shared document from the file at path and
+// merges it with local; see [ParseShared].
+func LoadShared(path string, local *Config) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading the fleet's shared config: %w", err)
+	}
+	return ParseShared(path, data, local)
 }
 
 // ParseShared reads the fleet's shared document from data, named file in
