@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"text/tabwriter"
 
 	"github.com/gatehouse-proxy/gatehouse/config"
 	"github.com/gatehouse-proxy/gatehouse/gateway/fleet"
@@ -161,13 +162,14 @@ func cmdFleet(ctx context.Context, args []string, env *environment) error {
 				return err
 			}
 			fmt.Fprintf(env.stdout, "config revision %d\n", st.ConfigRevision)
+			w := tabwriter.NewWriter(env.stdout, 0, 8, 2, ' ', 0)
 			for _, in := range st.Instances {
-				fmt.Fprintf(env.stdout, "%s\t%s\trevision %d\t%d certificates\t%s\t%s\n", in.Name, in.State, in.ConfigRevision, in.Certificates, in.Address, in.Version)
+				fmt.Fprintf(w, "%s\t%s\trevision %d\t%d certificates\t%s\t%s\n", in.Name, in.State, in.ConfigRevision, in.Certificates, in.Address, in.Version)
 				if in.LastError != "" {
-					fmt.Fprintf(env.stdout, "\tlast error: %s\n", in.LastError)
+					fmt.Fprintf(w, "\tlast error: %s\n", in.LastError)
 				}
 			}
-			return nil
+			return w.Flush()
 		},
 		"forget": func(ctx context.Context, args []string, env *environment) error {
 			fs := newFlags("fleet forget", "fleet forget NAME [-config LOCAL]", env)

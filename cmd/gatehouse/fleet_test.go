@@ -84,10 +84,10 @@ fleet: {name: edge-cli, shared_config: true}
 	if code, body := get(t, in.Client(t), "https://localhost/"); code != 200 || body != "mine" {
 		t.Errorf("the instance serves %d %q, want revision %d's \"mine\"", code, body, rev3)
 	}
-	wantStatus := fmt.Sprintf("edge-cli\tup\trevision %d\t", rev3)
+	wantStatus := regexp.MustCompile(fmt.Sprintf(`(?m)^edge-cli +up +revision %d +1 certificates +127\.0\.0\.1:%d`, rev3, p.HTTPS))
 	waitFor(t, 10*time.Second, func() bool {
 		_, out, _ := runCmd(t, nil, "fleet", "status", "-config", local)
-		return strings.Contains(out, wantStatus)
+		return wantStatus.MatchString(out)
 	})
 }
 
