@@ -55,7 +55,12 @@ type fleetT struct {
 
 func newFleet(t *testing.T) *fleetT {
 	t.Helper()
-	c := etcdtest.Shared(t)
+	return newFleetOn(t, etcdtest.Shared(t))
+}
+
+// newFleetOn is newFleet on the cluster c.
+func newFleetOn(t *testing.T, c *etcdtest.Cluster) *fleetT {
+	t.Helper()
 	ft := &fleetT{t: t, c: c, prefix: "/" + t.Name() + "/", dir: t.TempDir()}
 	path := filepath.Join(ft.dir, "local.yaml")
 	gatewaytest.WriteConfig(t, path, gatewaytest.NewPorts(t), filepath.Join(ft.dir, "storage"), ft.localBody("pusher"))
@@ -89,6 +94,7 @@ func (ft *fleetT) push(body string, force bool) (int64, error) {
 // member is one running instance.
 type member struct {
 	*gatewaytest.Instance
+	ports gatewaytest.Ports
 	src   *Source
 	admin *client.Client
 }
@@ -97,7 +103,14 @@ type member struct {
 // Source as the primary, the registry on a lease of ttl.
 func (ft *fleetT) start(name string, ttl time.Duration) *member {
 	ft.t.Helper()
-	p := gatewaytest.NewPorts(ft.t)
+	dir := ft.t.TempDir()
+	return ft.restart(name, ttl, gatewaytest.NewPorts(ft.t), filepath.Join(dir, "storage"), filepath.Join(dir, "gatehouse.yaml"))
+}
+
+// restart is start with the ports, storage and config file given, those of
+// an instance started before.
+func (ft *fleetT) restart(name string, ttl time.Duration, p gatewaytest.Ports, storage, cfgPath string) *member {
+	ft.t.Helper()
 	made := make(chan *Source, 1)
 	run := func(ctx context.Context, cfgPath string, env gatewaytest.Env) error {
 		local, err := config.Load(cfgPath)
@@ -121,8 +134,9 @@ func (ft *fleetT) start(name string, ttl time.Duration) *member {
 		made <- src
 		return g.Run(ctx)
 	}
-	in := gatewaytest.Start(ft.t, p, ft.localBody(name), run)
-	return &member{Instance: in, src: <-made, admin: client.New(fmt.Sprintf("http://127.0.0.1:%d", p.Admin), nil)}
+	gatewaytest.WriteConfig(ft.t, cfgPath, p, storage, ft.localBody(name))
+	in := gatewaytest.StartFile(ft.t, p, storage, cfgPath, run)
+	return &member{Instance: in, ports: p, src: <-made, admin: client.New(fmt.Sprintf("http://127.0.0.1:%d", p.Admin), nil)}
 }
 
 // serves reports whether m answers want on url.
@@ -343,4 +357,36 @@ func waitStatus(t *testing.T, ft *fleetT, ok func(admin.FleetStatus) bool) admin
 	}
 	t.Fatalf("the registry never got there; last: %+v", st)
 	return st
+}
+
+// TestRestartOnLastGood restarts an instance while the fleet's current
+// document is refused, then while etcd is entirely down: both times it
+// starts on the last good document it kept (issue 11).
+func TestRestartOnLastGood(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	ft := newFleetOn(t, c)
+	if _, err := ft.push(doc("good", ""), false); err != nil {
+		t.Fatal(err)
+	}
+	a := ft.start("edge-a", 0)
+	resp, err := a.src.client.Put(context.Background(), ConfigKey(ft.prefix), "sitez: []\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gatewaytest.WaitFor(t, 5*time.Second, func() bool {
+		return strings.Contains(a.Stderr.String(), fmt.Sprintf("refusing the fleet's config revision %d", resp.Header.Revision))
+	})
+	a.Stop()
+
+	a = ft.restart("edge-a", 0, a.ports, a.Storage, a.CfgPath)
+	if !a.serves("https://localhost/", "good") {
+		t.Fatalf("restarted on a refused revision, it does not serve the last good one\n%s", a.Stderr)
+	}
+	a.Stop()
+
+	c.StopAll()
+	a = ft.restart("edge-a", 0, a.ports, a.Storage, a.CfgPath)
+	if !a.serves("https://localhost/", "good") {
+		t.Errorf("restarted while etcd is down, it does not serve the last good document\n%s", a.Stderr)
+	}
 }

@@ -3,6 +3,7 @@ package fleet
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -115,7 +116,8 @@ func (e *RefusedError) Error() string {
 // event.
 
 func oneLine(err error) string {
-	if ps, ok := err.(config.Problems); ok && len(ps) > 1 {
+	var ps config.Problems
+	if errors.As(err, &ps) && len(ps) > 1 {
 		return fmt.Sprintf("%s (and %d more problems)", ps[0].Error(), len(ps)-1)
 	}
 	return err.Error()
@@ -255,8 +257,8 @@ func (s *Source) Status(ctx context.Context) (admin.FleetStatus, error) {
 // kept, so a restart does not lose the Sites a bad write took away.
 func (s *Source) StartConfig(ctx context.Context) (*config.Config, error) {
 	cfg, err := s.Load(ctx)
-	refused, ok := err.(*RefusedError)
-	if !ok {
+	var refused *RefusedError
+	if !errors.As(err, &refused) {
 		return cfg, err
 	}
 	data, cerr := os.ReadFile(s.cacheFile)
