@@ -154,7 +154,7 @@ func serves(c *http.Client, url, want string) bool {
 }
 
 // TestPushFleetWide pushes a new document to three running instances
-// under load: each serves the new Site within a second, no request fails,
+// under load: each serves the new Site within a second (applyBound), no request fails,
 // and the registry lists all three on the new revision (issue 11).
 func TestPushFleetWide(t *testing.T) {
 	ft := newFleet(t)
@@ -179,6 +179,10 @@ func TestPushFleetWide(t *testing.T) {
 		t.Fatal(err)
 	}
 	pushed := time.Now()
+	logStart := map[string]int{}
+	for _, m := range ms {
+		logStart[m.src.name] = len(m.Stderr.String())
+	}
 	var wg sync.WaitGroup
 	for _, m := range ms {
 		wg.Go(func() {
@@ -191,10 +195,8 @@ func TestPushFleetWide(t *testing.T) {
 				}
 				time.Sleep(10 * time.Millisecond)
 			}
-			// The watch reports the revision at once and the gateway's
-			// debounce applies it after 100 ms of quiet, at most 1 s.
-			if d := time.Since(pushed); d > time.Second {
-				t.Errorf("%s served the new site %v after the push, want within 1s\n%s", m.src.name, d, gatewaytest.GrepLines(m.Stderr.String(), "time="))
+			if d := time.Since(pushed); d > applyBound {
+				t.Errorf("%s served the new site %v after the push, want within %v\n%s", m.src.name, d, applyBound, m.Stderr.String()[logStart[m.src.name]:])
 			}
 		})
 	}
