@@ -187,7 +187,7 @@ func TestPushFleetWide(t *testing.T) {
 	for _, m := range ms {
 		wg.Go(func() {
 			c := m.Client(t)
-			deadline := pushed.Add(5 * time.Second)
+			deadline := pushed.Add(applyBound + 5*time.Second)
 			for !serves(c, "https://two.localhost/", "two") {
 				if time.Now().After(deadline) {
 					t.Errorf("%s never served revision %d's new site\n%s", m.src.name, rev2, m.Stderr)
