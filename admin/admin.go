@@ -107,9 +107,23 @@ type Options struct {
 	// Fleet reads the fleet's registry, for /fleet and the dashboard; nil
 	// when this gatehouse is not in a fleet.
 	Fleet func(ctx context.Context) (FleetStatus, error)
+	// LocalCA describes the local CA's root for the dashboard; nil shows
+	// nothing of it.
+	LocalCA func() LocalCA
 
 	// now is the dashboard's clock; nil means time.Now. Tests set it.
 	now func() time.Time
+}
+
+// LocalCA is what the dashboard shows of the local CA's root.
+type LocalCA struct {
+	// Subject is the root's common name.
+	Subject string
+	// Fingerprint is its SHA-256 fingerprint ([tlsmgr.Fingerprint]).
+	Fingerprint string
+	// ShareURL is where the HTTP Listener serves it (local_ca.share), ""
+	// when it does not; the dashboard shows it as a QR code.
+	ShareURL string
 }
 
 // maxBody bounds the JSON bodies of POST calls.

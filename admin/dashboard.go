@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	_ "embed"
+	"encoding/base64"
 	"fmt"
 	"html/template"
 	"net/http"
 	"slices"
 	"time"
+
+	"github.com/skip2/go-qrcode"
 
 	"github.com/gatehouse-proxy/gatehouse/tlsmgr"
 )
@@ -35,6 +38,16 @@ type dashboardPage struct {
 	// why its registry could not be read.
 	Fleet      *FleetStatus
 	FleetError string
+	// LocalCA is nil when the dashboard knows no local CA.
+	LocalCA *dashLocalCA
+}
+
+// dashLocalCA is the local CA section: the root's fingerprint and, when
+// it is shared, a QR code of its URL for a phone's camera.
+type dashLocalCA struct {
+	LocalCA
+	// QR is the PNG of the QR code as a data: URL, "" when not shared.
+	QR template.URL
 }
 
 type statusCount struct {
@@ -122,6 +135,17 @@ func (a *api) dashboard(w http.ResponseWriter, r *http.Request) {
 			page.FleetError = err.Error()
 		}
 	}
+	if a.opts.LocalCA != nil {
+		ca := a.opts.LocalCA()
+		page.LocalCA = &dashLocalCA{LocalCA: ca}
+		if ca.ShareURL != "" {
+			qr, err := qrDataURL(ca.ShareURL)
+			if err != nil {
+				a.opts.Logger.ErrorContext(r.Context(), "drawing the QR code of the local CA root", "url", ca.ShareURL, "error", err)
+			}
+			page.LocalCA.QR = qr
+		}
+	}
 	var buf bytes.Buffer
 	if err := dashboardTemplate.Execute(&buf, page); err != nil {
 		a.opts.Logger.ErrorContext(r.Context(), "rendering the dashboard", "error", err)
@@ -130,13 +154,28 @@ func (a *api) dashboard(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	// The page has no scripts and loads nothing from elsewhere.
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'")
 	w.Header().Set("X-Frame-Options", "DENY")
 	w.Header().Set("Referrer-Policy", "no-referrer")
 	w.Write(buf.Bytes())
 }
 
 const day = 24 * time.Hour
+
+// qrDataURL draws url as a QR code (medium error correction, 5 pixels a
+// module, the quiet zone included) in a PNG data: URL, so the page loads
+// nothing from elsewhere.
+func qrDataURL(url string) (template.URL, error) {
+	q, err := qrcode.New(url, qrcode.Medium)
+	if err != nil {
+		return "", err
+	}
+	png, err := q.PNG(-5)
+	if err != nil {
+		return "", err
+	}
+	return template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(png)), nil
+}
 
 func newDashCert(c tlsmgr.CertificateInfo, now time.Time) dashCert {
 	d := dashCert{

@@ -1,8 +1,12 @@
 package admin
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"html"
+	"image/png"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +14,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/makiuchi-d/gozxing"
+	"github.com/makiuchi-d/gozxing/qrcode"
 
 	"github.com/gatehouse-proxy/gatehouse/tlsmgr"
 )
@@ -162,5 +169,47 @@ func TestDashboardFleet(t *testing.T) {
 	var st FleetStatus
 	if err := json.Unmarshal(w.Body.Bytes(), &st); err != nil || len(st.Instances) != 3 || st.Instances[1].State != FleetBehind {
 		t.Errorf("GET /fleet: %d %s (%v)", w.Code, w.Body.String(), err)
+	}
+}
+
+// TestDashboardLocalCA checks the local CA section: the fingerprint, and
+// with a share URL a QR code (a PNG data: URL the page's CSP allows) that
+// decodes back to that URL.
+func TestDashboardLocalCA(t *testing.T) {
+	const url = "http://nas.home.arpa/.well-known/gatehouse/root.crt"
+	ca := LocalCA{Subject: "gatehouse local CA root", Fingerprint: "AB:CD", ShareURL: url}
+	srv := newServer(t, Options{LocalCA: func() LocalCA { return ca }})
+	header, page := getPage(t, srv.URL+"/")
+	if csp := header.Get("Content-Security-Policy"); !strings.Contains(csp, "img-src data:") {
+		t.Errorf("Content-Security-Policy %q does not allow the QR code's data: URL", csp)
+	}
+	if !strings.Contains(page, `<code id="root-fingerprint" class="fingerprint">AB:CD</code>`) {
+		t.Error("no fingerprint")
+	}
+	m := regexp.MustCompile(`<img id="root-qr" src="data:image/png;base64,([^"]+)"`).FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("no QR code image:\n%s", page)
+	}
+	data, err := base64.StdEncoding.DecodeString(html.UnescapeString(m[1]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bmp, err := gozxing.NewBinaryBitmapFromImage(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := qrcode.NewQRCodeReader().Decode(bmp, nil)
+	if err != nil || res.GetText() != url {
+		t.Errorf("QR code decodes to %v (%v), want %q", res, err, url)
+	}
+
+	ca.ShareURL = ""
+	_, page = getPage(t, srv.URL+"/")
+	if strings.Contains(page, `id="root-qr"`) || !strings.Contains(page, "local_ca: {share: true}") {
+		t.Error("without a share URL: want no QR code and the hint to share")
 	}
 }

@@ -60,6 +60,9 @@ type Config struct {
 	// RetireAfter is how long the Certificate of a host removed from the
 	// config is kept, no longer renewed, before it is deleted. Default 720h.
 	RetireAfter time.Duration `yaml:"retire_after,omitempty"`
+	// LocalCA configures the local CA, which certifies the names no
+	// public CA can.
+	LocalCA LocalCA `yaml:"local_ca,omitempty"`
 	// Docker adds Routes from the labels of containers a Docker Engine
 	// API runs; nil means no Docker discovery.
 	Docker *Docker `yaml:"docker,omitempty"`
@@ -81,6 +84,19 @@ type Config struct {
 	// positions maps a key path ("sites[0].routes[1].path") to where its
 	// value stands in File, so validation can point at it.
 	positions map[string]Position
+}
+
+// LocalCA configures the local CA.
+type LocalCA struct {
+	// Share serves the local CA's root certificate on the HTTP Listener,
+	// at /.well-known/gatehouse/root.pem (PEM) and
+	// /.well-known/gatehouse/root.crt (DER, for phones), to every client
+	// that can reach it, so the other devices of a network can install it;
+	// the dashboard shows its fingerprint and a QR code of the URL. A root
+	// certificate is public, but a client fetching it over plain HTTP
+	// should check the fingerprint. Default off; changes on reload. Needs
+	// listen.http.
+	Share bool `yaml:"share,omitempty"`
 }
 
 // Docker configures discovery of Routes from container labels

@@ -12,7 +12,7 @@ import (
 const MinLogMaxSize = ByteSize(1 << 10)
 
 // listenExtras checks the Listener options beyond the addresses
-// (proxy_protocol, http3, public_https_port) and where the access log goes
+// (proxy_protocol, http3, public_https_port, local_ca.share) and where the access log goes
 // (log.file, log.max_size).
 func (v *validator) listenExtras() {
 	c := v.c
@@ -28,6 +28,10 @@ func (v *validator) listenExtras() {
 		v.addf("listen.public_https_port", "%d is not a port number from 1 to 65535", p)
 	case c.Listen.HTTPS == "":
 		v.addf("listen.public_https_port", "needs listen.https: it is the port clients reach the HTTPS Listener on")
+	}
+
+	if c.LocalCA.Share && c.Listen.HTTP == "" {
+		v.addf("local_ca.share", "needs listen.http: the HTTP Listener serves the root certificate")
 	}
 
 	l := c.Log

@@ -85,6 +85,7 @@ func (g *Gateway) adminHandler() http.Handler {
 		Upstreams:    g.upstreams,
 		Metrics:      g.admin.metrics,
 		Fleet:        g.opts.Fleet,
+		LocalCA:      g.localCA,
 	})
 }
 

@@ -18,6 +18,7 @@ func TestPackageImports(t *testing.T) {
 		"proxy":            {"config"},
 		"tlsmgr":           {"config"},
 		"tlsmgr/preflight": {"config"},
+		"tlsmgr/trust":     {},
 		"admin":            {"tlsmgr"},
 		"admin/client":     {"admin", "tlsmgr"},
 		"gateway":          {"config", "proxy", "tlsmgr", "admin"},

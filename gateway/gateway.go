@@ -246,7 +246,7 @@ func (g *Gateway) start(ctx context.Context) error {
 	}
 	if httpLn != nil {
 		srv := &http.Server{
-			Handler:           g.certs.HTTPHandler(g.routes.RedirectHandler()),
+			Handler:           g.certs.ShareRootHandler(g.certs.HTTPHandler(g.routes.RedirectHandler()), g.sharingRoot),
 			ReadHeaderTimeout: cfg.Timeouts.ReadHeader,
 			// The HTTP Listener only redirects and answers challenges, so it
 			// can bound whole exchanges.

@@ -129,6 +129,26 @@ func LocalRoot(ctx context.Context, storage string) (pemBytes []byte, path strin
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.root.Raw}), path, nil
 }
 
+// ReadLocalRoot returns the local CA's root certificate and the path of
+// its file under storage, without creating the CA: an error matching
+// fs.ErrNotExist says there is none. It serves `gatehouse untrust`.
+func ReadLocalRoot(storage string) (*x509.Certificate, string, error) {
+	path := filepath.Join(storage, pkiDir, rootCertFile)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, path, fmt.Errorf("reading the local CA root: %w", err)
+	}
+	block, _ := pem.Decode(data)
+	if block == nil || block.Type != "CERTIFICATE" {
+		return nil, path, fmt.Errorf("reading the local CA root: %s holds no PEM certificate", path)
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return nil, path, fmt.Errorf("parsing the local CA root %s: %w", path, err)
+	}
+	return cert, path, nil
+}
+
 // openLocalCA loads the CA kept in <storage>/pki, creating the root (once)
 // and the intermediate (when absent or near its end) as needed. It does so
 // under the storage lock localCALock, and looks for the files only once it

@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/gatehouse-proxy/gatehouse/admin"
 	"github.com/gatehouse-proxy/gatehouse/tlsmgr"
@@ -67,6 +68,42 @@ func BaseURL(addr string) (string, error) {
 		host = "127.0.0.1"
 	}
 	return "http://" + net.JoinHostPort(host, port), nil
+}
+
+// ErrNoInstance says no gatehouse answers at an admin address.
+var ErrNoInstance = errors.New("no gatehouse answers")
+
+// dialTimeout bounds Dial's health check: a gatehouse answers /healthz at
+// once, and a CLI must not hang on an address where nothing listens.
+const dialTimeout = 3 * time.Second
+
+// Dial returns a Client for the gatehouse whose admin endpoint is at addr
+// (as [BaseURL] takes it) once its /healthz answered. When nothing answers
+// there, or addr is "" or "off", the error wraps [ErrNoInstance] and says
+// why, so a tool can fall back to working on the storage.
+func Dial(ctx context.Context, addr string, httpClient *http.Client) (*Client, error) {
+	if addr == "" || addr == "off" {
+		return nil, fmt.Errorf("%w: the admin endpoint is off", ErrNoInstance)
+	}
+	base, err := BaseURL(addr)
+	if err != nil {
+		return nil, err
+	}
+	c := New(base, httpClient)
+	ctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	defer cancel()
+	if err := c.Health(ctx); err != nil {
+		if e, ok := errors.AsType[*Error](err); ok {
+			return nil, fmt.Errorf("%w at %s: /healthz answered %d %s", ErrNoInstance, addr, e.Status, http.StatusText(e.Status))
+		}
+		// The failed request (the *url.Error) says enough; what wraps it
+		// would repeat the address.
+		if ue, ok := errors.AsType[*url.Error](err); ok {
+			err = ue
+		}
+		return nil, fmt.Errorf("%w at %s: %v", ErrNoInstance, addr, err)
+	}
+	return c, nil
 }
 
 // BaseURL returns the base URL the Client calls.

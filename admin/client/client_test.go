@@ -212,6 +212,31 @@ func TestUnreachable(t *testing.T) {
 	}
 }
 
+// TestDial checks that Dial hands back a working Client where a gatehouse
+// answers, and ErrNoInstance with the reason where none does.
+func TestDial(t *testing.T) {
+	c, srv := serve(t, admin.Options{})
+	addr := srv.Listener.Addr().String()
+	got, err := client.Dial(t.Context(), addr, srv.Client())
+	if err != nil {
+		t.Fatalf("Dial(%s) of a serving endpoint: %v", addr, err)
+	}
+	if got.BaseURL() != c.BaseURL() {
+		t.Errorf("Dial(%s) calls %s, want %s", addr, got.BaseURL(), c.BaseURL())
+	}
+	srv.Close()
+	for _, tc := range []struct{ addr, why string }{
+		{addr, "no gatehouse answers at " + addr + ": Get"},
+		{"off", "no gatehouse answers: the admin endpoint is off"},
+		{"", "no gatehouse answers: the admin endpoint is off"},
+	} {
+		_, err := client.Dial(t.Context(), tc.addr, nil)
+		if !errors.Is(err, client.ErrNoInstance) || !strings.HasPrefix(fmt.Sprint(err), tc.why) {
+			t.Errorf("Dial(%q): got %v, want ErrNoInstance saying %q", tc.addr, err, tc.why)
+		}
+	}
+}
+
 func TestBaseURL(t *testing.T) {
 	for _, tc := range []struct {
 		addr, want, err string

@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -168,41 +167,19 @@ func (c *certsCmd) configOrFail() (*config.Config, error) {
 	return cfg, nil
 }
 
-// errNoInstance says no gatehouse answers at the admin endpoint.
-var errNoInstance = errors.New("no gatehouse answers")
-
 // connect finds the running gatehouse: it returns nil when one answers at
-// the admin endpoint, errNoInstance (wrapped) when none does.
+// the admin endpoint, [client.ErrNoInstance] (wrapped) when none does.
 func (c *certsCmd) connect(ctx context.Context) error {
 	addr := c.admin
 	if addr == "" {
-		cfg, err := c.loadConfig()
-		switch {
-		case err == nil:
+		addr = config.DefaultAdmin
+		if cfg, err := c.loadConfig(); err == nil {
 			addr = cfg.Admin
-		default:
-			addr = config.DefaultAdmin
 		}
 	}
-	if addr == "" || addr == config.Off {
-		return fmt.Errorf("%w: the admin endpoint is off", errNoInstance)
-	}
-	base, err := client.BaseURL(addr)
+	api, err := client.Dial(ctx, addr, c.client)
 	if err != nil {
 		return err
-	}
-	api := client.New(base, c.client)
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	if err := api.Health(ctx); err != nil {
-		if e, ok := errors.AsType[*client.Error](err); ok {
-			return fmt.Errorf("%w at %s: /healthz answered %d %s", errNoInstance, addr, e.Status, http.StatusText(e.Status))
-		}
-		// The note names the failed request (the *url.Error) only.
-		if ue, ok := errors.AsType[*url.Error](err); ok {
-			err = ue
-		}
-		return fmt.Errorf("%w at %s: %v", errNoInstance, addr, err)
 	}
 	c.api = api
 	return nil
@@ -213,7 +190,7 @@ func (c *certsCmd) connect(ctx context.Context) error {
 // config, or nil when a gatehouse answers.
 func (c *certsCmd) reach(ctx context.Context) (offline *config.Config, err error) {
 	why := c.connect(ctx)
-	if why == nil || !errors.Is(why, errNoInstance) {
+	if why == nil || !errors.Is(why, client.ErrNoInstance) {
 		return nil, why
 	}
 	cfg, err := c.configOrFail()

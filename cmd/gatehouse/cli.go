@@ -11,7 +11,6 @@ import (
 	"strings"
 
 	"github.com/gatehouse-proxy/gatehouse/config"
-	"github.com/gatehouse-proxy/gatehouse/tlsmgr"
 )
 
 // version is set at build time with -ldflags "-X main.version=v1.2.3".
@@ -42,7 +41,9 @@ Usage:
   gatehouse validate [-config FILE]          check a config; prints ok or every problem
   gatehouse proxy    --from HOST[:PORT] --to URL [--to URL...]
                                              proxy one host, no config file
-  gatehouse trust    [-config FILE]          print the local CA's root certificate
+  gatehouse trust    [-config FILE] [--install]
+                                             print the local CA's root, or install it in this machine's trust stores
+  gatehouse untrust  [-config FILE]          remove the local CA's root from this machine's trust stores
   gatehouse check    [-config FILE]          ACME preflight: DNS, ports, CAA, the CA
   gatehouse certs    list|show|renew|revoke|retire
                                              see and steer the Certificates
@@ -67,6 +68,7 @@ func commands() []command {
 		{"validate", cmdValidate},
 		{"proxy", cmdProxy},
 		{"trust", cmdTrust},
+		{"untrust", cmdUntrust},
 		{"check", cmdCheck},
 		{"certs", cmdCerts},
 		{"storage", cmdStorage},
@@ -171,31 +173,6 @@ func printProblems(w io.Writer, err error) {
 		return
 	}
 	fmt.Fprintln(w, err)
-}
-
-func cmdTrust(ctx context.Context, args []string, env *environment) error {
-	fs := newFlags("trust", "trust [-config FILE] [-storage DIR]", env)
-	path := configFlag(fs, env)
-	storage := fs.String("storage", "", "storage `DIR` holding the local CA (default: the config's storage)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	dir := *storage
-	if dir == "" {
-		cfg, err := config.Load(*path)
-		if err != nil {
-			printProblems(env.stderr, err)
-			return exitError(1)
-		}
-		dir = cfg.Storage
-	}
-	pem, file, err := tlsmgr.LocalRoot(ctx, dir)
-	if err != nil {
-		return fmt.Errorf("loading the local CA root: %w", err)
-	}
-	env.stdout.Write(pem)
-	fmt.Fprintf(env.stderr, "# the local CA's root certificate is %s\n# trust it, for example: curl --cacert %s https://localhost/\n", file, file)
-	return nil
 }
 
 func cmdVersion(_ context.Context, args []string, env *environment) error {

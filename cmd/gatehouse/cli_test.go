@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"io"
 	"os"
@@ -11,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/gatehouse-proxy/gatehouse/tlsmgr"
 )
 
 // runCmd runs a command in-process and returns its exit code and output.
@@ -147,6 +151,18 @@ func TestTrust(t *testing.T) {
 	if err != nil || string(onDisk) != out {
 		t.Errorf("printed root differs from %s (%v)", path, err)
 	}
+	root, _, err := tlsmgr.ReadLocalRoot(storage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The fingerprint a phone shows when installing the root.
+	sum := sha256.Sum256(root.Raw)
+	if want := "# SHA-256 fingerprint " + strings.ToUpper(hex.EncodeToString(sum[:])); !strings.Contains(strings.ReplaceAll(errOut, ":", ""), want) {
+		t.Errorf("trust stderr %q lacks the root's SHA-256 fingerprint", errOut)
+	}
+	if !regexp.MustCompile(`# SHA-256 fingerprint ([0-9A-F]{2}:){31}[0-9A-F]{2}\n`).MatchString(errOut) {
+		t.Errorf("trust stderr %q: want the fingerprint as colon-separated hex pairs", errOut)
+	}
 	// The same root on every call: it is created once.
 	_, again, _ := runCmd(t, nil, "trust", "-storage", storage)
 	if again != out {
@@ -208,5 +224,18 @@ sites:
 			continue
 		}
 		resp.Body.Close()
+	}
+}
+
+// TestUntrustWithoutCA: untrust never creates a CA to remove; it says
+// there is none where it looked.
+func TestUntrustWithoutCA(t *testing.T) {
+	storage := t.TempDir()
+	code, _, errOut := runCmd(t, nil, "untrust", "-storage", storage)
+	if code != 1 || !strings.Contains(errOut, filepath.Join(storage, "pki", "root.pem")) || !strings.Contains(errOut, "no such file") {
+		t.Errorf("untrust without a local CA: got %d %q, want 1 naming the missing root", code, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(storage, "pki")); err == nil {
+		t.Error("untrust created a local CA")
 	}
 }
