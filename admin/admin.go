@@ -16,6 +16,7 @@
 //	POST /certs/{name}/revoke     body {"reason": "keyCompromise"}; revokes, replaces, answers the new Certificate
 //	POST /reload                  reload the config file, as SIGHUP does
 //	GET  /routes                  every Route and where it came from (file, or a container's labels)
+//	GET  /fleet                   the fleet's instances from its registry in etcd (a FleetStatus)
 //	GET  /metrics                 Prometheus text format
 //	GET  /                        the dashboard (HTML)
 //
@@ -124,6 +125,9 @@ type Options struct {
 	Routes func() []Route
 	// Metrics is served on /metrics.
 	Metrics *Metrics
+	// Fleet reads the fleet's registry, for /fleet and the dashboard; nil
+	// when this gatehouse is not in a fleet.
+	Fleet func(ctx context.Context) (FleetStatus, error)
 	// LocalCA describes the local CA's root for the dashboard; nil shows
 	// nothing of it.
 	LocalCA func() LocalCA
@@ -178,6 +182,7 @@ func Handler(opts Options) http.Handler {
 	mux.HandleFunc(string(EndpointRevoke), a.revoke)
 	mux.HandleFunc(string(EndpointReload), a.reload)
 	mux.HandleFunc(string(EndpointRoutes), a.routes)
+	mux.HandleFunc(string(EndpointFleet), a.fleet)
 	if opts.Metrics != nil {
 		mux.Handle(string(EndpointMetrics), opts.Metrics.handler())
 	} else {

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"bytes"
+	"context"
 	_ "embed"
 	"encoding/base64"
 	"fmt"
@@ -33,6 +34,10 @@ type dashboardPage struct {
 	// UpstreamsKnown is false when upstream health is not wired.
 	UpstreamsKnown bool
 	Ready          bool
+	// Fleet is set when this gatehouse is in a fleet; FleetError says
+	// why its registry could not be read.
+	Fleet      *FleetStatus
+	FleetError string
 	// LocalCA is nil when the dashboard knows no local CA.
 	LocalCA *dashLocalCA
 }
@@ -120,6 +125,15 @@ func (a *api) dashboard(w http.ResponseWriter, r *http.Request) {
 		slices.SortStableFunc(page.Upstreams, func(x, y dashSite) int {
 			return min(y.Down, 1) - min(x.Down, 1)
 		})
+	}
+	if a.opts.Fleet != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), fleetTimeout)
+		st, err := a.opts.Fleet(ctx)
+		cancel()
+		page.Fleet = &st
+		if err != nil {
+			page.FleetError = err.Error()
+		}
 	}
 	if a.opts.LocalCA != nil {
 		ca := a.opts.LocalCA()

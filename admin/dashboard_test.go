@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"html"
 	"image/png"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"strings"
 	"testing"
@@ -133,6 +135,40 @@ func TestDashboardUpstreams(t *testing.T) {
 	}
 	if !strings.Contains(page, "Certificate management is not running.") {
 		t.Error("without certificate management the page should say so")
+	}
+}
+
+// TestDashboardFleet checks the fleet table: every instance with its state,
+// the one behind and the one gone flagged (issue 11).
+func TestDashboardFleet(t *testing.T) {
+	h := Handler(Options{Addr: "127.0.0.1:2019", Fleet: func(context.Context) (FleetStatus, error) {
+		return FleetStatus{ConfigRevision: 9, Instances: []FleetInstance{
+			{Name: "edge-1", ConfigRevision: 9, Certificates: 3, State: FleetUp},
+			{Name: "edge-2", ConfigRevision: 7, LastError: "fleet config revision 9 refused", State: FleetBehind},
+			{Name: "edge-3", ConfigRevision: 9, State: FleetGone},
+		}}, nil
+	}})
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("GET", "http://127.0.0.1:2019/", nil))
+	body := w.Body.String()
+	for _, want := range []string{
+		"Shared config revision 9",
+		`<tr class="instance up" data-state="up">`,
+		`<td class="name">edge-2`,
+		`<span class="badge state-behind">behind</span><div class="error" role="note"><span class="visually-hidden">Last error: </span>fleet config revision 9 refused</div>`,
+		`<tr class="instance gone" data-state="gone">`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the dashboard lacks %q", want)
+		}
+	}
+
+	// /fleet answers the same, as JSON.
+	w = httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("GET", "http://127.0.0.1:2019/fleet", nil))
+	var st FleetStatus
+	if err := json.Unmarshal(w.Body.Bytes(), &st); err != nil || len(st.Instances) != 3 || st.Instances[1].State != FleetBehind {
+		t.Errorf("GET /fleet: %d %s (%v)", w.Code, w.Body.String(), err)
 	}
 }
 

@@ -35,6 +35,10 @@ const (
 	// EndpointRoutes answers every Route of the running config, with
 	// where it came from, as a JSON array of [Route].
 	EndpointRoutes Endpoint = "GET /routes"
+	// EndpointFleet answers the fleet's instances, as a [FleetStatus]
+	// read from etcd (503 when this gatehouse has no storage.etcd, 502
+	// when etcd cannot be read).
+	EndpointFleet Endpoint = "GET /fleet"
 	// EndpointMetrics answers the metrics in Prometheus text format.
 	EndpointMetrics Endpoint = "GET /metrics"
 	// EndpointDashboard answers the dashboard page (HTML). Its pattern

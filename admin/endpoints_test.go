@@ -22,6 +22,7 @@ func TestEndpoints(t *testing.T) {
 		{EndpointRevoke, "POST", "/certs/a%2Fb.example/revoke"},
 		{EndpointReload, "POST", "/reload"},
 		{EndpointRoutes, "GET", "/routes"},
+		{EndpointFleet, "GET", "/fleet"},
 		{EndpointMetrics, "GET", "/metrics"},
 		{EndpointDashboard, "GET", "/"},
 	} {

@@ -67,6 +67,18 @@ type Config struct {
 	// Docker adds Routes from the labels of containers a Docker Engine
 	// API runs; nil means no Docker discovery.
 	Docker *Docker `yaml:"docker,omitempty"`
+	// Fleet names this instance in a fleet sharing storage.etcd and,
+	// with fleet.shared_config, takes everything but the local keys
+	// ([LocalKeys]) from the fleet's shared document; nil means a lone
+	// instance. Changing it needs a restart.
+	Fleet *Fleet `yaml:"fleet,omitempty"`
+
+	// SharedRevision is the etcd revision of the fleet's shared document
+	// this config was made with ([ParseShared]); 0 when none.
+	SharedRevision int64 `yaml:"-"`
+	// shared is set on a config made by ParseShared: its keys other than
+	// the local ones come from the shared document.
+	shared bool
 
 	// File is the path the config was loaded from ("" when built in code).
 	File string `yaml:"-"`

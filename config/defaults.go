@@ -1,6 +1,7 @@
 package config
 
 import (
+	"os"
 	"strings"
 	"time"
 )
@@ -105,6 +106,11 @@ func (c *Config) withDefaults() {
 	setDefault(&c.Limits.Streams, DefaultStreams)
 	if c.Docker != nil {
 		setDefault(&c.Docker.Endpoint, DefaultDockerEndpoint)
+	}
+	if c.Fleet != nil && c.Fleet.Name == "" {
+		// A hostname that cannot be read leaves the name empty, which
+		// validation reports.
+		c.Fleet.Name, _ = os.Hostname()
 	}
 	for i := range c.Sites {
 		c.Sites[i].withDefaults()

@@ -29,11 +29,43 @@ func Load(path string) (*Config, error) {
 // validates the result. Anything wrong comes back as [Problems], every
 // problem at once, in file order.
 func Parse(file string, data []byte) (*Config, error) {
+	root, c, err := check(file, data)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := decodeChecked(file, root, c)
+	if err != nil {
+		return nil, err
+	}
+	if file != "" {
+		dir, err := filepath.Abs(filepath.Dir(file))
+		if err != nil {
+			return nil, fmt.Errorf("resolving config directory: %w", err)
+		}
+		cfg.resolvePaths(dir)
+	}
+	storageFromEnvironment(cfg)
+	cfg.withDefaults()
+	return finish(cfg, c)
+}
+
+// storageFromEnvironment puts $GATEHOUSE_STORAGE (as for gatehouse proxy)
+// in a config without a storage key: the container image sets it to its
+// /data volume, so a config mounted over the image's own need not repeat it.
+func storageFromEnvironment(cfg *Config) {
+	if s := os.Getenv("GATEHOUSE_STORAGE"); cfg.Storage == "" && s != "" {
+		cfg.Storage = s
+	}
+}
+
+// check parses data from file as YAML and checks its node tree against
+// the Config type; the root is nil for an empty file, or one of comments
+// only.
+func check(file string, data []byte) (*yaml.Node, *checker, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, Problems{syntaxProblem(file, err)}
+		return nil, nil, Problems{syntaxProblem(file, err)}
 	}
-	// An empty file, or one of comments only, has no root node.
 	var root *yaml.Node
 	if doc.Kind == yaml.DocumentNode && len(doc.Content) > 0 {
 		root = doc.Content[0]
@@ -42,10 +74,14 @@ func Parse(file string, data []byte) (*Config, error) {
 	if root != nil {
 		c.value(root, reflect.TypeFor[Config](), "")
 	}
+	return root, c, nil
+}
 
-	// The checker blanked every value it rejected, so the decoder only
-	// meets what fits; it still runs when there are problems, so that
-	// validation can report what is wrong elsewhere in the same pass.
+// decodeChecked decodes root, which c has checked, into a Config from
+// file. The checker blanked every value it rejected, so the decoder only
+// meets what fits; it still runs when there are problems, so that
+// validation can report what is wrong elsewhere in the same pass.
+func decodeChecked(file string, root *yaml.Node, c *checker) (*Config, error) {
 	cfg := &Config{}
 	if root != nil {
 		if err := root.Decode(cfg); err != nil && len(c.problems) == 0 {
@@ -60,20 +96,13 @@ func Parse(file string, data []byte) (*Config, error) {
 	}
 	cfg.File = file
 	cfg.positions = c.positions
-	if file != "" {
-		dir, err := filepath.Abs(filepath.Dir(file))
-		if err != nil {
-			return nil, fmt.Errorf("resolving config directory: %w", err)
-		}
-		cfg.resolvePaths(dir)
-	}
-	// Without a storage key, $GATEHOUSE_STORAGE (as for gatehouse proxy):
-	// the container image sets it to its /data volume, so a config mounted
-	// over the image's own need not repeat it.
-	if s := os.Getenv("GATEHOUSE_STORAGE"); cfg.Storage == "" && s != "" {
-		cfg.Storage = s
-	}
-	cfg.withDefaults()
+	return cfg, nil
+}
+
+// finish validates cfg, which has its defaults, and returns it, or the
+// checker's problems and validation's (those not consequences of the
+// checker's), in file order.
+func finish(cfg *Config, c *checker) (*Config, error) {
 	problems := c.problems
 	for _, p := range cfg.validate() {
 		related := func(scope string) bool { return within(p.Path, scope) || within(scope, p.Path) }

@@ -403,6 +403,24 @@ func TestExamples(t *testing.T) {
 			}
 		})
 	}
+	// A fleet's example is a directory: an instance's own gatehouse.yaml
+	// and the shared.yaml pushed to etcd, which must merge into a valid
+	// config.
+	fleets, _ := filepath.Glob("../examples/*/shared.yaml")
+	if len(fleets) == 0 {
+		t.Fatal("no ../examples/*/shared.yaml: the fleet example is not checked")
+	}
+	for _, shared := range fleets {
+		t.Run(filepath.Base(filepath.Dir(shared)), func(t *testing.T) {
+			local, err := Load(filepath.Join(filepath.Dir(shared), "gatehouse.yaml"))
+			if err != nil {
+				t.Fatalf("the instance's own file: %v", err)
+			}
+			if _, err := LoadShared(shared, local); err != nil {
+				t.Errorf("the shared document: %v", err)
+			}
+		})
+	}
 }
 
 func TestLoadMissingFile(t *testing.T) {

@@ -91,6 +91,7 @@ func (c *Config) validate() Problems {
 	v.onDemand()
 	v.events()
 	v.docker()
+	v.fleet()
 	sortProblems(v.problems)
 	return v.problems
 }

@@ -13,7 +13,7 @@ func (v *validator) storage() {
 	if e == nil {
 		return
 	}
-	if v.c.positions != nil && !v.c.has("storage.etcd") {
+	if v.c.positions != nil && !v.c.shared && !v.c.has("storage.etcd") {
 		v.addf("storage", "the mapping form of storage needs etcd; write storage: DIR for a directory")
 		return
 	}

@@ -86,6 +86,7 @@ func (g *Gateway) adminHandler() http.Handler {
 		Upstreams:    g.upstreams,
 		Routes:       g.routeList,
 		Metrics:      g.admin.metrics,
+		Fleet:        g.opts.Fleet,
 		LocalCA:      g.localCA,
 	})
 }

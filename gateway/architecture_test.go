@@ -22,6 +22,7 @@ func TestPackageImports(t *testing.T) {
 		"admin":            {"tlsmgr"},
 		"admin/client":     {"admin", "tlsmgr"},
 		"gateway":          {"config", "proxy", "tlsmgr", "admin"},
+		"gateway/fleet":    {"config", "gateway", "admin", "tlsmgr/etcdstore"},
 	}
 	for pkg, may := range allowed {
 		p, err := build.ImportDir(filepath.Join("..", pkg), 0)

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gatehouse-proxy/gatehouse/admin"
 	"github.com/gatehouse-proxy/gatehouse/config"
 	"github.com/gatehouse-proxy/gatehouse/proxy"
 	"github.com/gatehouse-proxy/gatehouse/tlsmgr"
@@ -43,6 +44,9 @@ type Options struct {
 	// Reopen delivers SIGUSR1: the access log file (log.file) is opened
 	// again by its path, after a log rotator moved it away. Nil means never.
 	Reopen <-chan os.Signal
+	// Fleet reads the fleet's registry for the admin endpoint's /fleet
+	// and dashboard; nil when not in a fleet.
+	Fleet func(ctx context.Context) (admin.FleetStatus, error)
 }
 
 // Gateway is one running gatehouse. Make one with [New], then call
@@ -123,6 +127,27 @@ func (g *Gateway) Run(ctx context.Context) error {
 // trigger names the cause in the log.
 func (g *Gateway) Reload(ctx context.Context, trigger string) error {
 	return g.sources.reloadNow(ctx, trigger)
+}
+
+// Running returns the config in force; nil until Run has started. It is
+// safe to call from any goroutine.
+func (g *Gateway) Running() *config.Config { return g.admin.cfg.Load() }
+
+// CertificatesHeld counts the Certificates this gateway serves (issued and
+// not retired); 0 until Run has started.
+func (g *Gateway) CertificatesHeld() int {
+	select {
+	case <-g.started:
+	default:
+		return 0
+	}
+	n := 0
+	for _, c := range g.certs.Certificates() {
+		if !c.NotAfter.IsZero() && c.Status != tlsmgr.StatusRetired {
+			n++
+		}
+	}
+	return n
 }
 
 // running returns the config in force.

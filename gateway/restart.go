@@ -42,6 +42,12 @@ func keepRestartOnly(log *slog.Logger, running, next *config.Config) {
 		next.Log.Format, next.Log.Level = running.Log.Format, running.Log.Level
 		next.Log.File, next.Log.MaxSize = running.Log.File, running.Log.MaxSize
 	}
+	// The fleet's instance is registered and watches its document under
+	// the name and mode it started with.
+	if !reflect.DeepEqual(running.Fleet, next.Fleet) {
+		warn("fleet", running.Fleet, next.Fleet)
+		next.Fleet = running.Fleet
+	}
 	if running.Limits != next.Limits {
 		warn("limits", running.Limits, next.Limits)
 		next.Limits = running.Limits

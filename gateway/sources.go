@@ -18,8 +18,9 @@ import (
 	"github.com/gatehouse-proxy/gatehouse/config"
 )
 
-// A Source is one place config comes from: the config file, and (later) a
-// fleet's shared document or container labels. The Gateway pulls each
+// A Source is one place config comes from: the config file (or, on a
+// fleet's instance, the file merged with the fleet's shared document:
+// package gateway/fleet), or container labels. The Gateway pulls each
 // Source's part with Load whenever its Watch says it may have changed, and
 // merges the parts in one place ([merge]).
 type Source interface {

@@ -73,14 +73,35 @@ func TestCompileExamples(t *testing.T) {
 	if err != nil {
 		t.Fatalf("resolving examples: %v", err)
 	}
+	// A fleet's example is a directory: an instance's own gatehouse.yaml
+	// and the shared.yaml pushed to etcd, compiled merged, as an instance
+	// runs them; its golden file is named after the directory.
+	fleets, err := filepath.Glob(filepath.Join("..", "examples", "*", "shared.yaml"))
+	if err != nil || len(fleets) == 0 {
+		t.Fatalf("no ../examples/*/shared.yaml: %v", err)
+	}
 	goldens := make(map[string]bool)
-	for _, file := range files {
-		golden := filepath.Join("testdata", "examples", strings.TrimSuffix(filepath.Base(file), ".yaml")+".golden")
+	for _, file := range append(files, fleets...) {
+		name := strings.TrimSuffix(filepath.Base(file), ".yaml")
+		if filepath.Base(file) == "shared.yaml" {
+			name = filepath.Base(filepath.Dir(file))
+		}
+		golden := filepath.Join("testdata", "examples", name+".golden")
 		goldens[golden] = true
-		t.Run(filepath.Base(file), func(t *testing.T) {
-			cfg, err := config.Load(file)
+		t.Run(name, func(t *testing.T) {
+			var cfg *config.Config
+			var err error
+			if name == filepath.Base(filepath.Dir(file)) {
+				local, lerr := config.Load(filepath.Join(filepath.Dir(file), "gatehouse.yaml"))
+				if lerr != nil {
+					t.Fatalf("config.Load: %v", lerr)
+				}
+				cfg, err = config.LoadShared(file, local)
+			} else {
+				cfg, err = config.Load(file)
+			}
 			if err != nil {
-				t.Fatalf("config.Load: %v", err)
+				t.Fatalf("loading: %v", err)
 			}
 			table, err := Compile(cfg, Options{HTTPSPort: cfg.Listen.AdvertisedHTTPSPort()})
 			if err != nil {

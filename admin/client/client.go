@@ -192,6 +192,14 @@ func (c *Client) Revoke(ctx context.Context, name, reason string) (tlsmgr.Certif
 	return ci, err
 }
 
+// Fleet returns the fleet's instances as the gatehouse reads them from
+// its registry in etcd ([admin.EndpointFleet]).
+func (c *Client) Fleet(ctx context.Context) (admin.FleetStatus, error) {
+	var st admin.FleetStatus
+	err := c.call(ctx, admin.EndpointFleet, "", nil, nil, &st)
+	return st, err
+}
+
 // Reload reloads the config file as SIGHUP does ([admin.EndpointReload]).
 // A config that does not load is an [*Error] with status 422 and its
 // problems; the running config keeps serving.

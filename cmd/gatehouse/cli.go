@@ -48,6 +48,8 @@ Usage:
   gatehouse certs    list|show|renew|revoke|retire
                                              see and steer the Certificates
   gatehouse storage  keygen|copy             encryption key for etcd storage; copy file <-> etcd
+  gatehouse config   push|pull|history       the fleet's shared config in etcd
+  gatehouse fleet    status|forget           the fleet's instances
   gatehouse hash-password [-cost N]          bcrypt hash of a password on stdin, for basic_auth
   gatehouse version                          print the version
   gatehouse help [COMMAND]                   this text, or a command's flags
@@ -70,6 +72,8 @@ func commands() []command {
 		{"check", cmdCheck},
 		{"certs", cmdCerts},
 		{"storage", cmdStorage},
+		{"config", cmdConfig},
+		{"fleet", cmdFleet},
 		{"hash-password", cmdHashPassword},
 		{"version", cmdVersion},
 	}

@@ -6,6 +6,7 @@ import (
 	"github.com/gatehouse-proxy/gatehouse/config"
 	"github.com/gatehouse-proxy/gatehouse/gateway"
 	"github.com/gatehouse-proxy/gatehouse/gateway/docker"
+	"github.com/gatehouse-proxy/gatehouse/gateway/fleet"
 )
 
 func cmdRun(ctx context.Context, args []string, env *environment) error {
@@ -19,7 +20,22 @@ func cmdRun(ctx context.Context, args []string, env *environment) error {
 		printProblems(env.stderr, err)
 		return exitError(1)
 	}
-	sources := []gateway.Source{&gateway.File{Path: *path, Signals: env.reload}}
+	file := &gateway.File{Path: *path, Signals: env.reload}
+	sources := []gateway.Source{file}
+	var member *fleet.Source
+	if cfg.Fleet != nil && cfg.StorageEtcd != nil {
+		// A fleet's instance: the file and the fleet's document are one
+		// primary Source, which also keeps the instance registered.
+		if member, err = fleet.NewSource(cfg, file, fleet.Options{Version: buildVersion()}); err != nil {
+			return err
+		}
+		defer member.Close()
+		if cfg, err = member.StartConfig(ctx); err != nil {
+			printProblems(env.stderr, err)
+			return exitError(1)
+		}
+		sources[0] = member
+	}
 	var labels *docker.Source
 	if cfg.Docker != nil {
 		// Container labels: one more Source, after the file, which keeps
@@ -30,27 +46,35 @@ func cmdRun(ctx context.Context, args []string, env *environment) error {
 		}
 		sources = append(sources, labels)
 	}
-	return serveSources(ctx, env, cfg, sources, labels)
+	return serveSources(ctx, env, cfg, sources, labels, member)
 }
 
 // serve runs a gateway on cfg, fed by source, until ctx is done.
 func serve(ctx context.Context, env *environment, cfg *config.Config, source gateway.Source) error {
-	return serveSources(ctx, env, cfg, []gateway.Source{source}, nil)
+	return serveSources(ctx, env, cfg, []gateway.Source{source}, nil, nil)
 }
 
 // serveSources runs a gateway on cfg, fed by sources, until ctx is done;
 // labels, when not nil, is one of them, whose refused hosts are counted
-// in the metrics.
-func serveSources(ctx context.Context, env *environment, cfg *config.Config, sources []gateway.Source, labels *docker.Source) error {
-	g, err := gateway.New(gateway.Options{
+// in the metrics; member, when not nil, is the primary of a fleet's
+// instance, which reports the gateway in the fleet's registry.
+func serveSources(ctx context.Context, env *environment, cfg *config.Config, sources []gateway.Source, labels *docker.Source, member *fleet.Source) error {
+	opts := gateway.Options{
 		Config:  cfg,
 		Sources: sources,
 		Log:     env.stderr,
 		Version: buildVersion(),
 		Reopen:  env.reopen,
-	})
+	}
+	if member != nil {
+		opts.Fleet = member.Status
+	}
+	g, err := gateway.New(opts)
 	if err != nil {
 		return err
+	}
+	if member != nil {
+		member.Gateway = g
 	}
 	if labels != nil {
 		labels.Refused = func(string) { g.RefusedHost(labels.Name()) }
