@@ -217,7 +217,11 @@ func (g *Gateway) start(ctx context.Context) error {
 			// No ReadTimeout or WriteTimeout: they would cut WebSockets and
 			// streams; ReadHeaderTimeout and IdleTimeout stop slowloris.
 		}
-		g.goServe(srv, func() error { return srv.ServeTLS(httpsLn, "", "") })
+		// The handshake happens in tlsListener, so HTTP/1 requests are
+		// checked for smuggling after decryption (framing.Conn). A clone, as
+		// ServeTLS makes: Serve configures HTTP/2 by writing to srv.TLSConfig.
+		ln := newTLSListener(httpsLn, srv.TLSConfig.Clone(), cfg.Timeouts.ReadHeader, srv.ErrorLog, refusedLogger(g.logger))
+		g.goServe(srv, func() error { return srv.Serve(ln) })
 	}
 	if httpLn != nil {
 		srv := &http.Server{
@@ -231,7 +235,7 @@ func (g *Gateway) start(ctx context.Context) error {
 			MaxHeaderBytes: int(cfg.Limits.HeaderBytes),
 			ErrorLog:       errorLog,
 		}
-		g.goServe(srv, func() error { return srv.Serve(httpLn) })
+		g.goServe(srv, func() error { return srv.Serve(strictListener{httpLn, refusedLogger(g.logger)}) })
 	}
 	if adminLn != nil {
 		srv := &http.Server{
