@@ -127,7 +127,15 @@ func (c *Checker) Feed(p []byte) error {
 			case '\n':
 				return c.fail(i, "request line ends with a bare LF")
 			default:
-				c.tail = c.tail<<8 | uint64(b)
+				// Pass the plain bytes at once, keeping the last 8.
+				j := i
+				for j < len(p)-1 && p[j+1] != '\r' && p[j+1] != '\n' {
+					j++
+				}
+				for k := max(i, j-7); k <= j; k++ {
+					c.tail = c.tail<<8 | uint64(p[k])
+				}
+				i = j
 			}
 		case sReqLineCR:
 			if b != '\n' {
@@ -158,6 +166,13 @@ func (c *Checker) Feed(p []byte) error {
 				c.addName(b)
 			}
 		case sValue:
+			if c.cur == fOther {
+				// Most values: pass the plain bytes at once.
+				for i < len(p)-1 && p[i] >= ' ' && p[i] != 0x7f {
+					i++
+				}
+				b = p[i]
+			}
 			switch {
 			case b == '\r':
 				c.st = sValueCR
