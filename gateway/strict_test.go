@@ -59,4 +59,3 @@ func BenchmarkKeepAliveGET(b *testing.B) {
 		})
 	}
 }
-
