@@ -124,3 +124,51 @@ func exchange(t *testing.T, dial func() (net.Conn, error), req string) (status, 
 	}
 	return strings.TrimSuffix(line, "\r\n"), string(b)
 }
+
+// TestFramingUpgradePassesThrough checks that once an Upgrade is answered
+// 101, the bytes on the connection belong to the new protocol and are not
+// checked as HTTP: raw bytes with bare LFs cross both ways.
+func TestFramingUpgradePassesThrough(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") != "websocket" {
+			http.Error(w, "want Upgrade: websocket", http.StatusBadRequest)
+			return
+		}
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Errorf("hijacking: %v", err)
+			return
+		}
+		defer c.Close()
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		brw.Flush()
+		io.Copy(c, brw)
+	}))
+	defer up.Close()
+	p := newPorts(t)
+	in := start(t, p, fmt.Sprintf(`listen: {http: "127.0.0.1:{{HTTP}}", https: "127.0.0.1:{{HTTPS}}"}
+admin: "off"
+storage: {{STORAGE}}
+sites:
+  - hosts: [localhost]
+    routes: [{path: /, upstreams: [%s]}]
+`, up.URL))
+	c, err := tls.Dial("tcp", in.HTTPS, &tls.Config{ServerName: "localhost", RootCAs: in.LocalRoots(t), NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+	br := bufio.NewReader(c)
+	res, err := http.ReadResponse(br, nil)
+	if err != nil || res.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("got %v %v, want 101", res, err)
+	}
+	const frame = "not HTTP\nat all\r\n x\n"
+	io.WriteString(c, frame)
+	got := make([]byte, len(frame))
+	if _, err := io.ReadFull(br, got); err != nil || string(got) != frame {
+		t.Fatalf("echo: got %q %v, want %q", got, err, frame)
+	}
+}
