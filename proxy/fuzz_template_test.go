@@ -3,6 +3,7 @@ package proxy
 import (
 	"net/http"
 	"net/url"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -69,6 +70,53 @@ func FuzzTemplate(f *testing.F) {
 		// Fewer placeholders allowed: any of the others is refused.
 		if _, err := parseTemplate(s, allowed[:1]); err == nil && slices.ContainsFunc(allowed[1:], func(n string) bool { return strings.Contains(s, "{"+n+"}") }) {
 			t.Fatalf("parseTemplate(%q) with only %v allowed: no error", s, allowed[:1])
+		}
+	})
+}
+
+// FuzzHeaderOps applies a compiled set/add/remove block to two request
+// headers one after the other: each comes out as remove, then set, then
+// add say, and adding to the second header's fields leaves the first as
+// it was (the value slices shared between requests are never appended
+// into).
+func FuzzHeaderOps(f *testing.F) {
+	f.Add("X-A", "1", "X-A", "2", "X-B", "x-b")
+	f.Add("x-id", "{request_id}", "Via", "gatehouse", "via", "X-Old")
+	f.Add("Host", "{host}", "X-H", "{host}", "Host", "X-H")
+	f.Fuzz(func(t *testing.T, setName, setVal, addName, addVal, removeName, pre string) {
+		cfgH := &config.Headers{Set: map[string]string{setName: setVal}, Add: map[string]string{addName: addVal}, Remove: []string{removeName}}
+		ops, err := compileHeaders(cfgH, []string{"host", "request_id"})
+		if err != nil {
+			return
+		}
+		val := map[string]string{"host": "example.com", "request_id": "rid"}
+		run := func() (http.Header, http.Header) {
+			h := http.Header{http.CanonicalHeaderKey(pre): {"p"}, http.CanonicalHeaderKey(addName): {"x"}}
+			want := h.Clone()
+			delete(want, http.CanonicalHeaderKey(removeName))
+			if cs := http.CanonicalHeaderKey(setName); cs != "Host" {
+				v, _ := refRender(setVal, val)
+				want[cs] = []string{v}
+			}
+			v, _ := refRender(addVal, val)
+			ca := http.CanonicalHeaderKey(addName)
+			want[ca] = append(want[ca], v)
+			r := &http.Request{Host: "example.com", URL: &url.URL{}, Header: h}
+			ops.apply(h, &vars{t: &Table{}, r: r, requestID: "rid"})
+			return h, want
+		}
+		first, want := run()
+		if !reflect.DeepEqual(first, want) {
+			t.Fatalf("got %v, want %v", first, want)
+		}
+		kept := first.Clone()
+		second, _ := run()
+		// What later code does to a request's header: Add to any field.
+		for k := range second {
+			second.Add(k, "more")
+		}
+		if !reflect.DeepEqual(first, kept) {
+			t.Fatalf("a second request's header changed the first's: %v, was %v", first, kept)
 		}
 	})
 }
