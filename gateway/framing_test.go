@@ -50,8 +50,10 @@ func (c countingConn) Read(p []byte) (int, error) {
 // refusing everything.
 func TestFramingRefused(t *testing.T) {
 	var upBytes atomic.Int64
+	var proto atomic.Value
 	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
+		proto.Store(r.Header.Get("X-Forwarded-Proto"))
 		fmt.Fprint(w, "app")
 	}))
 	up.Listener = countingListener{up.Listener, &upBytes}
@@ -93,6 +95,11 @@ sites:
 	}
 	if upBytes.Load() == 0 {
 		t.Error("the valid request sent the Upstream nothing")
+	}
+	// net/http serves the checked connection as plain; Request.TLS still
+	// comes through from the wrapper.
+	if got, _ := proto.Load().(string); got != "https" {
+		t.Errorf("X-Forwarded-Proto of the HTTP/1.1 request over TLS: got %q, want https", got)
 	}
 	if status, _ := exchange(t, dials["TCP"], ok); status != "HTTP/1.1 308 Permanent Redirect" {
 		t.Errorf("valid request over TCP: got %q, want the redirect", status)
