@@ -85,6 +85,9 @@ type Config struct {
 	// positions maps a key path ("sites[0].routes[1].path") to where its
 	// value stands in File, so validation can point at it.
 	positions map[string]Position
+	// top is where the file's content begins (1:1 when it has none): the
+	// position of a problem with the whole file, such as a missing key.
+	top Position
 }
 
 // LocalCA configures the local CA.

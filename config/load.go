@@ -1,14 +1,17 @@
 package config
 
 import (
+	"bytes"
 	"cmp"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -63,8 +66,21 @@ func storageFromEnvironment(cfg *Config) {
 // only.
 func check(file string, data []byte) (*yaml.Node, *checker, error) {
 	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, nil, Problems{syntaxProblem(file, err)}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil && err != io.EOF {
+		return nil, nil, Problems{syntaxProblem(file, data, err)}
+	}
+	// A second document would be ignored silently by a plain decode: the
+	// user meant something by it.
+	var next yaml.Node
+	if err := dec.Decode(&next); err != io.EOF {
+		if err != nil {
+			return nil, nil, Problems{syntaxProblem(file, data, err)}
+		}
+		if len(next.Content) > 0 {
+			return nil, nil, Problems{{File: file, Position: Position{Line: next.Content[0].Line, Col: next.Content[0].Column},
+				Message: "a second YAML document (after ---): a config file holds exactly one"}}
+		}
 	}
 	var root *yaml.Node
 	if doc.Kind == yaml.DocumentNode && len(doc.Content) > 0 {
@@ -96,6 +112,10 @@ func decodeChecked(file string, root *yaml.Node, c *checker) (*Config, error) {
 	}
 	cfg.File = file
 	cfg.positions = c.positions
+	cfg.top = Position{Line: 1, Col: 1}
+	if root != nil && root.Line > 0 {
+		cfg.top = Position{Line: root.Line, Col: root.Column}
+	}
 	return cfg, nil
 }
 
@@ -127,8 +147,9 @@ func within(path, scope string) bool {
 }
 
 // syntaxProblem turns a YAML syntax error ("yaml: line 3: did not find
-// expected key") into a Problem on that line.
-func syntaxProblem(file string, err error) Problem {
+// expected key") into a Problem on that line. Some of the parser's errors
+// name no line; the line is then found in data from what the error says.
+func syntaxProblem(file string, data []byte, err error) Problem {
 	p := Problem{File: file}
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	if rest, ok := strings.CutPrefix(msg, "line "); ok {
@@ -137,8 +158,44 @@ func syntaxProblem(file string, err error) Problem {
 			p.Line, msg = line, after
 		}
 	}
+	if p.Line == 0 {
+		p.Position = positionAt(data, syntaxOffset(data, msg))
+	}
 	p.Message = "invalid YAML: " + msg
 	return p
+}
+
+// syntaxOffset finds where in data the parser's error msg, which names no
+// line, arose: the first control byte or invalid UTF-8, the reference to an
+// unknown anchor, or else the end (an unterminated quote or flow).
+func syntaxOffset(data []byte, msg string) int {
+	switch {
+	case strings.HasPrefix(msg, "control characters"):
+		for i, r := range string(data) {
+			if r < ' ' && r != '\t' && r != '\n' && r != '\r' || r >= 0x7f && r <= 0x9f {
+				return i
+			}
+		}
+	case strings.Contains(msg, "UTF-8"):
+		for i, r := range string(data) {
+			if r == utf8.RuneError {
+				return i
+			}
+		}
+	case strings.HasPrefix(msg, "unknown anchor '"):
+		name, _, _ := strings.Cut(strings.TrimPrefix(msg, "unknown anchor '"), "'")
+		if i := bytes.Index(data, []byte("*"+name)); i >= 0 {
+			return i
+		}
+	}
+	return len(data)
+}
+
+// positionAt is the 1-based line and column of byte off of data.
+func positionAt(data []byte, off int) Position {
+	before := data[:min(off, len(data))]
+	line := bytes.Count(before, []byte("\n")) + 1
+	return Position{Line: line, Col: len(before) - bytes.LastIndexByte(before, '\n')}
 }
 
 // resolvePaths makes every relative file path in c relative to dir.
@@ -198,7 +255,7 @@ func (c *Config) position(path string) Position {
 			return p
 		}
 		if path == "" {
-			return Position{}
+			return c.top
 		}
 		path = parentPath(path)
 	}

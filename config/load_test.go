@@ -372,8 +372,8 @@ func TestRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatalf("parsing the marshalled config: %v\n%s", err, out)
 	}
-	cfg.File, cfg.positions = "", nil
-	again.positions = nil
+	cfg.File, cfg.positions, cfg.top = "", nil, Position{}
+	again.positions, again.top = nil, Position{}
 	if !reflect.DeepEqual(cfg, again) {
 		t.Errorf("got %+v, want %+v", again, cfg)
 	}

@@ -244,7 +244,11 @@ func (g *Gateway) start(ctx context.Context) error {
 			g.startHTTP3(udp, g.certs.TLSConfig(), g.routes, srv)
 			srv.Handler = altSvc(srv.Handler, cmp.Or(cfg.Listen.PublicHTTPSPort, udp.LocalAddr().(*net.UDPAddr).Port))
 		}
-		g.goServe(srv, func() error { return srv.ServeTLS(httpsLn, "", "") })
+		// The handshake happens in tlsListener, so HTTP/1 requests are
+		// checked for smuggling after decryption (framing.Conn). A clone, as
+		// ServeTLS makes: Serve configures HTTP/2 by writing to srv.TLSConfig.
+		ln := newTLSListener(httpsLn, srv.TLSConfig.Clone(), cfg.Timeouts.ReadHeader, srv.ErrorLog, refusedLogger(g.logger))
+		g.goServe(srv, func() error { return srv.Serve(ln) })
 	}
 	if httpLn != nil {
 		srv := &http.Server{
@@ -258,7 +262,7 @@ func (g *Gateway) start(ctx context.Context) error {
 			MaxHeaderBytes: int(cfg.Limits.HeaderBytes),
 			ErrorLog:       errorLog,
 		}
-		g.goServe(srv, func() error { return srv.Serve(httpLn) })
+		g.goServe(srv, func() error { return srv.Serve(strictListener{httpLn, refusedLogger(g.logger)}) })
 	}
 	if adminLn != nil {
 		srv := &http.Server{

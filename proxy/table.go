@@ -373,23 +373,33 @@ func (r *route) strip(path string) string {
 const maxHostLen = 256
 
 // normalizeHost appends host to buf lowercased, without port, trailing dot
-// or IPv6 brackets. It returns nil when host is empty or too long.
+// or IPv6 brackets. It returns nil when host is empty, too long or has an
+// empty label ("a..b", ".a", "a..").
 func normalizeHost(buf []byte, host string) []byte {
 	if strings.HasPrefix(host, "[") {
 		if end := strings.IndexByte(host, ']'); end > 0 {
 			host = host[1:end]
+			// Every IPv6 literal has two colons; "[a:b]" is none, and
+			// normalising its "a:b" again would drop ":b".
+			if strings.Count(host, ":") < 2 {
+				return nil
+			}
 		}
 	} else if i := strings.IndexByte(host, ':'); i >= 0 && strings.IndexByte(host[i+1:], ':') < 0 {
 		host = host[:i]
 	}
 	host = strings.TrimSuffix(host, ".")
-	if host == "" || len(host) > cap(buf) {
+	if host == "" || len(host) > cap(buf) || host[len(host)-1] == '.' {
 		return nil
 	}
 	for i := 0; i < len(host); i++ {
 		c := host[i]
 		if 'A' <= c && c <= 'Z' {
 			c += 'a' - 'A'
+		} else if c == '.' && (i == 0 || host[i-1] == '.') {
+			// An empty label: no host name. Normalising "a.." to "a."
+			// would make a second normalisation give another name.
+			return nil
 		}
 		buf = append(buf, c)
 	}
