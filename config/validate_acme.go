@@ -107,7 +107,7 @@ func (v *validator) acmeIssuance() {
 	if autocert {
 		for key, set := range map[string]bool{
 			"issuers": len(a.Issuers) > 0, "profile": a.Profile != "",
-			"key_type": a.KeyType != "", "dns": a.DNS != nil,
+			"key_type": a.KeyType != "", "dns": a.DNS != nil, "eab.api_key": a.EAB != nil && a.EAB.APIKey != "",
 		} {
 			if set {
 				v.addf("acme."+key, "engine autocert does not support acme.%s; use engine certmagic", key)
@@ -185,15 +185,16 @@ func (v *validator) issuers(list []Issuer, path string) {
 	seen := map[string]int{}
 	for i, is := range list {
 		ip := fmt.Sprintf("%s[%d]", path, i)
-		if is.CA == "" {
-			v.addf(ip+".ca", "is required: the ACME directory URL of this CA")
-		} else if u, err := url.Parse(is.CA); err != nil || u.Host == "" ||
-			!(u.Scheme == "https" || u.Scheme == "http" && isLoopback(u.Hostname())) {
-			v.addf(ip+".ca", "%q is not an absolute https:// URL (http:// is allowed only for a CA on a loopback address)", is.CA)
-		} else if j, dup := seen[is.CA]; dup {
-			v.addf(ip+".ca", "%s is already %s[%d]", is.CA, path, j)
-		} else {
-			seen[is.CA] = i
+		profile, profilePath := is.Profile, ip+".profile"
+		if profile == "" {
+			profile, profilePath = v.c.ACME.Profile, "acme.profile"
+		}
+		if dir := v.checkCA(caIssuer{ca: is.CA, eab: is.EAB, profile: profile}, ip, profilePath); dir != "" {
+			if j, dup := seen[dir]; dup {
+				v.addf(ip+".ca", "%s is already %s[%d]", is.CA, path, j)
+			} else {
+				seen[dir] = i
+			}
 		}
 		if is.CARoot != "" {
 			if msg := checkRoots(is.CARoot); msg != "" {
@@ -205,16 +206,24 @@ func (v *validator) issuers(list []Issuer, path string) {
 				v.addf(ip+".email", "%q is not an email address", is.Email)
 			}
 		}
-		if is.EAB != nil {
-			v.eab(is.EAB, ip+".eab")
-		}
 		v.profile(is.Profile, ip+".profile")
 	}
 }
 
-func (v *validator) eab(e *EAB, path string) {
+// eab checks the external account binding e of the CA ca.
+func (v *validator) eab(e *EAB, ca, path string) {
+	if e.APIKey != "" {
+		k, _ := LookupCA(ca)
+		if !k.EABFromAPIKey {
+			v.addf(path+".api_key", "only ZeroSSL derives a binding from an API key; give this CA's key_id and mac_key")
+		}
+		if e.KeyID != "" || e.MACKey != "" {
+			v.addf(path+".api_key", "api_key cannot be combined with key_id and mac_key; it stands in for them")
+		}
+		return
+	}
 	if e.KeyID == "" {
-		v.addf(path+".key_id", "is required with eab")
+		v.addf(path+".key_id", "is required with eab (or, for ZeroSSL, api_key alone)")
 	}
 	switch {
 	case e.MACKey == "":
@@ -230,11 +239,16 @@ func (v *validator) profile(p, path string) {
 	if p == "" {
 		return
 	}
-	if strings.ContainsFunc(p, func(r rune) bool {
-		return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '-' || r == '_' || r == '.')
-	}) {
+	if !isProfileName(p) {
 		v.addf(path, "%q is not a profile name (letters, digits, '-', '_' and '.'), like \"shortlived\"", p)
 	}
+}
+
+// isProfileName reports whether p has the shape of an ACME profile name.
+func isProfileName(p string) bool {
+	return !strings.ContainsFunc(p, func(r rune) bool {
+		return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '-' || r == '_' || r == '.')
+	})
 }
 
 func (v *validator) dns(d *DNS, path string) {
