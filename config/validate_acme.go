@@ -42,7 +42,11 @@ const (
 type DNSCredential struct {
 	Key      string
 	Required bool
-	kind     credKind
+	// Env is the lego environment variable the key stands for, for the
+	// providers that tlsmgr builds from lego's environment (all but
+	// those of DNSProviders); "" for the others.
+	Env  string
+	kind credKind
 }
 
 // DNSProviders lists, per dns.provider, the credentials keys it takes.
@@ -74,11 +78,19 @@ var DNSProviders = map[string][]DNSCredential{
 	},
 }
 
-// DNSProviderNames returns the dns.provider values, sorted.
+// DNSProviderNames returns the dns.provider values this build has,
+// sorted.
 func DNSProviderNames() []string {
-	names := make([]string, 0, len(DNSProviders))
+	names := make([]string, 0, len(DNSProviders)+len(DefaultLegoDNSProviders))
 	for n := range DNSProviders {
 		names = append(names, n)
+	}
+	if AllDNSProviders {
+		for n := range legoDNSProviders {
+			names = append(names, n)
+		}
+	} else {
+		names = append(names, DefaultLegoDNSProviders...)
 	}
 	slices.Sort(names)
 	return names
@@ -252,12 +264,16 @@ func isProfileName(p string) bool {
 }
 
 func (v *validator) dns(d *DNS, path string) {
-	creds, ok := DNSProviders[d.Provider]
+	creds, ok := LookupDNSProvider(d.Provider)
 	if !ok {
-		if d.Provider == "" {
+		_, lego := legoDNSProviders[d.Provider]
+		switch {
+		case d.Provider == "":
 			v.addf(path+".provider", "is required: one of %s", strings.Join(DNSProviderNames(), ", "))
-		} else {
-			v.addf(path+".provider", "unknown DNS provider %q; gatehouse has %s (exec and httpreq reach any other)", d.Provider, strings.Join(DNSProviderNames(), ", "))
+		case lego:
+			v.addf(path+".provider", "DNS provider %q is one of lego's that only a build with -tags alldns has; this one has %s (exec and httpreq reach any other)", d.Provider, strings.Join(DNSProviderNames(), ", "))
+		default:
+			v.addf(path+".provider", "%s", unknownDNSProvider(d.Provider))
 		}
 	}
 	if d.PropagationTimeout < 0 {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -109,5 +110,28 @@ func TestKnownCAsTable(t *testing.T) {
 		if k.EABFromAPIKey && k.EAB == "" {
 			t.Errorf("%s derives an EAB but needs none", k.Name)
 		}
+	}
+}
+
+// TestDefaultDNSProviders checks that every provider compiled in by
+// default is one of lego's, with credentials keys that carry their lego
+// environment variable.
+func TestDefaultDNSProviders(t *testing.T) {
+	for _, name := range DefaultLegoDNSProviders {
+		creds, ok := LookupDNSProvider(name)
+		if !ok || len(creds) == 0 {
+			t.Errorf("%s: not in lego's table, or no credentials keys", name)
+			continue
+		}
+		for _, c := range creds {
+			if c.Env == "" || c.Key == "" || strings.ToLower(c.Key) != c.Key {
+				t.Errorf("%s: credential %+v has no lego variable, or a key that is not lowercase", name, c)
+			}
+		}
+	}
+	if creds, _ := LookupDNSProvider("hetzner"); !slices.ContainsFunc(creds, func(c DNSCredential) bool {
+		return c.Key == "api_token" && c.Env == "HETZNER_API_TOKEN"
+	}) {
+		t.Errorf("hetzner: got %+v, want api_token for HETZNER_API_TOKEN", creds)
 	}
 }
