@@ -13,6 +13,10 @@ import (
 type legoDNSProvider struct {
 	// Name is the provider's own name ("Hetzner").
 	Name string
+	// Unavailable reports whether no build of gatehouse has the provider:
+	// the module proxy gatehouse builds with does not serve the modules
+	// it needs.
+	Unavailable bool
 	// Credentials are its environment variables as credentials keys.
 	Credentials []DNSCredential
 }
@@ -21,8 +25,8 @@ type legoDNSProvider struct {
 // DNSProviders, that every build has: the ones most asked for. A build
 // with -tags alldns has all of lego's (AllDNSProviders).
 var DefaultLegoDNSProviders = []string{
-	"gcloud", "azuredns", "ovh", "hetzner", "gandiv5", "godaddy", "namecheap", "porkbun",
-	"duckdns", "linode", "vultr", "desec", "pdns", "ionos", "netcup", "namesilo", "transip", "scaleway",
+	"gcloud", "ovh", "hetzner", "gandiv5", "godaddy", "namecheap", "porkbun",
+	"duckdns", "vultr", "pdns", "ionos", "netcup", "namesilo", "transip", "scaleway",
 }
 
 // LookupDNSProvider returns the credentials keys of the DNS provider
@@ -32,7 +36,7 @@ func LookupDNSProvider(name string) ([]DNSCredential, bool) {
 		return creds, true
 	}
 	p, ok := legoDNSProviders[name]
-	if !ok || !AllDNSProviders && !slices.Contains(DefaultLegoDNSProviders, name) {
+	if !ok || p.Unavailable || !AllDNSProviders && !slices.Contains(DefaultLegoDNSProviders, name) {
 		return nil, false
 	}
 	return p.Credentials, true

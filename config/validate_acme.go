@@ -86,8 +86,10 @@ func DNSProviderNames() []string {
 		names = append(names, n)
 	}
 	if AllDNSProviders {
-		for n := range legoDNSProviders {
-			names = append(names, n)
+		for n, p := range legoDNSProviders {
+			if !p.Unavailable {
+				names = append(names, n)
+			}
 		}
 	} else {
 		names = append(names, DefaultLegoDNSProviders...)
@@ -266,10 +268,12 @@ func isProfileName(p string) bool {
 func (v *validator) dns(d *DNS, path string) {
 	creds, ok := LookupDNSProvider(d.Provider)
 	if !ok {
-		_, lego := legoDNSProviders[d.Provider]
+		lp, lego := legoDNSProviders[d.Provider]
 		switch {
 		case d.Provider == "":
 			v.addf(path+".provider", "is required: one of %s", strings.Join(DNSProviderNames(), ", "))
+		case lp.Unavailable:
+			v.addf(path+".provider", "lego's DNS provider %q is in no build of gatehouse (the Go modules it needs are not available to gatehouse's build); exec or httpreq can reach %s", d.Provider, lp.Name)
 		case lego:
 			v.addf(path+".provider", "DNS provider %q is one of lego's that only a build with -tags alldns has; this one has %s (exec and httpreq reach any other)", d.Provider, strings.Join(DNSProviderNames(), ", "))
 		default:

@@ -35,7 +35,7 @@ var legoDNSProviders = map[string]legoDNSProvider{
 		{Key: "ttl", Env: "ALICLOUD_TTL", kind: credInt},
 		{Key: "http_timeout", Env: "ALICLOUD_HTTP_TIMEOUT", kind: credInt},
 	}},
-	"aliesa": {Name: "AlibabaCloud ESA", Credentials: []DNSCredential{
+	"aliesa": {Name: "AlibabaCloud ESA", Unavailable: true, Credentials: []DNSCredential{
 		{Key: "ram_role", Env: "ALIESA_RAM_ROLE"},
 		{Key: "access_key", Env: "ALIESA_ACCESS_KEY"},
 		{Key: "secret_key", Env: "ALIESA_SECRET_KEY"},
@@ -107,7 +107,7 @@ var legoDNSProviders = map[string]legoDNSProvider{
 		{Key: "ttl", Env: "AZION_TTL", kind: credInt},
 		{Key: "http_timeout", Env: "AZION_HTTP_TIMEOUT", kind: credInt},
 	}},
-	"azuredns": {Name: "Azure DNS", Credentials: []DNSCredential{
+	"azuredns": {Name: "Azure DNS", Unavailable: true, Credentials: []DNSCredential{
 		{Key: "client_id", Env: "AZURE_CLIENT_ID"},
 		{Key: "client_secret", Env: "AZURE_CLIENT_SECRET"},
 		{Key: "tenant_id", Env: "AZURE_TENANT_ID"},
@@ -317,13 +317,13 @@ var legoDNSProviders = map[string]legoDNSProvider{
 		{Key: "ttl", Env: "DERAK_TTL", kind: credInt},
 		{Key: "http_timeout", Env: "DERAK_HTTP_TIMEOUT", kind: credInt},
 	}},
-	"desec": {Name: "deSEC.io", Credentials: []DNSCredential{
+	"desec": {Name: "deSEC.io", Unavailable: true, Credentials: []DNSCredential{
 		{Key: "token", Env: "DESEC_TOKEN"},
 		{Key: "polling_interval", Env: "DESEC_POLLING_INTERVAL", kind: credInt},
 		{Key: "ttl", Env: "DESEC_TTL", kind: credInt},
 		{Key: "http_timeout", Env: "DESEC_HTTP_TIMEOUT", kind: credInt},
 	}},
-	"designate": {Name: "Designate DNSaaS for Openstack", Credentials: []DNSCredential{
+	"designate": {Name: "Designate DNSaaS for Openstack", Unavailable: true, Credentials: []DNSCredential{
 		{Key: "auth_url", Env: "OS_AUTH_URL"},
 		{Key: "username", Env: "OS_USERNAME"},
 		{Key: "password", Env: "OS_PASSWORD"},
@@ -380,7 +380,7 @@ var legoDNSProviders = map[string]legoDNSProvider{
 		{Key: "sequence_interval", Env: "DNSHOMEDE_SEQUENCE_INTERVAL"},
 		{Key: "http_timeout", Env: "DNSHOMEDE_HTTP_TIMEOUT", kind: credInt},
 	}},
-	"dnsimple": {Name: "DNSimple", Credentials: []DNSCredential{
+	"dnsimple": {Name: "DNSimple", Unavailable: true, Credentials: []DNSCredential{
 		{Key: "oauth_token", Env: "DNSIMPLE_OAUTH_TOKEN"},
 		{Key: "base_url", Env: "DNSIMPLE_BASE_URL"},
 		{Key: "polling_interval", Env: "DNSIMPLE_POLLING_INTERVAL", kind: credInt},
@@ -479,7 +479,7 @@ var legoDNSProviders = map[string]legoDNSProvider{
 		{Key: "ttl", Env: "EDGECENTER_TTL", kind: credInt},
 		{Key: "http_timeout", Env: "EDGECENTER_HTTP_TIMEOUT", kind: credInt},
 	}},
-	"edgedns": {Name: "Akamai EdgeDNS", Credentials: []DNSCredential{
+	"edgedns": {Name: "Akamai EdgeDNS", Unavailable: true, Credentials: []DNSCredential{
 		{Key: "host", Env: "AKAMAI_HOST"},
 		{Key: "client_token", Env: "AKAMAI_CLIENT_TOKEN"},
 		{Key: "client_secret", Env: "AKAMAI_CLIENT_SECRET"},
@@ -490,7 +490,7 @@ var legoDNSProviders = map[string]legoDNSProvider{
 		{Key: "polling_interval", Env: "AKAMAI_POLLING_INTERVAL", kind: credInt},
 		{Key: "ttl", Env: "AKAMAI_TTL", kind: credInt},
 	}},
-	"edgeone": {Name: "Tencent EdgeOne", Credentials: []DNSCredential{
+	"edgeone": {Name: "Tencent EdgeOne", Unavailable: true, Credentials: []DNSCredential{
 		{Key: "secret_id", Env: "EDGEONE_SECRET_ID"},
 		{Key: "secret_key", Env: "EDGEONE_SECRET_KEY"},
 		{Key: "session_token", Env: "EDGEONE_SESSION_TOKEN"},
@@ -538,7 +538,7 @@ var legoDNSProviders = map[string]legoDNSProvider{
 		{Key: "ttl", Env: "EXCEDO_TTL", kind: credInt},
 		{Key: "http_timeout", Env: "EXCEDO_HTTP_TIMEOUT", kind: credInt},
 	}},
-	"exoscale": {Name: "Exoscale", Credentials: []DNSCredential{
+	"exoscale": {Name: "Exoscale", Unavailable: true, Credentials: []DNSCredential{
 		{Key: "api_key", Env: "EXOSCALE_API_KEY"},
 		{Key: "api_secret", Env: "EXOSCALE_API_SECRET"},
 		{Key: "endpoint", Env: "EXOSCALE_ENDPOINT"},
@@ -700,7 +700,7 @@ var legoDNSProviders = map[string]legoDNSProvider{
 		{Key: "ttl", Env: "HTTPNET_TTL", kind: credInt},
 		{Key: "http_timeout", Env: "HTTPNET_HTTP_TIMEOUT", kind: credInt},
 	}},
-	"huaweicloud": {Name: "Huawei Cloud", Credentials: []DNSCredential{
+	"huaweicloud": {Name: "Huawei Cloud", Unavailable: true, Credentials: []DNSCredential{
 		{Key: "access_key_id", Env: "HUAWEICLOUD_ACCESS_KEY_ID"},
 		{Key: "secret_access_key", Env: "HUAWEICLOUD_SECRET_ACCESS_KEY"},
 		{Key: "region", Env: "HUAWEICLOUD_REGION"},
@@ -862,7 +862,7 @@ var legoDNSProviders = map[string]legoDNSProvider{
 		{Key: "ttl", Env: "LIMACITY_TTL", kind: credInt},
 		{Key: "http_timeout", Env: "LIMACITY_HTTP_TIMEOUT", kind: credInt},
 	}},
-	"linode": {Name: "Linode (v4)", Credentials: []DNSCredential{
+	"linode": {Name: "Linode (v4)", Unavailable: true, Credentials: []DNSCredential{
 		{Key: "token", Env: "LINODE_TOKEN"},
 		{Key: "polling_interval", Env: "LINODE_POLLING_INTERVAL", kind: credInt},
 		{Key: "ttl", Env: "LINODE_TTL", kind: credInt},
@@ -947,7 +947,7 @@ var legoDNSProviders = map[string]legoDNSProvider{
 		{Key: "polling_interval", Env: "MYDNSJP_POLLING_INTERVAL", kind: credInt},
 		{Key: "http_timeout", Env: "MYDNSJP_HTTP_TIMEOUT", kind: credInt},
 	}},
-	"myra": {Name: "Myra", Credentials: []DNSCredential{
+	"myra": {Name: "Myra", Unavailable: true, Credentials: []DNSCredential{
 		{Key: "api_key", Env: "MYRA_API_KEY"},
 		{Key: "api_secret", Env: "MYRA_API_SECRET"},
 		{Key: "polling_interval", Env: "MYRA_POLLING_INTERVAL", kind: credInt},
@@ -1138,7 +1138,7 @@ var legoDNSProviders = map[string]legoDNSProvider{
 		{Key: "ttl", Env: "OPUSDNS_TTL", kind: credInt},
 		{Key: "http_timeout", Env: "OPUSDNS_HTTP_TIMEOUT", kind: credInt},
 	}},
-	"oraclecloud": {Name: "Oracle Cloud", Credentials: []DNSCredential{
+	"oraclecloud": {Name: "Oracle Cloud", Unavailable: true, Credentials: []DNSCredential{
 		{Key: "compartment_ocid", Env: "OCI_COMPARTMENT_OCID"},
 		{Key: "region", Env: "OCI_REGION"},
 		{Key: "private_key_path", Env: "OCI_PRIVATE_KEY_PATH"},
@@ -1273,7 +1273,7 @@ var legoDNSProviders = map[string]legoDNSProvider{
 		{Key: "ttl", Env: "SAFEDNS_TTL", kind: credInt},
 		{Key: "http_timeout", Env: "SAFEDNS_HTTP_TIMEOUT", kind: credInt},
 	}},
-	"sakuracloud": {Name: "Sakura Cloud", Credentials: []DNSCredential{
+	"sakuracloud": {Name: "Sakura Cloud", Unavailable: true, Credentials: []DNSCredential{
 		{Key: "access_token", Env: "SAKURACLOUD_ACCESS_TOKEN"},
 		{Key: "access_token_secret", Env: "SAKURACLOUD_ACCESS_TOKEN_SECRET"},
 		{Key: "polling_interval", Env: "SAKURACLOUD_POLLING_INTERVAL", kind: credInt},
@@ -1301,7 +1301,7 @@ var legoDNSProviders = map[string]legoDNSProvider{
 		{Key: "ttl", Env: "SELECTEL_TTL", kind: credInt},
 		{Key: "http_timeout", Env: "SELECTEL_HTTP_TIMEOUT", kind: credInt},
 	}},
-	"selectelv2": {Name: "Selectel v2", Credentials: []DNSCredential{
+	"selectelv2": {Name: "Selectel v2", Unavailable: true, Credentials: []DNSCredential{
 		{Key: "username", Env: "SELECTELV2_USERNAME"},
 		{Key: "password", Env: "SELECTELV2_PASSWORD"},
 		{Key: "account_id", Env: "SELECTELV2_ACCOUNT_ID"},
@@ -1419,7 +1419,7 @@ var legoDNSProviders = map[string]legoDNSProvider{
 		{Key: "ttl", Env: "TRANSIP_TTL", kind: credInt},
 		{Key: "http_timeout", Env: "TRANSIP_HTTP_TIMEOUT", kind: credInt},
 	}},
-	"ucloud": {Name: "UCloud", Credentials: []DNSCredential{
+	"ucloud": {Name: "UCloud", Unavailable: true, Credentials: []DNSCredential{
 		{Key: "public_key", Env: "UCLOUD_PUBLIC_KEY"},
 		{Key: "private_key", Env: "UCLOUD_PRIVATE_KEY"},
 		{Key: "region", Env: "UCLOUD_REGION"},
@@ -1428,7 +1428,7 @@ var legoDNSProviders = map[string]legoDNSProvider{
 		{Key: "ttl", Env: "UCLOUD_TTL", kind: credInt},
 		{Key: "http_timeout", Env: "UCLOUD_HTTP_TIMEOUT", kind: credInt},
 	}},
-	"ultradns": {Name: "Ultradns", Credentials: []DNSCredential{
+	"ultradns": {Name: "Ultradns", Unavailable: true, Credentials: []DNSCredential{
 		{Key: "username", Env: "ULTRADNS_USERNAME"},
 		{Key: "password", Env: "ULTRADNS_PASSWORD"},
 		{Key: "endpoint", Env: "ULTRADNS_ENDPOINT"},
@@ -1503,7 +1503,7 @@ var legoDNSProviders = map[string]legoDNSProvider{
 		{Key: "cloud_polling_interval", Env: "VK_CLOUD_POLLING_INTERVAL", kind: credInt},
 		{Key: "cloud_ttl", Env: "VK_CLOUD_TTL", kind: credInt},
 	}},
-	"volcengine": {Name: "Volcano Engine/火山引擎", Credentials: []DNSCredential{
+	"volcengine": {Name: "Volcano Engine/火山引擎", Unavailable: true, Credentials: []DNSCredential{
 		{Key: "accesskey", Env: "VOLC_ACCESSKEY"},
 		{Key: "secretkey", Env: "VOLC_SECRETKEY"},
 		{Key: "region", Env: "VOLC_REGION"},
@@ -1592,7 +1592,7 @@ var legoDNSProviders = map[string]legoDNSProvider{
 		{Key: "ttl", Env: "YANDEX360_TTL", kind: credInt},
 		{Key: "http_timeout", Env: "YANDEX360_HTTP_TIMEOUT", kind: credInt},
 	}},
-	"yandexcloud": {Name: "Yandex Cloud", Credentials: []DNSCredential{
+	"yandexcloud": {Name: "Yandex Cloud", Unavailable: true, Credentials: []DNSCredential{
 		{Key: "cloud_iam_token", Env: "YANDEX_CLOUD_IAM_TOKEN"},
 		{Key: "cloud_folder_id", Env: "YANDEX_CLOUD_FOLDER_ID"},
 		{Key: "cloud_polling_interval", Env: "YANDEX_CLOUD_POLLING_INTERVAL", kind: credInt},
