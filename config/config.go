@@ -214,7 +214,8 @@ type Issuer struct {
 // DNS configures DNS-01 challenges through a DNS provider.
 type DNS struct {
 	// Provider names the DNS provider: "rfc2136", "cloudflare", "route53",
-	// "digitalocean", "exec" or "httpreq".
+	// "digitalocean", "exec", "httpreq", one of DefaultLegoDNSProviders,
+	// or, in a build with -tags alldns, any of lego's.
 	Provider string `yaml:"provider,omitempty"`
 	// Credentials are the provider's settings; [DNSProviders] lists the
 	// keys each provider takes (for example api_token for cloudflare),
