@@ -199,7 +199,9 @@ type Log struct {
 type ACME struct {
 	// Email is the ACME account contact; the CA may warn it of problems.
 	Email string `yaml:"email,omitempty"`
-	// CA is the ACME directory URL. Default Let's Encrypt production.
+	// CA is the ACME directory URL, or the name of a CA gatehouse knows
+	// ([KnownCAs]: "letsencrypt", "zerossl", "google", ...). Default Let's
+	// Encrypt production.
 	CA string `yaml:"ca,omitempty"`
 	// CARoot is a PEM file of extra roots trusted when talking to the CA,
 	// for private or test CAs.
@@ -228,7 +230,8 @@ type ACME struct {
 
 // Issuer is one ACME CA in an ordered list of Issuers.
 type Issuer struct {
-	// CA is the ACME directory URL.
+	// CA is the ACME directory URL, or the name of a CA gatehouse knows
+	// ([KnownCAs]).
 	CA string `yaml:"ca,omitempty"`
 	// CARoot is a PEM file of extra roots trusted when talking to this CA.
 	CARoot string `yaml:"ca_root,omitempty"`
@@ -243,7 +246,8 @@ type Issuer struct {
 // DNS configures DNS-01 challenges through a DNS provider.
 type DNS struct {
 	// Provider names the DNS provider: "rfc2136", "cloudflare", "route53",
-	// "digitalocean", "exec" or "httpreq".
+	// "digitalocean", "exec", "httpreq", one of DefaultLegoDNSProviders,
+	// or, in a build with -tags alldns, any of lego's.
 	Provider string `yaml:"provider,omitempty"`
 	// Credentials are the provider's settings; [DNSProviders] lists the
 	// keys each provider takes (for example api_token for cloudflare),
@@ -303,12 +307,16 @@ type Events struct {
 	Exec []string `yaml:"exec,omitempty"`
 }
 
-// EAB is an ACME external account binding.
+// EAB is an ACME external account binding: KeyID and MACKey, or, for a CA
+// that derives a binding from an API key (ZeroSSL), APIKey alone.
 type EAB struct {
 	// KeyID is the key identifier the CA gave.
 	KeyID string `yaml:"key_id,omitempty"`
 	// MACKey is the base64url HMAC key the CA gave.
 	MACKey string `yaml:"mac_key,omitempty"`
+	// APIKey is a ZeroSSL API access key: gatehouse asks ZeroSSL's API
+	// for a binding once and keeps it in storage.
+	APIKey string `yaml:"api_key,omitempty"`
 }
 
 // Timeouts bound the Listeners and Upstream connections. Zero means the

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/mail"
 	"net/netip"
-	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -28,7 +27,13 @@ type validator struct {
 }
 
 func (v *validator) addf(path, format string, args ...any) {
-	v.problems = append(v.problems, v.c.Problemf(path, format, args...))
+	p := v.c.Problemf(path, format, args...)
+	// A setting inherited by several entries (acme.profile) is reported
+	// once, not once per entry.
+	if slices.Contains(v.problems, p) {
+		return
+	}
+	v.problems = append(v.problems, p)
 }
 
 // Problemf returns a Problem with the key path (as "sites[0].routes[1].ca"),
@@ -150,9 +155,11 @@ func (v *validator) log() {
 
 func (v *validator) acme() {
 	a := v.c.ACME
-	if u, err := url.Parse(a.CA); err != nil || u.Host == "" ||
-		!(u.Scheme == "https" || u.Scheme == "http" && isLoopback(u.Hostname())) {
-		v.addf("acme.ca", "%q is not an absolute https:// URL (http:// is allowed only for a CA on a loopback address)", a.CA)
+	if len(a.Issuers) == 0 {
+		// With an issuers list acme.ca is unused (setting it is an error
+		// of its own); its default must not be checked against the
+		// list's needs.
+		v.checkCA(caIssuer{ca: a.CA, eab: a.EAB, profile: a.Profile}, "acme", "acme.profile")
 	}
 	if a.Email != "" {
 		if addr, err := mail.ParseAddress(a.Email); err != nil || addr.Address != a.Email {
@@ -190,17 +197,6 @@ func (v *validator) acme() {
 		v.addf("acme.engine", "must be %q or %q, not %q", EngineCertmagic, EngineAutocert, a.Engine)
 	}
 
-	if a.EAB != nil {
-		if a.EAB.KeyID == "" {
-			v.addf("acme.eab.key_id", "is required with acme.eab")
-		}
-		switch {
-		case a.EAB.MACKey == "":
-			v.addf("acme.eab.mac_key", "is required with acme.eab")
-		case !isBase64URL(a.EAB.MACKey):
-			v.addf("acme.eab.mac_key", "is not base64url (the alphabet A-Z a-z 0-9 - _)")
-		}
-	}
 }
 
 // usesACME reports whether any host of any Site gets its Certificate from

@@ -42,7 +42,11 @@ const (
 type DNSCredential struct {
 	Key      string
 	Required bool
-	kind     credKind
+	// Env is the lego environment variable the key stands for, for the
+	// providers that tlsmgr builds from lego's environment (all but
+	// those of DNSProviders); "" for the others.
+	Env  string
+	kind credKind
 }
 
 // DNSProviders lists, per dns.provider, the credentials keys it takes.
@@ -74,11 +78,21 @@ var DNSProviders = map[string][]DNSCredential{
 	},
 }
 
-// DNSProviderNames returns the dns.provider values, sorted.
+// DNSProviderNames returns the dns.provider values this build has,
+// sorted.
 func DNSProviderNames() []string {
-	names := make([]string, 0, len(DNSProviders))
+	names := make([]string, 0, len(DNSProviders)+len(DefaultLegoDNSProviders))
 	for n := range DNSProviders {
 		names = append(names, n)
+	}
+	if AllDNSProviders {
+		for n, p := range legoDNSProviders {
+			if !p.Unavailable {
+				names = append(names, n)
+			}
+		}
+	} else {
+		names = append(names, DefaultLegoDNSProviders...)
 	}
 	slices.Sort(names)
 	return names
@@ -107,7 +121,7 @@ func (v *validator) acmeIssuance() {
 	if autocert {
 		for key, set := range map[string]bool{
 			"issuers": len(a.Issuers) > 0, "profile": a.Profile != "",
-			"key_type": a.KeyType != "", "dns": a.DNS != nil,
+			"key_type": a.KeyType != "", "dns": a.DNS != nil, "eab.api_key": a.EAB != nil && a.EAB.APIKey != "",
 		} {
 			if set {
 				v.addf("acme."+key, "engine autocert does not support acme.%s; use engine certmagic", key)
@@ -185,15 +199,16 @@ func (v *validator) issuers(list []Issuer, path string) {
 	seen := map[string]int{}
 	for i, is := range list {
 		ip := fmt.Sprintf("%s[%d]", path, i)
-		if is.CA == "" {
-			v.addf(ip+".ca", "is required: the ACME directory URL of this CA")
-		} else if u, err := url.Parse(is.CA); err != nil || u.Host == "" ||
-			!(u.Scheme == "https" || u.Scheme == "http" && isLoopback(u.Hostname())) {
-			v.addf(ip+".ca", "%q is not an absolute https:// URL (http:// is allowed only for a CA on a loopback address)", is.CA)
-		} else if j, dup := seen[is.CA]; dup {
-			v.addf(ip+".ca", "%s is already %s[%d]", is.CA, path, j)
-		} else {
-			seen[is.CA] = i
+		profile, profilePath := is.Profile, ip+".profile"
+		if profile == "" {
+			profile, profilePath = v.c.ACME.Profile, "acme.profile"
+		}
+		if dir := v.checkCA(caIssuer{ca: is.CA, eab: is.EAB, profile: profile}, ip, profilePath); dir != "" {
+			if j, dup := seen[dir]; dup {
+				v.addf(ip+".ca", "%s is already %s[%d]", is.CA, path, j)
+			} else {
+				seen[dir] = i
+			}
 		}
 		if is.CARoot != "" {
 			if msg := checkRoots(is.CARoot); msg != "" {
@@ -205,16 +220,24 @@ func (v *validator) issuers(list []Issuer, path string) {
 				v.addf(ip+".email", "%q is not an email address", is.Email)
 			}
 		}
-		if is.EAB != nil {
-			v.eab(is.EAB, ip+".eab")
-		}
 		v.profile(is.Profile, ip+".profile")
 	}
 }
 
-func (v *validator) eab(e *EAB, path string) {
+// eab checks the external account binding e of the CA ca.
+func (v *validator) eab(e *EAB, ca, path string) {
+	if e.APIKey != "" {
+		k, _ := LookupCA(ca)
+		if !k.EABFromAPIKey {
+			v.addf(path+".api_key", "only ZeroSSL derives a binding from an API key; give this CA's key_id and mac_key")
+		}
+		if e.KeyID != "" || e.MACKey != "" {
+			v.addf(path+".api_key", "api_key cannot be combined with key_id and mac_key; it stands in for them")
+		}
+		return
+	}
 	if e.KeyID == "" {
-		v.addf(path+".key_id", "is required with eab")
+		v.addf(path+".key_id", "is required with eab (or, for ZeroSSL, api_key alone)")
 	}
 	switch {
 	case e.MACKey == "":
@@ -230,20 +253,31 @@ func (v *validator) profile(p, path string) {
 	if p == "" {
 		return
 	}
-	if strings.ContainsFunc(p, func(r rune) bool {
-		return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '-' || r == '_' || r == '.')
-	}) {
+	if !isProfileName(p) {
 		v.addf(path, "%q is not a profile name (letters, digits, '-', '_' and '.'), like \"shortlived\"", p)
 	}
 }
 
+// isProfileName reports whether p has the shape of an ACME profile name.
+func isProfileName(p string) bool {
+	return !strings.ContainsFunc(p, func(r rune) bool {
+		return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '-' || r == '_' || r == '.')
+	})
+}
+
 func (v *validator) dns(d *DNS, path string) {
-	creds, ok := DNSProviders[d.Provider]
+	creds, ok := LookupDNSProvider(d.Provider)
 	if !ok {
-		if d.Provider == "" {
+		lp, lego := legoDNSProviders[d.Provider]
+		switch {
+		case d.Provider == "":
 			v.addf(path+".provider", "is required: one of %s", strings.Join(DNSProviderNames(), ", "))
-		} else {
-			v.addf(path+".provider", "unknown DNS provider %q; gatehouse has %s (exec and httpreq reach any other)", d.Provider, strings.Join(DNSProviderNames(), ", "))
+		case lp.Unavailable:
+			v.addf(path+".provider", "lego's DNS provider %q is in no build of gatehouse (the Go modules it needs are not available to gatehouse's build); exec or httpreq can reach %s", d.Provider, lp.Name)
+		case lego:
+			v.addf(path+".provider", "DNS provider %q is one of lego's that only a build with -tags alldns has; this one has %s (exec and httpreq reach any other)", d.Provider, strings.Join(DNSProviderNames(), ", "))
+		default:
+			v.addf(path+".provider", "%s", unknownDNSProvider(d.Provider))
 		}
 	}
 	if d.PropagationTimeout < 0 {

@@ -19,6 +19,8 @@ import (
 
 	"golang.org/x/crypto/acme"
 	"golang.org/x/crypto/acme/autocert"
+
+	"github.com/gatehouse-proxy/gatehouse/config"
 )
 
 // autocertEngine is the minimal engine: x/crypto's autocert with a host
@@ -49,7 +51,7 @@ func newAutocertEngine(s acmeSettings, opts options, logger *slog.Logger) (*auto
 		HostPolicy: e.hostPolicy,
 		Email:      s.acme.Email,
 		Client: &acme.Client{
-			DirectoryURL: s.acme.CA,
+			DirectoryURL: config.CADirectory(s.acme.CA),
 			HTTPClient: &http.Client{Transport: &orderGuard{allow: e.hostPolicy, logger: logger, base: &closingTransport{life: life, base: &http.Transport{
 				Proxy:           http.ProxyFromEnvironment,
 				TLSClientConfig: &tls.Config{RootCAs: s.roots},
@@ -60,6 +62,9 @@ func newAutocertEngine(s acmeSettings, opts options, logger *slog.Logger) (*auto
 		e.m.Client.DirectoryURL = autocert.DefaultACMEDirectory
 	}
 	if eab := s.acme.EAB; eab != nil {
+		if eab.APIKey != "" {
+			return nil, errors.New("creating the autocert engine: acme.eab.api_key needs engine certmagic")
+		}
 		key, err := decodeEABKey(eab.MACKey)
 		if err != nil {
 			return nil, err

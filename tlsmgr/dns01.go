@@ -229,7 +229,7 @@ func newDNSProvider(d *config.DNS) (dnsProvider, time.Duration, error) {
 		}
 		return p, cfg.PollingInterval, nil
 	default:
-		return nil, 0, fmt.Errorf("unknown DNS provider %q", d.Provider)
+		return newLegoEnvProvider(d, legoProviders)
 	}
 }
 

@@ -49,6 +49,7 @@ type acmeSettings struct {
 	listenHost          string         // host of the HTTP or HTTPS Listener, "" for all
 	httpPort, httpsPort int            // 0 when that Listener is off
 	http01, tlsALPN01   bool           // challenges enabled and reachable
+	zeroSSLAPI          string         // ZeroSSL's API for eab.api_key; "" is the real one
 }
 
 // newACMESettings derives the settings of the ACME engines from cfg.

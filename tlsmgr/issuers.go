@@ -51,16 +51,17 @@ func globalIssuers(a config.ACME) []config.Issuer {
 		if ca == "" {
 			ca = certmagic.LetsEncryptProductionCA
 		}
-		return []config.Issuer{{CA: ca, CARoot: a.CARoot, EAB: a.EAB, Profile: a.Profile, Email: a.Email}}
+		return inherit([]config.Issuer{{CA: ca, CARoot: a.CARoot, EAB: a.EAB}}, a)
 	}
 	return inherit(a.Issuers, a)
 }
 
 // inherit fills in profile and email from acme where an issuer leaves them
-// out.
+// out, and replaces CA names ("letsencrypt") with their directory URLs.
 func inherit(list []config.Issuer, a config.ACME) []config.Issuer {
 	out := make([]config.Issuer, len(list))
 	for i, is := range list {
+		is.CA = config.CADirectory(is.CA)
 		if is.Profile == "" {
 			is.Profile = a.Profile
 		}
@@ -188,6 +189,13 @@ func (pc *policyConfigs) getLocked(p *issuancePolicy) (*certmagic.Config, error)
 			if roots, err = trustedRoots(is.CARoot); err != nil {
 				return nil, fmt.Errorf("building issuer %s: %w", is.CA, err)
 			}
+		}
+		if is.EAB != nil && is.EAB.APIKey != "" {
+			eab, err := zeroSSLEAB(pc.storage, pc.settings.zeroSSLAPI, is.EAB.APIKey)
+			if err != nil {
+				return nil, fmt.Errorf("building issuer %s: %w", is.CA, err)
+			}
+			is.EAB = &config.EAB{KeyID: eab.KeyID, MACKey: eab.MACKey}
 		}
 		iss := newIssuer(cfg, pc.settings, is, solver, roots)
 		issuers = append(issuers, iss)

@@ -426,3 +426,16 @@ func TestACMERateLimited(t *testing.T) {
 		t.Errorf("certificate issued at %v, before the CA's retry-after %v", leaf.NotBefore, retryAt)
 	}
 }
+
+// TestIssuerCANames checks that a CA given by name reaches certmagic as
+// its directory URL, in acme.ca and in issuers lists alike.
+func TestIssuerCANames(t *testing.T) {
+	got := globalIssuers(config.ACME{CA: "letsencrypt-staging", Profile: "shortlived"})
+	if len(got) != 1 || got[0].CA != "https://acme-staging-v02.api.letsencrypt.org/directory" || got[0].Profile != "shortlived" {
+		t.Errorf("acme.ca letsencrypt-staging: got %+v", got)
+	}
+	got = globalIssuers(config.ACME{Issuers: []config.Issuer{{CA: "buypass"}, {CA: "https://ca.example/dir"}}})
+	if len(got) != 2 || got[0].CA != "https://api.buypass.com/acme/directory" || got[1].CA != "https://ca.example/dir" {
+		t.Errorf("issuers buypass and a URL: got %+v", got)
+	}
+}

@@ -87,6 +87,9 @@ type options struct {
 	now func() time.Time
 	// caNow is the clock of the local CA; nil means time.Now.
 	caNow func() time.Time
+	// zeroSSLAPI is where eab.api_key is exchanged for a binding; ""
+	// means ZeroSSL's API.
+	zeroSSLAPI string
 }
 
 func defaultOptions() options {
@@ -148,6 +151,7 @@ func newManager(ctx context.Context, cfg *config.Config, logger *slog.Logger, op
 		return nil, err
 	}
 	s.store = store
+	s.zeroSSLAPI = opts.zeroSSLAPI
 	m := &Manager{
 		logger:     logger,
 		ca:         ca,

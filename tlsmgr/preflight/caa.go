@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/miekg/dns"
+
+	"github.com/gatehouse-proxy/gatehouse/config"
 )
 
 // caaIdentities maps an ACME directory's host (or a parent domain of it)
@@ -24,6 +26,9 @@ var caaIdentities = []struct{ suffix, identity string }{
 // caaIdentity returns the CAA issuer domain of the CA at directory, or ""
 // when it is not known.
 func caaIdentity(directory string) string {
+	if k, ok := config.LookupCA(directory); ok {
+		return k.CAA
+	}
 	u, err := url.Parse(directory)
 	if err != nil {
 		return ""

@@ -8,11 +8,16 @@ import (
 	"io"
 	"net/http"
 	"os"
+
+	"github.com/gatehouse-proxy/gatehouse/config"
 )
 
 // checkDirectory fetches the CA's ACME directory.
 func (c *checker) checkDirectory(ctx context.Context, ca caRef) {
 	subject := "CA " + ca.url
+	if ca.name != "" {
+		subject = "CA " + ca.name + " (" + ca.url + ")"
+	}
 	fail := func(format string, args ...any) { c.add(CheckDirectory, Fail, subject, format, args...) }
 	roots, err := x509.SystemCertPool()
 	if err != nil {
@@ -45,7 +50,8 @@ func (c *checker) checkDirectory(ctx context.Context, ca caRef) {
 	var dir struct {
 		NewOrder string `json:"newOrder"`
 		Meta     struct {
-			ExternalAccountRequired bool `json:"externalAccountRequired"`
+			ExternalAccountRequired bool   `json:"externalAccountRequired"`
+			TermsOfService          string `json:"termsOfService"`
 		} `json:"meta"`
 	}
 	if resp.StatusCode != http.StatusOK {
@@ -60,5 +66,19 @@ func (c *checker) checkDirectory(ctx context.Context, ca caRef) {
 		fail("the CA requires an external account binding: set its eab (key_id and mac_key)")
 		return
 	}
-	c.add(CheckDirectory, OK, subject, "the ACME directory answers")
+	// gatehouse agrees to the terms on the operator's behalf when it
+	// registers the account, so the operator should know where they are.
+	tos := "it names no terms of service"
+	if dir.Meta.TermsOfService != "" {
+		tos = "terms of service: " + dir.Meta.TermsOfService
+	}
+	c.add(CheckDirectory, OK, subject, "the ACME directory answers; %s", tos)
+	if k, ok := config.LookupCA(ca.url); ok {
+		if k.Staging {
+			c.add(CheckDirectory, Note, subject, "a staging CA: its certificates are not trusted by browsers")
+		}
+		if k.NoARI {
+			c.add(CheckDirectory, Note, subject, "certificates last %d days and the CA offers no ARI: they renew by their lifetime alone, and a mass revocation is not announced ahead", int(k.Lifetime.Hours()/24))
+		}
+	}
 }

@@ -214,7 +214,18 @@ type acmeHost struct {
 // caRef is one ACME CA of the config.
 type caRef struct {
 	url, root string
-	eab       bool
+	// name is the CA's name when the config gave one ("zerossl").
+	name string
+	eab  bool
+}
+
+// newCARef returns the caRef of a ca key: a known CA's name or a URL.
+func newCARef(ca, root string, eab *config.EAB) caRef {
+	ref := caRef{url: config.CADirectory(ca), root: root, eab: eab != nil}
+	if ref.url != ca {
+		ref.name = ca
+	}
+	return ref
 }
 
 // acmeHosts lists the names gatehouse would order Certificates for.
@@ -244,13 +255,13 @@ func (c *checker) globalCAs() []caRef {
 	if len(c.cfg.ACME.Issuers) > 0 {
 		return issuerRefs(c.cfg.ACME.Issuers)
 	}
-	return []caRef{{url: c.cfg.ACME.CA, root: c.cfg.ACME.CARoot, eab: c.cfg.ACME.EAB != nil}}
+	return []caRef{newCARef(c.cfg.ACME.CA, c.cfg.ACME.CARoot, c.cfg.ACME.EAB)}
 }
 
 func issuerRefs(issuers []config.Issuer) []caRef {
 	var refs []caRef
 	for _, is := range issuers {
-		refs = append(refs, caRef{url: is.CA, root: is.CARoot, eab: is.EAB != nil})
+		refs = append(refs, newCARef(is.CA, is.CARoot, is.EAB))
 	}
 	return refs
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/gatehouse-proxy/gatehouse/config"
 	"github.com/gatehouse-proxy/gatehouse/tlsmgr/pebbletest"
+	"github.com/letsencrypt/pebble/v2/wfe"
 )
 
 // startZone runs BIND as the stand-in for public DNS: authoritative for
@@ -127,7 +128,7 @@ func TestCheckPasses(t *testing.T) {
 	var progress []Finding
 	r := run(t, cfg, Options{Resolver: ns.Addr, CAAIdentity: "pebble.test", Progress: func(f Finding) { progress = append(progress, f) }})
 	want(t, r,
-		Finding{CheckDirectory, "CA " + ca.DirectoryURL(), OK, "the ACME directory answers"},
+		Finding{CheckDirectory, "CA " + ca.DirectoryURL(), OK, "the ACME directory answers; terms of service: " + wfe.ToSURL},
 		Finding{CheckAddress, "app.test", OK, "resolves to 127.0.0.1 (this machine)"},
 		Finding{CheckAddress, "other.test", OK, "resolves to 127.0.0.1 (this machine)"},
 		Finding{CheckPorts, "listen.http", Note, fmt.Sprintf("the CA validates http-01 on port 80, not %d", p.HTTP)},
@@ -342,5 +343,21 @@ func TestCheckCAAIdentity(t *testing.T) {
 		if got := caaIdentity(tc.directory); got != tc.want {
 			t.Errorf("caaIdentity(%q): got %q, want %q", tc.directory, got, tc.want)
 		}
+	}
+}
+
+// TestCARefNames checks that a CA given by name is fetched at its
+// directory URL and reported under both, and that its CAA identity comes
+// from the same table.
+func TestCARefNames(t *testing.T) {
+	ref := newCARef("buypass", "", nil)
+	if ref.url != "https://api.buypass.com/acme/directory" || ref.name != "buypass" {
+		t.Errorf("newCARef(buypass): got %+v", ref)
+	}
+	if ref := newCARef("https://ca.example/dir", "", nil); ref.url != "https://ca.example/dir" || ref.name != "" {
+		t.Errorf("newCARef(URL): got %+v", ref)
+	}
+	if got := caaIdentity(config.CADirectory("sslcom")); got != "ssl.com" {
+		t.Errorf("caaIdentity(sslcom): got %q, want ssl.com", got)
 	}
 }

@@ -1,0 +1,7 @@
+//go:build !alldns
+
+package config
+
+// AllDNSProviders reports whether this build has every lego DNS provider
+// (-tags alldns) rather than DNSProviders and DefaultLegoDNSProviders.
+const AllDNSProviders = false
