@@ -133,9 +133,9 @@ func newManager(ctx context.Context, cfg *config.Config, logger *slog.Logger, op
 			closeStore()
 		}
 	}()
-	// The local CA stays in the storage directory (the cache with etcd):
-	// each instance has its own.
-	ca, err := openLocalCA(ctx, cfg.Storage, caNow)
+	// The local CA lives in the certificate storage: with etcd, every
+	// instance of the fleet serves leaves of the same root.
+	ca, err := openLocalCAOn(ctx, store, caNow)
 	if err != nil {
 		return nil, err
 	}

@@ -176,16 +176,15 @@ func cmdTrust(ctx context.Context, args []string, env *environment) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	dir := *storage
-	if dir == "" {
-		cfg, err := config.Load(*path)
-		if err != nil {
+	cfg := &config.Config{Storage: *storage}
+	if *storage == "" {
+		var err error
+		if cfg, err = config.Load(*path); err != nil {
 			printProblems(env.stderr, err)
 			return exitError(1)
 		}
-		dir = cfg.Storage
 	}
-	pem, file, err := tlsmgr.LocalRoot(ctx, dir)
+	pem, file, err := tlsmgr.LocalRootOf(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("loading the local CA root: %w", err)
 	}
