@@ -8,11 +8,13 @@ import (
 	"log/slog"
 	"sync"
 	"testing"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/gatehouse-proxy/gatehouse/config"
 	"github.com/gatehouse-proxy/gatehouse/tlsmgr/etcdtest"
+	"github.com/gatehouse-proxy/gatehouse/tlsmgr/pebbletest"
 )
 
 // TestEtcdLocalCAShared starts three Managers on one etcd at once, as a
@@ -109,4 +111,48 @@ func TestEtcdLocalCAShared(t *testing.T) {
 
 func pemOf(c *x509.Certificate) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+}
+
+// TestEtcdRenewalServedFleetWide renews a Certificate on instance A and
+// revokes (and so replaces) it on instance B: the other instance serves
+// the new one within 5 s, from the watch on etcd and not at its next
+// maintenance pass, which is minutes away (issue 11).
+func TestEtcdRenewalServedFleetWide(t *testing.T) {
+	skipShort(t)
+	c := etcdtest.Start(t, 3)
+	const host = "renew.fleet.test"
+	a := startPebbleGatehouse(t, pebbletest.Options{})
+	etcd := etcdConfig(t, c, "/renew/")
+	cfgA := a.acmeConfig(host)
+	cfgA.StorageEtcd = etcd
+	ma := a.start(t, cfgA, fastOptions())
+	first := a.waitForCert(t, host, "", 30*time.Second)
+
+	b := &pebbleGatehouse{gatehouse: startGatehouse(t), ca: a.ca, acme: a.acme, storage: t.TempDir()}
+	cfgB := b.acmeConfig(host)
+	cfgB.StorageEtcd = etcd
+	mb := b.start(t, cfgB, fastOptions())
+	if got := b.waitForCert(t, host, "", 10*time.Second); got.SerialNumber.Cmp(first.SerialNumber) != 0 {
+		t.Fatalf("B serves serial %v, want A's %v", got.SerialNumber, first.SerialNumber)
+	}
+
+	if err := ma.Renew(t.Context(), host, true); err != nil {
+		t.Fatal(err)
+	}
+	renewed := a.waitForCert(t, host, first.SerialNumber.String(), time.Second)
+	if got := b.waitForCert(t, host, first.SerialNumber.String(), 5*time.Second); got.SerialNumber.Cmp(renewed.SerialNumber) != 0 {
+		t.Errorf("B after A renewed: got serial %v, want %v", got.SerialNumber, renewed.SerialNumber)
+	}
+
+	// B never ordered: it revokes with the account A made.
+	if err := mb.Revoke(t.Context(), host, "superseded"); err != nil {
+		t.Fatal(err)
+	}
+	replaced := b.waitForCert(t, host, renewed.SerialNumber.String(), time.Second)
+	if got := a.waitForCert(t, host, renewed.SerialNumber.String(), 5*time.Second); got.SerialNumber.Cmp(replaced.SerialNumber) != 0 {
+		t.Errorf("A after B revoked: got serial %v, want the replacement %v", got.SerialNumber, replaced.SerialNumber)
+	}
+	if n := a.ca.Orders(); n != 3 {
+		t.Errorf("orders: got %d, want 3 (first, renewal, replacement)", n)
+	}
 }
