@@ -67,21 +67,23 @@ func startStorageWatch(logger *slog.Logger, store *etcdstore.Storage, reload fun
 					names = append(names, strings.Replace(parts[1], "wildcard_", "*", 1))
 				}
 			}
-			w.add(names, 0)
+			w.add(names)
 		})
 	})
 	w.wg.Go(func() { w.run(ctx) })
 	return w
 }
 
-// add queues names for a reload, attempt being the attempts made.
-func (w *storageWatch) add(names []string, attempt int) {
+// add queues names for a reload.
+func (w *storageWatch) add(names []string) {
 	if len(names) == 0 {
 		return
 	}
 	w.mu.Lock()
 	for _, n := range names {
-		w.pending[n] = max(w.pending[n], attempt)
+		if _, ok := w.pending[n]; !ok {
+			w.pending[n] = 0
+		}
 	}
 	w.mu.Unlock()
 	select {
@@ -90,36 +92,41 @@ func (w *storageWatch) add(names []string, attempt int) {
 	}
 }
 
-// run reloads the queued names once no change came for refreshQuiet.
+// run reloads the queued names once no change came for refreshQuiet,
+// and those that failed again after refreshRetry.
 func (w *storageWatch) run(ctx context.Context) {
 	quiet := time.NewTimer(time.Hour)
 	quiet.Stop()
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer quiet.Stop()
+	defer retry.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			quiet.Stop()
 			return
 		case <-w.kick:
 			quiet.Reset(refreshQuiet)
 			continue
 		case <-quiet.C:
+		case <-retry.C:
 		}
 		w.mu.Lock()
 		batch := w.pending
 		w.pending = map[string]int{}
 		w.mu.Unlock()
-		var failed []string
 		names := make([]string, 0, len(batch))
 		for n := range batch {
 			names = append(names, n)
 		}
 		slices.Sort(names)
+		failed := map[string]int{}
 		for _, name := range names {
 			reloaded, err := w.reload(ctx, name)
 			switch {
 			case err != nil && ctx.Err() == nil:
 				if batch[name]+1 < refreshAttempts {
-					failed = append(failed, name)
+					failed[name] = batch[name] + 1
 					continue
 				}
 				w.logger.WarnContext(ctx, "loading a certificate changed by another instance; serving the one in memory", "host", name, "error", err)
@@ -128,12 +135,12 @@ func (w *storageWatch) run(ctx context.Context) {
 			}
 		}
 		if len(failed) > 0 {
-			attempt := batch[failed[0]] + 1
-			w.wg.Go(func() {
-				if sleepCtx(ctx, refreshRetry) {
-					w.add(failed, attempt)
-				}
-			})
+			w.mu.Lock()
+			for n, attempt := range failed {
+				w.pending[n] = max(w.pending[n], attempt)
+			}
+			w.mu.Unlock()
+			retry.Reset(refreshRetry)
 		}
 	}
 }
@@ -142,18 +149,6 @@ func (w *storageWatch) run(ctx context.Context) {
 func (w *storageWatch) stop() {
 	w.cancel()
 	w.wg.Wait()
-}
-
-// sleepCtx waits d or until ctx is done, and reports whether d passed.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 // refresh reloads the Certificate of name from storage if the Cache holds

@@ -132,12 +132,21 @@ func Start(t *testing.T, p Ports, body string, run RunFunc) *Instance {
 // end stops it.
 func StartFile(t *testing.T, p Ports, storage, cfgPath string, run RunFunc) *Instance {
 	t.Helper()
+	return StartFileOn(t, "127.0.0.1", p, storage, cfgPath, run)
+}
+
+// StartFileOn is [StartFile] for a config whose Listeners are on the
+// loopback address host rather than 127.0.0.1, so several instances of a
+// fleet each have their own address and the same ports, as on separate
+// machines.
+func StartFileOn(t *testing.T, host string, p Ports, storage, cfgPath string, run RunFunc) *Instance {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	in := &Instance{
 		T: t, Stdout: &SyncBuffer{}, Stderr: &SyncBuffer{}, Reload: make(chan os.Signal, 1), Reopen: make(chan os.Signal, 1),
 		cancel: cancel, exited: make(chan struct{}),
-		HTTPS:   fmt.Sprintf("127.0.0.1:%d", p.HTTPS),
-		HTTP:    fmt.Sprintf("127.0.0.1:%d", p.HTTP),
+		HTTPS:   net.JoinHostPort(host, fmt.Sprint(p.HTTPS)),
+		HTTP:    net.JoinHostPort(host, fmt.Sprint(p.HTTP)),
 		Storage: storage, CfgPath: cfgPath,
 	}
 	env := Env{Stdout: in.Stdout, Stderr: in.Stderr, Reload: in.Reload, Reopen: in.Reopen}
