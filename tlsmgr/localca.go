@@ -193,7 +193,7 @@ func openLocalCAOn(ctx context.Context, store certmagic.Storage, now func() time
 	if ca.loadCurrent(ctx) {
 		return ca, nil
 	}
-	unlock, err := lockLocalCA(ctx, store)
+	unlock, err := lockLocalCAPatiently(ctx, store)
 	if err != nil {
 		ca.cancel()
 		return nil, err
@@ -234,6 +234,35 @@ func (ca *localCA) loadCurrent(ctx context.Context) bool {
 	}
 	ca.root, ca.rootKey, ca.inter, ca.interKey = root, rootKey, inter, interKey
 	return true
+}
+
+// openLockWait bounds how long openLocalCAOn keeps trying to take
+// localCALock while the storage fails to answer (etcd electing a leader,
+// or briefly overloaded), and openLockRetry is the pause between tries. A
+// storage still failing after that is an error: with etcd down and no
+// cached CA, an instance cannot serve the fleet's local CA.
+const (
+	openLockWait  = 30 * time.Second
+	openLockRetry = 500 * time.Millisecond
+)
+
+// lockLocalCAPatiently is lockLocalCA that tries again, for openLockWait,
+// when the storage fails rather than ctx.
+func lockLocalCAPatiently(ctx context.Context, store certmagic.Storage) (unlock func() error, err error) {
+	deadline := time.Now().Add(openLockWait)
+	for {
+		unlock, err = lockLocalCA(ctx, store)
+		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
+			return unlock, err
+		}
+		t := time.NewTimer(openLockRetry)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		case <-t.C:
+		}
+	}
 }
 
 // lockLocalCA takes localCALock of store, waiting until ctx is done, and
