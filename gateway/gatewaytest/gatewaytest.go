@@ -432,3 +432,68 @@ func (l *Load) Stop() (failures, total int64, first string) {
 	first, _ = l.first.Load().(string)
 	return l.failures.Load(), l.runs.Load(), first
 }
+
+// Balancer is a TCP load balancer in front of a fleet, as a CA or a
+// client sees it: it takes the connections to 127.0.0.1 on its ports and
+// hands each to the next host in turn, on the same port. The three
+// validations Pebble makes of each challenge (all of which must pass)
+// thus reach instances other than the one that ordered.
+type Balancer struct {
+	// served counts the connections handed to each host.
+	served []atomic.Int64
+	next   atomic.Int64
+}
+
+// StartBalancer listens on 127.0.0.1 at each of ports and forwards to
+// hosts; the test's end stops it.
+func StartBalancer(t testing.TB, ports []int, hosts []string) *Balancer {
+	t.Helper()
+	b := &Balancer{served: make([]atomic.Int64, len(hosts))}
+	var wg sync.WaitGroup
+	var lns []net.Listener
+	t.Cleanup(func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+		wg.Wait()
+	})
+	for _, port := range ports {
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns = append(lns, ln)
+		wg.Go(func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				i := int(b.next.Add(1)-1) % len(hosts)
+				b.served[i].Add(1)
+				wg.Go(func() { pipe(c, net.JoinHostPort(hosts[i], fmt.Sprint(port))) })
+			}
+		})
+	}
+	return b
+}
+
+// Served returns how many connections went to host i.
+func (b *Balancer) Served(i int) int64 { return b.served[i].Load() }
+
+// pipe copies between c and a new connection to addr until either ends.
+func pipe(c net.Conn, addr string) {
+	defer c.Close()
+	up, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return
+	}
+	defer up.Close()
+	done := make(chan struct{}, 2)
+	go func() { _, _ = io.Copy(up, c); done <- struct{}{} }()
+	go func() { _, _ = io.Copy(c, up); done <- struct{}{} }()
+	<-done
+	_ = c.SetDeadline(time.Now())
+	_ = up.SetDeadline(time.Now())
+	<-done
+}
