@@ -256,7 +256,7 @@ func (s *Storage) unavailable(op, key string) error {
 func (s *Storage) Store(ctx context.Context, key string, value []byte) error {
 	key = clean(key)
 	guarded := s.guardian(key) != nil
-	if !s.reachable() && !guarded {
+	if !s.reachable() && !guarded && !isChallenge(key) {
 		return s.unavailable("storing", key)
 	}
 	cmps, err := s.guard("storing", key)
@@ -308,8 +308,20 @@ func (s *Storage) Store(ctx context.Context, key string, value []byte) error {
 	if !resp.Succeeded {
 		return s.conflict("storing", key)
 	}
-	s.cacheStore(key, v)
+	if !isChallenge(key) {
+		s.cacheStore(key, v)
+	}
 	return nil
+}
+
+// isChallenge reports whether key is one of certmagic's challenge tokens
+// (<issuer>/challenge_tokens/<name>.json), which the instance that
+// ordered writes and whichever instance the CA reaches reads, at once.
+// They always go to etcd: a token read from the cache (missing, as every
+// token is there) fails the validation and costs the order, and one
+// written to the cache is of no use after the order.
+func isChallenge(key string) bool {
+	return strings.Contains("/"+key, "/challenge_tokens/")
 }
 
 // retryPause is the pause before the second attempt of a request.
@@ -403,7 +415,7 @@ func (s *Storage) Load(ctx context.Context, key string) ([]byte, error) {
 // loadRaw returns the value at key as stored: from etcd, else from the
 // cache while etcd is unreachable.
 func (s *Storage) loadRaw(ctx context.Context, key string) ([]byte, error) {
-	guarded := s.guardian(key) != nil
+	guarded := s.guardian(key) != nil || isChallenge(key)
 	if s.reachable() || guarded {
 		resp, err := s.get(ctx, s.dataKey(key))
 		if err == nil {
@@ -413,7 +425,9 @@ func (s *Storage) loadRaw(ctx context.Context, key string) ([]byte, error) {
 				return nil, fmt.Errorf("loading %s: %w", key, fs.ErrNotExist)
 			}
 			v := resp.Kvs[0].Value
-			s.cacheStore(key, v)
+			if !isChallenge(key) {
+				s.cacheStore(key, v)
+			}
 			return v, nil
 		}
 		s.failed(ctx, err)
@@ -435,7 +449,7 @@ func (s *Storage) loadRaw(ctx context.Context, key string) ([]byte, error) {
 // nothing was there.
 func (s *Storage) Delete(ctx context.Context, key string) error {
 	key = clean(key)
-	if !s.reachable() {
+	if !s.reachable() && !isChallenge(key) {
 		return s.unavailable("deleting", key)
 	}
 	cmps, err := s.guard("deleting", key)
