@@ -82,7 +82,7 @@ func median(v []float64) float64 {
 // Pebble %[8]s (%[9]s), one Site for the names %[10]s.
 const instanceConfig = `listen: {http: "%[1]s:%[2]d", https: "%[1]s:%[3]d"}
 admin: "off"
-log: {level: warn, access: false}
+log: {level: info, access: false}
 storage:
   etcd: {endpoints: [%[4]s], prefix: %[5]s, encryption_key_file: %[6]s}
   cache: %[7]s
@@ -129,8 +129,15 @@ func issue(b *testing.B, c *etcdtest.Cluster, prefix string, addrs []string, n i
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }()
 	start := time.Now()
-	for _, cfg := range cfgs {
-		g, err := gateway.New(gateway.Options{Config: cfg})
+	var logs []string
+	for i, cfg := range cfgs {
+		logs = append(logs, filepath.Join(dir, fmt.Sprintf("gatehouse-%d.log", i)))
+		lf, err := os.Create(logs[i])
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer lf.Close()
+		g, err := gateway.New(gateway.Options{Config: cfg, Log: lf})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -149,7 +156,21 @@ func issue(b *testing.B, c *etcdtest.Cluster, prefix string, addrs []string, n i
 			}
 		}
 	}
-	return time.Since(start), ca.Orders()
+	elapsed, orders := time.Since(start), ca.Orders()
+	if orders != n && len(addrs) > 1 {
+		// Say why: the lines of each instance about failed attempts.
+		for i, path := range logs {
+			data, _ := os.ReadFile(path)
+			var lines []string
+			for _, l := range strings.Split(string(data), "\n") {
+				if strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") {
+					lines = append(lines, l)
+				}
+			}
+			b.Logf("instance %d, %d warnings and errors:\n%s", i, len(lines), strings.Join(lines[:min(len(lines), 20)], "\n"))
+		}
+	}
+	return elapsed, orders
 }
 
 // serves reports whether addr completes a handshake for name with a
