@@ -161,9 +161,6 @@ func (m *Manager) refresh(ctx context.Context, name string) (bool, error) {
 			return false, err
 		}
 		reloaded = r
-		// Still obtaining it (waiting for the issue lock another
-		// instance holds): load it instead.
-		e.obt.nudge(name)
 	}
 	if o := m.onDemand.Load(); o != nil && o.holds(name) {
 		o.reload(ctx, name)

@@ -39,12 +39,6 @@ type obtainer struct {
 type hostLoop struct {
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the loop returns
-
-	// mu guards attempt, which cancels the attempt in flight (nil
-	// between attempts), and nudged, set by nudge.
-	mu      sync.Mutex
-	attempt context.CancelFunc
-	nudged  bool
 }
 
 func newObtainer(logger *slog.Logger, base, max time.Duration, obtain func(context.Context, string) error, forget func([]string)) *obtainer {
@@ -89,35 +83,22 @@ func (o *obtainer) set(hosts []string) {
 		go func() {
 			defer o.wg.Done()
 			defer close(l.done)
-			o.run(ctx, host, l)
+			o.run(ctx, host)
 		}()
 	}
 }
 
 // run obtains the certificate of host, retrying until it succeeds or ctx is
 // done. Renewal afterwards is the engine's own business.
-func (o *obtainer) run(ctx context.Context, host string, l *hostLoop) {
+func (o *obtainer) run(ctx context.Context, host string) {
 	b := backoff{base: o.base, max: o.max}
 	for {
-		actx, cancel := context.WithCancel(ctx)
-		l.mu.Lock()
-		l.attempt = cancel
-		l.mu.Unlock()
-		err := o.obtain(actx, host)
-		l.mu.Lock()
-		l.attempt = nil
-		nudged := l.nudged
-		l.nudged = false
-		l.mu.Unlock()
-		cancel()
+		err := o.obtain(ctx, host)
 		if err == nil {
 			return
 		}
 		if ctx.Err() != nil {
 			return
-		}
-		if nudged {
-			continue // the certificate is in storage now: load it
 		}
 		d := b.next()
 		// A CA that says "rate limited" is left alone for as long as it
@@ -129,26 +110,6 @@ func (o *obtainer) run(ctx context.Context, host string, l *hostLoop) {
 		if !sleep(ctx, d) {
 			return
 		}
-	}
-}
-
-// nudge cancels the attempt in flight for host, which the loop then
-// starts again at once. The storage watch calls it when another instance
-// stored host's certificate: an attempt waiting for the issue lock
-// behind that instance would otherwise take the lock only to find the
-// certificate there, while a new attempt loads it without the lock.
-func (o *obtainer) nudge(host string) {
-	o.mu.Lock()
-	l := o.loops[host]
-	o.mu.Unlock()
-	if l == nil {
-		return
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.attempt != nil {
-		l.nudged = true
-		l.attempt()
 	}
 }
 
