@@ -296,7 +296,9 @@ func (s *Storage) Store(ctx context.Context, key string, value []byte) error {
 	}
 	now := strconv.FormatInt(time.Now().UnixNano(), 10)
 	commit := s.commit
-	if guarded {
+	if guarded || isChallenge(key) {
+		// A challenge token is written once the order exists: failing
+		// it fails the order.
 		commit = s.commitPatiently
 	}
 	resp, err := commit(ctx, cmps, clientv3.OpPut(s.dataKey(key), string(v)), clientv3.OpPut(s.mtimeKey(key), now))
