@@ -2,7 +2,7 @@
 # bench/run.sh: benchmark gatehouse against Caddy v2.11.9 and nginx, all three
 # in front of one origin on loopback with the same certificate (issue 3).
 #
-#   bash bench/run.sh [--rounds N] [--duration 10s] [--cases 1,2,3,4,5,6]
+#   bash bench/run.sh [--rounds N] [--duration 10s] [--cases 1,2,3,4,5,6,7,8]
 #                     [--proxies gatehouse,caddy,nginx,direct] [--ref COMMIT]
 #
 # Installs what is missing (wrk, h2load, nginx from Debian; Caddy with go
@@ -10,7 +10,8 @@
 # with --ref; from HEAD when the working tree does not build), runs every
 # case for every proxy interleaved over the rounds, and prints the medians.
 # "direct" is no proxy at all: the origin program itself serving TLS, the
-# ceiling any Go proxy could reach here (cases 1-5).
+# ceiling any Go proxy could reach here (cases 1-5). Cases 7 and 8 are
+# gatehouse alone: file against etcd storage, and a fleet's issuance.
 # Work files, the Caddy build and results.md live in
 # ${BENCH_WORK:-/tmp/gatehouse-bench}. Every request goes to 127.0.0.1;
 # every process it starts is stopped on exit. See bench/README.md.
@@ -18,7 +19,8 @@ set -euo pipefail
 
 ROUNDS=3
 DURATION=10s
-CASES=1,2,3,4,5,6
+CASES=1,2,3,4,5,6,7,8
+FLEET_NAMES=${BENCH_FLEET_NAMES:-100}
 PROXIES=gatehouse,caddy,nginx,direct
 IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
 SITES=${BENCH_SITES:-10000}
@@ -50,7 +52,7 @@ else
 	echo "run.sh: --duration wants e.g. 10s, 500ms or 1m" >&2; exit 2
 fi
 ((DSEC >= 1)) || DSEC=1
-[[ $CASES =~ ^[1-6](,[1-6])*$ ]] || { echo "run.sh: --cases wants numbers 1-6, comma-separated" >&2; exit 2; }
+[[ $CASES =~ ^[1-8](,[1-8])*$ ]] || { echo "run.sh: --cases wants numbers 1-8, comma-separated" >&2; exit 2; }
 [[ $PROXIES =~ ^(gatehouse|caddy|nginx|direct)(,(gatehouse|caddy|nginx|direct))*$ ]] ||
 	{ echo "run.sh: --proxies wants gatehouse, caddy, nginx and/or direct, comma-separated" >&2; exit 2; }
 
@@ -71,6 +73,8 @@ touch "$RUN/.gatehouse-bench"
 ORIGIN_PORT=${BENCH_ORIGIN_PORT:-18080}
 declare -A PORT=([gatehouse]=18443 [caddy]=18444 [nginx]=18445 [direct]=18447)
 CASE6_PORT=18446
+CASE7_PORT=18448
+ETCD_PORT=${BENCH_ETCD_PORT:-18479} # and the next one, its peer port
 LUA=$REPO/bench/loopback.lua
 
 log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
@@ -260,7 +264,7 @@ gatehouse_config() {
 listen:
   http: "off"
   https: 127.0.0.1:$port
-storage: $RUN/gatehouse-storage
+storage: ${GH_STORAGE:-$RUN/gatehouse-storage}
 admin: "off"
 log:
   level: warn
@@ -268,8 +272,8 @@ log:
 sites:
 EOF
 		for host in "$@"; do
-			printf '  - hosts: [%s]\n    tls: {cert: %s, key: %s}\n    routes:\n      - path: /\n        upstreams: [http://127.0.0.1:%s]\n' \
-				"$host" "$CERT" "$KEY" "$ORIGIN_PORT"
+			printf '  - hosts: [%s]\n    tls: %s\n    routes:\n      - path: /\n        upstreams: [http://127.0.0.1:%s]\n' \
+				"$host" "${GH_TLS:-{cert: $CERT, key: $KEY\}}" "$ORIGIN_PORT"
 		done
 	} >"$file"
 }
@@ -549,6 +553,64 @@ run_case6() {
 	done
 }
 
+# start_etcd: the one-member etcd of case 7 (bench/cmd/etcd), once.
+ETCD_PID=
+start_etcd() {
+	[[ -n $ETCD_PID ]] && return 0
+	port_busy "$ETCD_PORT" && die "etcd port $ETCD_PORT is already in use"
+	"$BIN/etcd" -dir "$RUN/etcd" -client-port "$ETCD_PORT" -peer-port "$((ETCD_PORT + 1))" >"$RUN/etcd.log" 2>&1 &
+	ETCD_PID=$!
+	PIDS+=("$ETCD_PID")
+	for ((i = 0; i < 300; i++)); do grep -q '^ready' "$RUN/etcd.log" && return 0; sleep 0.1; done
+	die "etcd did not start: $(tail -n 5 "$RUN/etcd.log")"
+}
+
+# run_case7 ROUND: gatehouse serving bench.test from its local CA, kept in
+# file storage and then in etcd storage (or the other way round, by
+# round), under case 1's load: etcd must never be on the handshake or
+# request path.
+run_case7() {
+	local round=$1 kind kinds=(file etcd) out rps p50 p99 errs url="https://bench.test:$CASE7_PORT"
+	((round % 2)) || kinds=(etcd file)
+	for kind in "${kinds[@]}"; do
+		out="$RUN/r$round-c7-$kind"
+		if ! start_proxy gatehouse "$RUN/gatehouse-$kind.yaml" "$CASE7_PORT"; then
+			log "round $round case 7 $kind: did not start; figure not counted"
+			record "$round" 7 "gatehouse-$kind" rps - - - 1
+			continue
+		fi
+		WRK_SECS=1 wrk_run "$out.warm" "$url/1k" 64
+		wrk_run "$out.txt" "$url/1k" 64
+		read -r rps p50 p99 errs < <(parse_wrk "$out.txt")
+		record "$round" 7 "gatehouse-$kind" rps "$rps" "$p50" "$p99" "$errs"
+		stop_proxy
+		log "round $round case 7 $kind storage: $rps req/s, p99 $p99 ms"
+	done
+}
+
+# run_case8: the fleet issuance benchmark (bench/fleet), every round in
+# one go test run: $FLEET_NAMES names by one instance and by three on one
+# etcd, with Pebble in-process.
+run_case8() {
+	local out="$RUN/c8.txt" line single fleet orders
+	log "case 8: $FLEET_NAMES names, 1 instance and a fleet of 3, $ROUNDS round(s)"
+	if ! (cd "$REPO" && timeout 1800 go test ./bench/fleet -run '^$' -bench FleetIssuance -benchtime "${ROUNDS}x" \
+		-timeout 30m -args -fleet.names "$FLEET_NAMES") >"$out" 2>&1; then
+		grep -v pebbletest "$out" | tail -n 20 >&2
+		log "case 8: failed; figures not counted"
+		record 1 8 gatehouse-3-instances issue_s - - - 1
+		return
+	fi
+	line=$(grep '^BenchmarkFleetIssuance' "$out")
+	single=$(awk '{for (i = 1; i < NF; i++) if ($(i + 1) == "single-s") print $i}' <<<"$line")
+	fleet=$(awk '{for (i = 1; i < NF; i++) if ($(i + 1) == "fleet-s") print $i}' <<<"$line")
+	orders=$(awk '{for (i = 1; i < NF; i++) if ($(i + 1) == "fleet-orders") print $i}' <<<"$line")
+	record 1 8 gatehouse-1-instance issue_s "$single" - - 0
+	record 1 8 gatehouse-3-instances issue_s "$fleet" - - 0
+	record 1 8 gatehouse-3-instances extra_orders "$(awk -v o="$orders" -v n="$FLEET_NAMES" 'BEGIN {print o - n}')" - - 0
+	log "case 8: 1 instance $single s, 3 instances $fleet s, $orders orders for $FLEET_NAMES names (medians of $ROUNDS)"
+}
+
 # caddy_config FILE PORT HOST...: the Caddyfile of case 6, one site block
 # per HOST, otherwise as the main one.
 caddy_config() {
@@ -592,6 +654,13 @@ if want_case 6; then
 	caddy_config "$RUN/Caddyfile-1-site" "$CASE6_PORT" "site-$((SITES - 1)).bench.test"
 fi
 
+if want_case 7; then
+	GH_TLS="{issuer: internal}" gatehouse_config "$RUN/gatehouse-file.yaml" "$CASE7_PORT" bench.test
+	GH_TLS="{issuer: internal}" GH_STORAGE="{etcd: {endpoints: [http://127.0.0.1:$ETCD_PORT], prefix: /bench/}, cache: $RUN/gatehouse-etcd-cache}" \
+		gatehouse_config "$RUN/gatehouse-etcd.yaml" "$CASE7_PORT" bench.test
+	start_etcd
+fi
+
 port_busy "$ORIGIN_PORT" && die "origin port $ORIGIN_PORT is already in use"
 "$BIN/origin" -addr "127.0.0.1:$ORIGIN_PORT" >"$RUN/origin.log" 2>&1 &
 ORIGIN_PID=$!
@@ -614,6 +683,8 @@ for ((round = 1; round <= ROUNDS; round++)); do
 				[[ $p == nginx || $p == direct ]] || run_case6 "$round" "$p"
 			done
 			;;
+		7) want gatehouse && run_case7 "$round" ;;
+		8) ((round == 1)) && want gatehouse && run_case8 ;;
 		*) die "unknown case $c" ;;
 		esac
 	done

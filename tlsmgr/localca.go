@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/certmagic"
+
+	"github.com/gatehouse-proxy/gatehouse/config"
 )
 
 // Lifetimes of the local CA's certificates. The root lives long because
@@ -35,7 +37,9 @@ const (
 	backdate = time.Minute
 )
 
-// File names inside <storage>/pki.
+// Names of the local CA's files inside pkiDir, a key prefix of the
+// certificate storage: <storage>/pki with file storage, <prefix>storage/pki/
+// in etcd, where the keys are sealed like every other private key.
 const (
 	pkiDir               = "pki"
 	rootCertFile         = "root.pem"
@@ -44,13 +48,17 @@ const (
 	intermediateKeyFile  = "intermediate.key"
 )
 
+// pkiKey returns the storage key of the local CA file name.
+func pkiKey(name string) string { return pkiDir + "/" + name }
+
 // localCALock is the name of the storage lock held while the local CA is
 // loaded or created, and while its intermediate is rotated, so two
 // processes sharing a storage (a first `gatehouse run` and `gatehouse
 // trust`, or two instances) never each create a root, nor read one
 // instance's new intermediate key beside the old certificate.
 // certmagic's FileStorage keeps it in
-// <storage>/locks/gatehouse_local_ca.lock.
+// <storage>/locks/gatehouse_local_ca.lock; etcd storage makes it a lock on
+// a lease, so the instances of a fleet starting at once create one CA.
 const localCALock = "gatehouse_local_ca"
 
 // rotateLockWait bounds the wait for localCALock when a running instance
@@ -66,14 +74,17 @@ const (
 
 // localCA issues certificates for names no public CA can certify
 // (localhost, IP addresses, *.internal). It is a two-level PKI on
-// crypto/x509: a long-lived root persisted in <storage>/pki, an
-// intermediate persisted beside it and re-issued when a third of its life
-// remains, and short-lived leaves kept only in memory.
+// crypto/x509: a long-lived root persisted in the certificate storage
+// (files or etcd, so every instance of a fleet trusts and serves the same
+// CA), an intermediate persisted beside it and re-issued when a third of
+// its life remains, and short-lived leaves kept only in memory.
 //
 // A running instance rotates the intermediate in the background, under
 // localCALock, while handshakes keep getting leaves from the current one.
 type localCA struct {
-	storage, dir string
+	// store holds the root and intermediate under pkiDir, and the lock
+	// localCALock.
+	store certmagic.Storage
 	// leafLifetime is the validity of a leaf; a field so tests can shorten
 	// it.
 	leafLifetime time.Duration
@@ -116,17 +127,34 @@ type leafSlot struct {
 }
 
 // LocalRoot returns the PEM of the local CA's root certificate and the path
-// of its file under storage, creating the CA if it does not exist yet. It
-// serves `gatehouse trust`, which installs the root in trust stores. It
-// waits, until ctx is done, for another process that is creating the CA.
+// of its file under the storage directory storage, creating the CA if it
+// does not exist yet. It serves `gatehouse trust`, which installs the root
+// in trust stores. It waits, until ctx is done, for another process that
+// is creating the CA.
 func LocalRoot(ctx context.Context, storage string) (pemBytes []byte, path string, err error) {
-	ca, err := openLocalCA(ctx, storage, time.Now)
+	pemBytes, err = localRootOn(ctx, &certmagic.FileStorage{Path: storage})
+	return pemBytes, filepath.Join(storage, pkiDir, rootCertFile), err
+}
+
+// LocalRootOf is [LocalRoot] for the certificate storage of cfg, etcd
+// included. where is the root's file: in the storage directory, or in the
+// local cache of etcd storage (which the read refreshes); with etcd and
+// no cache it names the etcd key.
+func LocalRootOf(ctx context.Context, cfg *config.Config) (pemBytes []byte, where string, err error) {
+	if cfg.StorageEtcd == nil {
+		return LocalRoot(ctx, cfg.Storage)
+	}
+	store, closeStore, err := openStorage(cfg, nil)
 	if err != nil {
 		return nil, "", err
 	}
-	defer ca.close()
-	path = filepath.Join(ca.dir, rootCertFile)
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.root.Raw}), path, nil
+	defer closeStore()
+	pemBytes, err = localRootOn(ctx, store)
+	where = "etcd key " + cfg.StorageEtcd.Prefix + "storage/" + pkiKey(rootCertFile)
+	if cfg.Storage != "" {
+		where = filepath.Join(cfg.Storage, pkiDir, rootCertFile)
+	}
+	return pemBytes, where, err
 }
 
 // ReadLocalRoot returns the local CA's root certificate and the path of
@@ -149,54 +177,126 @@ func ReadLocalRoot(storage string) (*x509.Certificate, string, error) {
 	return cert, path, nil
 }
 
-// openLocalCA loads the CA kept in <storage>/pki, creating the root (once)
-// and the intermediate (when absent or near its end) as needed. It does so
-// under the storage lock localCALock, and looks for the files only once it
-// holds it: another process may have created them meanwhile. The caller
-// calls close when done with a CA that issues leaves.
-func openLocalCA(ctx context.Context, storage string, now func() time.Time) (_ *localCA, err error) {
-	dir := filepath.Join(storage, pkiDir)
-	if err := mkdirPrivate(dir); err != nil {
-		return nil, fmt.Errorf("creating local CA directory: %w", err)
-	}
-	unlock, err := lockLocalCA(ctx, storage)
+// localRootOn returns the PEM of the root of the local CA in store,
+// creating the CA if need be.
+func localRootOn(ctx context.Context, store certmagic.Storage) ([]byte, error) {
+	ca, err := openLocalCAOn(ctx, store, time.Now)
 	if err != nil {
 		return nil, err
 	}
-	defer func() { err = errors.Join(err, unlock()) }()
+	defer ca.close()
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.root.Raw}), nil
+}
+
+// openLocalCA is openLocalCAOn for the storage directory storage.
+func openLocalCA(ctx context.Context, storage string, now func() time.Time) (*localCA, error) {
+	return openLocalCAOn(ctx, &certmagic.FileStorage{Path: storage}, now)
+}
+
+// openLocalCAOn loads the CA kept under pkiDir in store, creating the
+// root (once) and the intermediate (when absent or near its end) as
+// needed. A complete CA whose intermediate is not due is loaded without
+// the lock, so an instance restarted while etcd is down starts from the
+// local cache. Otherwise it works under the storage lock localCALock, and
+// looks again only once it holds it: another process may have created the
+// CA meanwhile. The caller calls close when done with a CA that issues
+// leaves.
+func openLocalCAOn(ctx context.Context, store certmagic.Storage, now func() time.Time) (_ *localCA, err error) {
+	if fs, ok := store.(*certmagic.FileStorage); ok {
+		if err := mkdirPrivate(filepath.Join(fs.Path, pkiDir)); err != nil {
+			return nil, fmt.Errorf("creating local CA directory: %w", err)
+		}
+	}
 	ca := &localCA{
-		storage: storage, dir: dir, leafLifetime: defaultLeafLifetime, now: now,
+		store: store, leafLifetime: defaultLeafLifetime, now: now,
 		logger: slog.New(slog.DiscardHandler), leaves: map[string]*leafSlot{},
 	}
-	root, rootKey, err := loadPair(dir, rootCertFile, rootKeyFile)
+	ca.ctx, ca.cancel = context.WithCancel(context.Background())
+	if ca.loadCurrent(ctx) {
+		return ca, nil
+	}
+	unlock, err := lockLocalCAPatiently(ctx, store)
+	if err != nil {
+		ca.cancel()
+		return nil, err
+	}
+	defer func() { err = errors.Join(err, unlock()) }()
+	root, rootKey, err := loadPair(ctx, store, rootCertFile, rootKeyFile)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		root, rootKey, err = ca.createRoot()
+		root, rootKey, err = ca.createRoot(ctx)
 		if err != nil {
+			ca.cancel()
 			return nil, fmt.Errorf("creating local CA root: %w", err)
 		}
 	case err != nil:
+		ca.cancel()
 		return nil, fmt.Errorf("loading local CA root: %w", err)
 	}
 	ca.root, ca.rootKey = root, rootKey
-	if _, err := ca.loadOrCreateIntermediate(); err != nil {
+	if _, err := ca.loadOrCreateIntermediate(ctx); err != nil {
+		ca.cancel()
 		return nil, err
 	}
-	ca.ctx, ca.cancel = context.WithCancel(context.Background())
 	return ca, nil
 }
 
-// lockLocalCA takes localCALock of storage, waiting until ctx is done, and
+// loadCurrent loads the stored root and intermediate without the lock,
+// and reports whether they make a CA that needs nothing created: any
+// failure (including a read between the two writes of a rotation) sends
+// the caller to the locked path, which looks again.
+func (ca *localCA) loadCurrent(ctx context.Context) bool {
+	root, rootKey, err := loadPair(ctx, ca.store, rootCertFile, rootKeyFile)
+	if err != nil {
+		return false
+	}
+	inter, interKey, err := loadPair(ctx, ca.store, intermediateCertFile, intermediateKeyFile)
+	if err != nil || inter.CheckSignatureFrom(root) != nil || intermediateDue(inter, ca.now()) {
+		return false
+	}
+	ca.root, ca.rootKey, ca.inter, ca.interKey = root, rootKey, inter, interKey
+	return true
+}
+
+// openLockWait bounds how long openLocalCAOn keeps trying to take
+// localCALock while the storage fails to answer (etcd electing a leader,
+// or briefly overloaded), and openLockRetry is the pause between tries. A
+// storage still failing after that is an error: with etcd down and no
+// cached CA, an instance cannot serve the fleet's local CA.
+const (
+	openLockWait  = 30 * time.Second
+	openLockRetry = 500 * time.Millisecond
+)
+
+// lockLocalCAPatiently is lockLocalCA that tries again, for openLockWait,
+// when the storage fails rather than ctx.
+func lockLocalCAPatiently(ctx context.Context, store certmagic.Storage) (unlock func() error, err error) {
+	deadline := time.Now().Add(openLockWait)
+	for {
+		unlock, err = lockLocalCA(ctx, store)
+		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
+			return unlock, err
+		}
+		t := time.NewTimer(openLockRetry)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		case <-t.C:
+		}
+	}
+}
+
+// lockLocalCA takes localCALock of store, waiting until ctx is done, and
 // returns the function that releases it.
-func lockLocalCA(ctx context.Context, storage string) (unlock func() error, err error) {
-	var locker certmagic.Locker = &certmagic.FileStorage{Path: storage}
-	if err := locker.Lock(ctx, localCALock); err != nil {
+func lockLocalCA(ctx context.Context, store certmagic.Storage) (unlock func() error, err error) {
+	if err := store.Lock(ctx, localCALock); err != nil {
 		return nil, fmt.Errorf("locking local CA: %w", err)
 	}
 	return func() error {
 		// Unlock even when ctx is done: a lock left behind stalls every
 		// other process until it goes stale.
-		if err := locker.Unlock(context.WithoutCancel(ctx), localCALock); err != nil {
+		if err := store.Unlock(context.WithoutCancel(ctx), localCALock); err != nil {
 			return fmt.Errorf("unlocking local CA: %w", err)
 		}
 		return nil
@@ -207,9 +307,9 @@ func lockLocalCA(ctx context.Context, storage string) (unlock func() error, err 
 // one, first issuing and persisting a new one when there is none, it is
 // not from the root, or less than a third of its life remains. It reports
 // whether it issued one. localCALock must be held.
-func (ca *localCA) loadOrCreateIntermediate() (created bool, err error) {
+func (ca *localCA) loadOrCreateIntermediate(ctx context.Context) (created bool, err error) {
 	now := ca.now()
-	inter, interKey, err := loadPair(ca.dir, intermediateCertFile, intermediateKeyFile)
+	inter, interKey, err := loadPair(ctx, ca.store, intermediateCertFile, intermediateKeyFile)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
@@ -219,7 +319,7 @@ func (ca *localCA) loadOrCreateIntermediate() (created bool, err error) {
 		inter, interKey = nil, nil
 	}
 	if intermediateDue(inter, now) {
-		inter, interKey, err = ca.createIntermediate(now)
+		inter, interKey, err = ca.createIntermediate(ctx, now)
 		if err != nil {
 			return false, err
 		}
@@ -357,12 +457,12 @@ func (ca *localCA) rotate() {
 	err := func() (err error) {
 		ctx, cancel := context.WithTimeout(ca.ctx, rotateLockWait)
 		defer cancel()
-		unlock, err := lockLocalCA(ctx, ca.storage)
+		unlock, err := lockLocalCA(ctx, ca.store)
 		if err != nil {
 			return err
 		}
 		defer func() { err = errors.Join(err, unlock()) }()
-		created, err := ca.loadOrCreateIntermediate()
+		created, err := ca.loadOrCreateIntermediate(ctx)
 		if err != nil {
 			return err
 		}
@@ -389,7 +489,7 @@ func (ca *localCA) rotate() {
 
 // createIntermediate issues a new intermediate and persists it.
 // localCALock must be held.
-func (ca *localCA) createIntermediate(now time.Time) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+func (ca *localCA) createIntermediate(ctx context.Context, now time.Time) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, fmt.Errorf("generating intermediate key: %w", err)
@@ -411,14 +511,14 @@ func (ca *localCA) createIntermediate(now time.Time) (*x509.Certificate, *ecdsa.
 	if tmpl.NotAfter.After(ca.root.NotAfter) {
 		tmpl.NotAfter = ca.root.NotAfter
 	}
-	cert, err := createAndStore(ca.dir, intermediateCertFile, intermediateKeyFile, tmpl, ca.root, key, ca.rootKey)
+	cert, err := createAndStore(ctx, ca.store, intermediateCertFile, intermediateKeyFile, tmpl, ca.root, key, ca.rootKey)
 	if err != nil {
 		return nil, nil, fmt.Errorf("creating local CA intermediate: %w", err)
 	}
 	return cert, key, nil
 }
 
-func (ca *localCA) createRoot() (*x509.Certificate, *ecdsa.PrivateKey, error) {
+func (ca *localCA) createRoot(ctx context.Context) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, fmt.Errorf("generating root key: %w", err)
@@ -438,16 +538,17 @@ func (ca *localCA) createRoot() (*x509.Certificate, *ecdsa.PrivateKey, error) {
 		IsCA:                  true,
 		MaxPathLen:            1,
 	}
-	cert, err := createAndStore(ca.dir, rootCertFile, rootKeyFile, tmpl, tmpl, key, key)
+	cert, err := createAndStore(ctx, ca.store, rootCertFile, rootKeyFile, tmpl, tmpl, key, key)
 	if err != nil {
 		return nil, nil, err
 	}
 	return cert, key, nil
 }
 
-// createAndStore signs tmpl and writes the certificate and key to dir, the
-// key first so a crash never leaves a certificate without its key.
-func createAndStore(dir, certFile, keyFile string, tmpl, parent *x509.Certificate, key, signer *ecdsa.PrivateKey) (*x509.Certificate, error) {
+// createAndStore signs tmpl and stores the certificate and key under
+// pkiDir, the key first so a crash never leaves a certificate without its
+// key. FileStorage writes each file atomically with mode 0600.
+func createAndStore(ctx context.Context, store certmagic.Storage, certFile, keyFile string, tmpl, parent *x509.Certificate, key, signer *ecdsa.PrivateKey) (*x509.Certificate, error) {
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, signer)
 	if err != nil {
 		return nil, fmt.Errorf("signing certificate: %w", err)
@@ -460,20 +561,20 @@ func createAndStore(dir, certFile, keyFile string, tmpl, parent *x509.Certificat
 	if err != nil {
 		return nil, fmt.Errorf("encoding key: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, keyFile), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		return nil, err
+	if err := store.Store(ctx, pkiKey(keyFile), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})); err != nil {
+		return nil, fmt.Errorf("storing %s: %w", keyFile, err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, certFile), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		return nil, err
+	if err := store.Store(ctx, pkiKey(certFile), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})); err != nil {
+		return nil, fmt.Errorf("storing %s: %w", certFile, err)
 	}
 	return cert, nil
 }
 
-// loadPair reads a PEM certificate and its EC key from dir. It returns an
-// error matching fs.ErrNotExist only when both files are absent.
-func loadPair(dir, certFile, keyFile string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
-	certPEM, certErr := os.ReadFile(filepath.Join(dir, certFile))
-	keyPEM, keyErr := os.ReadFile(filepath.Join(dir, keyFile))
+// loadPair reads a PEM certificate and its EC key from pkiDir of store.
+// It returns an error matching fs.ErrNotExist only when both are absent.
+func loadPair(ctx context.Context, store certmagic.Storage, certFile, keyFile string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	certPEM, certErr := store.Load(ctx, pkiKey(certFile))
+	keyPEM, keyErr := store.Load(ctx, pkiKey(keyFile))
 	if errors.Is(certErr, fs.ErrNotExist) && errors.Is(keyErr, fs.ErrNotExist) {
 		return nil, nil, fs.ErrNotExist
 	}
@@ -514,38 +615,6 @@ func mkdirPrivate(dir string) error {
 	}
 	if fi.Mode().Perm()&0o077 != 0 {
 		return os.Chmod(dir, 0o700)
-	}
-	return nil
-}
-
-// writeFileAtomic writes data to path with perm through a temporary file and
-// a rename, so readers (another gatehouse, `gatehouse trust`) never see a
-// half-written file and the file never exists with a wider mode.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(f.Name())
-		}
-	}()
-	if err := f.Chmod(perm); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return nil
 }

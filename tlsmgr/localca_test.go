@@ -427,7 +427,7 @@ func TestLocalCARotationShared(t *testing.T) {
 	stored := func() *x509.Certificate {
 		t.Helper()
 		// loadPair fails on a key that does not match the certificate.
-		cert, _, err := loadPair(filepath.Join(storage, pkiDir), intermediateCertFile, intermediateKeyFile)
+		cert, _, err := loadPair(t.Context(), &certmagic.FileStorage{Path: storage}, intermediateCertFile, intermediateKeyFile)
 		if err != nil {
 			t.Fatalf("loading the stored intermediate: %v", err)
 		}

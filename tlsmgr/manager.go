@@ -23,6 +23,7 @@ import (
 	"github.com/caddyserver/certmagic"
 
 	"github.com/gatehouse-proxy/gatehouse/config"
+	"github.com/gatehouse-proxy/gatehouse/tlsmgr/etcdstore"
 )
 
 // Manager serves the certificates of the configured Sites and keeps the
@@ -61,6 +62,9 @@ type Manager struct {
 	// handshakes counts and logs failed handshakes; nil (nothing
 	// recorded) in tests that build a Manager by hand.
 	handshakes *handshakeLog
+	// watch reloads the Certificates other instances change in etcd
+	// storage; nil with file storage.
+	watch *storageWatch
 }
 
 // frozen is what a restart is needed to change.
@@ -136,9 +140,9 @@ func newManager(ctx context.Context, cfg *config.Config, logger *slog.Logger, op
 			closeStore()
 		}
 	}()
-	// The local CA stays in the storage directory (the cache with etcd):
-	// each instance has its own.
-	ca, err := openLocalCA(ctx, cfg.Storage, caNow)
+	// The local CA lives in the certificate storage: with etcd, every
+	// instance of the fleet serves leaves of the same root.
+	ca, err := openLocalCAOn(ctx, store, caNow)
 	if err != nil {
 		return nil, err
 	}
@@ -182,6 +186,9 @@ func newManager(ctx context.Context, cfg *config.Config, logger *slog.Logger, op
 		m.lc.close()
 		ca.close()
 		return nil, err
+	}
+	if es, ok := store.(*etcdstore.Storage); ok && m.engine != nil {
+		m.watch = startStorageWatch(logger, es, m.refresh)
 	}
 	started = true
 	return m, nil
@@ -310,6 +317,9 @@ func (m *Manager) redirectHTTPS(w http.ResponseWriter, r *http.Request) {
 // loaded. Close is idempotent.
 func (m *Manager) Close() error {
 	m.closeOnce.Do(func() {
+		if m.watch != nil {
+			m.watch.stop()
+		}
 		m.closeErr = m.engine.close()
 		m.closeOnDemand()
 		if m.lc != nil {

@@ -139,6 +139,16 @@ func (e *certmagicEngine) revoke(ctx context.Context, name string, reason int, r
 		if !ok {
 			return fmt.Errorf("issuer %s cannot revoke", key)
 		}
+		// certmagic's ACMEIssuer picks its account's email in PreCheck,
+		// which only an order runs: an instance that never ordered (a
+		// fleet peer, gatehouse certs revoke offline) would otherwise
+		// revoke with an email-less account of its own, which the CA
+		// refuses as not the certificate's.
+		if pc, ok := iss.(certmagic.PreChecker); ok {
+			if err := pc.PreCheck(ctx, []string{name}, false); err != nil {
+				return fmt.Errorf("preparing the ACME account: %w", err)
+			}
+		}
 		res := certmagic.CertificateResource{SANs: []string{name}, CertificatePEM: certPEM, PrivateKeyPEM: keyPEM}
 		if err := rev.Revoke(ctx, res, reason); err != nil {
 			return fmt.Errorf("revoking at %s: %w", e.caFor(name, key), err)

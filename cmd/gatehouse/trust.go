@@ -27,16 +27,18 @@ func newTrustFlags(fs *flag.FlagSet, env *environment) trustFlags {
 	}
 }
 
-func (f trustFlags) storageDir(env *environment) (string, error) {
+// storageConfig is the config naming the storage that holds the local
+// CA: -storage's directory, or the config file's storage (etcd included).
+func (f trustFlags) storageConfig(env *environment) (*config.Config, error) {
 	if *f.storage != "" {
-		return *f.storage, nil
+		return &config.Config{Storage: *f.storage}, nil
 	}
 	cfg, err := config.Load(*f.config)
 	if err != nil {
 		printProblems(env.stderr, err)
-		return "", exitError(1)
+		return nil, exitError(1)
 	}
-	return cfg.Storage, nil
+	return cfg, nil
 }
 
 func cmdTrust(ctx context.Context, args []string, env *environment) error {
@@ -46,15 +48,15 @@ func cmdTrust(ctx context.Context, args []string, env *environment) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	dir, err := flags.storageDir(env)
+	cfg, err := flags.storageConfig(env)
 	if err != nil {
 		return err
 	}
-	pemBytes, file, err := tlsmgr.LocalRoot(ctx, dir)
+	pemBytes, file, err := tlsmgr.LocalRootOf(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("loading the local CA root: %w", err)
 	}
-	root, _, err := tlsmgr.ReadLocalRoot(dir)
+	root, _, err := tlsmgr.ReadLocalRoot(cfg.Storage)
 	if err != nil {
 		return err
 	}
@@ -74,11 +76,11 @@ func cmdUntrust(_ context.Context, args []string, env *environment) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	dir, err := flags.storageDir(env)
+	cfg, err := flags.storageConfig(env)
 	if err != nil {
 		return err
 	}
-	root, _, err := tlsmgr.ReadLocalRoot(dir)
+	root, _, err := tlsmgr.ReadLocalRoot(cfg.Storage)
 	if err != nil {
 		return err
 	}

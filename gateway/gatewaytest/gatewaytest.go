@@ -132,12 +132,21 @@ func Start(t *testing.T, p Ports, body string, run RunFunc) *Instance {
 // end stops it.
 func StartFile(t *testing.T, p Ports, storage, cfgPath string, run RunFunc) *Instance {
 	t.Helper()
+	return StartFileOn(t, "127.0.0.1", p, storage, cfgPath, run)
+}
+
+// StartFileOn is [StartFile] for a config whose Listeners are on the
+// loopback address host rather than 127.0.0.1, so several instances of a
+// fleet each have their own address and the same ports, as on separate
+// machines.
+func StartFileOn(t *testing.T, host string, p Ports, storage, cfgPath string, run RunFunc) *Instance {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	in := &Instance{
 		T: t, Stdout: &SyncBuffer{}, Stderr: &SyncBuffer{}, Reload: make(chan os.Signal, 1), Reopen: make(chan os.Signal, 1),
 		cancel: cancel, exited: make(chan struct{}),
-		HTTPS:   fmt.Sprintf("127.0.0.1:%d", p.HTTPS),
-		HTTP:    fmt.Sprintf("127.0.0.1:%d", p.HTTP),
+		HTTPS:   net.JoinHostPort(host, fmt.Sprint(p.HTTPS)),
+		HTTP:    net.JoinHostPort(host, fmt.Sprint(p.HTTP)),
 		Storage: storage, CfgPath: cfgPath,
 	}
 	env := Env{Stdout: in.Stdout, Stderr: in.Stderr, Reload: in.Reload, Reopen: in.Reopen}
@@ -422,4 +431,69 @@ func (l *Load) Stop() (failures, total int64, first string) {
 	l.wg.Wait()
 	first, _ = l.first.Load().(string)
 	return l.failures.Load(), l.runs.Load(), first
+}
+
+// Balancer is a TCP load balancer in front of a fleet, as a CA or a
+// client sees it: it takes the connections to 127.0.0.1 on its ports and
+// hands each to the next host in turn, on the same port. The three
+// validations Pebble makes of each challenge (all of which must pass)
+// thus reach instances other than the one that ordered.
+type Balancer struct {
+	// served counts the connections handed to each host.
+	served []atomic.Int64
+	next   atomic.Int64
+}
+
+// StartBalancer listens on 127.0.0.1 at each of ports and forwards to
+// hosts; the test's end stops it.
+func StartBalancer(t testing.TB, ports []int, hosts []string) *Balancer {
+	t.Helper()
+	b := &Balancer{served: make([]atomic.Int64, len(hosts))}
+	var wg sync.WaitGroup
+	var lns []net.Listener
+	t.Cleanup(func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+		wg.Wait()
+	})
+	for _, port := range ports {
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns = append(lns, ln)
+		wg.Go(func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				i := int(b.next.Add(1)-1) % len(hosts)
+				b.served[i].Add(1)
+				wg.Go(func() { pipe(c, net.JoinHostPort(hosts[i], fmt.Sprint(port))) })
+			}
+		})
+	}
+	return b
+}
+
+// Served returns how many connections went to host i.
+func (b *Balancer) Served(i int) int64 { return b.served[i].Load() }
+
+// pipe copies between c and a new connection to addr until either ends.
+func pipe(c net.Conn, addr string) {
+	defer c.Close()
+	up, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return
+	}
+	defer up.Close()
+	done := make(chan struct{}, 2)
+	go func() { _, _ = io.Copy(up, c); done <- struct{}{} }()
+	go func() { _, _ = io.Copy(c, up); done <- struct{}{} }()
+	<-done
+	_ = c.SetDeadline(time.Now())
+	_ = up.SetDeadline(time.Now())
+	<-done
 }

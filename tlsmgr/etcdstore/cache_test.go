@@ -99,3 +99,31 @@ func TestEtcdDown(t *testing.T) {
 		t.Errorf("the end of the outage was not logged:\n%s", log.String())
 	}
 }
+
+// TestChallengeTokensAlwaysFromEtcd checks that an instance that just saw
+// etcd fail still reads a challenge token another instance stored, from
+// etcd: the CA's validation may reach any instance of the fleet, and a
+// token looked up in the cache is never there (issue 11).
+func TestChallengeTokensAlwaysFromEtcd(t *testing.T) {
+	c := etcdtest.Shared(t)
+	prefix := "/" + t.Name() + "/"
+	cache := t.TempDir()
+	a := newStorage(t, c, Options{Prefix: prefix, CacheDir: cache})
+	b := newStorage(t, c, Options{Prefix: prefix})
+	ctx := t.Context()
+	const token = "acme/ca-dir/challenge_tokens/a.test.json"
+	a.failed(ctx, errors.New("a request timed out"))
+	if err := b.Store(ctx, token, []byte(`{"token":"t"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := a.Load(ctx, token); err != nil || string(v) != `{"token":"t"}` {
+		t.Errorf("token read by another instance right after an etcd failure: got %q, %v; want it from etcd", v, err)
+	}
+	if _, err := (&cacheProbe{dir: cache}).load(token); err == nil {
+		t.Error("the token was written to the cache; want challenge tokens in etcd only")
+	}
+	a.failed(ctx, errors.New("a request timed out"))
+	if err := a.Store(ctx, token, []byte(`{"token":"u"}`)); err != nil {
+		t.Errorf("storing a token right after an etcd failure: %v", err)
+	}
+}

@@ -195,3 +195,35 @@ func TestMemberStopped(t *testing.T) {
 	default:
 	}
 }
+
+// TestExistsUnderLockAsksEtcd checks that an instance that just saw etcd
+// fail (and so answers other reads from its cache) still asks etcd
+// whether a certificate exists once it holds the certificate's issue
+// lock: another instance stored it meanwhile, and a stale "no" from the
+// cache would order it a second time (issue 11).
+func TestExistsUnderLockAsksEtcd(t *testing.T) {
+	c := etcdtest.Shared(t)
+	prefix := "/" + t.Name() + "/"
+	a := newStorage(t, c, Options{Prefix: prefix, CacheDir: t.TempDir()})
+	b := newStorage(t, c, Options{Prefix: prefix})
+	ctx := t.Context()
+	certKey := "certificates/acme-v02/a.test/a.test.crt"
+	if err := b.Store(ctx, certKey, []byte("b's certificate")); err != nil {
+		t.Fatal(err)
+	}
+	a.failed(ctx, errors.New("a request timed out")) // etcd failed a moment ago
+	if a.Exists(ctx, certKey) {
+		t.Fatal("without the lock: got exists, want the cache's answer (it has nothing yet)")
+	}
+	a.downUntil.Store(0)
+	if err := a.Lock(ctx, lockName); err != nil {
+		t.Fatal(err)
+	}
+	a.failed(ctx, errors.New("a request timed out"))
+	if !a.Exists(ctx, certKey) {
+		t.Error("under the lock: got not exists from the cache, want etcd's answer")
+	}
+	if v, err := a.Load(ctx, certKey); err != nil || string(v) != "b's certificate" {
+		t.Errorf("Load under the lock: got %q, %v; want etcd's value", v, err)
+	}
+}

@@ -247,9 +247,16 @@ func (s *Storage) unavailable(op, key string) error {
 
 // Store writes value at key. A private key is sealed first when an
 // encryption key is set.
+//
+// A write of a certificate under its issue_cert_ lock (one just obtained)
+// is not given up after one retry: it is tried again until the lock is
+// lost or its TTL has passed, so an etcd election while the order
+// finishes does not throw away the certificate and make certmagic order
+// another.
 func (s *Storage) Store(ctx context.Context, key string, value []byte) error {
 	key = clean(key)
-	if !s.reachable() {
+	guarded := s.guardian(key) != nil
+	if !s.reachable() && !guarded && !isChallenge(key) {
 		return s.unavailable("storing", key)
 	}
 	cmps, err := s.guard("storing", key)
@@ -288,7 +295,13 @@ func (s *Storage) Store(ctx context.Context, key string, value []byte) error {
 		}
 	}
 	now := strconv.FormatInt(time.Now().UnixNano(), 10)
-	resp, err := s.commit(ctx, cmps, clientv3.OpPut(s.dataKey(key), string(v)), clientv3.OpPut(s.mtimeKey(key), now))
+	commit := s.commit
+	if guarded || isChallenge(key) {
+		// A challenge token is written once the order exists: failing
+		// it fails the order.
+		commit = s.commitPatiently
+	}
+	resp, err := commit(ctx, cmps, clientv3.OpPut(s.dataKey(key), string(v)), clientv3.OpPut(s.mtimeKey(key), now))
 	if err != nil {
 		s.failed(ctx, err)
 		return fmt.Errorf("storing %s: %w", key, err)
@@ -297,8 +310,20 @@ func (s *Storage) Store(ctx context.Context, key string, value []byte) error {
 	if !resp.Succeeded {
 		return s.conflict("storing", key)
 	}
-	s.cacheStore(key, v)
+	if !isChallenge(key) {
+		s.cacheStore(key, v)
+	}
 	return nil
+}
+
+// isChallenge reports whether key is one of certmagic's challenge tokens
+// (<issuer>/challenge_tokens/<name>.json), which the instance that
+// ordered writes and whichever instance the CA reaches reads, at once.
+// They always go to etcd: a token read from the cache (missing, as every
+// token is there) fails the validation and costs the order, and one
+// written to the cache is of no use after the order.
+func isChallenge(key string) bool {
+	return strings.Contains("/"+key, "/challenge_tokens/")
 }
 
 // retryPause is the pause before the second attempt of a request.
@@ -338,6 +363,25 @@ func (s *Storage) commit(ctx context.Context, cmps []clientv3.Cmp, ops ...client
 	return resp, err
 }
 
+// commitPatiently is commit that keeps trying, with growing pauses,
+// until the transaction went through, failed its comparisons, or
+// s.lockTTL has passed: the time a lock's holder has before its lease
+// runs out while etcd elects a leader or a member restarts.
+func (s *Storage) commitPatiently(ctx context.Context, cmps []clientv3.Cmp, ops ...clientv3.Op) (*clientv3.TxnResponse, error) {
+	deadline := time.Now().Add(time.Duration(s.lockTTL) * time.Second)
+	pause := retryPause
+	for {
+		resp, err := s.commit(ctx, cmps, ops...)
+		if err == nil || ctx.Err() != nil || time.Now().Add(pause).After(deadline) {
+			return resp, err
+		}
+		if !sleep(ctx, pause) {
+			return nil, ctx.Err()
+		}
+		pause = min(2*pause, time.Second)
+	}
+}
+
 // get runs a Get with try.
 func (s *Storage) get(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
 	var resp *clientv3.GetResponse
@@ -359,7 +403,8 @@ func (s *Storage) conflict(op, key string) error {
 }
 
 // Load returns the value at key, opened if sealed. A missing key is an
-// error wrapping fs.ErrNotExist, as certmagic expects.
+// error wrapping fs.ErrNotExist, as certmagic expects. A key guarded by a
+// held issue_cert_ lock is read from etcd only (see Exists).
 func (s *Storage) Load(ctx context.Context, key string) ([]byte, error) {
 	key = clean(key)
 	raw, err := s.loadRaw(ctx, key)
@@ -372,7 +417,8 @@ func (s *Storage) Load(ctx context.Context, key string) ([]byte, error) {
 // loadRaw returns the value at key as stored: from etcd, else from the
 // cache while etcd is unreachable.
 func (s *Storage) loadRaw(ctx context.Context, key string) ([]byte, error) {
-	if s.reachable() {
+	guarded := s.guardian(key) != nil || isChallenge(key)
+	if s.reachable() || guarded {
 		resp, err := s.get(ctx, s.dataKey(key))
 		if err == nil {
 			s.answered(ctx)
@@ -381,11 +427,13 @@ func (s *Storage) loadRaw(ctx context.Context, key string) ([]byte, error) {
 				return nil, fmt.Errorf("loading %s: %w", key, fs.ErrNotExist)
 			}
 			v := resp.Kvs[0].Value
-			s.cacheStore(key, v)
+			if !isChallenge(key) {
+				s.cacheStore(key, v)
+			}
 			return v, nil
 		}
 		s.failed(ctx, err)
-		if s.cache == nil || ctx.Err() != nil {
+		if s.cache == nil || ctx.Err() != nil || guarded {
 			return nil, fmt.Errorf("loading %s: %w", key, err)
 		}
 	}
@@ -403,7 +451,7 @@ func (s *Storage) loadRaw(ctx context.Context, key string) ([]byte, error) {
 // nothing was there.
 func (s *Storage) Delete(ctx context.Context, key string) error {
 	key = clean(key)
-	if !s.reachable() {
+	if !s.reachable() && !isChallenge(key) {
 		return s.unavailable("deleting", key)
 	}
 	cmps, err := s.guard("deleting", key)
@@ -439,9 +487,18 @@ func (s *Storage) Delete(ctx context.Context, key string) error {
 }
 
 // Exists reports whether key exists as a value or as a prefix of others.
+//
+// Under a held issue_cert_ lock, certmagic asks whether the certificate
+// exists to decide whether to order it, so for the keys that lock guards
+// the answer always comes from etcd, never from the local cache (which
+// lacks what another instance stored meanwhile): a stale "no" would make
+// a second order for the name. When etcd does not answer then, the
+// answer is "yes", which sends certmagic to load the certificate; that
+// fails, and the obtain is tried again later rather than ordered now.
 func (s *Storage) Exists(ctx context.Context, key string) bool {
 	key = clean(key)
-	if s.reachable() {
+	guarded := s.guardian(key) != nil
+	if s.reachable() || guarded {
 		resp, err := s.commit(ctx, nil,
 			clientv3.OpGet(s.dataKey(key), clientv3.WithCountOnly()),
 			clientv3.OpGet(s.dataKey(key)+"/", clientv3.WithPrefix(), clientv3.WithCountOnly()),
@@ -451,6 +508,9 @@ func (s *Storage) Exists(ctx context.Context, key string) bool {
 			return resp.Responses[0].GetResponseRange().Count > 0 || resp.Responses[1].GetResponseRange().Count > 0
 		}
 		s.failed(ctx, err)
+		if guarded {
+			return true
+		}
 	}
 	return s.cache != nil && s.cache.Exists(ctx, key)
 }
