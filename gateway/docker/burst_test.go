@@ -25,7 +25,7 @@ func TestBurst(t *testing.T) {
 	c := in.client(t)
 	steady := "https://" + e.host("steady") + "/"
 	dockertest.Run(t, e.name("steady"), labels(e.host("steady")), "-e", "BACKEND_NAME=steady")
-	waitStatus(t, c, steady, 200, "steady", 5*time.Second)
+	waitStatus(t, c, steady, 200, "steady", engineWait)
 
 	// Created first (not yet routed), so the burst is the starts alone;
 	// through the API, as compose does.
@@ -58,12 +58,12 @@ func TestBurst(t *testing.T) {
 	}
 	// Wait until the creations are applied (created containers have no
 	// Routes) and the log is quiet, then count from there.
-	waitFor(t, 10*time.Second, "the created containers known", func() bool {
+	waitFor(t, engineWait, "the created containers known", func() bool {
 		return strings.Count(strings.Join(e.rec.requests(), "\n"), "/containers/") >= n
 	})
 	reloads := func() int { return strings.Count(in.log.String(), "msg=\"config reloaded\"") }
 	quiet := reloads()
-	waitFor(t, 10*time.Second, "no reload for 500ms", func() bool {
+	waitFor(t, engineWait, "no reload for 500ms", func() bool {
 		time.Sleep(500 * time.Millisecond)
 		now := reloads()
 		defer func() { quiet = now }()
@@ -100,7 +100,7 @@ func TestBurst(t *testing.T) {
 	})
 	started := time.Since(start)
 	for i := range names {
-		waitStatus(t, c, "https://"+e.host(fmt.Sprintf("burst%02d", i))+"/", 200, names[i], 10*time.Second)
+		waitStatus(t, c, "https://"+e.host(fmt.Sprintf("burst%02d", i))+"/", 200, names[i], engineWait)
 	}
 	routed := time.Since(start)
 	stopLoad()
