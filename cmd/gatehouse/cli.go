@@ -57,9 +57,12 @@ Usage:
 The config file defaults to $GATEHOUSE_CONFIG, else ` + config.DefaultPath + `.
 `
 
+// runFunc runs a command or subcommand on its arguments.
+type runFunc func(ctx context.Context, args []string, env *environment) error
+
 type command struct {
 	name string
-	run  func(ctx context.Context, args []string, env *environment) error
+	run  runFunc
 }
 
 func commands() []command {
@@ -87,8 +90,7 @@ func run(ctx context.Context, args []string, env *environment) error {
 		return exitError(2)
 	}
 	name := args[0]
-	switch name {
-	case "help", "-h", "-help", "--help":
+	if isHelp(name) {
 		if len(args) > 1 {
 			return run(ctx, []string{args[1], "-h"}, env)
 		}
@@ -111,6 +113,38 @@ func run(ctx context.Context, args []string, env *environment) error {
 	}
 	fmt.Fprintf(env.stderr, "gatehouse: unknown command %q\n\n%s", name, usage)
 	return exitError(2)
+}
+
+// isHelp reports whether arg asks for usage.
+func isHelp(arg string) bool {
+	return arg == "help" || arg == "-h" || arg == "-help" || arg == "--help"
+}
+
+// subcommand runs the sub named by args[0] from subs, or prints usage.
+func subcommand(ctx context.Context, name, usage string, args []string, env *environment, subs map[string]runFunc) error {
+	if ok, err := named(args, usage, env); !ok {
+		return err
+	}
+	run, ok := subs[args[0]]
+	if !ok {
+		fmt.Fprintf(env.stderr, "gatehouse %s: unknown subcommand %q\n\n%s", name, args[0], usage)
+		return exitError(2)
+	}
+	return run(ctx, args[1:], env)
+}
+
+// named reports whether args name a subcommand; when they do not, it
+// prints usage and err is the command's result: exit 2 without
+// arguments, nil for help.
+func named(args []string, usage string, env *environment) (ok bool, err error) {
+	if len(args) > 0 && !isHelp(args[0]) {
+		return true, nil
+	}
+	fmt.Fprint(env.stderr, usage)
+	if len(args) == 0 {
+		return false, exitError(2)
+	}
+	return false, nil
 }
 
 // newFlags makes a subcommand's flag set; flag parse errors become exit
@@ -138,6 +172,25 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 		return exitError(2)
 	}
 	return nil
+}
+
+// parseInterspersed parses flags wherever they stand among the arguments
+// ("renew app.example.com --force") and returns the arguments.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, exitError(2)
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
 }
 
 // configFlag registers -config (also --config) with the documented default.

@@ -31,49 +31,19 @@ const fleetUsage = `Usage: gatehouse fleet status|forget
         stop listing an instance that is gone
 `
 
-// subcommand runs the sub named by args[0] from subs, or prints usage.
-func subcommand(ctx context.Context, name, usage string, args []string, env *environment, subs map[string]func(context.Context, []string, *environment) error) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "-help" || args[0] == "help" {
-		fmt.Fprint(env.stderr, usage)
-		if len(args) == 0 {
-			return exitError(2)
-		}
-		return nil
-	}
-	run, ok := subs[args[0]]
-	if !ok {
-		fmt.Fprintf(env.stderr, "gatehouse %s: unknown subcommand %q\n\n%s", name, args[0], usage)
-		return exitError(2)
-	}
-	return run(ctx, args[1:], env)
-}
-
 // dialFleet parses a fleet subcommand's flags (-config and the caller's)
 // and its argument (one when wantArg, else none), given before, between
 // or after the flags, and connects to the fleet of the local file.
 func dialFleet(fs *flag.FlagSet, args []string, env *environment, path *string, wantArg bool) (*fleet.Fleet, *config.Config, string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, nil, "", err
-			}
-			return nil, nil, "", exitError(2)
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos, args = append(pos, fs.Arg(0)), fs.Args()[1:]
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return nil, nil, "", err
 	}
-	want := 0
-	if wantArg {
-		want = 1
-	}
-	if len(pos) != want {
+	if len(pos) > 1 || (len(pos) == 1) != wantArg {
 		fs.Usage()
 		return nil, nil, "", exitError(2)
 	}
-	var arg string
+	arg := ""
 	if wantArg {
 		arg = pos[0]
 	}
@@ -87,7 +57,7 @@ func dialFleet(fs *flag.FlagSet, args []string, env *environment, path *string, 
 }
 
 func cmdConfig(ctx context.Context, args []string, env *environment) error {
-	return subcommand(ctx, "config", configUsage, args, env, map[string]func(context.Context, []string, *environment) error{
+	return subcommand(ctx, "config", configUsage, args, env, map[string]runFunc{
 		"push": func(ctx context.Context, args []string, env *environment) error {
 			fs := newFlags("config push", "config push FILE [-config LOCAL] [--force]", env)
 			path := configFlag(fs, env)
@@ -149,7 +119,7 @@ func cmdConfig(ctx context.Context, args []string, env *environment) error {
 }
 
 func cmdFleet(ctx context.Context, args []string, env *environment) error {
-	return subcommand(ctx, "fleet", fleetUsage, args, env, map[string]func(context.Context, []string, *environment) error{
+	return subcommand(ctx, "fleet", fleetUsage, args, env, map[string]runFunc{
 		"status": func(ctx context.Context, args []string, env *environment) error {
 			fs := newFlags("fleet status", "fleet status [-config LOCAL]", env)
 			f, _, _, err := dialFleet(fs, args, env, configFlag(fs, env), false)

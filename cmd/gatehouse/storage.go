@@ -20,7 +20,7 @@ const storageUsage = `Usage: gatehouse storage keygen|copy
 `
 
 func cmdStorage(ctx context.Context, args []string, env *environment) error {
-	return subcommand(ctx, "storage", storageUsage, args, env, map[string]func(context.Context, []string, *environment) error{
+	return subcommand(ctx, "storage", storageUsage, args, env, map[string]runFunc{
 		"keygen": storageKeygen,
 		"copy":   storageCopy,
 	})
