@@ -136,8 +136,7 @@ func (c *certsCmd) loadConfig() (*config.Config, error) {
 func (c *certsCmd) configOrFail() (*config.Config, error) {
 	cfg, err := c.loadConfig()
 	if err != nil {
-		printProblems(c.env.stderr, err)
-		return nil, exitError(1)
+		return nil, problems(c.env, err)
 	}
 	return cfg, nil
 }

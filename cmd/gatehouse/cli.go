@@ -159,19 +159,15 @@ func newFlags(name, synopsis string, env *environment) *flag.FlagSet {
 	return fs
 }
 
+// parseFlags parses a command's flags, which take no arguments.
 func parseFlags(fs *flag.FlagSet, args []string) error {
-	err := fs.Parse(args)
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-		return err
-	case err != nil:
-		return exitError(2)
-	case fs.NArg() > 0:
-		fmt.Fprintf(fs.Output(), "unexpected argument %q\n", fs.Arg(0))
+	pos, err := parseInterspersed(fs, args)
+	if err == nil && len(pos) > 0 {
+		fmt.Fprintf(fs.Output(), "unexpected argument %q\n", pos[0])
 		fs.Usage()
 		return exitError(2)
 	}
-	return nil
+	return err
 }
 
 // parseInterspersed parses flags wherever they stand among the arguments
@@ -208,24 +204,33 @@ func cmdValidate(_ context.Context, args []string, env *environment) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if _, err := config.Load(*path); err != nil {
-		printProblems(env.stderr, err)
-		return exitError(1)
+	if _, err := loadConfig(*path, env); err != nil {
+		return err
 	}
 	fmt.Fprintln(env.stdout, "ok")
 	return nil
 }
 
-// printProblems writes every config problem on its own line.
-func printProblems(w io.Writer, err error) {
-	var problems config.Problems
-	if errors.As(err, &problems) {
-		for _, p := range problems {
-			fmt.Fprintln(w, p.Error())
-		}
-		return
+// loadConfig loads the config at path, or prints its problems: exit 1.
+func loadConfig(path string, env *environment) (*config.Config, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, problems(env, err)
 	}
-	fmt.Fprintln(w, err)
+	return cfg, nil
+}
+
+// problems prints every problem of err, a config's one a line, and
+// returns exit status 1.
+func problems(env *environment, err error) error {
+	var ps config.Problems
+	if !errors.As(err, &ps) {
+		fmt.Fprintln(env.stderr, err)
+	}
+	for _, p := range ps {
+		fmt.Fprintln(env.stderr, p.Error())
+	}
+	return exitError(1)
 }
 
 func cmdVersion(_ context.Context, args []string, env *environment) error {

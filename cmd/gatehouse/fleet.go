@@ -47,10 +47,9 @@ func dialFleet(fs *flag.FlagSet, args []string, env *environment, path *string, 
 	if wantArg {
 		arg = pos[0]
 	}
-	local, err := config.Load(*path)
+	local, err := loadConfig(*path, env)
 	if err != nil {
-		printProblems(env.stderr, err)
-		return nil, nil, "", exitError(1)
+		return nil, nil, "", err
 	}
 	f, err := fleet.Dial(local)
 	return f, local, arg, err
@@ -68,10 +67,8 @@ func cmdConfig(ctx context.Context, args []string, env *environment) error {
 			}
 			f.Close()
 			res, err := fleet.PushFile(ctx, local, file, *force)
-			var problems config.Problems
-			if errors.As(err, &problems) {
-				printProblems(env.stderr, err)
-				return exitError(1)
+			if _, ok := errors.AsType[config.Problems](err); ok {
+				return problems(env, err)
 			}
 			if err != nil {
 				return err

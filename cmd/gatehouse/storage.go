@@ -58,10 +58,9 @@ func storageCopy(ctx context.Context, args []string, env *environment) error {
 		if spec != "" {
 			return tlsmgr.StorageConfig(spec)
 		}
-		cfg, err := config.Load(*path)
+		cfg, err := loadConfig(*path, env)
 		if err != nil {
-			printProblems(env.stderr, err)
-			return nil, exitError(1)
+			return nil, err
 		}
 		return cfg, nil
 	}

@@ -33,10 +33,9 @@ func (f trustFlags) storageConfig(env *environment) (*config.Config, error) {
 	if *f.storage != "" {
 		return &config.Config{Storage: *f.storage}, nil
 	}
-	cfg, err := config.Load(*f.config)
+	cfg, err := loadConfig(*f.config, env)
 	if err != nil {
-		printProblems(env.stderr, err)
-		return nil, exitError(1)
+		return nil, err
 	}
 	return cfg, nil
 }
