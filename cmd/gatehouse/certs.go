@@ -42,8 +42,6 @@ type certsCmd struct {
 	env     *environment
 	cfgPath string
 	admin   string
-	cfg     *config.Config // nil until loaded
-	cfgErr  error
 	client  *http.Client
 }
 
@@ -123,36 +121,18 @@ func cmdCerts(ctx context.Context, args []string, env *environment) error {
 	}
 }
 
-// loadConfig loads the config once; commands that can do without it look
-// at the error themselves.
-func (c *certsCmd) loadConfig() (*config.Config, error) {
-	if c.cfg == nil && c.cfgErr == nil {
-		c.cfg, c.cfgErr = config.Load(c.cfgPath)
-	}
-	return c.cfg, c.cfgErr
-}
-
-// configOrFail returns the config, or prints its problems and exit 1.
-func (c *certsCmd) configOrFail() (*config.Config, error) {
-	cfg, err := c.loadConfig()
-	if err != nil {
-		return nil, problems(c.env, err)
-	}
-	return cfg, nil
-}
-
 // reach returns the running gatehouse's Certificates or, when none
 // answers at the admin endpoint, says so and works on the storage.
 func (c *certsCmd) reach(ctx context.Context) (client.Certificates, error) {
 	addr := c.admin
 	if addr == "" {
 		addr = config.DefaultAdmin
-		if cfg, err := c.loadConfig(); err == nil {
+		if cfg, err := config.Load(c.cfgPath); err == nil {
 			addr = cfg.Admin
 		}
 	}
 	return client.Reach(ctx, addr, c.client, func(why error) (client.Certificates, error) {
-		cfg, err := c.configOrFail()
+		cfg, err := loadConfig(c.cfgPath, c.env)
 		if err != nil {
 			return nil, err
 		}
@@ -387,7 +367,7 @@ func (c *certsCmd) revoke(ctx context.Context, name, reason string) error {
 // retire works on the storage and the config file: it is what a running
 // gatehouse does after each reload, so it is safe beside one.
 func (c *certsCmd) retire(ctx context.Context) error {
-	cfg, err := c.configOrFail()
+	cfg, err := loadConfig(c.cfgPath, c.env)
 	if err != nil {
 		return err
 	}

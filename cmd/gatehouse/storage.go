@@ -58,11 +58,7 @@ func storageCopy(ctx context.Context, args []string, env *environment) error {
 		if spec != "" {
 			return tlsmgr.StorageConfig(spec)
 		}
-		cfg, err := loadConfig(*path, env)
-		if err != nil {
-			return nil, err
-		}
-		return cfg, nil
+		return loadConfig(*path, env)
 	}
 	src, err := side(*from)
 	if err != nil {

@@ -33,11 +33,7 @@ func (f trustFlags) storageConfig(env *environment) (*config.Config, error) {
 	if *f.storage != "" {
 		return &config.Config{Storage: *f.storage}, nil
 	}
-	cfg, err := loadConfig(*f.config, env)
-	if err != nil {
-		return nil, err
-	}
-	return cfg, nil
+	return loadConfig(*f.config, env)
 }
 
 func cmdTrust(ctx context.Context, args []string, env *environment) error {
