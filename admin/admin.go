@@ -36,8 +36,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/gatehouse-proxy/gatehouse/tlsmgr"
@@ -240,33 +238,12 @@ func (a *api) showCert(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := r.PathValue("name")
-	c, ok := findCert(a.opts.Certificates.Certificates(), name)
+	c, ok := tlsmgr.FindCertificate(a.opts.Certificates.Certificates(), name)
 	if !ok {
 		writeError(w, http.StatusNotFound, fmt.Errorf("no certificate for %q", name))
 		return
 	}
 	writeJSON(w, http.StatusOK, c)
-}
-
-// findCert returns the Certificate listing name among its names (in any
-// case, with or without a final dot), the current one first: a retired
-// Certificate may list the name too.
-func findCert(certs []tlsmgr.CertificateInfo, name string) (tlsmgr.CertificateInfo, bool) {
-	name = strings.TrimSuffix(name, ".")
-	var found *tlsmgr.CertificateInfo
-	for i := range certs {
-		c := &certs[i]
-		if !slices.ContainsFunc(c.Names, func(n string) bool { return strings.EqualFold(n, name) }) {
-			continue
-		}
-		if found == nil || (found.Status == tlsmgr.StatusRetired && c.Status != tlsmgr.StatusRetired) {
-			found = c
-		}
-	}
-	if found == nil {
-		return tlsmgr.CertificateInfo{}, false
-	}
-	return *found, true
 }
 
 func (a *api) renew(w http.ResponseWriter, r *http.Request) {
@@ -334,7 +311,7 @@ func lifecycleStatus(err error) int {
 // name. A retired Certificate that was revoked leaves the inventory: the
 // answer then names it only.
 func (a *api) answerCert(w http.ResponseWriter, name string) {
-	c, ok := findCert(a.opts.Certificates.Certificates(), name)
+	c, ok := tlsmgr.FindCertificate(a.opts.Certificates.Certificates(), name)
 	if !ok {
 		c = tlsmgr.CertificateInfo{Names: []string{name}}
 	}

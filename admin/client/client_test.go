@@ -282,14 +282,15 @@ func TestACMELifecycle(t *testing.T) {
 		TLSPort:  httpsLn.Addr().(*net.TCPAddr).Port,
 	})
 	dir := t.TempDir()
-	cfg := parseConfig(t, dir, fmt.Sprintf(`listen: {http: %q, https: %q}
+	cfgYAML := fmt.Sprintf(`listen: {http: %q, https: %q}
 admin: off
 storage: %s
 acme: {ca: %s, ca_root: %s}
 sites:
   - hosts: [app.test]
     routes: [{respond: {body: ok}}]
-`, httpLn.Addr(), httpsLn.Addr(), filepath.Join(dir, "storage"), ca.DirectoryURL(), ca.ClientRootFile()))
+`, httpLn.Addr(), httpsLn.Addr(), filepath.Join(dir, "storage"), ca.DirectoryURL(), ca.ClientRootFile())
+	cfg := parseConfig(t, dir, cfgYAML)
 	m, err := tlsmgr.New(ctx, cfg, slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err != nil {
 		t.Fatal(err)
@@ -302,7 +303,7 @@ sites:
 	go httpsSrv.Serve(tls.NewListener(httpsLn, m.TLSConfig()))
 	t.Cleanup(func() { httpSrv.Close(); httpsSrv.Close() })
 
-	c, _ := serve(t, admin.Options{Certificates: m})
+	c, srv := serve(t, admin.Options{Certificates: m})
 	// The first certificate is obtained in the background.
 	var first tlsmgr.CertificateInfo
 	deadline := time.Now().Add(30 * time.Second)
@@ -334,7 +335,37 @@ sites:
 		t.Fatalf("Revoke(app.test): got serial %q, %v, revoked at the CA %v; want a replacement of %s", replaced.Serial, err, ca.Revoked(old), renewed.Serial)
 	}
 
+	// With the gatehouse stopped, Reach falls back to the storage, where
+	// renew, retire and revoke go on.
+	httpSrv.Close()
+	httpsSrv.Close()
+	m.Close()
+	srv.Close()
+	off := testOffline(t, ctx, srv.Listener.Addr().String(), cfg)
+	certs, err := off.Certificates(ctx)
+	if stored, _ := tlsmgr.FindCertificate(certs, "app.test"); err != nil || stored.Serial != replaced.Serial {
+		t.Fatalf("offline Certificates: got %+v, %v; want app.test with serial %s", certs, err, replaced.Serial)
+	}
+	renewed, err = off.Renew(ctx, "app.test", true)
+	if err != nil || renewed.Serial == replaced.Serial || renewed.Status != tlsmgr.StatusValid {
+		t.Fatalf("offline Renew(app.test, forced): got %+v, %v; want a new valid certificate", renewed, err)
+	}
+	gone := parseConfig(t, dir, strings.Replace(cfgYAML, "app.test", "other.test", 1))
+	if names, err := (&tlsmgr.Offline{Config: gone}).Retire(ctx); err != nil || !slices.Equal(names, []string{"app.test"}) {
+		t.Errorf("offline Retire without app.test in the config: got %v, %v; want [app.test]", names, err)
+	}
+	answer, err := (&tlsmgr.Offline{Config: gone}).Revoke(ctx, "app.test", "cessationOfOperation")
+	old.SetString(renewed.Serial, 16)
+	if err != nil || !ca.Revoked(old) || answer.Serial != "" || !hasName(answer, "app.test") {
+		t.Errorf("offline Revoke of the retired app.test: got %+v, %v, revoked at the CA %v; want its name only", answer, err, ca.Revoked(old))
+	}
+
+	// A CA that is down fails an offline renewal, saying where the
+	// challenges were answered (online it is a 502: see the command's
+	// TestCertsRefused).
 	ca.Close()
-	_, err = c.Renew(ctx, "app.test", true)
-	wantError(t, "Renew with the CA down", err, http.StatusBadGateway, "renewing certificate of app.test")
+	_, err = off.Renew(ctx, "app.test", true)
+	if err == nil || !strings.Contains(err.Error(), "offline renewal answers the CA's challenges") {
+		t.Errorf("offline Renew with the CA down: got %v, want the failure and where challenges are answered", err)
+	}
 }
