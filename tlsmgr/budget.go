@@ -273,11 +273,16 @@ type check struct {
 	count bool
 }
 
-// orderChecks returns the limits an order for names from a draws on.
-func orderChecks(a budgetAccount, names []string) []check {
+// orderChecks returns the limits an order for names from a draws on. A
+// renewal (a's CA issued these names before) is exempt from the
+// certificates-per-domain limit, as Let's Encrypt exempts it, so new names
+// never starve renewals of theirs.
+func orderChecks(a budgetAccount, names []string, renewal bool) []check {
 	out := []check{{spec: limitSpecs[LimitOrders], key: a.accountKey(), account: a.accountKey(), count: true}}
 	for _, d := range registeredDomains(names) {
-		out = append(out, check{spec: limitSpecs[LimitCertificatesPerDomain], key: d, count: true})
+		if !renewal {
+			out = append(out, check{spec: limitSpecs[LimitCertificatesPerDomain], key: d, count: true})
+		}
 	}
 	out = append(out, check{spec: limitSpecs[LimitDuplicates], key: namesKey(names), count: true})
 	for _, n := range names {
@@ -354,7 +359,7 @@ func (b *budget) store(ctx context.Context, key string, w *window) error {
 // fits, records it and the Certificate it is to bring, at the time it
 // returns. It returns a
 // *BudgetError for the first limit the order would exceed.
-func (b *budget) reserve(ctx context.Context, a budgetAccount, names []string, onDemand bool) (int64, error) {
+func (b *budget) reserve(ctx context.Context, a budgetAccount, names []string, renewal, onDemand bool) (int64, error) {
 	now := b.now()
 	share := b.getShare()
 	return now.Unix(), b.locked(ctx, a, func() error {
@@ -363,7 +368,7 @@ func (b *budget) reserve(ctx context.Context, a budgetAccount, names []string, o
 			w      *window
 		}
 		var toStore []loaded
-		for _, c := range orderChecks(a, names) {
+		for _, c := range orderChecks(a, names, renewal) {
 			max := c.spec.max(a.limits)
 			if max <= 0 && !c.count {
 				continue // no limit, nothing to record now
@@ -519,7 +524,7 @@ var (
 // Issue implements certmagic.Issuer.
 func (bi *budgetIssuer) Issue(ctx context.Context, csr *x509.CertificateRequest) (*certmagic.IssuedCertificate, error) {
 	names := csrNames(csr)
-	at, err := bi.b.reserve(ctx, bi.account, names, bi.onDemand)
+	at, err := bi.b.reserve(ctx, bi.account, names, bi.renewal(ctx, names), bi.onDemand)
 	reserved := err == nil
 	if err != nil {
 		var be *BudgetError
@@ -559,6 +564,17 @@ func (bi *budgetIssuer) Issue(ctx context.Context, csr *x509.CertificateRequest)
 		bi.b.logger.WarnContext(ctx, "recording in the rate-limit budget", "issuer", bi.account.ca, "names", names, "error", rerr)
 	}
 	return ic, err
+}
+
+// renewal reports whether this CA's Certificate for names is in storage,
+// so an order for them renews it.
+func (bi *budgetIssuer) renewal(ctx context.Context, names []string) bool {
+	for _, n := range names {
+		if !bi.b.storage.Exists(ctx, certmagic.StorageKeys.SiteCert(bi.IssuerKey(), n)) {
+			return false
+		}
+	}
+	return len(names) > 0
 }
 
 // csrNames returns the names a CSR asks for.

@@ -29,14 +29,14 @@ func TestBudgetWindows(t *testing.T) {
 		Limits: &config.RateLimits{OrdersPer3Hours: 4, CertificatesPerDomainWeek: 3, DuplicatesPerWeek: 2}})
 
 	for i, name := range []string{"a.example.co.uk", "b.example.co.uk", "c.example.co.uk"} {
-		if _, err := b.reserve(ctx, a, []string{name}, false); err != nil {
+		if _, err := b.reserve(ctx, a, []string{name}, false, false); err != nil {
 			t.Fatalf("order %d for %s: %v", i+1, name, err)
 		}
 		now = now.Add(time.Minute)
 	}
 	// The fourth name under example.co.uk would be its fourth Certificate
 	// this week.
-	_, err := b.reserve(ctx, a, []string{"d.example.co.uk"}, false)
+	_, err := b.reserve(ctx, a, []string{"d.example.co.uk"}, false, false)
 	be, ok := errors.AsType[*BudgetError](err)
 	if !ok || be.Limit != LimitCertificatesPerDomain || be.Key != "example.co.uk" || be.Max != 3 {
 		t.Fatalf("fourth certificate under example.co.uk: got %v, want the certificates_per_domain limit of example.co.uk", err)
@@ -44,23 +44,32 @@ func TestBudgetWindows(t *testing.T) {
 	if want := time.Date(2026, 12, 8, 12, 0, 0, 0, time.UTC); !be.Until.Equal(want) {
 		t.Errorf("until: got %v, want %v (the first certificate leaves the week)", be.Until, want)
 	}
+	// Renewals are exempt from the per-domain limit.
+	at, err := b.reserve(ctx, a, []string{"a.example.co.uk"}, true, false)
+	if err != nil {
+		t.Fatalf("renewal under a spent domain: %v", err)
+	}
+	if err := b.release(ctx, a, []string{"a.example.co.uk"}, at, false); err != nil {
+		t.Fatal(err)
+	}
 	// Another registered domain still has room; the orders limit (4) is
 	// then spent.
-	if _, err := b.reserve(ctx, a, []string{"other.test"}, false); err != nil {
-		t.Fatalf("order under another domain: %v", err)
-	}
-	if _, err := b.reserve(ctx, a, []string{"third.test"}, false); err == nil || !strings.Contains(err.Error(), "orders_per_account") {
+	if _, err := b.reserve(ctx, a, []string{"third.test"}, false, false); err == nil || !strings.Contains(err.Error(), "orders_per_account") {
 		t.Fatalf("fifth order in 3h: got %v, want the orders_per_account limit", err)
 	}
 
 	// A restart: a new budget on the same storage counts the same.
 	b = newBudget(store, slog.New(slog.DiscardHandler), clock)
-	if _, err := b.reserve(ctx, a, []string{"third.test"}, false); err == nil {
+	if _, err := b.reserve(ctx, a, []string{"third.test"}, false, false); err == nil {
 		t.Fatal("after a restart the spent orders budget is forgotten")
 	}
-	// Three hours after the first order it has left the window.
+	// Three hours after the first orders they have left the window.
 	now = time.Date(2026, 12, 1, 15, 0, 30, 0, time.UTC)
-	at, err := b.reserve(ctx, a, []string{"third.test"}, false)
+	if _, err := b.reserve(ctx, a, []string{"other.test"}, false, false); err != nil {
+		t.Fatalf("order after the window moved: %v", err)
+	}
+	now = now.Add(2 * time.Minute)
+	at, err = b.reserve(ctx, a, []string{"third.test"}, false, false)
 	if err != nil {
 		t.Fatalf("order after the window moved: %v", err)
 	}
@@ -72,16 +81,16 @@ func TestBudgetWindows(t *testing.T) {
 	// On-demand may use half of each shared limit: 2 of the 4 orders.
 	now = now.Add(4 * time.Hour)
 	for _, name := range []string{"x.od1.test", "y.od2.test"} {
-		if _, err := b.reserve(ctx, a, []string{name}, true); err != nil {
+		if _, err := b.reserve(ctx, a, []string{name}, false, true); err != nil {
 			t.Fatalf("on-demand order for %s: %v", name, err)
 		}
 	}
-	_, err = b.reserve(ctx, a, []string{"z.od3.test"}, true)
+	_, err = b.reserve(ctx, a, []string{"z.od3.test"}, false, true)
 	if be, ok := errors.AsType[*BudgetError](err); !ok || !be.OnDemand || be.Limit != LimitOrders || be.Max != 2 {
 		t.Fatalf("third on-demand order: got %v, want the on-demand share (2) of orders_per_account", err)
 	}
 	// Renewals of the configured hosts still have the rest.
-	if _, err := b.reserve(ctx, a, []string{"renewed.test"}, false); err != nil {
+	if _, err := b.reserve(ctx, a, []string{"renewed.test"}, false, false); err != nil {
 		t.Fatalf("configured host's order beside a spent on-demand share: %v", err)
 	}
 
@@ -205,13 +214,21 @@ func TestBudgetSwitchesIssuer(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg = g.acmeConfig("one.budget.test", "two.budget.test", "three.budget.test", "four.budget.test")
-	g.start(t, cfg, fastOptions())
+	m = g.start(t, cfg, fastOptions())
 	waitForCert(t, g.gatehouse, "four.budget.test", caB.IssuerRoots(), "", 60*time.Second)
 	if got, gotB := g.ca.Orders(), caB.Orders(); got != 2 || gotB != 2 {
 		t.Errorf("orders after the restart: first CA %d, second %d; want 2 and 2", got, gotB)
 	}
-	// The first hosts are still served from the first CA.
-	g.waitForCert(t, "one.budget.test", "", 10*time.Second)
+	// The first hosts are still served from the first CA, and renew there:
+	// a renewal is exempt from the per-domain limit.
+	old := g.waitForCert(t, "one.budget.test", "", 10*time.Second)
+	if err := m.Renew(t.Context(), "one.budget.test", true); err != nil {
+		t.Fatalf("renewing one.budget.test: %v", err)
+	}
+	g.waitForCert(t, "one.budget.test", old.SerialNumber.String(), 30*time.Second)
+	if got := g.ca.Orders(); got != 3 {
+		t.Errorf("orders at the first CA after a renewal: got %d, want 3", got)
+	}
 }
 
 // TestBudgetOnDemandShare gives the only CA a budget of 4 orders, half of
