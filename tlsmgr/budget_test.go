@@ -2,15 +2,18 @@ package tlsmgr
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/certmagic"
 
 	"github.com/gatehouse-proxy/gatehouse/config"
+	"github.com/gatehouse-proxy/gatehouse/tlsmgr/etcdtest"
 	"github.com/gatehouse-proxy/gatehouse/tlsmgr/pebbletest"
 )
 
@@ -266,5 +269,58 @@ func TestBudgetOnDemandShare(t *testing.T) {
 	i := slices.IndexFunc(lines, func(l BudgetLine) bool { return l.Limit == LimitOrders })
 	if i < 0 || lines[i].Used != 4 || lines[i].OnDemandUsed != 2 || lines[i].Remaining != 0 {
 		t.Errorf("orders budget: got %+v, want 4 used, 2 of them on demand, none left", lines)
+	}
+}
+
+// TestBudgetEtcdShared runs two instances' budgets on one etcd, each with
+// its own client, ordering at once: together they make exactly as many
+// orders as the limit allows, and each sees the other's.
+func TestBudgetEtcdShared(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	etcd := etcdConfig(t, c, "/budget/")
+	var budgets []*budget
+	for range 2 {
+		store, closeStore, err := openStorage(&config.Config{Storage: t.TempDir(), StorageEtcd: etcd}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { closeStore() })
+		budgets = append(budgets, newBudget(store, slog.New(slog.DiscardHandler), nil))
+	}
+	a := newBudgetAccount(config.Issuer{CA: "https://ca.test/dir", Limits: &config.RateLimits{OrdersPer3Hours: 5}})
+	const tries = 12
+	var wg sync.WaitGroup
+	errs := make(chan error, tries)
+	for i := range tries {
+		wg.Go(func() {
+			_, err := budgets[i%2].reserve(t.Context(), a, []string{fmt.Sprintf("h%d.fleet.test", i)}, false, false)
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	var ok, refused int
+	for err := range errs {
+		switch _, spent := errors.AsType[*BudgetError](err); {
+		case err == nil:
+			ok++
+		case spent:
+			refused++
+		default:
+			t.Errorf("reserve: %v", err)
+		}
+	}
+	if ok != 5 || refused != tries-5 {
+		t.Errorf("orders reserved: %d, refused %d; want 5 and %d", ok, refused, tries-5)
+	}
+	for i, b := range budgets {
+		lines, err := b.lines(t.Context(), []budgetAccount{a})
+		if err != nil {
+			t.Fatal(err)
+		}
+		j := slices.IndexFunc(lines, func(l BudgetLine) bool { return l.Limit == LimitOrders })
+		if j < 0 || lines[j].Used != 5 || lines[j].Remaining != 0 {
+			t.Errorf("instance %d's orders line: %+v, want 5 used, none left", i, lines)
+		}
 	}
 }
