@@ -324,3 +324,43 @@ func TestBudgetEtcdShared(t *testing.T) {
 		}
 	}
 }
+
+// TestBudgetFailedValidations blocks both challenges of a host at a CA
+// whose budget allows two failed validations per host an hour: the first
+// order fails both challenge types, and gatehouse then sends no further
+// order for the host, saying which limit and until when.
+func TestBudgetFailedValidations(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	g := startPebbleGatehouse(t, pebbletest.Options{})
+	const host = "blocked.budget.test"
+	g.blockChallenge(config.ChallengeHTTP01, host)
+	g.blockChallenge(config.ChallengeTLSALPN01, host)
+	g.acme.Limits = &config.RateLimits{FailedValidationsPerHour: 2}
+	h, refused := signalOnAttr(testLog(t), "order not sent: rate-limit budget spent; trying the next issuer or waiting", "limit", string(LimitFailedValidations))
+	logs := &recordHandler{Handler: h}
+	m := g.startLogged(t, g.acmeConfig(host), fastOptions(), logs)
+	select {
+	case <-refused:
+	case <-time.After(60 * time.Second):
+		t.Fatal("no order was refused for the failed_validations budget within 60s")
+	}
+	if got := g.ca.Orders(); got != 2 {
+		t.Errorf("orders at the CA: got %d, want 2 (one per challenge type)", got)
+	}
+	if got := logs.attr("order not sent: rate-limit budget spent; trying the next issuer or waiting", "limit", string(LimitFailedValidations), "key"); got != "admin@example.org "+host {
+		t.Errorf("refused order's key: got %q, want the account and host", got)
+	}
+	lines, err := m.Budget(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(lines, func(l BudgetLine) bool { return l.Limit == LimitFailedValidations })
+	if i < 0 || lines[i].Used != 2 || lines[i].Remaining != 0 || lines[i].FreesAt.IsZero() {
+		t.Errorf("failed validations line: got %+v, want 2 used, none left, and when it frees", lines)
+	}
+	j := slices.IndexFunc(lines, func(l BudgetLine) bool { return l.Limit == LimitOrders })
+	if j < 0 || lines[j].Used != g.ca.Orders() {
+		t.Errorf("orders line: got %+v, want %d used (as the CA saw)", lines, g.ca.Orders())
+	}
+}
