@@ -191,25 +191,28 @@ func (w *window) all() []int64 {
 	return out
 }
 
+// add inserts an event in order: instances of a fleet may record with
+// clocks a little apart.
 func (w *window) add(at int64, onDemand bool) {
+	ts := &w.Managed
 	if onDemand {
-		w.OnDemand = append(w.OnDemand, at)
-	} else {
-		w.Managed = append(w.Managed, at)
+		ts = &w.OnDemand
 	}
+	i, _ := slices.BinarySearch(*ts, at)
+	*ts = slices.Insert(*ts, i, at)
 }
 
-// room returns, for a limit of max events per win with events ts (oldest
-// first), when n more fit: now if they do.
-func room(ts []int64, max, n int, win time.Duration, now time.Time) (time.Time, bool) {
-	if len(ts)+n <= max {
+// room returns, for a limit of most events per win with events ts
+// (oldest first), when n more fit: now if they do.
+func room(ts []int64, most, n int, win time.Duration, now time.Time) (time.Time, bool) {
+	if len(ts)+n <= most {
 		return now, true
 	}
-	if max < n {
+	if most < n {
 		return now.Add(win), false
 	}
-	// The oldest len(ts)+n-max events must leave the window first.
-	return time.Unix(ts[len(ts)+n-max-1], 0).Add(win), false
+	// The oldest len(ts)+n-most events must leave the window first.
+	return time.Unix(ts[len(ts)+n-most-1], 0).Add(win), false
 }
 
 // budgetAccount identifies an Issuer in the budget: its CA and account.
@@ -369,8 +372,8 @@ func (b *budget) reserve(ctx context.Context, a budgetAccount, names []string, r
 		}
 		var toStore []loaded
 		for _, c := range orderChecks(a, names, renewal) {
-			max := c.spec.max(a.limits)
-			if max <= 0 && !c.count {
+			most := c.spec.max(a.limits)
+			if most <= 0 && !c.count {
 				continue // no limit, nothing to record now
 			}
 			key := a.recordKey(c.spec.limit, c.key)
@@ -379,12 +382,12 @@ func (b *budget) reserve(ctx context.Context, a budgetAccount, names []string, r
 				return err
 			}
 			w.prune(now.Add(-c.spec.window).Unix())
-			if max > 0 {
-				if until, ok := room(w.all(), max, 1, c.spec.window, now); !ok {
-					return &BudgetError{CA: a.ca, Limit: c.spec.limit, Max: max, Window: c.spec.window, Key: c.key, Until: until}
+			if most > 0 {
+				if until, ok := room(w.all(), most, 1, c.spec.window, now); !ok {
+					return &BudgetError{CA: a.ca, Limit: c.spec.limit, Max: most, Window: c.spec.window, Key: c.key, Until: until}
 				}
 				if onDemand && c.spec.shared {
-					odMax := int(math.Floor(float64(max) * share))
+					odMax := int(math.Floor(float64(most) * share))
 					if until, ok := room(w.OnDemand, odMax, 1, c.spec.window, now); !ok {
 						return &BudgetError{CA: a.ca, Limit: c.spec.limit, Max: odMax, Window: c.spec.window, Key: c.key, OnDemand: true, Until: until}
 					}
@@ -477,7 +480,7 @@ func (b *budget) failed(ctx context.Context, a budgetAccount, names []string, n 
 // newAccount checks the new-accounts limit of a's CA and records one.
 func (b *budget) newAccount(ctx context.Context, a budgetAccount) error {
 	spec := limitSpecs[LimitAccounts]
-	max := spec.max(a.limits)
+	most := spec.max(a.limits)
 	now := b.now()
 	return b.locked(ctx, a, func() error {
 		key := a.recordKey(LimitAccounts, "all")
@@ -486,9 +489,9 @@ func (b *budget) newAccount(ctx context.Context, a budgetAccount) error {
 			return err
 		}
 		w.prune(now.Add(-spec.window).Unix())
-		if max > 0 {
-			if until, ok := room(w.all(), max, 1, spec.window, now); !ok {
-				return &BudgetError{CA: a.ca, Limit: LimitAccounts, Max: max, Window: spec.window, Key: "all accounts", Until: until}
+		if most > 0 {
+			if until, ok := room(w.all(), most, 1, spec.window, now); !ok {
+				return &BudgetError{CA: a.ca, Limit: LimitAccounts, Max: most, Window: spec.window, Key: "all accounts", Until: until}
 			}
 		}
 		w.Key = "all accounts"
