@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -48,6 +50,17 @@ func TestCertsBudget(t *testing.T) {
 	code, out, errOut = runCmd(t, nil, "certs", "budget", "-config", in.CfgPath)
 	if code != 0 || !strings.HasPrefix(out, "ISSUER") || !strings.Contains(out, "orders_per_account") || !strings.Contains(out, "25/3h") {
 		t.Errorf("certs budget: exit %d\n%s%s", code, out, errOut)
+	}
+
+	// The running gatehouse's metrics have it too.
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", p.Admin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := fmt.Sprintf(`gatehouse_acme_budget_remaining{domain="(no email)",issuer=%q,limit="orders_per_account"} %d`, ca.DirectoryURL(), 25-ca.Orders()); !strings.Contains(string(body), want) {
+		t.Errorf("metrics lack %s", want)
 	}
 
 	if err := in.Stop(); err != nil {
