@@ -66,7 +66,8 @@ type limitSpec struct {
 	max    func(config.RateLimits) int
 	// shared reports whether on-demand and configured hosts draw from the
 	// same count, so that on-demand issuance gets only its share; the
-	// other limits count per name, which is one or the other.
+	// other limits count per name, which is one or the other, or (new
+	// accounts) what both use.
 	shared bool
 }
 
@@ -75,7 +76,7 @@ var limitSpecs = map[Limit]limitSpec{
 	LimitDuplicates:            {LimitDuplicates, config.WeekWindow, func(l config.RateLimits) int { return l.DuplicatesPerWeek }, false},
 	LimitOrders:                {LimitOrders, config.ThreeHours, func(l config.RateLimits) int { return l.OrdersPer3Hours }, true},
 	LimitFailedValidations:     {LimitFailedValidations, config.OneHourWindow, func(l config.RateLimits) int { return l.FailedValidationsPerHour }, false},
-	LimitAccounts:              {LimitAccounts, config.ThreeHours, func(l config.RateLimits) int { return l.AccountsPer3Hours }, true},
+	LimitAccounts:              {LimitAccounts, config.ThreeHours, func(l config.RateLimits) int { return l.AccountsPer3Hours }, false},
 }
 
 // Limits returns every Limit the budget keeps, in a fixed order.
