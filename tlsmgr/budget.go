@@ -798,9 +798,15 @@ func (m *Manager) Budget(ctx context.Context) ([]BudgetLine, error) {
 	return b.lines(ctx, accounts)
 }
 
-// BudgetOffline reads the budget from the storage cfg names, without a
+// Budget reads what is left of the rate limits of the config's ACME
+// Issuers from its storage, as [Manager.Budget] does.
+func (o *Offline) Budget(ctx context.Context) ([]BudgetLine, error) {
+	return budgetOffline(ctx, o.Config)
+}
+
+// budgetOffline reads the budget from the storage cfg names, without a
 // running gatehouse. cfg must be loaded (validated and defaulted).
-func BudgetOffline(ctx context.Context, cfg *config.Config) ([]BudgetLine, error) {
+func budgetOffline(ctx context.Context, cfg *config.Config) ([]BudgetLine, error) {
 	store, closeStore, err := openStorage(cfg, nil)
 	if err != nil {
 		return nil, err

@@ -338,7 +338,9 @@ sites:
 	}
 
 	// Three orders: the first certificate, the forced renewal and the
-	// replacement. The budget counts them, as the CA does.
+	// replacement. The budget counts them, as the CA does; the renewal is
+	// exempt from the per-domain limit, the replacement of the revoked
+	// (and deleted) certificate is not.
 	lines, err := c.Budget(ctx)
 	if err != nil {
 		t.Fatalf("Budget: %v", err)
@@ -353,8 +355,8 @@ sites:
 			t.Errorf("orders in the budget: %d, orders at the CA: %d", l.Used, ca.Orders())
 		}
 	}
-	if remaining[tlsmgr.LimitOrders] != 7 || remaining[tlsmgr.LimitCertificatesPerDomain] != 17 {
-		t.Errorf("remaining: got %v, want 7 orders and 17 certificates for app.test; lines %+v", remaining, lines)
+	if remaining[tlsmgr.LimitOrders] != 7 || remaining[tlsmgr.LimitCertificatesPerDomain] != 18 {
+		t.Errorf("remaining: got %v, want 7 orders and 18 certificates for app.test; lines %+v", remaining, lines)
 	}
 	resp, err := srv.Client().Get(srv.URL + "/metrics")
 	if err != nil {
@@ -363,7 +365,7 @@ sites:
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	for _, want := range []string{
-		fmt.Sprintf(`gatehouse_acme_budget_remaining{domain="app.test",issuer=%q,limit="certificates_per_domain"} 17`, ca.DirectoryURL()),
+		fmt.Sprintf(`gatehouse_acme_budget_remaining{domain="app.test",issuer=%q,limit="certificates_per_domain"} 18`, ca.DirectoryURL()),
 		fmt.Sprintf(`gatehouse_acme_budget_remaining{domain="(no email)",issuer=%q,limit="orders_per_account"} 7`, ca.DirectoryURL()),
 	} {
 		if !strings.Contains(string(body), want+"\n") {
@@ -385,6 +387,11 @@ sites:
 	renewed, err = off.Renew(ctx, "app.test", true)
 	if err != nil || renewed.Serial == replaced.Serial || renewed.Status != tlsmgr.StatusValid {
 		t.Fatalf("offline Renew(app.test, forced): got %+v, %v; want a new valid certificate", renewed, err)
+	}
+	// The offline renewal drew on the same budget, read back from storage.
+	lines, err = off.Budget(ctx)
+	if i := slices.IndexFunc(lines, func(l tlsmgr.BudgetLine) bool { return l.Limit == tlsmgr.LimitOrders }); err != nil || i < 0 || lines[i].Used != ca.Orders() {
+		t.Errorf("offline Budget: got %+v, %v; want the %d orders the CA saw", lines, err, ca.Orders())
 	}
 	gone := parseConfig(t, dir, strings.Replace(cfgYAML, "app.test", "other.test", 1))
 	if names, err := (&tlsmgr.Offline{Config: gone}).Retire(ctx); err != nil || !slices.Equal(names, []string{"app.test"}) {

@@ -18,16 +18,11 @@ const certsBudgetUsage = `  budget [--json]                    what is left of e
 // budget prints the rate-limit budget, from the running gatehouse or the
 // storage.
 func (c *certsCmd) budget(ctx context.Context, asJSON bool) error {
-	cfg, err := c.reach(ctx)
+	certs, err := c.reach(ctx)
 	if err != nil {
 		return err
 	}
-	var lines []tlsmgr.BudgetLine
-	if cfg != nil {
-		lines, err = tlsmgr.BudgetOffline(ctx, cfg)
-	} else {
-		lines, err = c.api.Budget(ctx)
-	}
+	lines, err := certs.Budget(ctx)
 	if err != nil {
 		return err
 	}
