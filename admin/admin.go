@@ -17,6 +17,7 @@
 //	POST /reload                  reload the config file, as SIGHUP does
 //	GET  /routes                  every Route and where it came from (file, or a container's labels)
 //	GET  /fleet                   the fleet's instances from its registry in etcd (a FleetStatus)
+//	GET  /budget                  what is left of each ACME Issuer's rate limits (a JSON array)
 //	GET  /metrics                 Prometheus text format
 //	GET  /                        the dashboard (HTML)
 //
@@ -129,6 +130,10 @@ type Options struct {
 	// LocalCA describes the local CA's root for the dashboard; nil shows
 	// nothing of it.
 	LocalCA func() LocalCA
+	// Budget reads the rate-limit budget of the ACME Issuers, for
+	// [EndpointBudget] and the dashboard; nil makes the endpoint answer
+	// 503.
+	Budget func(ctx context.Context) ([]tlsmgr.BudgetLine, error)
 
 	// now is the dashboard's clock; nil means time.Now. Tests set it.
 	now func() time.Time
@@ -181,6 +186,7 @@ func Handler(opts Options) http.Handler {
 	mux.HandleFunc(string(EndpointReload), a.reload)
 	mux.HandleFunc(string(EndpointRoutes), a.routes)
 	mux.HandleFunc(string(EndpointFleet), a.fleet)
+	mux.HandleFunc(string(EndpointBudget), a.budget)
 	if opts.Metrics != nil {
 		mux.Handle(string(EndpointMetrics), opts.Metrics.handler())
 	} else {
@@ -218,6 +224,22 @@ func (a *api) routes(w http.ResponseWriter, _ *http.Request) {
 		routes = []Route{}
 	}
 	writeJSON(w, http.StatusOK, routes)
+}
+
+func (a *api) budget(w http.ResponseWriter, r *http.Request) {
+	if a.opts.Budget == nil {
+		writeError(w, http.StatusServiceUnavailable, errors.New("certificate management is not running"))
+		return
+	}
+	lines, err := a.opts.Budget(r.Context())
+	if err != nil {
+		writeError(w, http.StatusBadGateway, err)
+		return
+	}
+	if lines == nil {
+		lines = []tlsmgr.BudgetLine{}
+	}
+	writeJSON(w, http.StatusOK, lines)
 }
 
 func (a *api) listCerts(w http.ResponseWriter, _ *http.Request) {

@@ -21,6 +21,8 @@ type Certificates interface {
 	// Revoke revokes the Certificate of name at its CA with reason (see
 	// [tlsmgr.RevocationReasons]).
 	Revoke(ctx context.Context, name, reason string) (tlsmgr.CertificateInfo, error)
+	// Budget returns what is left of the ACME Issuers' rate limits.
+	Budget(ctx context.Context) ([]tlsmgr.BudgetLine, error)
 }
 
 var (

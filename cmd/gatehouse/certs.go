@@ -26,7 +26,7 @@ const certsUsage = `Usage: gatehouse certs COMMAND [flags]
   revoke NAME --reason REASON        revoke at the CA, then obtain and serve a replacement
                                      (REASON: ` + "keyCompromise, superseded, cessationOfOperation, affiliationChanged, unspecified" + `)
   retire                             retire the Certificates of hosts no longer in the config
-
+` + certsBudgetUsage + `
 They talk to the running gatehouse through its admin endpoint (--admin ADDR,
 default the config's admin). When none answers, they work on the storage
 directly (renew then answers the CA's challenges on the config's listen
@@ -109,6 +109,8 @@ func cmdCerts(ctx context.Context, args []string, env *environment) error {
 			return exitError(2)
 		}
 		return c.revoke(ctx, pos[0], *reason)
+	case "budget":
+		return c.budget(ctx, *asJSON)
 	case "retire":
 		if err := want(0, "takes no arguments"); err != nil {
 			return err
