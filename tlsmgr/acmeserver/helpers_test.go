@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -76,11 +75,16 @@ func startCA(t *testing.T, host string, resolvers []string, modify func(*config.
 			t.Error(err)
 		}
 	})
-	hs := httptest.NewUnstartedServer(srv.Handler(http.NotFoundHandler()))
-	hs.TLS = mgr.TLSConfig()
-	hs.StartTLS()
-	t.Cleanup(hs.Close)
-	_, port, _ := net.SplitHostPort(hs.Listener.Addr().String())
+	// Not httptest's StartTLS: it adds a certificate of its own, which
+	// Go serves to a client that sends no SNI (one dialling 127.0.0.1).
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: srv.Handler(http.NotFoundHandler()), ReadHeaderTimeout: 10 * time.Second}
+	go hs.Serve(tls.NewListener(ln, mgr.TLSConfig()))
+	t.Cleanup(func() { hs.Close() })
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	rootFile := filepath.Join(t.TempDir(), "root.pem")
 	if err := os.WriteFile(rootFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: root.Raw}), 0o644); err != nil {
 		t.Fatal(err)
@@ -88,7 +92,7 @@ func startCA(t *testing.T, host string, resolvers []string, modify func(*config.
 	return &testCA{
 		srv: srv, mgr: mgr, root: root, rootFile: rootFile,
 		dirURL: "https://" + net.JoinHostPort(host, port) + "/acme/directory",
-		addr:   hs.Listener.Addr().String(), ports: p,
+		addr:   ln.Addr().String(), ports: p,
 	}
 }
 
@@ -135,6 +139,16 @@ func (ca *testCA) verify(t *testing.T, chainPEM []byte, name string) *x509.Certi
 		t.Fatalf("leaf for %s does not verify to the local CA's root: %v", name, err)
 	}
 	return certs[0]
+}
+
+// verifyFile is verify of the chain in file.
+func (ca *testCA) verifyFile(t *testing.T, file, name string) *x509.Certificate {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca.verify(t, b, name)
 }
 
 // issued returns the server's record of serial (lowercase hex).
