@@ -245,7 +245,7 @@ var (
 	failuresDesc = prometheus.NewDesc("gatehouse_certificate_failures",
 		"Consecutive failed renewal or issuance attempts of the Certificate.", []string{"name", "issuer"}, nil)
 	statusDesc = prometheus.NewDesc("gatehouse_certificate_status",
-		"1 for the Certificate's current status (expired, failing, expiring, renewing, pending, valid), 0 for the others.", []string{"name", "issuer", "status"}, nil)
+		"1 for the Certificate's current status (expired, failing, expiring, renewing, pending, valid, revoked), 0 for the others.", []string{"name", "issuer", "status"}, nil)
 	upstreamDesc = prometheus.NewDesc("gatehouse_upstream_healthy",
 		"1 when the Upstream takes requests, 0 when it is ejected or failing its health check.", []string{"site", "route", "upstream"}, nil)
 	upstreamInFlightDesc = prometheus.NewDesc("gatehouse_upstream_in_flight",

@@ -2,10 +2,6 @@ package acmeserver
 
 import (
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -18,12 +14,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-acme/lego/v5/acme"
 	"github.com/go-acme/lego/v5/lego"
 	"github.com/go-acme/lego/v5/registration"
 
 	"github.com/gatehouse-proxy/gatehouse/config"
 	"github.com/gatehouse-proxy/gatehouse/tlsmgr"
+	"github.com/gatehouse-proxy/gatehouse/tlsmgr/pebbletest"
 )
 
 // testCA is an ACME server on gatehouse's real local CA (a tlsmgr.Manager
@@ -166,24 +162,10 @@ func (ca *testCA) issued(t *testing.T, serial string) (Issued, bool) {
 	return Issued{}, false
 }
 
-// legoUser is an ACME account for lego.
-type legoUser struct {
-	key crypto.Signer
-	reg *acme.ExtendedAccount
-}
-
-func (u *legoUser) GetEmail() string                       { return "" }
-func (u *legoUser) GetRegistration() *acme.ExtendedAccount { return u.reg }
-func (u *legoUser) GetPrivateKey() crypto.Signer           { return u.key }
-
 // newLego returns a lego client of ca with a fresh key, not registered.
-func (ca *testCA) newLego(t *testing.T) (*lego.Client, *legoUser) {
+func (ca *testCA) newLego(t *testing.T) (*lego.Client, *pebbletest.LegoAccount) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := &legoUser{key: key}
+	u := pebbletest.NewLegoAccount(t)
 	cfg := lego.NewConfig(u)
 	cfg.CADirURL = ca.dirURL
 	cfg.HTTPClient = ca.httpClient()
@@ -195,13 +177,13 @@ func (ca *testCA) newLego(t *testing.T) (*lego.Client, *legoUser) {
 }
 
 // register registers u's account with lego's c.
-func register(t *testing.T, c *lego.Client, u *legoUser) {
+func register(t *testing.T, c *lego.Client, u *pebbletest.LegoAccount) {
 	t.Helper()
 	reg, err := c.Registration.Register(t.Context(), registration.RegisterOptions{TermsOfServiceAgreed: true})
 	if err != nil {
 		t.Fatalf("registering: %v", err)
 	}
-	u.reg = reg
+	u.Reg = reg
 }
 
 func freePort(t *testing.T) string {

@@ -1,7 +1,6 @@
 package acmeserver
 
 import (
-	"context"
 	"errors"
 	"slices"
 	"strings"
@@ -76,19 +75,6 @@ func TestLegoTLSALPN01(t *testing.T) {
 	}
 }
 
-// bindProvider presents DNS-01 records in BIND by RFC 2136 updates.
-type bindProvider struct{ ns *pebbletest.BIND }
-
-func (p bindProvider) Present(ctx context.Context, domain, _, keyAuth string) error {
-	info := dns01.GetChallengeInfo(ctx, domain, keyAuth)
-	return p.ns.SetTXT(ctx, info.EffectiveFQDN, info.Value)
-}
-
-func (p bindProvider) CleanUp(ctx context.Context, domain, _, keyAuth string) error {
-	info := dns01.GetChallengeInfo(ctx, domain, keyAuth)
-	return p.ns.RemoveTXT(ctx, info.EffectiveFQDN, info.Value)
-}
-
 // TestLegoDNS01 obtains, renews and revokes a wildcard certificate with
 // lego's DNS-01 solver, its TXT records in BIND, read by the server
 // through acme_server.resolvers.
@@ -98,7 +84,7 @@ func TestLegoDNS01(t *testing.T) {
 	ca := startCA(t, "ca.localhost", []string{ns.Addr}, nil)
 	c, u := ca.newLego(t)
 	register(t, c, u)
-	if err := c.Challenge.SetDNS01Provider(bindProvider{ns}, dns01.DisableAuthoritativeNssPropagationRequirement()); err != nil {
+	if err := c.Challenge.SetDNS01Provider(ns.LegoProvider(), dns01.DisableAuthoritativeNssPropagationRequirement()); err != nil {
 		t.Fatal(err)
 	}
 	names := []string{"*.lab.home.arpa"}
@@ -157,7 +143,7 @@ func TestRefused(t *testing.T) {
 	if resp.StatusCode != 403 || resp.Header.Get("Content-Type") != "application/problem+json" {
 		t.Errorf("directory from a client outside allowed_clients: %d %s, want 403 problem", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
-	cfg := lego.NewConfig(&legoUser{key: u.key})
+	cfg := lego.NewConfig(pebbletest.NewLegoAccount(t))
 	cfg.CADirURL, cfg.HTTPClient = other.dirURL, other.httpClient()
 	_, err = lego.NewClient(cfg)
 	var pd *acme.ProblemDetails
