@@ -40,7 +40,7 @@ func TestACMEServer(t *testing.T) {
 	ns := pebbletest.StartBIND(t, "lab.home.arpa")
 	dns01.SetDefaultClient(dns01.NewClient(&dns01.Options{RecursiveNameservers: []string{ns.Addr}, Timeout: 5 * time.Second}))
 	p := newPorts(t)
-	in := start(t, p, fmt.Sprintf(acmeServerConfig, ns.Addr))
+	in, g := startSources(t, p, fmt.Sprintf(acmeServerConfig, ns.Addr))
 	admin := gatewaytest.AdminClient{T: t, Base: fmt.Sprintf("http://127.0.0.1:%d", p.Admin)}
 
 	u := pebbletest.NewLegoAccount(t)
@@ -57,6 +57,7 @@ func TestACMEServer(t *testing.T) {
 	if err := c.Challenge.SetDNS01Provider(ns.LegoProvider(), dns01.DisableAuthoritativeNssPropagationRequirement()); err != nil {
 		t.Fatal(err)
 	}
+	held := g.CertificatesHeld()
 	res, err := c.Certificate.Obtain(t.Context(), certificate.ObtainRequest{Domains: []string{"nas.lab.home.arpa"}, Bundle: true, KeyType: certcrypto.EC256})
 	if err != nil {
 		t.Fatalf("obtaining: %v", err)
@@ -88,6 +89,9 @@ func TestACMEServer(t *testing.T) {
 		ci.Status != tlsmgr.StatusValid || !ci.NotAfter.Equal(leaf.NotAfter) || ci.Serial != leaf.SerialNumber.Text(16) {
 		t.Fatalf("inventory entry %+v (found %v); want source acme_server, client 127.0.0.1, valid, serial %x, not after %v",
 			ci, ok, leaf.SerialNumber, leaf.NotAfter)
+	}
+	if n := g.CertificatesHeld(); n != held {
+		t.Errorf("CertificatesHeld went from %d to %d; the ACME server's certificates are not gatehouse's to serve", held, n)
 	}
 	_, metrics := admin.Do("GET", "/metrics", "", "")
 	if want := `gatehouse_certificate_status{issuer="` + inter.Subject.CommonName + `",name="nas.lab.home.arpa",status="valid"} 1`; !strings.Contains(metrics, want) {

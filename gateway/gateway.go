@@ -136,7 +136,8 @@ func (g *Gateway) Reload(ctx context.Context, trigger string) error {
 func (g *Gateway) Running() *config.Config { return g.admin.cfg.Load() }
 
 // CertificatesHeld counts the Certificates this gateway serves (issued and
-// not retired); 0 until Run has started.
+// not retired; not those its ACME server issued to other machines); 0
+// until Run has started.
 func (g *Gateway) CertificatesHeld() int {
 	select {
 	case <-g.started:
@@ -145,7 +146,8 @@ func (g *Gateway) CertificatesHeld() int {
 	}
 	n := 0
 	for _, c := range g.certs.Certificates() {
-		if !c.NotAfter.IsZero() && c.Status != tlsmgr.StatusRetired {
+		// The ACME server's certificates are other machines' to serve.
+		if !c.NotAfter.IsZero() && c.Status != tlsmgr.StatusRetired && c.Source != tlsmgr.SourceACMEServer {
 			n++
 		}
 	}
