@@ -1,6 +1,7 @@
 package config
 
 import (
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -77,5 +78,30 @@ sites:
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: got %v, want %q", name, err, tc.want)
 		}
+	}
+}
+
+// TestACMEServerLocalKey: in a fleet, acme_server is a key of one
+// instance's own file (its database is that machine's): kept from the
+// local file, refused in the shared document.
+func TestACMEServerLocalKey(t *testing.T) {
+	dir := t.TempDir()
+	localDoc := strings.Replace(fleetLocal, "https: off", `https: "127.0.0.1:8443"`, 1) +
+		"acme_server: {host: ca.home.arpa, allowed_names: [\"*.home.arpa\"]}\n"
+	local, err := Parse(filepath.Join(dir, "local.yaml"), []byte(localDoc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := "sites:\n  - hosts: [a.test]\n    routes: [{respond: {status: 201}}]\n"
+	cfg, err := ParseShared("/gatehouse/config@7", []byte(doc), local)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ACMEServer == nil || cfg.ACMEServer.Host != "ca.home.arpa" {
+		t.Errorf("acme_server %+v, want the local file's", cfg.ACMEServer)
+	}
+	_, err = ParseShared("/gatehouse/config@7", []byte(doc+"acme_server: {host: ca.lan, allowed_names: [\"*.lan\"]}\n"), local)
+	if want := "/gatehouse/config@7:4:14: acme_server: acme_server belongs to each instance's own file"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("got %v, want %q", err, want)
 	}
 }
