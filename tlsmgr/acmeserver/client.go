@@ -58,9 +58,14 @@ func newValidationClient(resolvers []string, p *ports) (*validationClient, error
 			DisableKeepAlives:     true,
 			ResponseHeaderTimeout: validationTimeout,
 		},
+		// As Let's Encrypt does: redirects stay on HTTP and HTTPS's own
+		// ports, so a client cannot point the CA at another service.
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			if len(via) >= 10 {
 				return errors.New("stopped after 10 redirects")
+			}
+			if p := req.URL.Port(); (req.URL.Scheme != "http" && req.URL.Scheme != "https") || (p != "" && p != "80" && p != "443") {
+				return fmt.Errorf("redirect to %s refused: only http and https on ports 80 and 443", req.URL.Redacted())
 			}
 			return nil
 		},

@@ -29,6 +29,7 @@ import (
 	"github.com/smallstep/certificates/acme"
 	"github.com/smallstep/certificates/acme/api"
 	acmenosql "github.com/smallstep/certificates/acme/db/nosql"
+	steplog "github.com/smallstep/certificates/api/log"
 	"github.com/smallstep/certificates/authority"
 	"github.com/smallstep/certificates/authority/provisioner"
 	"github.com/smallstep/certificates/db"
@@ -214,6 +215,9 @@ func (s *Server) Handler(next http.Handler) http.Handler {
 		ctx := acme.NewContext(r.Context(), s.db, s.client, s.linker, nil)
 		ctx = authority.NewContext(ctx, s.auth)
 		ctx = context.WithValue(ctx, clientKey{}, client)
+		ctx = steplog.WithErrorLogger(ctx, func(_ http.ResponseWriter, r *http.Request, err error) {
+			s.logger.InfoContext(r.Context(), "ACME request refused", "client", client.String(), "path", r.URL.Path, "error", err)
+		})
 		s.router.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
