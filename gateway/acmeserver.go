@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"fmt"
+	"net"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -38,6 +39,11 @@ func (g *Gateway) startACMEServer(cfg *config.Config) error {
 		return fmt.Errorf("acme_server: %w", err)
 	}
 	g.acmeServer = srv
+	host := as.Host
+	if port := cfg.Listen.AdvertisedHTTPSPort(); port != "443" && port != "https" {
+		host = net.JoinHostPort(host, port)
+	}
+	g.logger.Info("serving the ACME server", "directory", "https://"+host+config.ACMEServerPath+"directory")
 	g.certs.ListAlso(func() ([]tlsmgr.CertificateInfo, error) { return issuedInventory(srv, time.Now()) })
 	return nil
 }

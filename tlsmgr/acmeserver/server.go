@@ -170,7 +170,7 @@ func New(opts Options) (_ *Server, err error) {
 		router:   r,
 		lifetime: lifetime,
 	}
-	logger.Info("ACME server ready", "directory", "https://"+c.Host+config.ACMEServerPath+"directory",
+	logger.Info("ACME server ready", "host", c.Host,
 		"allowed_names", c.AllowedNames, "allowed_clients", c.AllowedClients, "lifetime", c.Lifetime.String(), "eab", len(c.EABKeys) > 0)
 	return s, nil
 }
