@@ -2,6 +2,7 @@ package acmeserver
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -36,6 +37,9 @@ type issuedRecord struct {
 	NotAfter  time.Time `json:"not_after"`
 	Issuer    string    `json:"issuer"`
 	KeyType   string    `json:"key_type,omitempty"`
+	// AKI is the leaf's authority key identifier, base64url, which
+	// renewal-info identifiers carry.
+	AKI string `json:"aki,omitempty"`
 }
 
 // issuedDB is smallstep's ACME database, with what gatehouse adds: each
@@ -84,6 +88,7 @@ func (d *issuedDB) CreateCertificate(ctx context.Context, cert *acme.Certificate
 		NotAfter:  leaf.NotAfter,
 		Issuer:    leaf.Issuer.CommonName,
 		KeyType:   leaf.PublicKeyAlgorithm.String(),
+		AKI:       base64.RawURLEncoding.EncodeToString(leaf.AuthorityKeyId),
 	}
 	if a, ok := ctx.Value(clientKey{}).(netip.Addr); ok && a.IsValid() {
 		rec.Client = a.String()
@@ -130,6 +135,23 @@ func (d *issuedDB) records(isRevoked func(serial string) (bool, error)) ([]issue
 		revoked = append(revoked, rv)
 	}
 	return recs, revoked, nil
+}
+
+// record returns the record of the certificate with decimal serial, with
+// whether it was revoked; ok is false when this server did not issue it.
+func (d *issuedDB) record(serial string, isRevoked func(serial string) (bool, error)) (rec issuedRecord, revoked, ok bool, err error) {
+	b, err := d.raw.Get(issuedTable, []byte(serial))
+	if database.IsErrNotFound(err) {
+		return issuedRecord{}, false, false, nil
+	}
+	if err != nil {
+		return issuedRecord{}, false, false, err
+	}
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return issuedRecord{}, false, false, fmt.Errorf("decoding the record of %s: %w", serial, err)
+	}
+	revoked, err = isRevoked(serial)
+	return rec, revoked, true, err
 }
 
 // GetExternalAccountKey returns the eab_keys key keyID, bound to nothing:

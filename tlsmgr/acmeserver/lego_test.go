@@ -47,6 +47,17 @@ func TestLegoTLSALPN01(t *testing.T) {
 				t.Errorf("issued record %+v; want names [%s], client 127.0.0.1, not revoked, not after %v", rec, name, leaf.NotAfter)
 			}
 
+			// ARI (RFC 9773): renew from two thirds of the lifetime to
+			// five sixths.
+			ri, err := c.Certificate.GetRenewalInfo(t.Context(), leaf)
+			if err != nil {
+				t.Fatalf("renewal info: %v", err)
+			}
+			life := leaf.NotAfter.Sub(leaf.NotBefore)
+			if w := ri.SuggestedWindow; !w.Start.Equal(leaf.NotBefore.Add(life*2/3)) || !w.End.Equal(leaf.NotBefore.Add(life*5/6)) {
+				t.Errorf("renewal window %v to %v, want two thirds to five sixths of %v to %v", w.Start, w.End, leaf.NotBefore, leaf.NotAfter)
+			}
+
 			// Renewal is a new order by the same account.
 			again, err := c.Certificate.Obtain(t.Context(), certificate.ObtainRequest{Domains: []string{name}, Bundle: true, KeyType: certcrypto.EC256})
 			if err != nil {
@@ -62,6 +73,9 @@ func TestLegoTLSALPN01(t *testing.T) {
 			}
 			if rec, _ := ca.issued(t, renewed.SerialNumber.Text(16)); !rec.Revoked {
 				t.Errorf("renewed certificate %x is not revoked in the inventory", renewed.SerialNumber)
+			}
+			if ri, err := c.Certificate.GetRenewalInfo(t.Context(), renewed); err != nil || !ri.SuggestedWindow.End.Before(time.Now().Add(time.Minute)) {
+				t.Errorf("renewal info of the revoked certificate: %+v, %v; want a window in the past", ri, err)
 			}
 			if rec, _ := ca.issued(t, leaf.SerialNumber.Text(16)); rec.Revoked {
 				t.Errorf("first certificate %x is revoked; only the renewal was", leaf.SerialNumber)

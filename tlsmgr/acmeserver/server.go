@@ -6,7 +6,8 @@
 // Caddy's acme_server also serves); this package adds gatehouse's policy in
 // front of it (allowed_clients, allowed_names), resolves names for
 // validation as gatehouse does (.localhost to loopback, others through the
-// configured resolvers), and lists what it issued. It knows no Routes: the
+// configured resolvers), answers ACME Renewal Information (RFC 9773),
+// which smallstep lacks, and lists what it issued. It knows no Routes: the
 // gateway mounts [Server.Handler] on the HTTPS Listener.
 package acmeserver
 
@@ -212,13 +213,22 @@ func (s *Server) Handler(next http.Handler) http.Handler {
 				return
 			}
 		}
+		if id, ok := strings.CutPrefix(r.URL.Path, config.ACMEServerPath+ariPath+"/"); ok {
+			s.serveRenewalInfo(w, r, id)
+			return
+		}
 		ctx := acme.NewContext(r.Context(), s.db, s.client, s.linker, nil)
 		ctx = authority.NewContext(ctx, s.auth)
 		ctx = context.WithValue(ctx, clientKey{}, client)
 		ctx = steplog.WithErrorLogger(ctx, func(_ http.ResponseWriter, r *http.Request, err error) {
 			s.logger.InfoContext(r.Context(), "ACME request refused", "client", client.String(), "path", r.URL.Path, "error", err)
 		})
-		s.router.ServeHTTP(w, r.WithContext(ctx))
+		r = r.WithContext(ctx)
+		if r.Method == http.MethodGet && r.URL.Path == config.ACMEServerPath+"directory" {
+			s.serveDirectory(w, r)
+			return
+		}
+		s.router.ServeHTTP(w, r)
 	})
 }
 
