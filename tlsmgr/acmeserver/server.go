@@ -15,6 +15,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -241,8 +242,13 @@ func (s *Server) problem(w http.ResponseWriter, r *http.Request, status int, typ
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("Cache-Control", "no-store")
+	body, _ := json.Marshal(struct {
+		Type   string `json:"type"`
+		Detail string `json:"detail"`
+		Status int    `json:"status"`
+	}{"urn:ietf:params:acme:error:" + typ, detail, status})
 	w.WriteHeader(status)
-	fmt.Fprintf(w, `{"type":%q,"detail":%q,"status":%d}`, "urn:ietf:params:acme:error:"+typ, detail, status)
+	w.Write(body)
 }
 
 // requestHost is r's host, lower case, without port or trailing dot.
