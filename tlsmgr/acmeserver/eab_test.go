@@ -19,7 +19,7 @@ import (
 // TestEAB: with eab_keys, registering needs External Account Binding with
 // one of them; two accounts may bind one key, and both obtain
 // certificates; no binding, an unknown key ID or a wrong HMAC key is
-// refused.
+// refused, and so is an order by an account registered without a binding.
 func TestEAB(t *testing.T) {
 	raw := make([]byte, 32)
 	rand.Read(raw)
@@ -60,5 +60,21 @@ func TestEAB(t *testing.T) {
 			t.Fatalf("account %d obtaining %s: %v", i, name, err)
 		}
 		ca.verify(t, res.Certificate, name)
+	}
+
+	// An account registered before eab_keys was set has no binding: it
+	// may not order, and is told why (smallstep alone would answer an
+	// internal error).
+	old := startCA(t, "ca.localhost", nil, nil)
+	oc, ou := old.newLego(t)
+	register(t, oc, ou)
+	if err := oc.Challenge.SetTLSALPN01Provider(tlsalpn01.NewProviderServer("127.0.0.1", old.ports.tls)); err != nil {
+		t.Fatal(err)
+	}
+	old.restart(t, func(as *config.ACMEServer) { as.EABKeys = map[string]string{"lab": key} })
+	_, err = oc.Certificate.Obtain(t.Context(), certificate.ObtainRequest{Domains: []string{"c.localhost"}, Bundle: true, KeyType: certcrypto.EC256})
+	var pd *acme.ProblemDetails
+	if !errors.As(err, &pd) || !strings.HasSuffix(pd.Type, ":unauthorized") || !strings.Contains(pd.Detail, "eab_keys") {
+		t.Errorf("an unbound account ordering: got %v, want unauthorized naming eab_keys", err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,6 +36,10 @@ type testCA struct {
 	// on (127.0.0.1:PORT).
 	dirURL, addr string
 	ports        ports
+	// opts started srv; current is the server requests go to (srv, but
+	// for the handler's goroutines).
+	opts    Options
+	current atomic.Pointer[Server]
 }
 
 // startCA starts an ACME server for host (resolved by clients to
@@ -59,15 +64,18 @@ func startCA(t *testing.T, host string, resolvers []string, modify func(*config.
 	t.Cleanup(func() { mgr.Close() })
 	root, issuer := mgr.LocalIssuer()
 	p := ports{http: freePort(t), tls: freePort(t)}
-	srv, err := New(Options{
+	opts := Options{
 		Config: *cfg.ACMEServer, Resolvers: resolvers, Root: root, Issuer: issuer,
 		Dir: filepath.Join(storage, "acme_server"), Logger: logger, ports: &p,
-	})
+	}
+	srv, err := New(opts)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
+	ca := &testCA{srv: srv, opts: opts}
+	ca.current.Store(srv)
 	t.Cleanup(func() {
-		if err := srv.Close(); err != nil {
+		if err := ca.current.Load().Close(); err != nil {
 			t.Error(err)
 		}
 	})
@@ -77,7 +85,9 @@ func startCA(t *testing.T, host string, resolvers []string, modify func(*config.
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := &http.Server{Handler: srv.Handler(http.NotFoundHandler()), ReadHeaderTimeout: 10 * time.Second}
+	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ca.current.Load().Handler(http.NotFoundHandler()).ServeHTTP(w, r)
+	}), ReadHeaderTimeout: 10 * time.Second}
 	go hs.Serve(tls.NewListener(ln, mgr.TLSConfig()))
 	t.Cleanup(func() { hs.Close() })
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
@@ -85,11 +95,27 @@ func startCA(t *testing.T, host string, resolvers []string, modify func(*config.
 	if err := os.WriteFile(rootFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: root.Raw}), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return &testCA{
-		srv: srv, mgr: mgr, root: root, rootFile: rootFile,
-		dirURL: "https://" + net.JoinHostPort(host, port) + "/acme/directory",
-		addr:   ln.Addr().String(), ports: p,
+	ca.mgr, ca.root, ca.rootFile, ca.ports = mgr, root, rootFile, p
+	ca.dirURL = "https://" + net.JoinHostPort(host, port) + "/acme/directory"
+	ca.addr = ln.Addr().String()
+	return ca
+}
+
+// restart stops the server and starts another on its database with its
+// acme_server as modify leaves it, as gatehouse does on a restart after
+// the config changed; requests go to the new one.
+func (ca *testCA) restart(t *testing.T, modify func(*config.ACMEServer)) {
+	t.Helper()
+	if err := ca.current.Load().Close(); err != nil {
+		t.Fatal(err)
 	}
+	modify(&ca.opts.Config)
+	srv, err := New(ca.opts)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	ca.srv = srv
+	ca.current.Store(srv)
 }
 
 // httpClient trusts only the local CA's root and reaches the server

@@ -177,6 +177,19 @@ func (d *issuedDB) UpdateExternalAccountKey(_ context.Context, _ string, eak *ac
 	return nil
 }
 
+// requireEAB reports whether accounts need a binding (eab_keys is set).
+func (d *issuedDB) requireEAB() bool { return len(d.eab) > 0 }
+
+// bound reports whether account registered with a key still in eab_keys.
+func (d *issuedDB) bound(account string) bool {
+	id, err := d.raw.Get(eabTable, []byte(account))
+	if err != nil {
+		return false
+	}
+	_, ok := d.eab[string(id)]
+	return ok
+}
+
 // GetExternalAccountKeyByAccountID returns the key accountID registered
 // with, while that key is still in eab_keys: removing a key from the
 // config stops its accounts from ordering.
