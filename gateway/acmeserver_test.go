@@ -97,6 +97,15 @@ func TestACMEServer(t *testing.T) {
 	if want := `gatehouse_certificate_status{issuer="` + inter.Subject.CommonName + `",name="nas.lab.home.arpa",status="valid"} 1`; !strings.Contains(metrics, want) {
 		t.Errorf("metrics lack %s:\n%s", want, gatewaytest.GrepLines(metrics, "gatehouse_certificate_status"))
 	}
+	if want := "gatehouse_acme_server_issued_total 1"; !strings.Contains(metrics, want) {
+		t.Errorf("metrics lack %s:\n%s", want, gatewaytest.GrepLines(metrics, "gatehouse_acme_server"))
+	}
+	if _, err := c.Certificate.Obtain(t.Context(), certificate.ObtainRequest{Domains: []string{"nas.example.com"}, Bundle: true, KeyType: certcrypto.EC256}); err == nil {
+		t.Error("obtained a certificate for nas.example.com, outside allowed_names")
+	}
+	if _, metrics := admin.Do("GET", "/metrics", "", ""); !strings.Contains(metrics, `gatehouse_acme_server_refused_total{reason="name"} 1`) {
+		t.Errorf("metrics do not count the refused order:\n%s", gatewaytest.GrepLines(metrics, "gatehouse_acme_server"))
+	}
 	if _, dash := admin.Do("GET", "/", "", ""); !strings.Contains(dash, "nas.lab.home.arpa") || !strings.Contains(dash, "127.0.0.1, account") {
 		t.Errorf("the dashboard does not list nas.lab.home.arpa with its client")
 	}

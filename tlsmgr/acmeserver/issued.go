@@ -237,3 +237,10 @@ func (s *Server) Issued() ([]Issued, error) {
 // IssuedCount is how many certificates the server issued since it
 // started.
 func (s *Server) IssuedCount() int64 { return s.db.issued.Load() }
+
+// RefusedCounts are how many requests the server refused since it
+// started: from clients outside allowed_clients, and orders for names
+// outside allowed_names.
+func (s *Server) RefusedCounts() (clients, names int64) {
+	return s.refusedClients.Load(), s.refusedNames.Load()
+}

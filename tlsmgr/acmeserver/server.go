@@ -25,6 +25,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -86,6 +87,9 @@ type Server struct {
 	linker   acme.Linker
 	router   http.Handler
 	lifetime time.Duration
+	// refusedClients and refusedNames count the requests refused by
+	// allowed_clients and the orders refused by allowed_names.
+	refusedClients, refusedNames atomic.Int64
 }
 
 // New opens the database under opts.Dir (waiting at most 5 s for another
@@ -197,6 +201,7 @@ func (s *Server) Handler(next http.Handler) http.Handler {
 		}
 		client, _ := clientAddr(r)
 		if !s.policy.clientAllowed(client) {
+			s.refusedClients.Add(1)
 			s.logger.WarnContext(r.Context(), "ACME client refused: not in acme_server.allowed_clients", "client", client.String(), "path", r.URL.Path)
 			s.problem(w, r, http.StatusForbidden, "unauthorized",
 				fmt.Sprintf("client %s is not in acme_server.allowed_clients", client))
@@ -209,6 +214,7 @@ func (s *Server) Handler(next http.Handler) http.Handler {
 				return
 			}
 			if refused != "" {
+				s.refusedNames.Add(1)
 				s.logger.WarnContext(r.Context(), "ACME order refused: name outside acme_server.allowed_names", "client", client.String(), "detail", refused)
 				s.problem(w, r, http.StatusBadRequest, "rejectedIdentifier", refused)
 				return
