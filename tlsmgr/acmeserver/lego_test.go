@@ -165,6 +165,12 @@ func TestRefused(t *testing.T) {
 		t.Errorf("lego from a client outside allowed_clients: got %v, want unauthorized naming allowed_clients", err)
 	}
 
+	if clients, names := ca.srv.RefusedCounts(); clients != 0 || names != 3 {
+		t.Errorf("refused: %d clients, %d names; want 0 and 3", clients, names)
+	}
+	if clients, _ := other.srv.RefusedCounts(); clients != 2 {
+		t.Errorf("refused clients %d, want 2 (the directory, twice)", clients)
+	}
 	all, err := ca.srv.Issued()
 	if err != nil || len(all) != 0 {
 		t.Errorf("issued %v (%v), want nothing", all, err)
