@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
@@ -48,20 +49,21 @@ type issuedRecord struct {
 // the database.
 type issuedDB struct {
 	acme.DB
-	raw nosql.DB
+	raw    nosql.DB
+	logger *slog.Logger
 	// eab maps a key ID of acme_server.eab_keys to its HMAC key.
 	eab map[string][]byte
 	// issued counts the certificates issued since start.
 	issued atomic.Int64
 }
 
-func newIssuedDB(adb acme.DB, raw nosql.DB, keys map[string]string) (*issuedDB, error) {
+func newIssuedDB(adb acme.DB, raw nosql.DB, keys map[string]string, logger *slog.Logger) (*issuedDB, error) {
 	for _, t := range [][]byte{issuedTable, eabTable} {
 		if err := raw.CreateTable(t); err != nil {
 			return nil, fmt.Errorf("creating table %s: %w", t, err)
 		}
 	}
-	d := &issuedDB{DB: adb, raw: raw, eab: map[string][]byte{}}
+	d := &issuedDB{DB: adb, raw: raw, logger: logger, eab: map[string][]byte{}}
 	for id, k := range keys {
 		b, err := config.DecodeEABKey(k)
 		if err != nil {
@@ -102,6 +104,8 @@ func (d *issuedDB) CreateCertificate(ctx context.Context, cert *acme.Certificate
 	if err := d.raw.Set(issuedTable, []byte(leaf.SerialNumber.String()), b); err != nil {
 		return fmt.Errorf("recording certificate %s: %w", rec.Serial, err)
 	}
+	d.logger.InfoContext(ctx, "ACME server issued a certificate", "names", rec.Names, "client", rec.Client,
+		"account", rec.Account, "serial", rec.Serial, "not_after", rec.NotAfter)
 	return nil
 }
 

@@ -154,7 +154,7 @@ func New(opts Options) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("starting the ACME server: opening its ACME tables: %w", err)
 	}
-	idb, err := newIssuedDB(acmeDB, nosqlDB, c.EABKeys)
+	idb, err := newIssuedDB(acmeDB, nosqlDB, c.EABKeys, logger)
 	if err != nil {
 		return nil, fmt.Errorf("starting the ACME server: %w", err)
 	}
