@@ -90,10 +90,12 @@ type statusCount struct {
 
 // dashCert is one row of the Certificate table.
 type dashCert struct {
-	Name    string
-	Others  []string
-	Status  tlsmgr.Status
-	Source  string
+	Name   string
+	Others []string
+	Status tlsmgr.Status
+	Source string
+	// Client is who the ACME server issued it to, "" for gatehouse's own.
+	Client  string
 	Issuer  string
 	CA      string
 	KeyType string
@@ -237,7 +239,7 @@ func qrDataURL(url string) (template.URL, error) {
 
 func newDashCert(c tlsmgr.CertificateInfo, now time.Time) dashCert {
 	d := dashCert{
-		Status: c.Status, Source: c.Source, Issuer: c.Issuer, CA: c.CA, KeyType: c.KeyType, Serial: c.Serial,
+		Status: c.Status, Source: c.Source, Client: c.Client, Issuer: c.Issuer, CA: c.CA, KeyType: c.KeyType, Serial: c.Serial,
 		Issued: date(c.NotBefore), Expires: date(c.NotAfter), Renews: date(c.NextRenewal), RenewalReason: c.RenewalReason,
 		LastError: c.LastError, LastAttempt: date(c.LastAttempt), Failures: c.Failures,
 	}

@@ -102,6 +102,19 @@ type MetricsOptions struct {
 	// challenge label of the issuance and renewal counters ("dns-01",
 	// "http-01,tls-alpn-01"); nil labels them "unknown".
 	Challenge func(host string) string
+	// ACMEServer, when set, is read at each scrape for the counters of
+	// the ACME server (acme_server).
+	ACMEServer func() ACMEServerCounts
+}
+
+// ACMEServerCounts are what the ACME server did since gatehouse started.
+type ACMEServerCounts struct {
+	// Issued counts the certificates it issued.
+	Issued int64
+	// RefusedClients counts requests from clients outside
+	// allowed_clients; RefusedNames counts orders naming a name outside
+	// allowed_names.
+	RefusedClients, RefusedNames int64
 }
 
 // NewMetrics registers every collector.
@@ -150,9 +163,34 @@ func NewMetrics(opts MetricsOptions) *Metrics {
 		collectors.NewBuildInfoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	if opts.ACMEServer != nil {
+		m.reg.MustRegister(acmeServerCollector(opts.ACMEServer))
+	}
 	empty := map[string]*siteSeries{}
 	m.sites.Store(&empty)
 	return m
+}
+
+var (
+	acmeIssuedDesc = prometheus.NewDesc("gatehouse_acme_server_issued_total",
+		"Certificates the ACME server (acme_server) issued to other machines.", nil, nil)
+	acmeRefusedDesc = prometheus.NewDesc("gatehouse_acme_server_refused_total",
+		"Requests the ACME server refused, by reason: client (outside allowed_clients) or name (an order outside allowed_names).", []string{"reason"}, nil)
+)
+
+// acmeServerCollector reads the ACME server's counters at each scrape.
+type acmeServerCollector func() ACMEServerCounts
+
+func (c acmeServerCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- acmeIssuedDesc
+	ch <- acmeRefusedDesc
+}
+
+func (c acmeServerCollector) Collect(ch chan<- prometheus.Metric) {
+	n := c()
+	ch <- prometheus.MustNewConstMetric(acmeIssuedDesc, prometheus.CounterValue, float64(n.Issued))
+	ch <- prometheus.MustNewConstMetric(acmeRefusedDesc, prometheus.CounterValue, float64(n.RefusedClients), "client")
+	ch <- prometheus.MustNewConstMetric(acmeRefusedDesc, prometheus.CounterValue, float64(n.RefusedNames), "name")
 }
 
 // RefusedHost counts one host that source named and its allowed_hosts
@@ -253,7 +291,7 @@ var (
 	failuresDesc = prometheus.NewDesc("gatehouse_certificate_failures",
 		"Consecutive failed renewal or issuance attempts of the Certificate.", []string{"name", "issuer"}, nil)
 	statusDesc = prometheus.NewDesc("gatehouse_certificate_status",
-		"1 for the Certificate's current status (expired, failing, expiring, renewing, pending, valid), 0 for the others.", []string{"name", "issuer", "status"}, nil)
+		"1 for the Certificate's current status (expired, failing, expiring, renewing, pending, valid, revoked), 0 for the others.", []string{"name", "issuer", "status"}, nil)
 	upstreamDesc = prometheus.NewDesc("gatehouse_upstream_healthy",
 		"1 when the Upstream takes requests, 0 when it is ejected or failing its health check.", []string{"site", "route", "upstream"}, nil)
 	upstreamInFlightDesc = prometheus.NewDesc("gatehouse_upstream_in_flight",

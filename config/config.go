@@ -72,6 +72,10 @@ type Config struct {
 	// ([LocalKeys]) from the fleet's shared document; nil means a lone
 	// instance. Changing it needs a restart.
 	Fleet *Fleet `yaml:"fleet,omitempty"`
+	// ACMEServer makes gatehouse an ACME CA for the other machines of a
+	// network, issuing from the local CA; nil means none. Changing it
+	// needs a restart.
+	ACMEServer *ACMEServer `yaml:"acme_server,omitempty"`
 
 	// SharedRevision is the etcd revision of the fleet's shared document
 	// this config was made with ([ParseShared]); 0 when none.

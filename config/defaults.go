@@ -93,6 +93,9 @@ func (c *Config) withDefaults() {
 		setDefault(&c.ACME.DNS.PropagationTimeout, DefaultPropagationTimeout)
 	}
 	setDefault(&c.RetireAfter, DefaultRetireAfter)
+	if c.ACMEServer != nil {
+		c.ACMEServer.withDefaults()
+	}
 	c.onDemandDefaults()
 	setDefault(&c.Timeouts.ReadHeader, DefaultReadHeader)
 	setDefault(&c.Timeouts.Idle, DefaultIdle)

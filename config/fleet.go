@@ -28,8 +28,10 @@ type Fleet struct {
 // LocalKeys are the top-level keys that belong to one machine: with
 // fleet.shared_config they stay in each instance's own file, and the
 // shared document may not hold them. Every other key (sites, acme,
-// on_demand, events, ...) is the fleet's.
-var LocalKeys = []string{"listen", "storage", "admin", "log", "fleet", "docker"}
+// on_demand, events, ...) is the fleet's. acme_server is local because its
+// database (accounts, orders, what it issued) lives on the machine that
+// serves it.
+var LocalKeys = []string{"listen", "storage", "admin", "log", "fleet", "docker", "acme_server"}
 
 // sharesConfig reports whether c is an instance's own file whose shared
 // keys come from the fleet's document.
@@ -121,7 +123,7 @@ func ParseShared(file string, data []byte, local *Config) (*Config, error) {
 	// After the defaults, so a Listener the local file turned off stays
 	// off.
 	cfg.Listen, cfg.Storage, cfg.StorageEtcd, cfg.Admin, cfg.Log = local.Listen, local.Storage, local.StorageEtcd, local.Admin, local.Log
-	cfg.Fleet, cfg.Docker = local.Fleet, local.Docker
+	cfg.Fleet, cfg.Docker, cfg.ACMEServer = local.Fleet, local.Docker, local.ACMEServer
 	cfg.shared = true
 	return finish(cfg, c)
 }

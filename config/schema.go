@@ -123,6 +123,12 @@ func (c *checker) value(n *yaml.Node, t reflect.Type, path string) {
 			return n.ShortTag() == "!!str" && err == nil
 		})
 		return
+	case t == reflect.TypeFor[Lifetime]():
+		c.scalar(n, path, `a duration like "7d" or "36h"`, func(n *yaml.Node) bool {
+			_, err := ParseLifetime(n.Value)
+			return n.ShortTag() == "!!str" && err == nil
+		})
+		return
 	case t == reflect.TypeFor[ByteSize]():
 		c.scalar(n, path, `a size like "10MB"`, func(n *yaml.Node) bool {
 			_, err := ParseByteSize(n.Value)

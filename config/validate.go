@@ -97,6 +97,7 @@ func (c *Config) validate() Problems {
 	v.events()
 	v.docker()
 	v.fleet()
+	v.acmeServer()
 	sortProblems(v.problems)
 	return v.problems
 }

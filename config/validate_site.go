@@ -13,7 +13,7 @@ import (
 )
 
 func (v *validator) sites() {
-	if len(v.c.Sites) == 0 && v.c.Docker == nil && !v.c.sharesConfig() {
+	if len(v.c.Sites) == 0 && v.c.Docker == nil && v.c.ACMEServer == nil && !v.c.sharesConfig() {
 		v.addf("sites", "at least one site is needed")
 		return
 	}

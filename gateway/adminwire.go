@@ -58,12 +58,19 @@ func (g *Gateway) newMetrics() {
 	if g.cfg.Admin == config.Off || g.cfg.Admin == "" {
 		return
 	}
-	g.admin.metrics = admin.NewMetrics(admin.MetricsOptions{
+	opts := admin.MetricsOptions{
 		Inventory: g.certs,
 		Upstreams: g.upstreams,
 		Budget:    g.certs.Budget,
 		Challenge: g.challengeOf,
-	})
+	}
+	if srv := g.acmeServer; srv != nil {
+		opts.ACMEServer = func() admin.ACMEServerCounts {
+			clients, names := srv.RefusedCounts()
+			return admin.ACMEServerCounts{Issued: srv.IssuedCount(), RefusedClients: clients, RefusedNames: names}
+		}
+	}
+	g.admin.metrics = admin.NewMetrics(opts)
 	g.certs.Subscribe(g.admin.metrics.ObserveEvent)
 	g.certs.CountHandshakeFailures(g.admin.metrics)
 }

@@ -20,9 +20,10 @@ func TestPackageImports(t *testing.T) {
 		"tlsmgr/preflight":  {"config"},
 		"tlsmgr/trust":      {},
 		"internal/password": {},
+		"tlsmgr/acmeserver": {"config"},
 		"admin":             {"tlsmgr"},
 		"admin/client":      {"admin", "tlsmgr"},
-		"gateway":           {"config", "proxy", "tlsmgr", "admin"},
+		"gateway":           {"config", "proxy", "tlsmgr", "tlsmgr/acmeserver", "admin"},
 		"gateway/fleet":     {"config", "gateway", "admin", "tlsmgr/etcdstore"},
 	}
 	for pkg, may := range allowed {

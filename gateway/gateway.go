@@ -23,6 +23,7 @@ import (
 	"github.com/gatehouse-proxy/gatehouse/config"
 	"github.com/gatehouse-proxy/gatehouse/proxy"
 	"github.com/gatehouse-proxy/gatehouse/tlsmgr"
+	"github.com/gatehouse-proxy/gatehouse/tlsmgr/acmeserver"
 )
 
 // Options configure a [Gateway]. They are read once, by [New].
@@ -63,6 +64,7 @@ type Gateway struct {
 	closing bool           // stop has begun; nothing applies anymore
 
 	certs      *tlsmgr.Manager
+	acmeServer *acmeserver.Server // nil unless acme_server
 	routes     *proxy.Handler
 	transports *proxy.Transports
 	servers    []*http.Server // the HTTPS and HTTP Listeners' servers
@@ -134,7 +136,8 @@ func (g *Gateway) Reload(ctx context.Context, trigger string) error {
 func (g *Gateway) Running() *config.Config { return g.admin.cfg.Load() }
 
 // CertificatesHeld counts the Certificates this gateway serves (issued and
-// not retired); 0 until Run has started.
+// not retired; not those its ACME server issued to other machines); 0
+// until Run has started.
 func (g *Gateway) CertificatesHeld() int {
 	select {
 	case <-g.started:
@@ -143,7 +146,8 @@ func (g *Gateway) CertificatesHeld() int {
 	}
 	n := 0
 	for _, c := range g.certs.Certificates() {
-		if !c.NotAfter.IsZero() && c.Status != tlsmgr.StatusRetired {
+		// The ACME server's certificates are other machines' to serve.
+		if !c.NotAfter.IsZero() && c.Status != tlsmgr.StatusRetired && c.Source != tlsmgr.SourceACMEServer {
 			n++
 		}
 	}
@@ -214,6 +218,10 @@ func (g *Gateway) start(ctx context.Context) error {
 		closeAll(httpsLn, httpLn, adminLn)
 		return fmt.Errorf("starting certificate management: %w", err)
 	}
+	if err := g.startACMEServer(cfg); err != nil {
+		closeAll(httpsLn, httpLn, adminLn)
+		return err
+	}
 	g.newMetrics()
 	g.transports = proxy.NewTransports()
 	table, err := proxy.Compile(cfg, g.proxyOptions(cfg))
@@ -226,7 +234,7 @@ func (g *Gateway) start(ctx context.Context) error {
 	errorLog := slog.NewLogLogger(g.logger.Handler(), slog.LevelDebug)
 	if httpsLn != nil {
 		srv := &http.Server{
-			Handler:           g.routes,
+			Handler:           g.acmeHandler(g.routes),
 			TLSConfig:         g.certs.TLSConfig(),
 			ReadHeaderTimeout: cfg.Timeouts.ReadHeader,
 			IdleTimeout:       cfg.Timeouts.Idle,
@@ -241,7 +249,7 @@ func (g *Gateway) start(ctx context.Context) error {
 			// (timeouts.write) for clients that stop reading.
 		}
 		if udp != nil {
-			g.startHTTP3(udp, g.certs.TLSConfig(), g.routes, srv)
+			g.startHTTP3(udp, g.certs.TLSConfig(), g.acmeHandler(g.routes), srv)
 			srv.Handler = altSvc(srv.Handler, cmp.Or(cfg.Listen.PublicHTTPSPort, udp.LocalAddr().(*net.UDPAddr).Port))
 		}
 		// The handshake happens in tlsListener, so HTTP/1 requests are
@@ -336,6 +344,7 @@ func (g *Gateway) stop() {
 	}
 	g.wg.Wait()
 	defer g.closeAccessLog()
+	g.closeACMEServer()
 	if g.certs != nil {
 		if err := g.certs.Close(); err != nil {
 			g.logger.Warn("stopping certificate management", "error", err)

@@ -42,6 +42,11 @@ func keepRestartOnly(log *slog.Logger, running, next *config.Config) {
 		next.Log.Format, next.Log.Level = running.Log.Format, running.Log.Level
 		next.Log.File, next.Log.MaxSize = running.Log.File, running.Log.MaxSize
 	}
+	// The ACME server's database and policy are opened once.
+	if !reflect.DeepEqual(running.ACMEServer, next.ACMEServer) {
+		warn("acme_server", "", "") // no values: eab_keys are secrets
+		next.ACMEServer = running.ACMEServer
+	}
 	// The fleet's instance is registered and watches its document under
 	// the name and mode it started with.
 	if !reflect.DeepEqual(running.Fleet, next.Fleet) {

@@ -46,13 +46,17 @@ const (
 	StatusPending Status = "pending"
 	// StatusValid: in use and not due for renewal.
 	StatusValid Status = "valid"
+	// StatusRevoked: revoked before its expiry (a certificate of the
+	// ACME server, acme_server, whose client revoked it); clients that
+	// check revocation refuse it.
+	StatusRevoked Status = "revoked"
 	// StatusRetired: its host left the config; it is no longer renewed and
 	// is deleted once retire_after has passed.
 	StatusRetired Status = "retired"
 )
 
 // statuses is every Status, most urgent first.
-var statuses = []Status{StatusExpired, StatusFailing, StatusExpiring, StatusRenewing, StatusPending, StatusValid, StatusRetired}
+var statuses = []Status{StatusExpired, StatusFailing, StatusExpiring, StatusRenewing, StatusPending, StatusValid, StatusRevoked, StatusRetired}
 
 // Statuses returns every Status, most urgent first: the order of
 // [SortCertificates], and the values the metrics and the dashboard count.
@@ -75,6 +79,9 @@ const (
 	SourceInternal = "internal"
 	SourceFile     = "file"
 	SourceOnDemand = "on_demand"
+	// SourceACMEServer: issued by gatehouse's ACME server (acme_server)
+	// to another machine; gatehouse does not serve it.
+	SourceACMEServer = "acme_server"
 )
 
 // Renewal reasons, as CertificateInfo.RenewalReason names them.
@@ -93,8 +100,13 @@ const (
 type CertificateInfo struct {
 	// Names are the hosts the Certificate is for.
 	Names []string `json:"names"`
-	// Source is "acme", "internal" (the local CA), "file" or "on_demand".
+	// Source is "acme", "internal" (the local CA), "file", "on_demand" or
+	// "acme_server" (issued to another machine by the ACME server).
 	Source string `json:"source"`
+	// Client is, for a certificate of the ACME server, the address of
+	// the client it was issued to and its ACME account ("192.168.1.20,
+	// account Xy12").
+	Client string `json:"client,omitempty"`
 	// Issuer is the common name of the issuing CA certificate.
 	Issuer string `json:"issuer,omitempty"`
 	// CA is the ACME directory URL the Certificate comes from, if any.
@@ -704,13 +716,34 @@ func (m *Manager) Certificates() []CertificateInfo {
 // error of reading storage.
 func (m *Manager) CertificatesContext(ctx context.Context) ([]CertificateInfo, error) {
 	inv := m.inventory()
+	var extra []CertificateInfo
+	if f := m.listAlso.Load(); f != nil {
+		var err error
+		if extra, err = (*f)(); err != nil {
+			return nil, err
+		}
+	}
 	interCN := ""
 	m.ca.mu.Lock()
 	if m.ca.inter != nil {
 		interCN = m.ca.inter.Subject.CommonName
 	}
 	m.ca.mu.Unlock()
-	return inv.collect(ctx, m.table.Load().configured(), m.ca.peekLeaf, interCN, time.Now())
+	certs, err := inv.collect(ctx, m.table.Load().configured(), m.ca.peekLeaf, interCN, time.Now())
+	if len(extra) > 0 {
+		certs = append(certs, extra...)
+		SortCertificates(certs)
+	}
+	return certs, err
+}
+
+// ListAlso adds the Certificates f returns to the inventory, as gatehouse's
+// ACME server lists those it issued to other machines: the admin
+// endpoint, the dashboard and the metrics show them beside the Manager's
+// own. f is called at every read of the inventory and must be safe for
+// concurrent use; a later call replaces an earlier f.
+func (m *Manager) ListAlso(f func() ([]CertificateInfo, error)) {
+	m.listAlso.Store(&f)
 }
 
 // inventory returns the Manager's inventory, or one on its storage for a

@@ -62,6 +62,9 @@ type Manager struct {
 	// handshakes counts and logs failed handshakes; nil (nothing
 	// recorded) in tests that build a Manager by hand.
 	handshakes *handshakeLog
+	// listAlso, when set, lists Certificates the inventory adds to the
+	// Manager's own (ListAlso).
+	listAlso atomic.Pointer[func() ([]CertificateInfo, error)]
 	// watch reloads the Certificates other instances change in etcd
 	// storage; nil with file storage.
 	watch *storageWatch

@@ -1,9 +1,11 @@
 package tlsmgr
 
 import (
+	"crypto"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -71,4 +73,20 @@ func (m *Manager) ShareRootHandler(next http.Handler, share func() bool) http.Ha
 			w.Write(f.body)
 		}
 	})
+}
+
+// LocalIssuer returns what a CA built on the local CA needs (the ACME
+// server of acme_server): its root, and a func returning the current
+// intermediate (alone, as the chain to send below a leaf) and its key.
+// The func is safe for concurrent use and starts the intermediate's
+// rotation when it is due, as a handshake does, so a long-running server
+// never signs with a stale one.
+func (m *Manager) LocalIssuer() (root *x509.Certificate, current func() ([]*x509.Certificate, crypto.Signer, error)) {
+	return m.ca.root, func() ([]*x509.Certificate, crypto.Signer, error) {
+		inter, key := m.ca.intermediate(m.ca.now())
+		if inter == nil || key == nil {
+			return nil, nil, errors.New("the local CA has no intermediate")
+		}
+		return []*x509.Certificate{inter}, key, nil
+	}
 }

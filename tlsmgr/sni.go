@@ -155,6 +155,17 @@ func buildTable(cfg *config.Config) (*table, error) {
 			}
 		}
 	}
+	// The ACME server's host serves a local CA certificate: its clients
+	// trust the local CA anyway, since it issues theirs.
+	if as := cfg.ACMEServer; as != nil && as.Host != "" {
+		host := normalizeHost(as.Host)
+		if seen[host] {
+			errs = append(errs, fmt.Errorf("acme_server.host %q is also a Site's host", as.Host))
+		} else {
+			t.exact[host] = &source{name: host, kind: sourceInternal}
+			t.internalNames = append(t.internalNames, host)
+		}
+	}
 	if err := t.compileOnDemand(cfg); err != nil {
 		errs = append(errs, err)
 	}
