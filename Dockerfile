@@ -9,8 +9,10 @@ COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 ARG VERSION=dev
+# nobadger, nomysql, nopgx: the ACME server's smallstep database drivers
+# other than bbolt, which gatehouse never uses (6 MB less).
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
-	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" \
+	CGO_ENABLED=0 go build -tags nobadger,nomysql,nopgx -trimpath -ldflags "-s -w -X main.version=${VERSION}" \
 	-o /out/gatehouse ./cmd/gatehouse
 
 FROM debian:bookworm-slim
