@@ -80,6 +80,18 @@ func (s *upstreamSet) add(u *upstream) {
 	s.all = append(s.all, u)
 }
 
+// adopt registers u, compiled for an earlier Table, with the state it
+// has: the earlier Table may be serving it still.
+func (s *upstreamSet) adopt(u *upstream) {
+	if s.states == nil {
+		s.states = make(map[upstreamKey]*upstreamState)
+	}
+	if _, ok := s.states[u.key]; !ok {
+		s.states[u.key] = u.state()
+	}
+	s.all = append(s.all, u)
+}
+
 // activate makes t the served Table's health owner: each Upstream that
 // old also had takes over its state (health, cooldown, in-flight count),
 // checkers whose Upstream and check are unchanged move over still running,
