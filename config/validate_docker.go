@@ -73,27 +73,13 @@ func (v *validator) docker() {
 // other than the file (container labels) use it to refuse one bad part
 // alone, by the same rules as the file.
 func (c *Config) CheckSites(sites []Site) Problems {
-	return c.CheckSitesChange(sites, nil)
-}
-
-// CheckSitesChange is [Config.CheckSites] for sites replacing prev, which
-// passed it: a Site of sites equal to prev's Site of the same first host
-// is neither given defaults (it has them; it may be shared with a running
-// config) nor checked again, except for what spans Sites.
-func (c *Config) CheckSitesChange(sites, prev []Site) Problems {
-	var known []bool
-	if prev != nil {
-		known = knownSites(prev, sites)
-	}
 	for i := range sites {
-		if known == nil || !known[i] {
-			sites[i].withDefaults()
-		}
+		sites[i].withDefaults()
 	}
 	cp := *c
 	cp.Sites = sites
 	cp.File, cp.positions = "", nil
-	v := &validator{c: &cp, known: known}
+	v := &validator{c: &cp}
 	if len(sites) > 0 {
 		v.sites()
 	}
