@@ -17,7 +17,7 @@ func (s *Site) Equal(o *Site) bool {
 		return true
 	}
 	if s.Source != o.Source || s.SecurityHeaders != o.SecurityHeaders || !slices.Equal(s.Hosts, o.Hosts) ||
-		!ptrEqual(s.HSTS, o.HSTS) || !s.TLS.equal(&o.TLS) || len(s.Routes) != len(o.Routes) {
+		!ptrEqual(s.HSTS, o.HSTS) || !s.TLS.Equal(&o.TLS) || len(s.Routes) != len(o.Routes) {
 		return false
 	}
 	if len(s.Routes) > 0 && &s.Routes[0] == &o.Routes[0] {
@@ -31,7 +31,8 @@ func (s *Site) Equal(o *Site) bool {
 	return true
 }
 
-func (t *SiteTLS) equal(o *SiteTLS) bool {
+// Equal reports whether t and o choose Certificates the same way.
+func (t *SiteTLS) Equal(o *SiteTLS) bool {
 	return t.Issuer == o.Issuer && t.Cert == o.Cert && t.Key == o.Key && t.OnDemand == o.OnDemand &&
 		deepEqual(t.DNS, o.DNS) && (len(t.Issuers) == 0 && len(o.Issuers) == 0 || reflect.DeepEqual(t.Issuers, o.Issuers))
 }
