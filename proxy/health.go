@@ -111,7 +111,7 @@ func (t *Table) activate(old *Table) []*checker {
 	ups.mu.Lock()
 	defer ups.mu.Unlock()
 	if ups.checkers == nil {
-		ups.checkers = make(map[*upstreamState]*checker)
+		ups.checkers = make(map[*upstreamState]*checker, len(ups.all))
 	}
 	var oldCheckers map[*upstreamState]*checker
 	if old != nil && old != t {
@@ -135,7 +135,7 @@ func (t *Table) activate(old *Table) []*checker {
 		oldCheckers, old.ups.checkers = old.ups.checkers, nil
 		old.ups.mu.Unlock()
 	}
-	for _, u := range ups.all {
+	for i, u := range ups.all {
 		if u.check == nil {
 			continue
 		}
@@ -143,7 +143,9 @@ func (t *Table) activate(old *Table) []*checker {
 		if _, ok := ups.checkers[st]; ok {
 			continue
 		}
-		if c, ok := oldCheckers[st]; ok && c.key == (checkerKey{up: u.key, check: *u.check, tkey: u.tkey}) {
+		// A checker of an Upstream taken over with its Site checks it as
+		// it is; another's must check the same way to carry on.
+		if c, ok := oldCheckers[st]; ok && (!ups.own[i] || c.key == (checkerKey{up: u.key, check: *u.check, tkey: u.tkey})) {
 			delete(oldCheckers, st)
 			ups.checkers[st] = c
 			continue
