@@ -124,7 +124,7 @@ func decodeChecked(file string, root *yaml.Node, c *checker) (*Config, error) {
 // checker's), in file order.
 func finish(cfg *Config, c *checker) (*Config, error) {
 	problems := c.problems
-	for _, p := range cfg.validate() {
+	for _, p := range cfg.validate(&validator{c: cfg}) {
 		related := func(scope string) bool { return within(p.Path, scope) || within(scope, p.Path) }
 		if !slices.ContainsFunc(c.suppress, related) {
 			problems = append(problems, p)

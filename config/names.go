@@ -34,9 +34,6 @@ func (t SiteTLS) IssuerFor(host string) string {
 // left to ACME: test CAs such as Pebble issue for it.)
 func IsInternalName(host string) bool {
 	host = strings.ToLower(strings.TrimSuffix(host, "."))
-	if _, err := netip.ParseAddr(host); err == nil {
-		return true
-	}
 	if host == "localhost" || !strings.Contains(host, ".") {
 		return true
 	}
@@ -44,6 +41,12 @@ func IsInternalName(host string) bool {
 		if strings.HasSuffix(host, suffix) {
 			return true
 		}
+	}
+	// Last, and only what may be an address (IPv4 starts with a digit,
+	// IPv6 has a colon): a failed parse allocates.
+	if '0' <= host[0] && host[0] <= '9' || strings.Contains(host, ":") {
+		_, err := netip.ParseAddr(host)
+		return err == nil
 	}
 	return false
 }

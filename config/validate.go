@@ -11,6 +11,7 @@ import (
 	"net/mail"
 	"net/netip"
 	"os"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,7 +25,13 @@ type validator struct {
 	// keyPairs remembers which cert/key file pairs were already checked, so
 	// many Sites sharing one certificate parse it once.
 	keyPairs map[[2]string]bool
+	// known marks, by index in c.Sites, the Sites [Config.ValidateChange]
+	// knows valid; nil when none is.
+	known []bool
 }
+
+// isKnown reports whether Site i passed already (see known).
+func (v *validator) isKnown(i int) bool { return v.known != nil && v.known[i] }
 
 func (v *validator) addf(path, format string, args ...any) {
 	p := v.c.Problemf(path, format, args...)
@@ -54,15 +61,68 @@ func (c *Config) Problemf(path, format string, args ...any) Problem {
 // certificates, keys, static roots) but changes nothing. Defaults are
 // expected to be applied already, as [Load] and [Parse] do.
 func (c *Config) Validate() error {
-	if ps := c.validate(); len(ps) > 0 {
+	if ps := c.validate(&validator{c: c}); len(ps) > 0 {
 		return ps
 	}
 	return nil
 }
 
-// validate returns every problem of c, in file order.
-func (c *Config) validate() Problems {
+// ValidateChange is [Config.Validate] for c replacing prev, which passed
+// Validate (or ValidateChange): when both agree outside their Sites, a Site
+// of c equal to prev's Site of the same first host ([Site.Equal]) is not
+// checked again, except for what spans Sites (a host served twice); a Site
+// that names files ([Site.NamesFiles]) always is. The result is Validate's,
+// at the cost of what changed. A nil prev checks everything.
+func (c *Config) ValidateChange(prev *Config) error {
 	v := &validator{c: c}
+	if prev != nil && sameOutsideSites(c, prev) {
+		v.known = knownSites(prev.Sites, c.Sites)
+	}
+	if ps := c.validate(v); len(ps) > 0 {
+		return ps
+	}
+	return nil
+}
+
+// sameOutsideSites reports whether a and b are equal but for their Sites.
+func sameOutsideSites(a, b *Config) bool {
+	x, y := *a, *b
+	x.Sites, y.Sites = nil, nil
+	return reflect.DeepEqual(&x, &y)
+}
+
+// knownSites marks the Sites of sites that prev has, unchanged and naming
+// no files. prev is valid, so its first hosts are unique.
+func knownSites(prev, sites []Site) []bool {
+	known := make([]bool, len(sites))
+	var byHost map[string]*Site
+	for i := range sites {
+		s := &sites[i]
+		if len(s.Hosts) == 0 || s.NamesFiles() {
+			continue
+		}
+		// Sites keep their order from one config to the next, mostly.
+		var p *Site
+		if i < len(prev) && len(prev[i].Hosts) > 0 && prev[i].Hosts[0] == s.Hosts[0] {
+			p = &prev[i]
+		} else {
+			if byHost == nil {
+				byHost = make(map[string]*Site, len(prev))
+				for j := range prev {
+					if ps := &prev[j]; len(ps.Hosts) > 0 {
+						byHost[ps.Hosts[0]] = ps
+					}
+				}
+			}
+			p = byHost[s.Hosts[0]]
+		}
+		known[i] = p != nil && p.Equal(s)
+	}
+	return known
+}
+
+// validate returns every problem of c, in file order.
+func (c *Config) validate(v *validator) Problems {
 	v.listen()
 	v.log()
 	v.storage()

@@ -133,11 +133,11 @@ func (v *validator) acmeIssuance() {
 	resolvers := a.DNS.resolvers()
 	resolversAt := "acme.dns.resolvers"
 	for i, s := range v.c.Sites {
-		path := fmt.Sprintf("sites[%d].tls", i)
 		t := s.TLS
 		if len(t.Issuers) == 0 && t.DNS == nil {
 			continue
 		}
+		path := fmt.Sprintf("sites[%d].tls", i)
 		acmeHost := slices.ContainsFunc(s.Hosts, func(h string) bool { return t.IssuerFor(h) == IssuerACME })
 		if !acmeHost {
 			for key, set := range map[string]bool{"issuers": len(t.Issuers) > 0, "dns": t.DNS != nil} {

@@ -131,6 +131,9 @@ func (v *validator) onDemand() {
 		if first < 0 {
 			first = i
 		}
+		if v.isKnown(i) {
+			continue
+		}
 		sp := fmt.Sprintf("sites[%d]", i)
 		tp := sp + ".tls"
 		if s.TLS.Cert != "" || s.TLS.Key != "" {

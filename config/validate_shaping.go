@@ -68,6 +68,9 @@ var framingHeaders = []string{"Connection", "Content-Length", "Transfer-Encoding
 // shapingAll checks the shaping and access control of every Route.
 func (v *validator) shapingAll() {
 	for i, s := range v.c.Sites {
+		if v.isKnown(i) {
+			continue
+		}
 		for j, r := range s.Routes {
 			v.shaping(r, fmt.Sprintf("sites[%d].routes[%d]", i, j))
 		}

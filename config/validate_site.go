@@ -18,8 +18,11 @@ func (v *validator) sites() {
 		return
 	}
 	// owner maps each host to the first Site serving it.
-	owner := make(map[string]int)
+	owner := make(map[string]int, len(v.c.Sites))
 	for i, s := range v.c.Sites {
+		if v.isKnown(i) && v.claim(owner, i, s.Hosts) {
+			continue
+		}
 		path := fmt.Sprintf("sites[%d]", i)
 		if len(s.Hosts) == 0 {
 			v.addf(path+".hosts", "a site needs at least one host")
@@ -59,6 +62,21 @@ func (v *validator) sites() {
 			v.route(r, rpath)
 		}
 	}
+}
+
+// claim gives the hosts of known Site i to it in owner and reports
+// whether none was taken already; one that was leaves owner as it was, for
+// the Site's full check to report.
+func (v *validator) claim(owner map[string]int, i int, hosts []string) bool {
+	for _, h := range hosts {
+		if _, dup := owner[h]; dup {
+			return false
+		}
+	}
+	for _, h := range hosts {
+		owner[h] = i
+	}
+	return true
 }
 
 // checkHost says what is wrong with a Site host, or returns "". Hosts are

@@ -60,6 +60,9 @@ func (r *Route) upstreamDefaults() {
 // keepalive and max_response_header.
 func (v *validator) upstreams() {
 	for i, s := range v.c.Sites {
+		if v.isKnown(i) {
+			continue
+		}
 		for j := range s.Routes {
 			v.upstreamRoute(&s.Routes[j], fmt.Sprintf("sites[%d].routes[%d]", i, j))
 		}

@@ -375,16 +375,21 @@ func (g *Gateway) apply(ctx context.Context, cfg *config.Config, log *slog.Logge
 	default:
 		return errors.New("applying config: the gateway is not running")
 	}
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
 	g.applyMu.Lock()
 	defer g.applyMu.Unlock()
 	if g.closing {
 		return errStopping
 	}
+	// The running config passed: its unchanged Sites are not checked again.
+	if err := cfg.ValidateChange(g.cfg); err != nil {
+		return err
+	}
 	keepRestartOnly(log, g.cfg, cfg)
-	table, err := proxy.Compile(cfg, g.proxyOptions(cfg))
+	opts := g.proxyOptions(cfg)
+	// Unchanged Sites keep their compiled Routes, Upstreams and health
+	// checks: a change costs what changed.
+	opts.Reuse = g.routes.Table()
+	table, err := proxy.Compile(cfg, opts)
 	if err != nil {
 		return fmt.Errorf("compiling routes: %w", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -288,8 +289,13 @@ func merge(primary *config.Config, parts []part) (*config.Config, []conflict) {
 		return primary, nil
 	}
 	out := *primary
-	out.Sites = append([]config.Site(nil), primary.Sites...)
-	served := map[string]int{} // lower-cased host → index in out.Sites
+	n := len(primary.Sites)
+	for _, p := range parts {
+		n += len(p.cfg.Sites)
+	}
+	out.Sites = make([]config.Site, len(primary.Sites), n)
+	copy(out.Sites, primary.Sites)
+	served := make(map[string]int, n) // lower-cased host → index in out.Sites
 	for i, s := range out.Sites {
 		for _, h := range s.Hosts {
 			served[strings.ToLower(h)] = i
@@ -298,12 +304,21 @@ func merge(primary *config.Config, parts []part) (*config.Config, []conflict) {
 	var conflicts []conflict
 	for _, p := range parts {
 		for _, s := range p.cfg.Sites {
-			var fresh []string
-			for _, h := range s.Hosts {
+			// fresh is s.Hosts itself until one is served already: a Site
+			// passed on unchanged keeps its slices, which lets the
+			// pipeline see it unchanged at the cost of a pointer compare
+			// (config.Site.Equal).
+			fresh, split := s.Hosts, false
+			for k, h := range s.Hosts {
 				idx, ok := served[strings.ToLower(h)]
 				if !ok {
-					fresh = append(fresh, h)
+					if split {
+						fresh = append(fresh, h)
+					}
 					continue
+				}
+				if !split {
+					fresh, split = append([]string(nil), s.Hosts[:k]...), true
 				}
 				idx = splitHost(&out, served, idx, h)
 				site := &out.Sites[idx]
@@ -321,11 +336,13 @@ func merge(primary *config.Config, parts []part) (*config.Config, []conflict) {
 			}
 			s.Hosts = fresh
 			s.Source = p.source
-			s.Routes = append([]config.Route(nil), s.Routes...)
-			for i := range s.Routes {
-				// A Source may name a Route's origin more precisely
-				// ("docker: web-1 (0123abcd)").
-				s.Routes[i].Source = cmp.Or(s.Routes[i].Source, p.source)
+			if slices.ContainsFunc(s.Routes, func(r config.Route) bool { return r.Source == "" }) {
+				s.Routes = append([]config.Route(nil), s.Routes...)
+				for i := range s.Routes {
+					// A Source may name a Route's origin more precisely
+					// ("docker: web-1 (0123abcd)").
+					s.Routes[i].Source = cmp.Or(s.Routes[i].Source, p.source)
+				}
 			}
 			out.Sites = append(out.Sites, s)
 			for _, h := range fresh {

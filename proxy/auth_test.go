@@ -515,7 +515,7 @@ func TestBasicAuthConcurrencyCap(t *testing.T) {
 }
 
 func TestRateLimitKey(t *testing.T) {
-	rl, err := newRateLimiter(&Table{}, &config.RateLimit{Requests: 1, Per: time.Second, Key: "header:X-Api-Key"}, time.Now)
+	rl, err := newRateLimiter(&trust{}, &config.RateLimit{Requests: 1, Per: time.Second, Key: "header:X-Api-Key"}, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -556,7 +556,7 @@ func TestRateLimitKey(t *testing.T) {
 // every client gets at least its burst.
 func TestRateLimitConcurrent(t *testing.T) {
 	const maxClients, burst = 64, 3
-	rl, err := newRateLimiter(&Table{}, &config.RateLimit{Requests: burst, Per: time.Hour, MaxClients: maxClients}, time.Now)
+	rl, err := newRateLimiter(&trust{}, &config.RateLimit{Requests: burst, Per: time.Hour, MaxClients: maxClients}, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,7 +22,7 @@ import (
 // When the service cannot be asked the request fails closed: 502, or 504
 // after the timeout.
 type forwardAuth struct {
-	table   *Table
+	table   *trust
 	url     *url.URL
 	copy    []string // canonical
 	timeout time.Duration
@@ -31,7 +31,7 @@ type forwardAuth struct {
 	next    http.Handler
 }
 
-func newForwardAuth(t *Table, cr *config.ForwardAuth) (*forwardAuth, error) {
+func newForwardAuth(t *trust, logger *slog.Logger, cr *config.ForwardAuth) (*forwardAuth, error) {
 	u, err := url.Parse(cr.URL)
 	if err != nil {
 		return nil, fmt.Errorf("parsing url: %w", err)
@@ -43,7 +43,7 @@ func newForwardAuth(t *Table, cr *config.ForwardAuth) (*forwardAuth, error) {
 		table:   t,
 		url:     u,
 		timeout: cr.Timeout,
-		logger:  t.logger,
+		logger:  logger,
 	}
 	if fa.timeout <= 0 {
 		fa.timeout = config.DefaultForwardAuthTimeout

@@ -8,7 +8,7 @@ import (
 )
 
 // trusts reports whether a is one of the configured trusted proxies.
-func (t *Table) trusts(a netip.Addr) bool {
+func (t *trust) trusts(a netip.Addr) bool {
 	a = a.Unmap()
 	for _, p := range t.trusted {
 		if p.Contains(a) {
@@ -31,7 +31,7 @@ func peerAddr(r *http.Request) (netip.Addr, bool) {
 // is a trusted proxy, the rightmost X-Forwarded-For entry that is not a
 // trusted proxy itself. Entries left of that one are whatever the client
 // chose to send and are never believed.
-func (t *Table) clientIP(r *http.Request) netip.Addr {
+func (t *trust) clientIP(r *http.Request) netip.Addr {
 	peer, ok := peerAddr(r)
 	if !ok || !t.trusts(peer) {
 		return peer
@@ -92,7 +92,7 @@ var (
 // all four from out, so they are assigned under their canonical names
 // rather than through Header.Set. vals, when not nil, holds the two
 // per-request values instead of a new allocation.
-func (t *Table) setForwarded(in, out *http.Request, vals *[2]string) {
+func (t *trust) setForwarded(in, out *http.Request, vals *[2]string) {
 	proto := forwardedHTTP
 	if in.TLS != nil {
 		proto = forwardedHTTPS

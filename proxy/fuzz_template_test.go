@@ -53,7 +53,7 @@ func FuzzTemplate(f *testing.F) {
 	allowed := []string{"client_ip", "host", "scheme", "request_id", "path", "query", "user"}
 	f.Fuzz(func(t *testing.T, s, host, path, query string) {
 		r := &http.Request{Host: host, URL: &url.URL{RawQuery: query}, RemoteAddr: "192.0.2.1:1234", Header: http.Header{}}
-		v := &vars{t: &Table{}, r: r, requestID: "rid", path: path, user: "ann"}
+		v := &vars{t: &trust{}, r: r, requestID: "rid", path: path, user: "ann"}
 		val := map[string]string{"client_ip": "192.0.2.1", "host": host, "scheme": "http", "request_id": "rid", "path": path, "query": query, "user": "ann"}
 		want, ok := refRender(s, val)
 		tm, err := parseTemplate(s, allowed)
@@ -102,7 +102,7 @@ func FuzzHeaderOps(f *testing.F) {
 			ca := http.CanonicalHeaderKey(addName)
 			want[ca] = append(want[ca], v)
 			r := &http.Request{Host: "example.com", URL: &url.URL{}, Header: h}
-			ops.apply(h, &vars{t: &Table{}, r: r, requestID: "rid"})
+			ops.apply(h, &vars{t: &trust{}, r: r, requestID: "rid"})
 			return h, want
 		}
 		first, want := run()

@@ -96,7 +96,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := r.URL.Path
 	if p == "" || p[0] != '/' {
 		// CONNECT and "OPTIONS *": no path to route.
-		writeShapedStatus(x, r, t, s.headers, http.StatusBadRequest)
+		writeShapedStatus(x, r, t.trust, s.headers, http.StatusBadRequest)
 		return
 	}
 	if c := cleanPath(p); c != p {
@@ -107,7 +107,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if rt == nil {
 		// The Site's own 404 carries its security headers, as Caddy and
 		// Traefik put their header middleware on it.
-		writeShapedStatus(x, r, t, s.headers, http.StatusNotFound)
+		writeShapedStatus(x, r, t.trust, s.headers, http.StatusNotFound)
 		return
 	}
 	x.route = rt
@@ -115,7 +115,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength > rt.maxBody {
 			// Answered before the Route's handler, so its response
 			// headers are applied here.
-			writeShapedStatus(x, r, t, rt.responseHeaders(), http.StatusRequestEntityTooLarge)
+			writeShapedStatus(x, r, t.trust, rt.responseHeaders(), http.StatusRequestEntityTooLarge)
 			return
 		}
 		if r.Body != nil && r.Body != http.NoBody {

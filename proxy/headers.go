@@ -142,7 +142,7 @@ func parseTemplate(s string, allowed []string) (template, error) {
 
 // vars are the values placeholders render to for one request.
 type vars struct {
-	t         *Table
+	t         *trust
 	r         *http.Request
 	requestID string
 	path      string // escaped, for redirects

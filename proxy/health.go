@@ -37,6 +37,7 @@ type checkerKey struct {
 
 // checker runs one Upstream's active health check until stopped.
 type checker struct {
+	key    checkerKey
 	st     *upstreamState
 	check  healthCheck
 	rt     http.RoundTripper
@@ -59,11 +60,17 @@ var runningCheckers atomic.Int64
 // owns while it is served.
 type upstreamSet struct {
 	all []*upstream // config order
+	// own marks, by index in all, the Upstreams compiled for this Table;
+	// the others were taken over from an earlier one (Options.Reuse).
+	own []bool
 	// states dedupes an Upstream listed twice in one Route at compile.
 	states map[upstreamKey]*upstreamState
 
-	mu       sync.Mutex // guards checkers
-	checkers map[checkerKey]*checker
+	mu sync.Mutex // guards checkers
+	// checkers holds the running checks by the state of the Upstream
+	// checked: one state is one Upstream of one Route (a pointer, cheap
+	// to hash at every swap, where a checkerKey is not).
+	checkers map[*upstreamState]*checker
 }
 
 // add registers u, sharing the state of an Upstream with the same key.
@@ -78,6 +85,20 @@ func (s *upstreamSet) add(u *upstream) {
 	}
 	u.st.Store(st)
 	s.all = append(s.all, u)
+	s.own = append(s.own, true)
+}
+
+// adopt registers u, compiled for an earlier Table, with the state it
+// has: the earlier Table may be serving it still.
+func (s *upstreamSet) adopt(u *upstream) {
+	if s.states == nil {
+		s.states = make(map[upstreamKey]*upstreamState)
+	}
+	if _, ok := s.states[u.key]; !ok {
+		s.states[u.key] = u.state()
+	}
+	s.all = append(s.all, u)
+	s.own = append(s.own, false)
 }
 
 // activate makes t the served Table's health owner: each Upstream that
@@ -90,12 +111,15 @@ func (t *Table) activate(old *Table) []*checker {
 	ups.mu.Lock()
 	defer ups.mu.Unlock()
 	if ups.checkers == nil {
-		ups.checkers = make(map[checkerKey]*checker)
+		ups.checkers = make(map[*upstreamState]*checker, len(ups.all))
 	}
-	var oldCheckers map[checkerKey]*checker
+	var oldCheckers map[*upstreamState]*checker
 	if old != nil && old != t {
 		prev := old.ups.states
-		for _, u := range ups.all {
+		for i, u := range ups.all {
+			if !ups.own[i] {
+				continue // taken over from old: its state is old's already
+			}
 			s, ok := prev[u.key]
 			if !ok || s == u.state() {
 				continue
@@ -111,20 +135,22 @@ func (t *Table) activate(old *Table) []*checker {
 		oldCheckers, old.ups.checkers = old.ups.checkers, nil
 		old.ups.mu.Unlock()
 	}
-	for _, u := range ups.all {
+	for i, u := range ups.all {
 		if u.check == nil {
 			continue
 		}
-		k := checkerKey{up: u.key, check: *u.check, tkey: u.tkey}
-		if _, ok := ups.checkers[k]; ok {
+		st := u.state()
+		if _, ok := ups.checkers[st]; ok {
 			continue
 		}
-		if c, ok := oldCheckers[k]; ok && c.st == u.state() {
-			delete(oldCheckers, k)
-			ups.checkers[k] = c
+		// A checker of an Upstream taken over with its Site checks it as
+		// it is; another's must check the same way to carry on.
+		if c, ok := oldCheckers[st]; ok && (!ups.own[i] || c.key == (checkerKey{up: u.key, check: *u.check, tkey: u.tkey})) {
+			delete(oldCheckers, st)
+			ups.checkers[st] = c
 			continue
 		}
-		ups.checkers[k] = t.startChecker(u)
+		ups.checkers[st] = t.startChecker(u)
 	}
 	stale := make([]*checker, 0, len(oldCheckers))
 	for _, c := range oldCheckers {
@@ -160,6 +186,7 @@ func (t *Table) startChecker(u *upstream) *checker {
 	ctx, cancel := context.WithCancel(context.Background())
 	host := u.host
 	c := &checker{
+		key:    checkerKey{up: u.key, check: *u.check, tkey: u.tkey},
 		st:     u.state(),
 		check:  *u.check,
 		rt:     u.rt,

@@ -106,7 +106,7 @@ func (c *compiler) balancer(s *site, r *route, cr *config.Route) (*balancer, err
 		case policyRandomTwo:
 			b.policy = randomTwo{}
 		case policyIPHash:
-			b.policy = newIPHash(c.table, ups)
+			b.policy = newIPHash(c.table.trust, ups)
 		case policyCookie:
 			path := r.prefix
 			if path == "" {

@@ -182,13 +182,13 @@ func nthCandidate(marks []uint8, n int) int {
 // same Upstream. It uses rendezvous hashing: an Upstream going down moves
 // only its own clients, and coming back takes back only those.
 type ipHash struct {
-	table *Table
+	table *trust
 	// seeds are the hashes of the Upstream URLs, so every gatehouse
 	// instance maps a client to the same Upstream.
 	seeds []uint64
 }
 
-func newIPHash(t *Table, ups []*upstream) *ipHash {
+func newIPHash(t *trust, ups []*upstream) *ipHash {
 	p := &ipHash{table: t, seeds: make([]uint64, len(ups))}
 	for i, u := range ups {
 		p.seeds[i] = fnv64(fnvOffset, []byte(u.name))

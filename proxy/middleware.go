@@ -28,7 +28,7 @@ import (
 //  6. for Upstreams, the request as sent: strip_prefix, add_prefix,
 //     rewrite, then request_headers and X-Request-ID (see outbound).
 type shaping struct {
-	table *Table
+	table *trust
 
 	responseHeaders *headerOps
 	allow, deny     []netip.Prefix
@@ -49,7 +49,7 @@ type shaping struct {
 // them, or h itself when the Route has none. It sets r.shape for
 // [route.outbound] and appends the options to r.desc.
 func (c *compiler) shape(s *site, r *route, cr *config.Route, h http.Handler) (http.Handler, error) {
-	sh := &shaping{table: c.table, compress: cr.Compress}
+	sh := &shaping{table: c.table.trust, compress: cr.Compress}
 	var err error
 	if sh.responseHeaders, err = compileHeaders(cr.ResponseHeaders, config.HeaderPlaceholders); err != nil {
 		return nil, fmt.Errorf("compiling response_headers: %w", err)
@@ -75,7 +75,7 @@ func (c *compiler) shape(s *site, r *route, cr *config.Route, h http.Handler) (h
 		sh.deny = append(sh.deny, pr)
 	}
 	if cr.RateLimit != nil {
-		if sh.rateLimit, err = newRateLimiter(c.table, cr.RateLimit, c.opts.now); err != nil {
+		if sh.rateLimit, err = newRateLimiter(c.table.trust, cr.RateLimit, c.opts.now); err != nil {
 			return nil, fmt.Errorf("compiling rate_limit: %w", err)
 		}
 	}
@@ -85,7 +85,7 @@ func (c *compiler) shape(s *site, r *route, cr *config.Route, h http.Handler) (h
 		}
 	}
 	if cr.ForwardAuth != nil {
-		if sh.forwardAuth, err = newForwardAuth(c.table, cr.ForwardAuth); err != nil {
+		if sh.forwardAuth, err = newForwardAuth(c.table.trust, c.table.logger, cr.ForwardAuth); err != nil {
 			return nil, fmt.Errorf("compiling forward_auth: %w", err)
 		}
 	}
@@ -118,10 +118,10 @@ func (c *compiler) shape(s *site, r *route, cr *config.Route, h http.Handler) (h
 		h = rl
 	}
 	if sh.allow != nil || sh.deny != nil {
-		h = &ipFilter{table: c.table, allow: sh.allow, deny: sh.deny, next: h}
+		h = &ipFilter{table: c.table.trust, allow: sh.allow, deny: sh.deny, next: h}
 	}
 	if sh.responseHeaders != nil {
-		h = &responseHeaders{ops: sh.responseHeaders, table: c.table, next: h}
+		h = &responseHeaders{ops: sh.responseHeaders, table: c.table.trust, next: h}
 	}
 	return h, nil
 }
@@ -210,7 +210,7 @@ func (r *route) outbound(in, out *http.Request) {
 // ipFilter answers 403 to clients deny_ips names or allow_ips does not.
 // The client is the real one: the peer, or what trusted proxies say.
 type ipFilter struct {
-	table       *Table
+	table       *trust
 	allow, deny []netip.Prefix
 	next        http.Handler
 }
@@ -246,7 +246,7 @@ func (f *ipFilter) admits(ip netip.Addr) bool {
 // to every response of the Route, as its header is written.
 type responseHeaders struct {
 	ops   *headerOps
-	table *Table
+	table *trust
 	next  http.Handler
 }
 
@@ -268,7 +268,7 @@ func (r *route) responseHeaders() *headerOps {
 // behalf of a Site or Route before any Route handler runs (400, 404, 413):
 // ops, the response headers that Site or Route puts on every response, are
 // applied as the Route's own wrapper would. Nil ops is plain writeStatus.
-func writeShapedStatus(w http.ResponseWriter, r *http.Request, t *Table, ops *headerOps, code int) {
+func writeShapedStatus(w http.ResponseWriter, r *http.Request, t *trust, ops *headerOps, code int) {
 	if ops != nil {
 		w = &headerWriter{ResponseWriter: w, ops: ops, table: t, r: r}
 	}
@@ -279,7 +279,7 @@ func writeShapedStatus(w http.ResponseWriter, r *http.Request, t *Table, ops *he
 type headerWriter struct {
 	http.ResponseWriter
 	ops   *headerOps
-	table *Table
+	table *trust
 	r     *http.Request
 	done  bool
 }
@@ -339,25 +339,32 @@ func (t *Table) inheritShaping(old *Table) {
 	if old == nil || old == t {
 		return
 	}
-	type key struct{ site, path string }
-	prev := make(map[key]*shaping)
-	for _, s := range old.sites {
-		for _, r := range s.routes {
-			if r.shape != nil {
-				prev[key{s.name, r.path}] = r.shape
-			}
-		}
-	}
 	for _, s := range t.sites {
+		// The Site old had under s's name; a Site taken over from old
+		// (Options.Reuse) has its state already.
+		o := old.configured(s.name)
+		if o == s || o == nil || o.name != s.name {
+			continue
+		}
 		for _, r := range s.routes {
-			sh, o := r.shape, prev[key{s.name, r.path}]
-			if sh == nil || o == nil {
+			sh := r.shape
+			if sh == nil {
 				continue
 			}
-			if a, b := sh.rateLimit, o.rateLimit; a != nil && b != nil && a.sameSettings(b) {
+			var prev *shaping
+			for _, or := range o.routes {
+				if or.path == r.path {
+					prev = or.shape
+					break
+				}
+			}
+			if prev == nil {
+				continue
+			}
+			if a, b := sh.rateLimit, prev.rateLimit; a != nil && b != nil && a.sameSettings(b) {
 				a.seed, a.shards = b.seed, b.shards
 			}
-			if a, b := sh.basicAuth, o.basicAuth; a != nil && b != nil && a.sameUsers(b) {
+			if a, b := sh.basicAuth, prev.basicAuth; a != nil && b != nil && a.sameUsers(b) {
 				a.salt, a.logins = b.salt, b.logins
 			}
 		}

@@ -25,7 +25,7 @@ const maxRateShards = 16
 // passes max_clients; a forgotten client comes back with a full bucket,
 // which is what an idle client would have anyway.
 type rateLimiter struct {
-	table      *Table
+	table      *trust
 	limit      rate.Limit
 	burst      int
 	requests   int           // as configured, for Describe
@@ -55,7 +55,7 @@ type rateClient struct {
 	prev, next *rateClient
 }
 
-func newRateLimiter(t *Table, cr *config.RateLimit, now func() time.Time) (*rateLimiter, error) {
+func newRateLimiter(t *trust, cr *config.RateLimit, now func() time.Time) (*rateLimiter, error) {
 	if cr.Requests <= 0 || cr.Per <= 0 {
 		return nil, errors.New("checking requests and per: must be positive")
 	}

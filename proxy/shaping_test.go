@@ -452,7 +452,7 @@ func TestParseTemplate(t *testing.T) {
 		{in: "q={query}", render: "q=a=1", noQuery: "q="},
 		{in: "{nope}", err: true},
 	}
-	tab := &Table{}
+	tab := &trust{}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
 			tmpl, err := parseTemplate(tt.in, all)
@@ -488,7 +488,7 @@ func BenchmarkRequestHeaders(b *testing.B) {
 	}
 	r, _ := http.NewRequest("GET", "https://h.example/", nil)
 	r.RemoteAddr = "192.0.2.7:1234"
-	tab := &Table{}
+	tab := &trust{}
 	b.ReportAllocs()
 	for b.Loop() {
 		h := make(http.Header, 4)

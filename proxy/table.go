@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -43,6 +44,14 @@ type Options struct {
 	// access log is on. It feeds metrics, so it must be cheap, safe for
 	// concurrent use and must not allocate.
 	Observe func(site string, status int, d time.Duration)
+	// Reuse is a Table compiled before, usually the one served: each of its
+	// Sites whose config is unchanged ([config.Site.Equal]) and names no
+	// file is taken over as compiled, Upstreams, balancer positions and
+	// shaping state included, instead of being compiled again, so a reload
+	// costs what changed rather than what is configured. It applies only
+	// when Reuse was compiled with the same Logger, Transports, Upstream
+	// timeouts and trusted_proxies; nil compiles everything.
+	Reuse *Table
 
 	// now is the clock for Upstream cooldowns, ejections and health check
 	// times; nil means time.Now. Tests set it.
@@ -54,14 +63,18 @@ type Options struct {
 // map lookups and prefix compares. Its routing is immutable and it is safe
 // for concurrent use; a reload compiles a new one and swaps it in whole.
 // The only state that changes is each Route's round-robin position and the
-// cooldowns of unreachable Upstreams, which a new Table starts afresh.
+// cooldowns of unreachable Upstreams, which a new Table starts afresh for
+// the Sites it compiles (not for those it takes over, see Options.Reuse).
 type Table struct {
 	exact    map[string]*site // normalized host → Site
 	wildcard map[string]*site // "example.net" for "*.example.net"
 	catchAll *site            // the "*" Site, or nil
 	sites    []*site          // config order, for Describe
 
-	trusted   []netip.Prefix
+	// trust is trusted_proxies, shared with the Route handlers: a Table
+	// compiled from the same trusted_proxies shares it, so Sites it reuses
+	// from an earlier Table (Options.Reuse) need nothing of that Table.
+	*trust
 	accessLog bool
 	limits    requestLimits
 	// writeTimeout is timeouts.write, each response's allowed stall.
@@ -82,6 +95,15 @@ type Table struct {
 	// now is Options.now: the clock of cooldowns, ejections and health
 	// check times.
 	now func() time.Time
+	// transports is Options.Transports, which a Table reusing this one's
+	// Sites must share.
+	transports *Transports
+}
+
+// trust is the part of a Table its Route handlers read while serving:
+// which peers are trusted proxies, to find the client's address.
+type trust struct {
+	trusted []netip.Prefix
 }
 
 // site is a compiled config.Site.
@@ -95,6 +117,10 @@ type site struct {
 	// gives without a Route (a 404 for a path none matches, a 400)
 	// carry it alone.
 	headers *headerOps
+	// cfg is the config the Site was compiled from, and ups its Upstreams,
+	// for a later Compile to take it over (Options.Reuse).
+	cfg config.Site
+	ups []*upstream
 }
 
 // route is a compiled config.Route.
@@ -128,7 +154,7 @@ func Compile(cfg *config.Config, opts Options) (*Table, error) {
 		opts.now = time.Now
 	}
 	t := &Table{
-		exact:                 make(map[string]*site),
+		exact:                 make(map[string]*site, len(cfg.Sites)),
 		wildcard:              make(map[string]*site),
 		accessLog:             cfg.Log.Access == nil || *cfg.Log.Access,
 		limits:                newRequestLimits(cfg.Limits),
@@ -139,6 +165,8 @@ func Compile(cfg *config.Config, opts Options) (*Table, error) {
 		buffers:               newBufferPool(),
 		observe:               opts.Observe,
 		now:                   opts.now,
+		transports:            opts.Transports,
+		trust:                 &trust{},
 	}
 	if p := opts.HTTPSPort; p != "" && p != "443" {
 		t.redirectPort = ":" + p
@@ -156,9 +184,18 @@ func Compile(cfg *config.Config, opts Options) (*Table, error) {
 		table:    t,
 		opts:     opts,
 		errorLog: slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn),
-		seenHost: make(map[string]int),
+		seenHost: make(map[string]int, len(cfg.Sites)),
+	}
+	if old := opts.Reuse; old != nil && old.sameSetting(t) {
+		c.reuse = old
+		t.ups.states = make(map[upstreamKey]*upstreamState, len(old.ups.states))
+		// The reused Sites' handlers read these.
+		t.trust, t.buffers = old.trust, old.buffers
 	}
 	for i := range cfg.Sites {
+		if c.adopt(i, &cfg.Sites[i]) {
+			continue
+		}
 		if err := c.site(i, &cfg.Sites[i]); err != nil {
 			errs = append(errs, err)
 		}
@@ -175,6 +212,70 @@ type compiler struct {
 	opts     Options
 	errorLog *log.Logger
 	seenHost map[string]int // normalized host → index of the Site declaring it
+	// reuse is Options.Reuse when its Sites may be taken over, else nil.
+	reuse *Table
+}
+
+// sameSetting reports whether Sites compiled for old work unchanged in t:
+// same logger, Upstream transports and timeouts, clock and trusted
+// proxies.
+func (old *Table) sameSetting(t *Table) bool {
+	return old.logger == t.logger && old.transports == t.transports &&
+		old.dialTimeout == t.dialTimeout && old.responseHeaderTimeout == t.responseHeaderTimeout &&
+		// Only tests set another clock; the same function is the same clock.
+		reflect.ValueOf(old.now).Pointer() == reflect.ValueOf(t.now).Pointer() &&
+		slices.Equal(old.trusted, t.trusted)
+}
+
+// adopt takes over the compiled Site of c.reuse that cs is unchanged from,
+// with its Upstreams' health, and reports whether it did. A Site whose
+// hosts clash with an earlier one is compiled, for its errors.
+func (c *compiler) adopt(i int, cs *config.Site) bool {
+	if c.reuse == nil || len(cs.Hosts) == 0 {
+		return false
+	}
+	old := c.reuse.configured(normalizeConfigHost(cs.Hosts[0]))
+	if old == nil || !old.cfg.Equal(cs) || cs.NamesFiles() {
+		return false
+	}
+	for _, h := range old.hosts {
+		if _, dup := c.seenHost[h]; dup {
+			return false
+		}
+	}
+	for _, h := range old.hosts {
+		c.seenHost[h] = i
+		c.table.register(h, old)
+	}
+	for _, u := range old.ups {
+		c.table.ups.adopt(u)
+	}
+	c.table.sites = append(c.table.sites, old)
+	return true
+}
+
+// configured returns the Site t compiled for the normalized config host
+// h, or nil.
+func (t *Table) configured(h string) *site {
+	switch {
+	case h == "*":
+		return t.catchAll
+	case strings.HasPrefix(h, "*."):
+		return t.wildcard[h[2:]]
+	}
+	return t.exact[h]
+}
+
+// register makes s serve the normalized config host h.
+func (t *Table) register(h string, s *site) {
+	switch {
+	case h == "*":
+		t.catchAll = s
+	case strings.HasPrefix(h, "*."):
+		t.wildcard[h[2:]] = s
+	default:
+		t.exact[h] = s
+	}
 }
 
 func (c *compiler) site(i int, cs *config.Site) error {
@@ -188,14 +289,7 @@ func (c *compiler) site(i int, cs *config.Site) error {
 		}
 		c.seenHost[h] = i
 		s.hosts = append(s.hosts, h)
-		switch {
-		case h == "*":
-			c.table.catchAll = s
-		case strings.HasPrefix(h, "*."):
-			c.table.wildcard[h[2:]] = s
-		default:
-			c.table.exact[h] = s
-		}
+		c.table.register(h, s)
 	}
 	if len(s.hosts) > 0 {
 		s.name = s.hosts[0]
@@ -208,6 +302,8 @@ func (c *compiler) site(i int, cs *config.Site) error {
 	if cs.SecurityHeaders {
 		s.headers = withSecurityDefaults(nil)
 	}
+	s.cfg = *cs
+	firstUp := len(c.table.ups.all)
 	seenPrefix := make(map[string]int)
 	for j := range cs.Routes {
 		r, err := c.route(s, &cs.Routes[j])
@@ -224,6 +320,7 @@ func (c *compiler) site(i int, cs *config.Site) error {
 	}
 	// Longest prefix first, so the first match is the most specific one.
 	slices.SortStableFunc(s.routes, func(a, b *route) int { return cmp.Compare(len(b.prefix), len(a.prefix)) })
+	s.ups = slices.Clone(c.table.ups.all[firstUp:])
 	c.table.sites = append(c.table.sites, s)
 	return errors.Join(errs...)
 }

@@ -18,7 +18,7 @@ const statusClientClosedRequest = 499
 
 // proxyRoute forwards a Route's requests to its Upstreams.
 type proxyRoute struct {
-	table    *Table
+	table    *trust
 	route    *route
 	balancer *balancer
 	hsts     bool // the Site sends its own Strict-Transport-Security
@@ -27,7 +27,7 @@ type proxyRoute struct {
 }
 
 func newProxyRoute(t *Table, s *site, r *route, b *balancer, errorLog *log.Logger) *proxyRoute {
-	p := &proxyRoute{table: t, route: r, balancer: b, hsts: s.hsts != nil, logger: t.logger}
+	p := &proxyRoute{table: t.trust, route: r, balancer: b, hsts: s.hsts != nil, logger: t.logger}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:      p.rewrite,
 		Transport:    b,

@@ -258,10 +258,17 @@ func (pc *policyConfigs) set(policies map[string]*issuancePolicy) error {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
 	hosts := make(map[string]*certmagic.Config, len(policies))
+	// Most hosts share one policy value (acme's); its key is computed once,
+	// not once per host.
+	byPolicy := map[*issuancePolicy]*certmagic.Config{}
 	for host, p := range policies {
-		c, err := pc.getLocked(p)
-		if err != nil {
-			return fmt.Errorf("issuance policy of %s: %w", host, err)
+		c, ok := byPolicy[p]
+		if !ok {
+			var err error
+			if c, err = pc.getLocked(p); err != nil {
+				return fmt.Errorf("issuance policy of %s: %w", host, err)
+			}
+			byPolicy[p] = c
 		}
 		hosts[host] = c
 	}

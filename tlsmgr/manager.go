@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -50,8 +51,10 @@ type Manager struct {
 	onDemand atomic.Pointer[onDemand]
 
 	// applyMu serialises Apply, so two reloads never interleave their swap
-	// and their engine update.
+	// and their engine update; it guards applied.
 	applyMu sync.Mutex
+	// applied is the config of the last successful Apply.
+	applied *config.Config
 	// closeOnce makes Close idempotent.
 	closeOnce sync.Once
 	closeErr  error
@@ -210,6 +213,16 @@ func (m *Manager) Apply(ctx context.Context, cfg *config.Config) error {
 	if err := m.checkFrozen(cfg); err != nil {
 		return err
 	}
+	if m.applied != nil && sameCertificates(m.applied, cfg) {
+		// The hosts and how each gets its Certificate are unchanged (only
+		// Routes changed): the running table, policies and obtain loops
+		// stay as they are.
+		if m.lc != nil {
+			m.lc.apply(ctx, cfg, m.table.Load())
+		}
+		m.applied = cfg
+		return nil
+	}
 	t, err := buildTable(cfg)
 	if err != nil {
 		return fmt.Errorf("applying TLS config: %w", err)
@@ -243,7 +256,29 @@ func (m *Manager) Apply(ctx context.Context, cfg *config.Config) error {
 		m.lc.apply(ctx, cfg, t)
 	}
 	m.logger.DebugContext(ctx, "TLS config applied", "acme_hosts", t.acmeHosts, "internal_hosts", t.internalNames)
+	m.applied = cfg
 	return nil
+}
+
+// sameCertificates reports whether b asks for the Certificates a does, the
+// same way: the same Sites' hosts and TLS in the same order, the same
+// acme, on_demand, events and retire_after, and no file to read again
+// (a Site's tls.cert, on_demand.allow_file), which every Apply rereads.
+// It costs a few compares per Site, where building the table costs a
+// host's normalisation, issuer and map entries.
+func sameCertificates(a, b *config.Config) bool {
+	if len(a.Sites) != len(b.Sites) || a.RetireAfter != b.RetireAfter ||
+		b.OnDemand != nil && b.OnDemand.AllowFile != "" ||
+		!reflect.DeepEqual(a.OnDemand, b.OnDemand) || !reflect.DeepEqual(a.ACME, b.ACME) || !reflect.DeepEqual(a.Events, b.Events) {
+		return false
+	}
+	for i := range b.Sites {
+		x, y := &a.Sites[i], &b.Sites[i]
+		if y.TLS.Cert != "" || !slices.Equal(x.Hosts, y.Hosts) || !x.TLS.Equal(&y.TLS) {
+			return false
+		}
+	}
+	return true
 }
 
 // checkFrozen reports an error if cfg changes what only a restart can.

@@ -59,9 +59,13 @@ func (o *obtainer) set(hosts []string) {
 	if o.closed {
 		return
 	}
+	want := make(map[string]bool, len(hosts))
+	for _, h := range hosts {
+		want[h] = true
+	}
 	var removed []string
 	for host, l := range o.loops {
-		if !slices.Contains(hosts, host) {
+		if !want[host] {
 			l.cancel()
 			<-l.done
 			delete(o.loops, host)

@@ -71,14 +71,24 @@ type table struct {
 	onDemand    *onDemandPolicy
 }
 
+// mayBeAddr reports whether host may be an IP address: IPv4 starts with a
+// digit, IPv6 has a colon.
+func mayBeAddr(host string) bool {
+	return host != "" && ('0' <= host[0] && host[0] <= '9' || strings.Contains(host, ":"))
+}
+
 // normalizeHost lowercases host, drops a trailing dot and IPv6 brackets, and
 // writes IP addresses in canonical form, so config hosts, SNI values and
 // local addresses compare equal.
 func normalizeHost(host string) string {
 	host = strings.ToLower(strings.TrimSuffix(host, "."))
 	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
-	if a, err := netip.ParseAddr(host); err == nil {
-		return a.Unmap().WithZone("").String()
+	// Only what may be an address is parsed: a failed parse allocates, on
+	// every host at every reload.
+	if mayBeAddr(host) {
+		if a, err := netip.ParseAddr(host); err == nil {
+			return a.Unmap().WithZone("").String()
+		}
 	}
 	return host
 }
@@ -87,9 +97,9 @@ func normalizeHost(host string) string {
 // certificate. It touches no state, so Apply can throw the result away on
 // error.
 func buildTable(cfg *config.Config) (*table, error) {
-	t := &table{exact: map[string]*source{}, wild: map[string]*source{}}
+	t := &table{exact: make(map[string]*source, len(cfg.Sites)), wild: map[string]*source{}}
 	var errs []error
-	seen := map[string]bool{}
+	seen := make(map[string]bool, len(cfg.Sites))
 	// Sites sharing one certificate share one parsed copy: a 10,000-Site
 	// config with one wildcard certificate loads it once, not 10,000 times.
 	loaded := map[[2]string]*tls.Certificate{}

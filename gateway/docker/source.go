@@ -52,6 +52,55 @@ type Source struct {
 	refused    map[string]bool       // container ID + host refused already, so each is counted once while it lasts
 	expiry     *time.Timer           // fires when a stopped container's Linger ends
 	lastEvent  int64                 // Unix nanoseconds of the last event, where a new stream starts
+	// built holds what the last Load made of each container, by ID (see
+	// tape); users indexes it by host: the IDs of the containers whose
+	// tapes route each host. hosts and sites are the Sites of the last
+	// Load, one per host, sorted by host. A Load builds again only the
+	// Sites of hosts whose containers changed, and gives the others as
+	// the same values, which the gateway sees unchanged at the cost of a
+	// pointer compare (config.Site.Equal).
+	built map[string]*tape
+	users map[string]map[string]bool
+	hosts []string
+	sites []config.Site
+}
+
+// tape records what the builder did for one container: the pools it
+// joined and the problems and refused hosts it reported. Replaying it
+// does the same without parsing labels or checking Sites again. It is
+// kept only while the container's record and draining state are those it
+// was made from and its state does not depend on the time (a stopped
+// container's Linger).
+type tape struct {
+	c        *container
+	draining bool
+	// timed says the container's state depended on the time: it is
+	// built again at every Load.
+	timed bool
+	// notes says some op is a problem or a refused host, which every
+	// Load reports again (they are logged once while they last).
+	notes bool
+	ops   []op
+}
+
+// hostsOf returns the hosts t's Sites route.
+func (t *tape) hostsOf(yield func(string) bool) {
+	for i := range t.ops {
+		for j := range t.ops[i].sites {
+			if !yield(t.ops[i].sites[j].Hosts[0]) {
+				return
+			}
+		}
+	}
+}
+
+// op is one recorded step: a problem (key, label, msg), a refused host
+// (key, host), or pool Sites joined (sites, active, member).
+type op struct {
+	key, label, msg, host string
+	sites                 []config.Site
+	active                bool
+	member                string
 }
 
 // New makes the Source for cfg.Docker, whose Sites are checked with cfg's
@@ -102,21 +151,115 @@ func (s *Source) Load(context.Context) (*config.Config, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
-	b := builder{s: s, now: now, pools: map[poolKey]*pool{}, problems: map[string]bool{}, refused: map[string]bool{}}
-	ids := slices.SortedFunc(maps.Keys(s.containers), func(a, b string) int {
-		return cmp.Or(cmp.Compare(s.containers[a].Name, s.containers[b].Name), cmp.Compare(a, b))
-	})
-	for _, id := range ids {
-		b.container(s.containers[id])
+	b := builder{s: s, now: now, problems: map[string]bool{}, refused: map[string]bool{}}
+	if s.built == nil {
+		s.built, s.users = map[string]*tape{}, map[string]map[string]bool{}
 	}
-	sites := b.sites()
+	dirty := map[string]bool{} // hosts whose Site is built again
+	for id, c := range s.containers {
+		t := s.built[id]
+		if t != nil && t.c == c && t.draining == s.draining[id] && !t.timed {
+			if t.notes {
+				b.replay(c, t)
+			}
+			continue
+		}
+		b.tape = &tape{c: c, draining: s.draining[id]}
+		b.container(c)
+		b.tape.timed = b.timed
+		s.setTape(id, t, b.tape, dirty)
+		b.tape, b.timed = nil, false
+	}
+	if len(s.built) > len(s.containers) {
+		for id, t := range s.built {
+			if _, ok := s.containers[id]; !ok {
+				s.setTape(id, t, nil, dirty)
+			}
+		}
+	}
+	for h := range dirty {
+		s.rebuild(h)
+	}
 	// Problems are logged once while they last.
 	s.reported, s.refused = b.problems, b.refused
 	s.scheduleExpiry(b.nextExpiry)
-	return &config.Config{Sites: sites}, nil
+	return &config.Config{Sites: slices.Clone(s.sites)}, nil
 }
 
-// builder turns containers into pools and Sites for one Load.
+// setTape makes t the tape of container id (nil: the container is gone)
+// in place of old, marking the hosts either routes dirty.
+func (s *Source) setTape(id string, old, t *tape, dirty map[string]bool) {
+	if old != nil {
+		for h := range old.hostsOf {
+			dirty[h] = true
+			if u := s.users[h]; u != nil {
+				delete(u, id)
+				if len(u) == 0 {
+					delete(s.users, h)
+				}
+			}
+		}
+	}
+	if t == nil {
+		delete(s.built, id)
+		return
+	}
+	s.built[id] = t
+	for h := range t.hostsOf {
+		dirty[h] = true
+		u := s.users[h]
+		if u == nil {
+			u = map[string]bool{}
+			s.users[h] = u
+		}
+		u[id] = true
+	}
+}
+
+// rebuild builds the Site of host h again from the tapes of the
+// containers routing it, in the order of a Load from scratch (containers
+// by name, then ID), and puts it in place in s.hosts and s.sites, or
+// takes it out when no container routes h any more.
+func (s *Source) rebuild(h string) {
+	i, found := slices.BinarySearch(s.hosts, h)
+	var tapes []*tape
+	for id := range s.users[h] {
+		tapes = append(tapes, s.built[id])
+	}
+	if len(tapes) == 0 {
+		if found {
+			s.hosts = slices.Delete(s.hosts, i, i+1)
+			s.sites = slices.Delete(s.sites, i, i+1)
+		}
+		return
+	}
+	slices.SortFunc(tapes, func(x, y *tape) int {
+		return cmp.Or(cmp.Compare(x.c.Name, y.c.Name), cmp.Compare(x.c.ID, y.c.ID))
+	})
+	b := builder{s: s, pools: map[poolKey]*pool{}}
+	for _, t := range tapes {
+		for j := range t.ops {
+			if o := &t.ops[j]; o.sites != nil {
+				b.join(h, o.sites, o.active, o.member)
+			}
+		}
+	}
+	site := b.site(h)
+	if ps := s.cfg.CheckSites([]config.Site{site}); len(ps) > 0 {
+		// Each Route passed alone; together they should too. Say so
+		// rather than hide it, and let the gateway refuse the whole.
+		s.log.Error("docker: the container routes do not fit together", "host", h, "problems", ps.Error())
+	}
+	if found {
+		s.sites[i] = site
+		return
+	}
+	s.hosts = slices.Insert(s.hosts, i, h)
+	s.sites = slices.Insert(s.sites, i, site)
+}
+
+// builder turns a container into its tape (Load), or the tapes of a
+// host's containers into pools and the host's Site (rebuild).
 type builder struct {
 	s          *Source
 	now        time.Time
@@ -125,6 +268,23 @@ type builder struct {
 	problems   map[string]bool
 	refused    map[string]bool
 	nextExpiry time.Time
+	// tape records the container being built; timed says its state
+	// depended on the time.
+	tape  *tape
+	timed bool
+}
+
+// replay reports again the problems and refused hosts t recorded for c.
+func (b *builder) replay(c *container, t *tape) {
+	for i := range t.ops {
+		switch o := &t.ops[i]; {
+		case o.sites != nil:
+		case o.host != "":
+			b.refuse(o.key, o.host)
+		default:
+			b.report(c, o.key, o.label, o.msg)
+		}
+	}
 }
 
 type poolKey struct{ host, path string }
@@ -141,10 +301,25 @@ type pool struct {
 func (b *builder) problem(c *container, label, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	key := c.ID + "\x00" + label + "\x00" + msg
+	b.tape.ops = append(b.tape.ops, op{key: key, label: label, msg: msg})
+	b.tape.notes = true
+	b.report(c, key, label, msg)
+}
+
+func (b *builder) report(c *container, key, label, msg string) {
 	b.problems[key] = true
 	if !b.s.reported[key] {
 		b.s.log.Error("docker: refusing a container's route", "container", c.Name, "id", shortID(c.ID), "label", label, "problem", msg)
 	}
+}
+
+// refuse counts host, which a container names and docker.allowed_hosts
+// does not allow, once while it lasts (key: container ID and host).
+func (b *builder) refuse(key, host string) {
+	if !b.s.refused[key] && !b.refused[key] && b.s.Refused != nil {
+		b.s.Refused(host)
+	}
+	b.refused[key] = true
 }
 
 func shortID(id string) string { return id[:min(12, len(id))] }
@@ -162,6 +337,7 @@ func (b *builder) state(c *container) (active, waiting bool) {
 	case st.Running || st.Paused || st.Restarting || st.Status == "removing":
 		return false, true
 	case st.Status == "exited" || st.Status == "dead":
+		b.timed = true
 		end := st.FinishedAt.Add(b.s.linger())
 		if st.FinishedAt.IsZero() || !b.now.Before(end) {
 			return false, false
@@ -301,10 +477,9 @@ func (b *builder) route(c *container, r *labelRoute, active bool) {
 		if !allowed(b.s.d.AllowedHosts, h) {
 			fail("host", "host %q is not in docker.allowed_hosts; it is not routed and no certificate is ordered for it", h)
 			key := c.ID + "\x00" + h
-			if !b.s.refused[key] && !b.refused[key] && b.s.Refused != nil {
-				b.s.Refused(h)
-			}
-			b.refused[key] = true
+			b.tape.ops = append(b.tape.ops, op{key: key, host: h})
+			b.tape.notes = true
+			b.refuse(key, h)
 			continue
 		}
 		hosts = append(hosts, h)
@@ -341,7 +516,16 @@ func (b *builder) route(c *container, r *labelRoute, active bool) {
 		return
 	}
 	member := c.Name + " (" + shortID(c.ID) + ")"
+	b.tape.ops = append(b.tape.ops, op{sites: sites, active: active, member: member})
+}
+
+// join adds those of a container's checked Sites (one host and Route
+// each) that route host to the pools of their path.
+func (b *builder) join(host string, sites []config.Site, active bool, member string) {
 	for _, site := range sites {
+		if site.Hosts[0] != host {
+			continue
+		}
 		k := poolKey{site.Hosts[0], site.Routes[0].Path}
 		p := b.pools[k]
 		if p == nil {
@@ -471,11 +655,12 @@ func emptyPool(path string) config.Route {
 	}
 }
 
-// sites renders the pools as Sites, one per host, in a stable order.
-func (b *builder) sites() []config.Site {
-	slices.SortFunc(b.order, func(x, y poolKey) int { return cmp.Or(cmp.Compare(x.host, y.host), cmp.Compare(x.path, y.path)) })
-	var out []config.Site
-	for _, k := range b.order {
+// site renders the pools, all of host h, as its Site, Routes in order of
+// path.
+func (b *builder) site(h string) config.Site {
+	slices.SortFunc(b.order, func(x, y poolKey) int { return cmp.Compare(x.path, y.path) })
+	var out config.Site
+	for n, k := range b.order {
 		p := b.pools[k]
 		r := p.route
 		if len(p.upstreams) == 0 {
@@ -485,19 +670,13 @@ func (b *builder) sites() []config.Site {
 			r.Upstreams = slices.Compact(p.upstreams)
 		}
 		r.Source = "docker: " + strings.Join(p.members, ", ")
-		if n := len(out); n > 0 && out[n-1].Hosts[0] == k.host {
-			out[n-1].Routes = append(out[n-1].Routes, r)
+		if n > 0 {
+			out.Routes = append(out.Routes, r)
 			continue
 		}
-		site := p.site
-		site.Routes = []config.Route{r}
-		site.Source = "docker"
-		out = append(out, site)
-	}
-	if ps := b.s.cfg.CheckSites(out); len(ps) > 0 {
-		// Each Route passed alone; together they should too. Say so
-		// rather than hide it, and let the gateway refuse the whole.
-		b.s.log.Error("docker: the container routes do not fit together", "problems", ps.Error())
+		out = p.site
+		out.Routes = []config.Route{r}
+		out.Source = "docker"
 	}
 	return out
 }
