@@ -233,8 +233,10 @@ func slicesRepeat(v string, n int) []string {
 // TestHTTP2StreamLimits holds one HTTP/2 connection to limits.streams,
 // then floods it with rapid resets (CVE-2023-44487) and another with
 // CONTINUATION frames (CVE-2024-27316), through a real Listener (issue
-// 13): the connection gets no more than the limit in flight, the floods
-// end with the connection closed, and other clients are served meanwhile.
+// 13): the connection gets no more than the limit in flight, neither flood
+// makes the Upstream hold more than a few requests of it (the CONTINUATION
+// flood ends with the connection closed), and other clients are served
+// meanwhile.
 func TestHTTP2StreamLimits(t *testing.T) {
 	up := newLimitsUpstream(t)
 	in := startProxy(t, up.URL, "", limitsConfig, "")
@@ -297,10 +299,14 @@ func TestHTTP2StreamLimits(t *testing.T) {
 			go func() { c.conn.Write(burst.Bytes()) }()
 			goAway, closed := c.drain(20*time.Second, true)
 			t.Logf("after the burst: closed %v, GOAWAY %v, Upstream peak %d", closed, goAway, up.peakInFlight())
-			// Handlers take longer than reading a HEADERS and a RST_STREAM,
-			// so the queue overflows and the connection is closed.
-			if !closed || goAway == nil || goAway.ErrCode != http2.ErrCodeEnhanceYourCalm {
-				t.Errorf("after the flood: closed %v, GOAWAY %v, want closed with ENHANCE_YOUR_CALM", closed, goAway)
+			// Whether the queue overflows (and the connection is closed)
+			// depends on how fast the cancelled handlers return against
+			// how fast the frames are read: on a loaded machine they keep
+			// up, and the server acks the ping after the last reset. Either
+			// way the Upstream's peak below is what bounds the work; a
+			// close must be ENHANCE_YOUR_CALM.
+			if closed && (goAway == nil || goAway.ErrCode != http2.ErrCodeEnhanceYourCalm) {
+				t.Errorf("after the flood: closed with GOAWAY %v, want ENHANCE_YOUR_CALM", goAway)
 			}
 			// Slack over 5: the Upstream notices a cancelled request only
 			// when its connection closes, after gatehouse started the next.
