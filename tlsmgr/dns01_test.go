@@ -284,13 +284,8 @@ func (e *httpreqEndpoint) report() (presents int, overlaps []string) {
 // shows when and how often the propagation check asks.
 func startDNSForwarder(t *testing.T, upstream string, afterTXT func(name string)) string {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	pc, ln, err := pebbletest.ListenDNS()
 	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		pc.Close()
 		t.Fatal(err)
 	}
 	handler := dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {

@@ -28,7 +28,7 @@ type resolver struct {
 // startResolver binds UDP and TCP on the same random port and serves both.
 func startResolver(logger *log.Logger) (*resolver, error) {
 	r := &resolver{log: logger, txt: make(map[string][]string)}
-	pc, ln, err := listenSamePort()
+	pc, ln, err := ListenDNS()
 	if err != nil {
 		return nil, err
 	}
@@ -61,9 +61,11 @@ func startResolver(logger *log.Logger) (*resolver, error) {
 	return r, nil
 }
 
-// listenSamePort listens on a random UDP port of 127.0.0.1 and on the same
-// TCP port, retrying when the TCP port is taken.
-func listenSamePort() (net.PacketConn, net.Listener, error) {
+// ListenDNS listens on a random UDP port of 127.0.0.1 and on the same TCP
+// port, as a DNS server does, retrying when the TCP port is taken (the UDP
+// port comes from the ephemeral range, where outgoing TCP connections
+// live too).
+func ListenDNS() (net.PacketConn, net.Listener, error) {
 	var lastErr error
 	for range 20 {
 		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
