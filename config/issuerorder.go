@@ -2,16 +2,32 @@ package config
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
 )
+
+// SameButIssuerOrder reports whether a and b are equal but perhaps for the
+// order of their issuers: an order a running gatehouse takes on a reload
+// (after `gatehouse migrate`), unlike the rest of acme.
+func (a ACME) SameButIssuerOrder(b ACME) bool {
+	sorted := func(a ACME) ACME {
+		a.Issuers = slices.Clone(a.Issuers)
+		slices.SortStableFunc(a.Issuers, func(x, y Issuer) int {
+			return cmp.Or(cmp.Compare(x.CA, y.CA), cmp.Compare(x.Email, y.Email), cmp.Compare(x.Profile, y.Profile), cmp.Compare(x.CARoot, y.CARoot))
+		})
+		return a
+	}
+	return reflect.DeepEqual(sorted(a), sorted(b))
+}
 
 // MoveIssuerFirst rewrites the config file so that entry index of the
 // issuer list at listPath ("acme.issuers", "sites[1].tls.issuers") comes

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-proxy/gatehouse/admin/client"
+	"github.com/gatehouse-proxy/gatehouse/config"
 	"github.com/gatehouse-proxy/gatehouse/gateway/gatewaytest"
 	"github.com/gatehouse-proxy/gatehouse/tlsmgr"
 	"github.com/gatehouse-proxy/gatehouse/tlsmgr/pebbletest"
@@ -120,6 +121,17 @@ func TestMigrate(t *testing.T) {
 		t.Fatalf("after the interruption B had %d orders, want fewer than %d", o, migrateHosts)
 	}
 	in = gatewaytest.StartFile(t, p, in.Storage, in.CfgPath, runGateway(nil))
+	// A starting gatehouse loads its certificates from storage in the
+	// background; the poller counts again once every host has one.
+	for _, h := range hosts {
+		waitFor(t, 30*time.Second, func() bool {
+			conn, err := tls.Dial("tcp", in.HTTPS, &tls.Config{ServerName: h, RootCAs: either})
+			if err == nil {
+				conn.Close()
+			}
+			return err == nil
+		})
+	}
 	poll.resume()
 
 	t.Logf("%s: var revokedEvents atomic.Int64", time.Since(began))
@@ -167,6 +179,34 @@ func TestMigrate(t *testing.T) {
 			t.Errorf("%s: old certificate at A: revoked %v, reason %d; want revoked as superseded (4)", h, ok, reason)
 		}
 	}
+
+	// --write-config puts B first in the file; a reload takes the new
+	// order without a restart, so a renewal now orders from B.
+	cfg, err := config.Load(in.CfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changes := tlsmgr.IssuerOrder(cfg, caB.DirectoryURL())
+	if len(changes) != 1 || changes[0].Path != "acme.issuers" || changes[0].Index != 1 {
+		t.Fatalf("issuer order changes: %+v, want acme.issuers[1] first", changes)
+	}
+	if err := config.MoveIssuerFirst(in.CfgPath, changes[0].Path, changes[0].Index); err != nil {
+		t.Fatal(err)
+	}
+	if err := api.Reload(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(in.Stderr.String(), "key=acme") {
+		t.Errorf("the reload kept the running acme:\n%s", grepLines(in.Stderr.String(), "level=WARN"))
+	}
+	before := caB.Orders()
+	if _, err := api.Renew(t.Context(), hosts[0], true); err != nil {
+		t.Fatal(err)
+	}
+	if caB.Orders() != before+1 {
+		t.Errorf("the forced renewal did not order from B (now first): orders at B %d, want %d", caB.Orders(), before+1)
+	}
+	servedLeaf(t, in.HTTPS, hosts[0], caB.IssuerRoots())
 
 	// Run again, the migration has nothing left to do.
 	res, err = api.Migrate(t.Context(), opts, nil)

@@ -6,7 +6,6 @@
 package tlsmgr
 
 import (
-	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -16,7 +15,6 @@ import (
 	"net"
 	"net/http"
 	"reflect"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -249,7 +247,7 @@ func (m *Manager) checkFrozen(cfg *config.Config) error {
 	if cfg.ACME.Engine != m.frozen.acme.Engine {
 		changed = append(changed, "acme.engine")
 	}
-	if !reflect.DeepEqual(issuersAnyOrder(cfg.ACME), issuersAnyOrder(m.frozen.acme)) && len(changed) == 0 {
+	if !cfg.ACME.SameButIssuerOrder(m.frozen.acme) && len(changed) == 0 {
 		changed = append(changed, "acme")
 	}
 	if cfg.Listen != m.frozen.listen {
@@ -259,17 +257,6 @@ func (m *Manager) checkFrozen(cfg *config.Config) error {
 		return fmt.Errorf("applying TLS config: changing %s needs a restart", strings.Join(changed, ", "))
 	}
 	return nil
-}
-
-// issuersAnyOrder returns a with acme.issuers sorted: their order may
-// change without a restart (after `gatehouse migrate`), as each reload
-// builds the issuance policies afresh; the rest of acme may not.
-func issuersAnyOrder(a config.ACME) config.ACME {
-	a.Issuers = slices.Clone(a.Issuers)
-	slices.SortStableFunc(a.Issuers, func(x, y config.Issuer) int {
-		return cmp.Or(cmp.Compare(x.CA, y.CA), cmp.Compare(x.Email, y.Email), cmp.Compare(x.Profile, y.Profile), cmp.Compare(x.CARoot, y.CARoot))
-	})
-	return a
 }
 
 // TLSConfig returns the configuration of the HTTPS Listener: TLS 1.2 or
