@@ -53,7 +53,6 @@ func TestMigrate(t *testing.T) {
 	if testing.Short() {
 		t.Skip("issues certificates from two in-process Pebbles")
 	}
-	began := time.Now()
 	p := newPorts(t)
 	caA := pebbletest.Start(t, pebbletest.Options{HTTPPort: p.HTTP, TLSPort: p.HTTPS})
 	caB := pebbletest.Start(t, pebbletest.Options{HTTPPort: p.HTTP, TLSPort: p.HTTPS})
@@ -71,7 +70,6 @@ func TestMigrate(t *testing.T) {
 		oldSerial[h] = servedLeaf(t, in.HTTPS, h, caA.IssuerRoots()).SerialNumber
 	}
 
-	t.Logf("%s: either := caA.IssuerRoots()", time.Since(began))
 	either := caA.IssuerRoots()
 	either.AppendCertsFromPEM(caB.IssuerRootsPEM())
 	poll := startPolling(in.HTTPS, either, hosts)
@@ -91,7 +89,6 @@ func TestMigrate(t *testing.T) {
 		t.Fatalf("dry run: %+v, %d orders at B; want %d to migrate and none ordered", res, caB.Orders(), migrateHosts)
 	}
 
-	t.Logf("%s: // The client goes away after ", time.Since(began))
 	// The client goes away after half of them.
 	ctx, cancel := context.WithCancel(t.Context())
 	var migrated atomic.Int64
@@ -111,7 +108,6 @@ func TestMigrate(t *testing.T) {
 		t.Errorf("while migrating the first half: %d of %d polls failed; first: %s", failures, polls, first)
 	}
 
-	t.Logf("%s: // A restart in the middle: pr", time.Since(began))
 	// A restart in the middle: progress is in storage.
 	poll.pause()
 	in.Stop()
@@ -134,7 +130,6 @@ func TestMigrate(t *testing.T) {
 	}
 	poll.resume()
 
-	t.Logf("%s: var revokedEvents atomic.Int64", time.Since(began))
 	var revokedEvents atomic.Int64
 	opts.RevokeOld = true
 	res, err = api.Migrate(t.Context(), opts, func(ev tlsmgr.MigrationEvent) {
@@ -169,7 +164,6 @@ func TestMigrate(t *testing.T) {
 		t.Errorf("orders at B: %d, want %d to %d", o, migrateHosts, migrateHosts+8)
 	}
 
-	t.Logf("%s: final checks", time.Since(began))
 	for _, h := range hosts {
 		leaf := servedLeaf(t, in.HTTPS, h, caB.IssuerRoots())
 		if leaf.SerialNumber.Cmp(oldSerial[h]) == 0 {
