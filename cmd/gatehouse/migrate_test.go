@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-proxy/gatehouse/tlsmgr"
 	"github.com/gatehouse-proxy/gatehouse/tlsmgr/pebbletest"
 )
 
@@ -106,5 +107,46 @@ func TestMigrateCommand(t *testing.T) {
 	}
 	if code, _, errOut := runCmd(t, nil, "validate", "-config", in.CfgPath); code != 0 {
 		t.Errorf("validate after --write-config: exit %d\n%s", code, errOut)
+	}
+}
+
+// TestMigrateOutput: on a terminal a bar redrawn in place, with skipped
+// and failed hosts printed above it; otherwise one line per step.
+func TestMigrateOutput(t *testing.T) {
+	events := []tlsmgr.MigrationEvent{
+		{Host: "a.test", Step: tlsmgr.MigrationPlanned, Total: 2},
+		{Host: "b.test", Step: tlsmgr.MigrationPlanned, Total: 2},
+		{Host: "c.test", Step: tlsmgr.MigrationSkipped, Reason: "no certificate yet", Total: 2},
+		{Host: "a.test", Step: tlsmgr.MigrationMigrated, Serial: "2", OldSerial: "1", Done: 1, Total: 2},
+		{Host: "b.test", Step: tlsmgr.MigrationFailed, Reason: "rateLimited", Done: 1, Total: 2},
+	}
+	var term strings.Builder
+	o := newMigrateOutput(&term, true, false)
+	for _, ev := range events {
+		o.event(ev)
+	}
+	o.finish()
+	want := "\r\x1b[K[..............................] 0/2 a.test planned" +
+		"\r\x1b[K[..............................] 0/2 b.test planned" +
+		"\r\x1b[Kc.test: skipped: no certificate yet\n" +
+		"\r\x1b[K[..............................] 0/2 c.test skipped" +
+		"\r\x1b[K[###############...............] 1/2 a.test migrated" +
+		"\r\x1b[Kb.test: failed: rateLimited\n" +
+		"\r\x1b[K[###############...............] 1/2 b.test failed\n"
+	if got := term.String(); got != want {
+		t.Errorf("terminal output:\n got %q\nwant %q", got, want)
+	}
+
+	var plain strings.Builder
+	o = newMigrateOutput(&plain, false, false)
+	for _, ev := range events {
+		o.event(ev)
+	}
+	o.finish()
+	want = "c.test: skipped: no certificate yet\n" +
+		"a.test: migrated (serial 2, was 1) [1/2]\n" +
+		"b.test: failed: rateLimited\n"
+	if got := plain.String(); got != want {
+		t.Errorf("plain output:\n got %q\nwant %q", got, want)
 	}
 }
