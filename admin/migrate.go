@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"time"
 
@@ -26,12 +27,16 @@ func (a *api) migrate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var opts tlsmgr.MigrateOptions
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	body := http.MaxBytesReader(w, r.Body, maxBody)
+	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&opts); err != nil {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("decoding the request body: %w", err))
 		return
 	}
+	// Read the body to its end: only then does the server watch the
+	// connection, and cancel the request's context when the client goes.
+	_, _ = io.Copy(io.Discard, body)
 	a.opts.Logger.InfoContext(r.Context(), "migrating certificates on request", "to", opts.To, "from", opts.From,
 		"hosts", opts.Hosts, "rate", opts.Rate, "dry_run", opts.DryRun, "revoke_old", opts.RevokeOld, "via", "admin")
 	rc := http.NewResponseController(w)

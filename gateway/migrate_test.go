@@ -19,28 +19,11 @@ import (
 	"github.com/gatehouse-proxy/gatehouse/config"
 	"github.com/gatehouse-proxy/gatehouse/gateway/gatewaytest"
 	"github.com/gatehouse-proxy/gatehouse/tlsmgr"
-	"github.com/gatehouse-proxy/gatehouse/tlsmgr/pebbletest"
 )
 
 // migrateHosts is how many Certificates TestMigrate moves: the 50 of
 // issue 14.
 const migrateHosts = 50
-
-const migrateConfig = `listen: {http: "127.0.0.1:{{HTTP}}", https: "127.0.0.1:{{HTTPS}}"}
-admin: "127.0.0.1:{{ADMIN}}"
-storage: {{STORAGE}}
-acme:
-  issuers:
-    - ca: %s
-      ca_root: %s
-    - ca: %s
-      ca_root: %s
-sites:
-  - hosts: [localhost]
-    routes: [{respond: {body: local}}]
-  - hosts: [%s]
-    routes: [{respond: {body: app}}]
-`
 
 // TestMigrate moves 50 Certificates from CA A to CA B through a running
 // gatehouse's admin endpoint, at a pace, interrupted in the middle by the
@@ -54,14 +37,12 @@ func TestMigrate(t *testing.T) {
 		t.Skip("issues certificates from two in-process Pebbles")
 	}
 	p := newPorts(t)
-	caA := pebbletest.Start(t, pebbletest.Options{HTTPPort: p.HTTP, TLSPort: p.HTTPS})
-	caB := pebbletest.Start(t, pebbletest.Options{HTTPPort: p.HTTP, TLSPort: p.HTTPS})
 	var hosts []string
 	for i := range migrateHosts {
 		hosts = append(hosts, fmt.Sprintf("h%02d.test", i))
 	}
-	in := start(t, p, fmt.Sprintf(migrateConfig, caA.DirectoryURL(), caA.ClientRootFile(),
-		caB.DirectoryURL(), caB.ClientRootFile(), strings.Join(hosts, ", ")))
+	cfg, caA, caB := gatewaytest.TwoCAConfig(t, p, strings.Join(hosts, ", "))
+	in := start(t, p, cfg)
 
 	// Every host gets its first certificate from A, the first issuer.
 	oldSerial := map[string]*big.Int{}
@@ -75,7 +56,9 @@ func TestMigrate(t *testing.T) {
 	poll := startPolling(in.HTTPS, either, hosts)
 	defer poll.stop()
 
-	api := client.New(fmt.Sprintf("http://127.0.0.1:%d", p.Admin), &http.Client{})
+	// Each call is bounded, so a migration that never ends fails the test
+	// rather than hang it.
+	api := client.New(fmt.Sprintf("http://127.0.0.1:%d", p.Admin), &http.Client{Timeout: 2 * time.Minute})
 	opts := tlsmgr.MigrateOptions{To: caB.DirectoryURL(), Rate: 600}
 
 	// A dry run plans every host and orders nothing.
@@ -91,6 +74,7 @@ func TestMigrate(t *testing.T) {
 
 	// The client goes away after half of them.
 	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
 	var migrated atomic.Int64
 	_, err = api.Migrate(ctx, opts, func(ev tlsmgr.MigrationEvent) {
 		if ev.Step == tlsmgr.MigrationFailed {
@@ -121,7 +105,7 @@ func TestMigrate(t *testing.T) {
 	// background; the poller counts again once every host has one.
 	for _, h := range hosts {
 		waitFor(t, 30*time.Second, func() bool {
-			conn, err := tls.Dial("tcp", in.HTTPS, &tls.Config{ServerName: h, RootCAs: either})
+			conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", in.HTTPS, &tls.Config{ServerName: h, RootCAs: either})
 			if err == nil {
 				conn.Close()
 			}
@@ -176,11 +160,11 @@ func TestMigrate(t *testing.T) {
 
 	// --write-config puts B first in the file; a reload takes the new
 	// order without a restart, so a renewal now orders from B.
-	cfg, err := config.Load(in.CfgPath)
+	loaded, err := config.Load(in.CfgPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	changes := tlsmgr.IssuerOrder(cfg, caB.DirectoryURL())
+	changes := tlsmgr.IssuerOrder(loaded, caB.DirectoryURL())
 	if len(changes) != 1 || changes[0].Path != "acme.issuers" || changes[0].Index != 1 {
 		t.Fatalf("issuer order changes: %+v, want acme.issuers[1] first", changes)
 	}
@@ -216,7 +200,7 @@ func TestMigrate(t *testing.T) {
 // verified against roots.
 func servedLeaf(t *testing.T, addr, name string, roots *x509.CertPool) *x509.Certificate {
 	t.Helper()
-	conn, err := tls.Dial("tcp", addr, &tls.Config{ServerName: name, RootCAs: roots})
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", addr, &tls.Config{ServerName: name, RootCAs: roots})
 	if err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}

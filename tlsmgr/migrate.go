@@ -74,6 +74,7 @@ const (
 
 // MigrationEvent reports one step of a migration as it happens.
 type MigrationEvent struct {
+	// Host is the Certificate's host, and Step what happened to it.
 	Host string        `json:"host"`
 	Step MigrationStep `json:"step"`
 	// From is the directory URL of the old certificate's issuer.

@@ -1,33 +1,15 @@
 package main
 
 import (
-	"fmt"
 	"math/big"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gatehouse-proxy/gatehouse/gateway/gatewaytest"
 	"github.com/gatehouse-proxy/gatehouse/tlsmgr"
-	"github.com/gatehouse-proxy/gatehouse/tlsmgr/pebbletest"
 )
-
-const migrateConfig = `listen: {http: "127.0.0.1:{{HTTP}}", https: "127.0.0.1:{{HTTPS}}"}
-admin: "127.0.0.1:{{ADMIN}}"
-storage: {{STORAGE}}
-acme:
-  issuers:
-    # the CA in trouble
-    - ca: %s
-      ca_root: %s
-    - ca: %s
-      ca_root: %s
-sites:
-  - hosts: [localhost]
-    routes: [{respond: {body: local}}]
-  - hosts: [a.test, b.test, c.test]
-    routes: [{respond: {body: app}}]
-`
 
 // TestMigrateCommand drives `gatehouse migrate` against a running
 // gatehouse (a dry run, then two hosts), then offline on its storage for
@@ -37,9 +19,8 @@ func TestMigrateCommand(t *testing.T) {
 		t.Skip("issues certificates from two in-process Pebbles")
 	}
 	p := newPorts(t)
-	caA := pebbletest.Start(t, pebbletest.Options{HTTPPort: p.HTTP, TLSPort: p.HTTPS})
-	caB := pebbletest.Start(t, pebbletest.Options{HTTPPort: p.HTTP, TLSPort: p.HTTPS})
-	in := start(t, p, fmt.Sprintf(migrateConfig, caA.DirectoryURL(), caA.ClientRootFile(), caB.DirectoryURL(), caB.ClientRootFile()))
+	cfg, caA, caB := gatewaytest.TwoCAConfig(t, p, "a.test, b.test, c.test")
+	in := start(t, p, cfg)
 	old := map[string]*big.Int{}
 	for _, h := range []string{"a.test", "b.test", "c.test"} {
 		waitForCertificate(t, in, caA, h, 30*time.Second)
