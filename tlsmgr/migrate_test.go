@@ -2,7 +2,10 @@ package tlsmgr
 
 import (
 	"errors"
+	"log/slog"
 	"testing"
+
+	"github.com/caddyserver/certmagic"
 
 	"github.com/gatehouse-proxy/gatehouse/config"
 )
@@ -93,4 +96,32 @@ sites:
 	if got := IssuerOrder(cfg, "letsencrypt"); len(got) != 0 {
 		t.Errorf("letsencrypt is first where it is listed: got %+v", got)
 	}
+}
+
+// TestMigrationLock: a second run of the same migration on the storage
+// (another command, another instance) is refused while the first holds
+// it, and may run once it is done.
+func TestMigrationLock(t *testing.T) {
+	store := &certmagic.FileStorage{Path: t.TempDir()}
+	first := &migration{store: store, id: migrationID("https://b.test/dir", "", ""), logger: slog.New(slog.DiscardHandler)}
+	unlock, err := first.lock(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := &migration{store: store, id: first.id, logger: first.logger}
+	if _, err := second.lock(t.Context()); !errors.Is(err, ErrMigrationRunning) {
+		t.Fatalf("second run while the first holds the lock: got %v, want ErrMigrationRunning", err)
+	}
+	other := &migration{store: store, id: migrationID("https://c.test/dir", "", ""), logger: first.logger}
+	unlockOther, err := other.lock(t.Context())
+	if err != nil {
+		t.Fatalf("another migration: %v", err)
+	}
+	unlockOther()
+	unlock()
+	unlock2, err := second.lock(t.Context())
+	if err != nil {
+		t.Fatalf("second run after the first: %v", err)
+	}
+	unlock2()
 }
