@@ -18,6 +18,7 @@
 //	POST /reload                  reload the config file, as SIGHUP does
 //	GET  /routes                  every Route and where it came from (file, or a container's labels)
 //	GET  /fleet                   the fleet's instances from its registry in etcd (a FleetStatus)
+//	GET  /budget                  what is left of each ACME Issuer's rate limits (a JSON array)
 //	GET  /metrics                 Prometheus text format
 //	GET  /                        the dashboard (HTML)
 //
@@ -37,8 +38,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/gatehouse-proxy/gatehouse/tlsmgr"
@@ -136,6 +135,10 @@ type Options struct {
 	// LocalCA describes the local CA's root for the dashboard; nil shows
 	// nothing of it.
 	LocalCA func() LocalCA
+	// Budget reads the rate-limit budget of the ACME Issuers, for
+	// [EndpointBudget] and the dashboard; nil makes the endpoint answer
+	// 503.
+	Budget func(ctx context.Context) ([]tlsmgr.BudgetLine, error)
 
 	// now is the dashboard's clock; nil means time.Now. Tests set it.
 	now func() time.Time
@@ -189,6 +192,7 @@ func Handler(opts Options) http.Handler {
 	mux.HandleFunc(string(EndpointReload), a.reload)
 	mux.HandleFunc(string(EndpointRoutes), a.routes)
 	mux.HandleFunc(string(EndpointFleet), a.fleet)
+	mux.HandleFunc(string(EndpointBudget), a.budget)
 	if opts.Metrics != nil {
 		mux.Handle(string(EndpointMetrics), opts.Metrics.handler())
 	} else {
@@ -228,6 +232,22 @@ func (a *api) routes(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, routes)
 }
 
+func (a *api) budget(w http.ResponseWriter, r *http.Request) {
+	if a.opts.Budget == nil {
+		writeError(w, http.StatusServiceUnavailable, errors.New("certificate management is not running"))
+		return
+	}
+	lines, err := a.opts.Budget(r.Context())
+	if err != nil {
+		writeError(w, http.StatusBadGateway, err)
+		return
+	}
+	if lines == nil {
+		lines = []tlsmgr.BudgetLine{}
+	}
+	writeJSON(w, http.StatusOK, lines)
+}
+
 func (a *api) listCerts(w http.ResponseWriter, _ *http.Request) {
 	if a.opts.Certificates == nil {
 		writeError(w, http.StatusServiceUnavailable, errors.New("certificate management is not running"))
@@ -246,33 +266,12 @@ func (a *api) showCert(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := r.PathValue("name")
-	c, ok := findCert(a.opts.Certificates.Certificates(), name)
+	c, ok := tlsmgr.FindCertificate(a.opts.Certificates.Certificates(), name)
 	if !ok {
 		writeError(w, http.StatusNotFound, fmt.Errorf("no certificate for %q", name))
 		return
 	}
 	writeJSON(w, http.StatusOK, c)
-}
-
-// findCert returns the Certificate listing name among its names (in any
-// case, with or without a final dot), the current one first: a retired
-// Certificate may list the name too.
-func findCert(certs []tlsmgr.CertificateInfo, name string) (tlsmgr.CertificateInfo, bool) {
-	name = strings.TrimSuffix(name, ".")
-	var found *tlsmgr.CertificateInfo
-	for i := range certs {
-		c := &certs[i]
-		if !slices.ContainsFunc(c.Names, func(n string) bool { return strings.EqualFold(n, name) }) {
-			continue
-		}
-		if found == nil || (found.Status == tlsmgr.StatusRetired && c.Status != tlsmgr.StatusRetired) {
-			found = c
-		}
-	}
-	if found == nil {
-		return tlsmgr.CertificateInfo{}, false
-	}
-	return *found, true
 }
 
 func (a *api) renew(w http.ResponseWriter, r *http.Request) {
@@ -340,7 +339,7 @@ func lifecycleStatus(err error) int {
 // name. A retired Certificate that was revoked leaves the inventory: the
 // answer then names it only.
 func (a *api) answerCert(w http.ResponseWriter, name string) {
-	c, ok := findCert(a.opts.Certificates.Certificates(), name)
+	c, ok := tlsmgr.FindCertificate(a.opts.Certificates.Certificates(), name)
 	if !ok {
 		c = tlsmgr.CertificateInfo{Names: []string{name}}
 	}

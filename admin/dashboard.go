@@ -40,6 +40,39 @@ type dashboardPage struct {
 	FleetError string
 	// LocalCA is nil when the dashboard knows no local CA.
 	LocalCA *dashLocalCA
+	// Budget lists the rate limits that have a maximum or were used;
+	// BudgetKnown is false when the budget is not wired, BudgetError says
+	// why it could not be read.
+	Budget      []dashBudget
+	BudgetKnown bool
+	BudgetError string
+}
+
+// dashBudget is one row of the rate-limit budget table.
+type dashBudget struct {
+	tlsmgr.BudgetLine
+	// Max and Left are "-" without a known maximum; FreesAt "" without
+	// an event in the window.
+	Max, Left, OnDemandLeft, FreesAt string
+	// Spent is set when nothing is left.
+	Spent bool
+}
+
+// newDashBudget formats one budget line.
+func newDashBudget(l tlsmgr.BudgetLine) dashBudget {
+	d := dashBudget{BudgetLine: l, Max: "-", Left: "-", OnDemandLeft: "-"}
+	if l.Max > 0 {
+		d.Max = fmt.Sprintf("%d per %s", l.Max, l.Window)
+		d.Left = fmt.Sprint(l.Remaining)
+		d.Spent = l.Remaining == 0
+	}
+	if l.OnDemandRemaining >= 0 {
+		d.OnDemandLeft = fmt.Sprint(l.OnDemandRemaining)
+	}
+	if !l.FreesAt.IsZero() {
+		d.FreesAt = l.FreesAt.UTC().Format("2006-01-02 15:04 UTC")
+	}
+	return d
 }
 
 // dashLocalCA is the local CA section: the root's fingerprint and, when
@@ -135,6 +168,24 @@ func (a *api) dashboard(w http.ResponseWriter, r *http.Request) {
 			page.FleetError = err.Error()
 		}
 	}
+	if a.opts.Budget != nil {
+		page.BudgetKnown = true
+		ctx, cancel := context.WithTimeout(r.Context(), budgetScrapeTimeout)
+		lines, err := a.opts.Budget(ctx)
+		cancel()
+		if err != nil {
+			page.BudgetError = err.Error()
+		}
+		for _, l := range lines {
+			if l.Max > 0 || l.Used > 0 {
+				page.Budget = append(page.Budget, newDashBudget(l))
+			}
+		}
+		// Spent limits first.
+		slices.SortStableFunc(page.Budget, func(x, y dashBudget) int {
+			return btoi(y.Spent) - btoi(x.Spent)
+		})
+	}
 	if a.opts.LocalCA != nil {
 		ca := a.opts.LocalCA()
 		page.LocalCA = &dashLocalCA{LocalCA: ca}
@@ -161,6 +212,13 @@ func (a *api) dashboard(w http.ResponseWriter, r *http.Request) {
 }
 
 const day = 24 * time.Hour
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
 
 // qrDataURL draws url as a QR code (medium error correction, 5 pixels a
 // module, the quiet zone included) in a PNG data: URL, so the page loads

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"html"
 	"image/png"
 	"io"
@@ -211,5 +212,40 @@ func TestDashboardLocalCA(t *testing.T) {
 	_, page = getPage(t, srv.URL+"/")
 	if strings.Contains(page, `id="root-qr"`) || !strings.Contains(page, "local_ca: {share: true}") {
 		t.Error("without a share URL: want no QR code and the hint to share")
+	}
+}
+
+// TestDashboardBudget checks the rate-limit budget table: spent limits
+// first and flagged, limits without a maximum shown only when used, and a
+// budget that cannot be read said so.
+func TestDashboardBudget(t *testing.T) {
+	frees := time.Date(2026, 12, 8, 12, 0, 0, 0, time.UTC)
+	lines := []tlsmgr.BudgetLine{
+		{Issuer: "https://acme.test/dir", Limit: tlsmgr.LimitOrders, Window: "3h", Key: "ops@example.org", Max: 300, Used: 12, OnDemandUsed: 4, Remaining: 288, OnDemandRemaining: 146},
+		{Issuer: "https://acme.test/dir", Limit: tlsmgr.LimitCertificatesPerDomain, Window: "7d", Key: "example.com", Max: 50, Used: 50, Remaining: 0, OnDemandRemaining: 0, FreesAt: frees},
+		{Issuer: "https://private.test/dir", Limit: tlsmgr.LimitAccounts, Window: "3h", Key: "all accounts", Remaining: -1, OnDemandRemaining: -1},
+	}
+	srv := newServer(t, Options{Budget: func(context.Context) ([]tlsmgr.BudgetLine, error) { return lines, nil }})
+	_, page := getPage(t, srv.URL+"/")
+	spent, orders := strings.Index(page, `data-limit="certificates_per_domain"`), strings.Index(page, `data-limit="orders_per_account"`)
+	if spent < 0 || orders < 0 || spent > orders {
+		t.Errorf("want the spent limit before the others: spent at %d, orders at %d", spent, orders)
+	}
+	if !regexp.MustCompile(`(?s)class="budget failing spent" data-limit="certificates_per_domain">.*?example.com.*?50 per 7d.*?status-failing">0</span>.*?2026-12-08 12:00 UTC`).MatchString(page) {
+		t.Error("the spent per-domain limit is not flagged with its maximum and when it frees")
+	}
+	if !strings.Contains(page, "4 on demand") || !strings.Contains(page, "<td>146</td>") {
+		t.Error("the orders line lacks its on-demand use and share")
+	}
+	if strings.Contains(page, "private.test") {
+		t.Error("a limit without a maximum and without use is shown")
+	}
+
+	srv = newServer(t, Options{Budget: func(context.Context) ([]tlsmgr.BudgetLine, error) { return nil, errors.New("etcd is down") }})
+	if _, page := getPage(t, srv.URL+"/"); !strings.Contains(page, "The budget cannot be read: etcd is down") {
+		t.Error("a budget that cannot be read is not said so")
+	}
+	if _, page := getPage(t, newServer(t, Options{}).URL+"/"); !strings.Contains(page, "The rate-limit budget is not available.") {
+		t.Error("without a budget the page should say so")
 	}
 }

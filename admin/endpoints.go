@@ -45,6 +45,10 @@ const (
 	// read from etcd (503 when this gatehouse has no storage.etcd, 502
 	// when etcd cannot be read).
 	EndpointFleet Endpoint = "GET /fleet"
+	// EndpointBudget answers what is left of each ACME Issuer's rate
+	// limits, as a JSON array of [tlsmgr.BudgetLine] (503 without
+	// certificate management, 502 when storage cannot be read).
+	EndpointBudget Endpoint = "GET /budget"
 	// EndpointMetrics answers the metrics in Prometheus text format.
 	EndpointMetrics Endpoint = "GET /metrics"
 	// EndpointDashboard answers the dashboard page (HTML). Its pattern

@@ -23,6 +23,7 @@ func TestEndpoints(t *testing.T) {
 		{EndpointReload, "POST", "/reload"},
 		{EndpointRoutes, "GET", "/routes"},
 		{EndpointFleet, "GET", "/fleet"},
+		{EndpointBudget, "GET", "/budget"},
 		{EndpointMetrics, "GET", "/metrics"},
 		{EndpointDashboard, "GET", "/"},
 	} {

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"net/http"
 	"slices"
 	"sync"
@@ -47,6 +48,10 @@ type Inventory interface {
 //   - from the HTTPS Listener ([Metrics.HandshakeFailed]):
 //     gatehouse_tls_handshake_failures_total{reason}, one series per
 //     tlsmgr reason, from zero;
+//   - gatehouse_acme_budget_remaining{issuer,limit,domain} at scrape time:
+//     what is left of each rate limit of each ACME Issuer that has one
+//     (tlsmgr.BudgetLine: issuer is the CA's directory, domain what the
+//     limit counts: a registered domain, a set of names, an account);
 //   - gatehouse_source_refused_hosts_total{source}: label hosts outside
 //     docker.allowed_hosts ([Metrics.RefusedHost]);
 //   - the Go runtime, build and process collectors (go_*, go_build_info,
@@ -91,6 +96,8 @@ type MetricsOptions struct {
 	Inventory Inventory
 	// Upstreams is read at each scrape for Upstream health.
 	Upstreams func() []Upstream
+	// Budget is read at each scrape for the rate-limit budget.
+	Budget func(ctx context.Context) ([]tlsmgr.BudgetLine, error)
 	// Challenge names the challenge types that orders for a host use, the
 	// challenge label of the issuance and renewal counters ("dns-01",
 	// "http-01,tls-alpn-01"); nil labels them "unknown".
@@ -138,6 +145,7 @@ func NewMetrics(opts MetricsOptions) *Metrics {
 		m.issuanceAttempts, m.issuanceFailures, m.renewalAttempts, m.renewalFailures, m.orderDuration,
 		&certCollector{inventory: opts.Inventory},
 		&upstreamCollector{upstreams: opts.Upstreams},
+		&budgetCollector{budget: opts.Budget},
 		collectors.NewGoCollector(),
 		collectors.NewBuildInfoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -305,6 +313,43 @@ func (c *certCollector) Collect(ch chan<- prometheus.Metric) {
 
 func unixSeconds(t time.Time) float64 {
 	return float64(t.UnixMilli()) / 1000
+}
+
+var budgetDesc = prometheus.NewDesc("gatehouse_acme_budget_remaining",
+	"What is left of a rate limit of an ACME Issuer in its sliding window: orders, Certificates or validations gatehouse may still send before it uses the next Issuer or waits.",
+	[]string{"issuer", "limit", "domain"}, nil)
+
+// budgetScrapeTimeout bounds reading the budget from storage at a scrape.
+const budgetScrapeTimeout = 5 * time.Second
+
+// budgetCollector reads the rate-limit budget at each scrape.
+type budgetCollector struct {
+	budget func(ctx context.Context) ([]tlsmgr.BudgetLine, error)
+}
+
+func (c *budgetCollector) Describe(ch chan<- *prometheus.Desc) { ch <- budgetDesc }
+
+func (c *budgetCollector) Collect(ch chan<- prometheus.Metric) {
+	if c.budget == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), budgetScrapeTimeout)
+	defer cancel()
+	lines, err := c.budget(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(budgetDesc, err)
+		return
+	}
+	type key struct{ issuer, limit, domain string }
+	seen := map[key]bool{}
+	for _, l := range lines {
+		k := key{l.Issuer, string(l.Limit), l.Key}
+		if l.Max <= 0 || seen[k] {
+			continue // no limit known: nothing is left or spent
+		}
+		seen[k] = true
+		ch <- prometheus.MustNewConstMetric(budgetDesc, prometheus.GaugeValue, float64(l.Remaining), k.issuer, k.limit, k.domain)
+	}
 }
 
 // upstreamCollector reads Upstream health at each scrape.

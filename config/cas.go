@@ -36,15 +36,20 @@ type KnownCA struct {
 	Profiles []string
 	// CAA is the issuer domain the CA looks for in CAA records.
 	CAA string
+	// Limits are the rate limits the CA publishes, which gatehouse
+	// budgets against; nil when it publishes none gatehouse knows.
+	Limits *RateLimits
 }
 
 // KnownCAs lists the CAs `ca:` accepts by name. Only CAs whose public ACME
 // directory is stable are listed.
 var KnownCAs = []KnownCA{
 	{Name: "letsencrypt", Directory: "https://acme-v02.api.letsencrypt.org/directory",
-		Lifetime: 90 * 24 * time.Hour, Profiles: letsEncryptProfiles, CAA: "letsencrypt.org"},
+		Lifetime: 90 * 24 * time.Hour, Profiles: letsEncryptProfiles, CAA: "letsencrypt.org",
+		Limits: &letsEncryptLimits},
 	{Name: "letsencrypt-staging", Directory: "https://acme-staging-v02.api.letsencrypt.org/directory", Staging: true,
-		Lifetime: 90 * 24 * time.Hour, Profiles: letsEncryptProfiles, CAA: "letsencrypt.org"},
+		Lifetime: 90 * 24 * time.Hour, Profiles: letsEncryptProfiles, CAA: "letsencrypt.org",
+		Limits: &letsEncryptStagingLimits},
 	{Name: "zerossl", Directory: "https://acme.zerossl.com/v2/DV90",
 		EAB:           "ZeroSSL's dashboard, https://app.zerossl.com/developer (\"EAB Credentials for ACME Clients\"), or give its API key as eab.api_key",
 		EABFromAPIKey: true, Lifetime: 90 * 24 * time.Hour, CAA: "sectigo.com"},
@@ -64,6 +69,23 @@ var KnownCAs = []KnownCA{
 	{Name: "sslcom-rsa", Directory: "https://acme.ssl.com/sslcom-dv-rsa",
 		EAB: "your SSL.com account: Dashboard, api credentials (https://www.ssl.com/how-to/generate-acme-credentials-for-reseller-customers/)",
 		CAA: "ssl.com"},
+}
+
+// letsEncryptLimits are Let's Encrypt's published rate limits
+// (https://letsencrypt.org/docs/rate-limits/): 50 certificates per
+// registered domain and 5 per exact set of names per 7 days, 300 new
+// orders per account per 3 hours, 5 failed authorizations per identifier
+// per account per hour and 10 new accounts per IP address per 3 hours.
+var letsEncryptLimits = RateLimits{
+	CertificatesPerDomainWeek: 50, DuplicatesPerWeek: 5, OrdersPer3Hours: 300,
+	FailedValidationsPerHour: 5, AccountsPer3Hours: 10,
+}
+
+// letsEncryptStagingLimits are those of Let's Encrypt's staging
+// environment (https://letsencrypt.org/docs/staging-environment/).
+var letsEncryptStagingLimits = RateLimits{
+	CertificatesPerDomainWeek: 30000, DuplicatesPerWeek: 30000, OrdersPer3Hours: 1500,
+	FailedValidationsPerHour: 200, AccountsPer3Hours: 50,
 }
 
 // letsEncryptProfiles are Let's Encrypt's ACME profiles: classic (90

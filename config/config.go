@@ -226,6 +226,9 @@ type ACME struct {
 	// DNS solves DNS-01 through a DNS provider for every Site that does not
 	// set its own; needed for wildcard hosts.
 	DNS *DNS `yaml:"dns,omitempty"`
+	// Limits overrides the CA's rate limits that gatehouse budgets
+	// against; without acme.issuers only.
+	Limits *RateLimits `yaml:"limits,omitempty"`
 }
 
 // Issuer is one ACME CA in an ordered list of Issuers.
@@ -241,6 +244,9 @@ type Issuer struct {
 	Profile string `yaml:"profile,omitempty"`
 	// Email overrides acme.email for this CA.
 	Email string `yaml:"email,omitempty"`
+	// Limits overrides this CA's rate limits, which gatehouse budgets
+	// against: a known CA's published ones by default, none for another.
+	Limits *RateLimits `yaml:"limits,omitempty"`
 }
 
 // DNS configures DNS-01 challenges through a DNS provider.
@@ -287,6 +293,11 @@ type OnDemand struct {
 	// Rate bounds how many new Certificates on-demand issuance may start.
 	// Default burst 10, one more each minute. Renewals are not counted.
 	Rate *Rate `yaml:"rate,omitempty"`
+	// BudgetShare is the part of each CA rate limit that on-demand
+	// issuance may use, as a percentage ("50%", the default), so that a
+	// flood of names cannot spend what renewals of the configured hosts
+	// need. "0%" stops on-demand orders; "100%" lets them use it all.
+	BudgetShare string `yaml:"budget_share,omitempty"`
 }
 
 // Rate is a token bucket: Burst tokens, refilled one each Per.

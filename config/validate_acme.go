@@ -103,13 +103,14 @@ func DNSProviderNames() []string {
 func (v *validator) acmeIssuance() {
 	a := v.c.ACME
 	if len(a.Issuers) > 0 {
-		for _, key := range []string{"ca", "ca_root", "eab"} {
+		for _, key := range []string{"ca", "ca_root", "eab", "limits"} {
 			if v.c.has("acme." + key) {
 				v.addf("acme."+key, "acme.%s cannot be combined with acme.issuers, which replaces it; set %s in the issuer's entry", key, key)
 			}
 		}
 	}
 	v.issuers(a.Issuers, "acme.issuers")
+	v.rateLimits(a.Limits, "acme.limits")
 	v.profile(a.Profile, "acme.profile")
 	if a.KeyType != "" && !slices.Contains(KeyTypes, a.KeyType) {
 		v.addf("acme.key_type", "must be one of %s, not %q", strings.Join(KeyTypes, ", "), a.KeyType)
@@ -122,6 +123,7 @@ func (v *validator) acmeIssuance() {
 		for key, set := range map[string]bool{
 			"issuers": len(a.Issuers) > 0, "profile": a.Profile != "",
 			"key_type": a.KeyType != "", "dns": a.DNS != nil, "eab.api_key": a.EAB != nil && a.EAB.APIKey != "",
+			"limits": a.Limits != nil,
 		} {
 			if set {
 				v.addf("acme."+key, "engine autocert does not support acme.%s; use engine certmagic", key)
@@ -221,6 +223,7 @@ func (v *validator) issuers(list []Issuer, path string) {
 			}
 		}
 		v.profile(is.Profile, ip+".profile")
+		v.rateLimits(is.Limits, ip+".limits")
 	}
 }
 

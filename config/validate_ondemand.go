@@ -197,6 +197,11 @@ func (v *validator) onDemand() {
 			v.addf("on_demand.ask", "%q already has a domain parameter; gatehouse adds ?domain=NAME itself", od.Ask)
 		}
 	}
+	if od.BudgetShare != "" {
+		if _, err := parseShare(od.BudgetShare); err != nil {
+			v.addf("on_demand.budget_share", "%v", err)
+		}
+	}
 	if r := od.Rate; r != nil {
 		if r.Burst < 1 {
 			v.addf("on_demand.rate.burst", "must be at least 1")

@@ -62,6 +62,7 @@ func (g *Gateway) newMetrics() {
 	g.admin.metrics = admin.NewMetrics(admin.MetricsOptions{
 		Inventory: g.certs,
 		Upstreams: g.upstreams,
+		Budget:    g.certs.Budget,
 		Challenge: g.challengeOf,
 	})
 	g.certs.Subscribe(g.admin.metrics.ObserveEvent)
@@ -90,6 +91,7 @@ func (g *Gateway) adminHandler() http.Handler {
 		Metrics:      g.admin.metrics,
 		Fleet:        g.opts.Fleet,
 		LocalCA:      g.localCA,
+		Budget:       g.certs.Budget,
 	})
 }
 

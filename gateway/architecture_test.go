@@ -14,15 +14,16 @@ import (
 func TestPackageImports(t *testing.T) {
 	const module = "github.com/gatehouse-proxy/gatehouse/"
 	allowed := map[string][]string{
-		"config":           {},
-		"proxy":            {"config"},
-		"tlsmgr":           {"config"},
-		"tlsmgr/preflight": {"config"},
-		"tlsmgr/trust":     {},
-		"admin":            {"tlsmgr"},
-		"admin/client":     {"admin", "tlsmgr"},
-		"gateway":          {"config", "proxy", "tlsmgr", "admin"},
-		"gateway/fleet":    {"config", "gateway", "admin", "tlsmgr/etcdstore"},
+		"config":            {},
+		"proxy":             {"config"},
+		"tlsmgr":            {"config"},
+		"tlsmgr/preflight":  {"config"},
+		"tlsmgr/trust":      {},
+		"internal/password": {},
+		"admin":             {"tlsmgr"},
+		"admin/client":      {"admin", "tlsmgr"},
+		"gateway":           {"config", "proxy", "tlsmgr", "admin"},
+		"gateway/fleet":     {"config", "gateway", "admin", "tlsmgr/etcdstore"},
 	}
 	for pkg, may := range allowed {
 		p, err := build.ImportDir(filepath.Join("..", pkg), 0)

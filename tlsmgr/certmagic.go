@@ -46,7 +46,7 @@ func newCertmagicEngine(s acmeSettings, opts options, logger *slog.Logger) (*cer
 	if e.cfg, err = e.policies.get(global); err != nil {
 		return nil, err
 	}
-	e.issuer = e.cfg.Issuers[0].(*certmagic.ACMEIssuer)
+	e.issuer = unwrapIssuer(e.cfg.Issuers[0])
 	e.obt = newObtainer(logger, opts.backoffBase, opts.backoffMax, e.obtain, e.forget)
 	return e, nil
 }

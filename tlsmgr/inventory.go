@@ -159,6 +159,45 @@ func SortCertificates(certs []CertificateInfo) {
 	})
 }
 
+// FindCertificate returns the Certificate among certs listing name (in
+// any case, with or without a final dot), a current one before a retired
+// one, which may list the name too; false when none does.
+func FindCertificate(certs []CertificateInfo, name string) (CertificateInfo, bool) {
+	name = strings.TrimSuffix(name, ".")
+	var found *CertificateInfo
+	for i := range certs {
+		c := &certs[i]
+		if !slices.ContainsFunc(c.Names, func(n string) bool { return strings.EqualFold(n, name) }) {
+			continue
+		}
+		if found == nil || (found.Status == StatusRetired && c.Status != StatusRetired) {
+			found = c
+		}
+	}
+	if found == nil {
+		return CertificateInfo{}, false
+	}
+	return *found, true
+}
+
+// Renewable reports whether a renewal of c may be asked for: of a running
+// gatehouse, or, when offline, of the storage, where only ACME
+// Certificates renew. Certificates from files, retired ones and those
+// without names never renew. pending reports one that is not renewable
+// yet because its first certificate is still being obtained; a local CA
+// name is never pending, since its first leaf comes from a renewal.
+func (c CertificateInfo) Renewable(offline bool) (ok, pending bool) {
+	switch {
+	case c.Source == SourceFile || c.Status == StatusRetired || len(c.Names) == 0:
+		return false, false
+	case c.NotAfter.IsZero() && c.Source != SourceInternal:
+		return false, true
+	case offline && c.Source != SourceACME:
+		return false, false
+	}
+	return true, false
+}
+
 // ErrUnknownCertificate is returned by Renew and Revoke for a name that
 // has no Certificate gatehouse manages; the admin endpoint answers 404.
 var ErrUnknownCertificate = errors.New("no certificate for this name")

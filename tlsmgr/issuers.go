@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"regexp"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,7 +52,7 @@ func globalIssuers(a config.ACME) []config.Issuer {
 		if ca == "" {
 			ca = certmagic.LetsEncryptProductionCA
 		}
-		return inherit([]config.Issuer{{CA: ca, CARoot: a.CARoot, EAB: a.EAB}}, a)
+		return inherit([]config.Issuer{{CA: ca, CARoot: a.CARoot, EAB: a.EAB, Limits: a.Limits}}, a)
 	}
 	return inherit(a.Issuers, a)
 }
@@ -146,6 +147,11 @@ type policyConfigs struct {
 	// issuers lists the ACME issuers of every Config, for HTTP-01.
 	issuers []*certmagic.ACMEIssuer
 	storage certmagic.Storage
+	// budget is the rate-limit budget every Issuer draws from, on storage;
+	// nil until the first Config is built.
+	budget *budget
+	// accounts lists the budget accounts of every Config, for listing.
+	accounts []budgetAccount
 }
 
 // get returns the Config of policy p, building it the first time.
@@ -166,6 +172,7 @@ func (pc *policyConfigs) getLocked(p *issuancePolicy) (*certmagic.Config, error)
 		if pc.storage == nil {
 			pc.storage = &certmagic.FileStorage{Path: pc.settings.storage}
 		}
+		pc.budget = newBudget(pc.storage, pc.logger, nil)
 	}
 	var solver *dnsSolver
 	if p.DNS != nil {
@@ -198,13 +205,51 @@ func (pc *policyConfigs) getLocked(p *issuancePolicy) (*certmagic.Config, error)
 			is.EAB = &config.EAB{KeyID: eab.KeyID, MACKey: eab.MACKey}
 		}
 		iss := newIssuer(cfg, pc.settings, is, solver, roots)
-		issuers = append(issuers, iss)
+		account := newBudgetAccount(is)
+		b := pc.budget
+		iss.NewAccountFunc = func(ctx context.Context, _ *certmagic.ACMEIssuer, acct acme.Account) (acme.Account, error) {
+			if err := b.newAccount(ctx, account); err != nil {
+				var be *BudgetError
+				if errors.As(err, &be) {
+					return acct, err
+				}
+				pc.logger.WarnContext(ctx, "rate-limit budget not checked; creating the account anyway", "issuer", account.ca, "error", err)
+			}
+			return acct, nil
+		}
+		issuers = append(issuers, &budgetIssuer{ACMEIssuer: iss, b: b, account: account, tries: challengeTries(pc.settings, solver)})
 		built = append(built, iss)
+		if !slices.ContainsFunc(pc.accounts, func(a budgetAccount) bool { return a.issuerKey == account.issuerKey && a.email == account.email }) {
+			pc.accounts = append(pc.accounts, account)
+		}
 	}
 	cfg.Issuers = issuers
 	pc.byKey[key] = cfg
 	pc.issuers = append(pc.issuers, built...)
 	return cfg, nil
+}
+
+// challengeTries is how many orders one Issue may make: one per challenge
+// type acmez can try.
+func challengeTries(s acmeSettings, solver *dnsSolver) int {
+	if solver != nil {
+		return 1
+	}
+	n := 0
+	if s.http01 {
+		n++
+	}
+	if s.tlsALPN01 {
+		n++
+	}
+	return max(n, 1)
+}
+
+// budgetState returns the budget and the accounts of every Config built.
+func (pc *policyConfigs) budgetState() (*budget, []budgetAccount) {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	return pc.budget, slices.Clone(pc.accounts)
 }
 
 // set builds the Configs of policies, then swaps in the host map. On error

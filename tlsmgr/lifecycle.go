@@ -210,7 +210,7 @@ func (m *Manager) isOnDemand(ctx context.Context, name string) bool {
 func (e *certmagicEngine) caFor(name, issuerKey string) string {
 	for _, cfg := range []*certmagic.Config{e.configFor(name), e.cfg} {
 		for _, iss := range cfg.Issuers {
-			if a, ok := iss.(*certmagic.ACMEIssuer); ok && a.IssuerKey() == issuerKey {
+			if a := unwrapIssuer(iss); a != nil && a.IssuerKey() == issuerKey {
 				return a.CA
 			}
 		}

@@ -228,6 +228,11 @@ func (m *Manager) Apply(ctx context.Context, cfg *config.Config) error {
 			return fmt.Errorf("applying TLS config: %w", err)
 		}
 	}
+	if e, ok := m.engine.(*certmagicEngine); ok {
+		if b, _ := e.policies.budgetState(); b != nil {
+			b.setShare(config.BudgetShareOf(cfg.OnDemand))
+		}
+	}
 	m.table.Store(t)
 	m.ca.retain(t.internalNames)
 	m.engine.manage(t.acmeHosts)

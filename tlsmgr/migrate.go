@@ -207,7 +207,7 @@ type migrationItem struct {
 	Updated      time.Time `json:"updated"`
 
 	// target is the issuer the host re-issues from (not stored).
-	target *certmagic.ACMEIssuer
+	target certmagic.Issuer
 	// resumed is set for a step an earlier run did (not stored).
 	resumed bool
 }
@@ -280,11 +280,12 @@ func newMigration(e *certmagicEngine, store certmagic.Storage, hosts []string, o
 }
 
 // targetFor returns the issuer of host's issuance policy that is the
-// target, or nil.
-func (mg *migration) targetFor(host string) *certmagic.ACMEIssuer {
+// target (as the policy holds it: orders through it draw from the
+// rate-limit budget), or nil.
+func (mg *migration) targetFor(host string) certmagic.Issuer {
 	for _, iss := range mg.e.configFor(host).Issuers {
-		if a, ok := iss.(*certmagic.ACMEIssuer); ok && sameCA(a.CA, mg.to) {
-			return a
+		if a := unwrapIssuer(iss); a != nil && sameCA(a.CA, mg.to) {
+			return iss
 		}
 	}
 	return nil
@@ -292,10 +293,10 @@ func (mg *migration) targetFor(host string) *certmagic.ACMEIssuer {
 
 // issuerByKey returns the configured ACME issuer with this storage key,
 // looking at host's policy first, then every policy's.
-func (mg *migration) issuerByKey(host, key string) *certmagic.ACMEIssuer {
+func (mg *migration) issuerByKey(host, key string) certmagic.Issuer {
 	for _, iss := range mg.e.configFor(host).Issuers {
-		if a, ok := iss.(*certmagic.ACMEIssuer); ok && a.IssuerKey() == key {
-			return a
+		if a := unwrapIssuer(iss); a != nil && a.IssuerKey() == key {
+			return iss
 		}
 	}
 	mg.e.policies.mu.Lock()
@@ -675,7 +676,7 @@ func (mg *migration) revokeOld(ctx context.Context, it *migrationItem) error {
 			return err
 		}
 		if found && mg.lc != nil && before != nil {
-			mg.lc.emit(Event{Type: EventRevoked, Names: []string{it.Host}, Time: time.Now().UTC(), NotAfter: before.chain[0].NotAfter, Issuer: iss.CA})
+			mg.lc.emit(Event{Type: EventRevoked, Names: []string{it.Host}, Time: time.Now().UTC(), NotAfter: before.chain[0].NotAfter, Issuer: cmp.Or(it.OldCA, unwrapIssuer(iss).CA)})
 		}
 		return nil
 	}()

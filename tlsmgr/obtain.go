@@ -2,6 +2,7 @@ package tlsmgr
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"slices"
 	"sync"
@@ -104,6 +105,11 @@ func (o *obtainer) run(ctx context.Context, host string) {
 		// A CA that says "rate limited" is left alone for as long as it
 		// asks, never retried on the short backoff.
 		wait, limited := rateLimited(err, time.Now())
+		if be, ok := errors.AsType[*BudgetError](err); ok {
+			// Every Issuer's budget is spent: wait until the last one
+			// tried has room again.
+			wait, limited = min(max(time.Until(be.Until), time.Second), maxRateLimitDelay), true
+		}
 		d = max(d, wait)
 		o.logger.Warn("obtaining certificate failed; will retry", "host", host, "retry_in", d.Round(time.Millisecond).String(),
 			"rate_limited", limited, "error", err)

@@ -137,7 +137,7 @@ func newOnDemand(e *certmagicEngine, tbl *atomic.Pointer[table], logger *slog.Lo
 	o.cfg = certmagic.New(o.cache, certmagic.Config{
 		Storage:   base.Storage,
 		KeySource: base.KeySource,
-		Issuers:   base.Issuers,
+		Issuers:   onDemandIssuers(base.Issuers),
 		Logger:    zl,
 		OnEvent:   o.onEvent,
 		// Only life-cycle events; never one per handshake.
@@ -145,6 +145,21 @@ func newOnDemand(e *certmagicEngine, tbl *atomic.Pointer[table], logger *slog.Lo
 		OnDemand:       &certmagic.OnDemandConfig{DecisionFunc: o.decide},
 	})
 	return o, nil
+}
+
+// onDemandIssuers returns issuers drawing on the on-demand share of the
+// budget: the same ACME Issuers (and so accounts) as the configured hosts.
+func onDemandIssuers(issuers []certmagic.Issuer) []certmagic.Issuer {
+	out := make([]certmagic.Issuer, len(issuers))
+	for i, iss := range issuers {
+		if bi, ok := iss.(*budgetIssuer); ok {
+			od := *bi
+			od.onDemand = true
+			iss = &od
+		}
+		out[i] = iss
+	}
+	return out
 }
 
 // setRate makes r the rate of new orders.

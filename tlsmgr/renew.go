@@ -121,13 +121,13 @@ func openOffline(cfg *config.Config, t *table, logger *slog.Logger) (e *certmagi
 	}, nil
 }
 
-// RenewOffline renews the ACME Certificate of name (only if due, unless
+// renewOffline renews the ACME Certificate of name (only if due, unless
 // force) without a running gatehouse, with the account and policies of cfg.
 // The CA's challenges are answered on the config's Listener addresses,
 // which certmagic binds for the moment; they must be free, so this fails
 // while a gatehouse serves on them. The events configured in cfg are
 // delivered before it returns.
-func RenewOffline(ctx context.Context, cfg *config.Config, name string, force bool, logger *slog.Logger) error {
+func renewOffline(ctx context.Context, cfg *config.Config, name string, force bool, logger *slog.Logger) error {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}

@@ -138,11 +138,11 @@ func (e *certmagicEngine) purge(ctx context.Context, name string) error {
 	return nil
 }
 
-// RetireOffline does what [Manager.Retire] does, on the storage of cfg and
+// retireOffline does what [Manager.Retire] does, on the storage of cfg and
 // against its Sites, without a running gatehouse (one sharing the storage
 // may run meanwhile). The events configured in cfg are delivered before
 // it returns.
-func RetireOffline(ctx context.Context, cfg *config.Config, logger *slog.Logger) ([]string, error) {
+func retireOffline(ctx context.Context, cfg *config.Config, logger *slog.Logger) ([]string, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}

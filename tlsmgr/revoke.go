@@ -191,12 +191,12 @@ func (e *certmagicEngine) revokeStored(ctx context.Context, storage certmagic.St
 	return true, nil
 }
 
-// RevokeOffline revokes the ACME Certificate of name at its CA, with the
+// revokeOffline revokes the ACME Certificate of name at its CA, with the
 // account in the storage of cfg, and deletes it from storage, without a
 // running gatehouse: a host still configured gets its replacement when
 // gatehouse next starts; a retired one leaves the inventory. The events
 // configured in cfg are delivered before it returns.
-func RevokeOffline(ctx context.Context, cfg *config.Config, name, reason string, logger *slog.Logger) error {
+func revokeOffline(ctx context.Context, cfg *config.Config, name, reason string, logger *slog.Logger) error {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}

@@ -255,6 +255,16 @@ func (c *Client) Fleet(ctx context.Context) (admin.FleetStatus, error) {
 	return st, err
 }
 
+// Budget returns what is left of each ACME Issuer's rate limits
+// ([admin.EndpointBudget]).
+func (c *Client) Budget(ctx context.Context) ([]tlsmgr.BudgetLine, error) {
+	var out []tlsmgr.BudgetLine
+	if err := c.call(ctx, admin.EndpointBudget, "", nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // Reload reloads the config file as SIGHUP does ([admin.EndpointReload]).
 // A config that does not load is an [*Error] with status 422 and its
 // problems; the running config keeps serving.

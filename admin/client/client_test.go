@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/big"
 	"net"
@@ -282,14 +283,15 @@ func TestACMELifecycle(t *testing.T) {
 		TLSPort:  httpsLn.Addr().(*net.TCPAddr).Port,
 	})
 	dir := t.TempDir()
-	cfg := parseConfig(t, dir, fmt.Sprintf(`listen: {http: %q, https: %q}
+	cfgYAML := fmt.Sprintf(`listen: {http: %q, https: %q}
 admin: off
 storage: %s
-acme: {ca: %s, ca_root: %s}
+acme: {ca: %s, ca_root: %s, limits: {orders_per_3_hours: 10, certificates_per_domain_week: 20}}
 sites:
   - hosts: [app.test]
     routes: [{respond: {body: ok}}]
-`, httpLn.Addr(), httpsLn.Addr(), filepath.Join(dir, "storage"), ca.DirectoryURL(), ca.ClientRootFile()))
+`, httpLn.Addr(), httpsLn.Addr(), filepath.Join(dir, "storage"), ca.DirectoryURL(), ca.ClientRootFile())
+	cfg := parseConfig(t, dir, cfgYAML)
 	m, err := tlsmgr.New(ctx, cfg, slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err != nil {
 		t.Fatal(err)
@@ -302,7 +304,8 @@ sites:
 	go httpsSrv.Serve(tls.NewListener(httpsLn, m.TLSConfig()))
 	t.Cleanup(func() { httpSrv.Close(); httpsSrv.Close() })
 
-	c, _ := serve(t, admin.Options{Certificates: m})
+	metrics := admin.NewMetrics(admin.MetricsOptions{Budget: m.Budget})
+	c, srv := serve(t, admin.Options{Certificates: m, Budget: m.Budget, Metrics: metrics})
 	// The first certificate is obtained in the background.
 	var first tlsmgr.CertificateInfo
 	deadline := time.Now().Add(30 * time.Second)
@@ -334,7 +337,78 @@ sites:
 		t.Fatalf("Revoke(app.test): got serial %q, %v, revoked at the CA %v; want a replacement of %s", replaced.Serial, err, ca.Revoked(old), renewed.Serial)
 	}
 
+	// Three orders: the first certificate, the forced renewal and the
+	// replacement. The budget counts them, as the CA does; the renewal is
+	// exempt from the per-domain limit, the replacement of the revoked
+	// (and deleted) certificate is not.
+	lines, err := c.Budget(ctx)
+	if err != nil {
+		t.Fatalf("Budget: %v", err)
+	}
+	remaining := map[tlsmgr.Limit]int{}
+	for _, l := range lines {
+		if l.Issuer != ca.DirectoryURL() {
+			t.Errorf("budget line of issuer %q, want only %q", l.Issuer, ca.DirectoryURL())
+		}
+		remaining[l.Limit] = l.Remaining
+		if l.Limit == tlsmgr.LimitOrders && l.Used != ca.Orders() {
+			t.Errorf("orders in the budget: %d, orders at the CA: %d", l.Used, ca.Orders())
+		}
+	}
+	if remaining[tlsmgr.LimitOrders] != 7 || remaining[tlsmgr.LimitCertificatesPerDomain] != 18 {
+		t.Errorf("remaining: got %v, want 7 orders and 18 certificates for app.test; lines %+v", remaining, lines)
+	}
+	resp, err := srv.Client().Get(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		fmt.Sprintf(`gatehouse_acme_budget_remaining{domain="app.test",issuer=%q,limit="certificates_per_domain"} 18`, ca.DirectoryURL()),
+		fmt.Sprintf(`gatehouse_acme_budget_remaining{domain="(no email)",issuer=%q,limit="orders_per_account"} 7`, ca.DirectoryURL()),
+	} {
+		if !strings.Contains(string(body), want+"\n") {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+
+	// With the gatehouse stopped, Reach falls back to the storage, where
+	// renew, retire and revoke go on.
+	httpSrv.Close()
+	httpsSrv.Close()
+	m.Close()
+	srv.Close()
+	off := testOffline(t, ctx, srv.Listener.Addr().String(), cfg)
+	certs, err := off.Certificates(ctx)
+	if stored, _ := tlsmgr.FindCertificate(certs, "app.test"); err != nil || stored.Serial != replaced.Serial {
+		t.Fatalf("offline Certificates: got %+v, %v; want app.test with serial %s", certs, err, replaced.Serial)
+	}
+	renewed, err = off.Renew(ctx, "app.test", true)
+	if err != nil || renewed.Serial == replaced.Serial || renewed.Status != tlsmgr.StatusValid {
+		t.Fatalf("offline Renew(app.test, forced): got %+v, %v; want a new valid certificate", renewed, err)
+	}
+	// The offline renewal drew on the same budget, read back from storage.
+	lines, err = off.Budget(ctx)
+	if i := slices.IndexFunc(lines, func(l tlsmgr.BudgetLine) bool { return l.Limit == tlsmgr.LimitOrders }); err != nil || i < 0 || lines[i].Used != ca.Orders() {
+		t.Errorf("offline Budget: got %+v, %v; want the %d orders the CA saw", lines, err, ca.Orders())
+	}
+	gone := parseConfig(t, dir, strings.Replace(cfgYAML, "app.test", "other.test", 1))
+	if names, err := (&tlsmgr.Offline{Config: gone}).Retire(ctx); err != nil || !slices.Equal(names, []string{"app.test"}) {
+		t.Errorf("offline Retire without app.test in the config: got %v, %v; want [app.test]", names, err)
+	}
+	answer, err := (&tlsmgr.Offline{Config: gone}).Revoke(ctx, "app.test", "cessationOfOperation")
+	old.SetString(renewed.Serial, 16)
+	if err != nil || !ca.Revoked(old) || answer.Serial != "" || !hasName(answer, "app.test") {
+		t.Errorf("offline Revoke of the retired app.test: got %+v, %v, revoked at the CA %v; want its name only", answer, err, ca.Revoked(old))
+	}
+
+	// A CA that is down fails an offline renewal, saying where the
+	// challenges were answered (online it is a 502: see the command's
+	// TestCertsRefused).
 	ca.Close()
-	_, err = c.Renew(ctx, "app.test", true)
-	wantError(t, "Renew with the CA down", err, http.StatusBadGateway, "renewing certificate of app.test")
+	_, err = off.Renew(ctx, "app.test", true)
+	if err == nil || !strings.Contains(err.Error(), "offline renewal answers the CA's challenges") {
+		t.Errorf("offline Renew with the CA down: got %v, want the failure and where challenges are answered", err)
+	}
 }

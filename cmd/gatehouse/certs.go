@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -27,7 +26,7 @@ const certsUsage = `Usage: gatehouse certs COMMAND [flags]
   revoke NAME --reason REASON        revoke at the CA, then obtain and serve a replacement
                                      (REASON: ` + "keyCompromise, superseded, cessationOfOperation, affiliationChanged, unspecified" + `)
   retire                             retire the Certificates of hosts no longer in the config
-
+` + certsBudgetUsage + `
 They talk to the running gatehouse through its admin endpoint (--admin ADDR,
 default the config's admin). When none answers, they work on the storage
 directly (renew then answers the CA's challenges on the config's listen
@@ -43,19 +42,12 @@ type certsCmd struct {
 	env     *environment
 	cfgPath string
 	admin   string
-	cfg     *config.Config // nil until loaded
-	cfgErr  error
 	client  *http.Client
-	api     *client.Client // nil when no admin endpoint is to be used
 }
 
 func cmdCerts(ctx context.Context, args []string, env *environment) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "-help" || args[0] == "help" {
-		fmt.Fprint(env.stderr, certsUsage)
-		if len(args) == 0 {
-			return exitError(2)
-		}
-		return nil
+	if ok, err := named(args, certsUsage, env); !ok {
+		return err
 	}
 	sub, args := args[0], args[1:]
 	fs := flag.NewFlagSet("certs "+sub, flag.ContinueOnError)
@@ -117,6 +109,8 @@ func cmdCerts(ctx context.Context, args []string, env *environment) error {
 			return exitError(2)
 		}
 		return c.revoke(ctx, pos[0], *reason)
+	case "budget":
+		return c.budget(ctx, *asJSON)
 	case "retire":
 		if err := want(0, "takes no arguments"); err != nil {
 			return err
@@ -129,93 +123,39 @@ func cmdCerts(ctx context.Context, args []string, env *environment) error {
 	}
 }
 
-// parseInterspersed parses flags wherever they stand among the arguments
-// ("renew app.example.com --force") and returns the arguments.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
-			return nil, exitError(2)
-		}
-		if fs.NArg() == 0 {
-			return pos, nil
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
-}
-
-// loadConfig loads the config once; commands that can do without it look
-// at the error themselves.
-func (c *certsCmd) loadConfig() (*config.Config, error) {
-	if c.cfg == nil && c.cfgErr == nil {
-		c.cfg, c.cfgErr = config.Load(c.cfgPath)
-	}
-	return c.cfg, c.cfgErr
-}
-
-// configOrFail returns the config, or prints its problems and exit 1.
-func (c *certsCmd) configOrFail() (*config.Config, error) {
-	cfg, err := c.loadConfig()
-	if err != nil {
-		printProblems(c.env.stderr, err)
-		return nil, exitError(1)
-	}
-	return cfg, nil
-}
-
-// connect finds the running gatehouse: it returns nil when one answers at
-// the admin endpoint, [client.ErrNoInstance] (wrapped) when none does.
-func (c *certsCmd) connect(ctx context.Context) error {
+// reach returns the running gatehouse's Certificates or, when none
+// answers at the admin endpoint, says so and works on the storage.
+func (c *certsCmd) reach(ctx context.Context) (client.Certificates, error) {
 	addr := c.admin
 	if addr == "" {
 		addr = config.DefaultAdmin
-		if cfg, err := c.loadConfig(); err == nil {
+		if cfg, err := config.Load(c.cfgPath); err == nil {
 			addr = cfg.Admin
 		}
 	}
-	api, err := client.Dial(ctx, addr, c.client)
-	if err != nil {
-		return err
-	}
-	c.api = api
-	return nil
+	return client.Reach(ctx, addr, c.client, func(why error) (client.Certificates, error) {
+		cfg, err := loadConfig(c.cfgPath, c.env)
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(c.env.stderr, "# %v; working on the storage %s\n", why, cfg.Storage)
+		return &tlsmgr.Offline{Config: cfg, Log: c.logger()}, nil
+	})
 }
 
-// reach connects to the running gatehouse or, when none answers, says so
-// and loads the config to work on its storage instead. It returns that
-// config, or nil when a gatehouse answers.
-func (c *certsCmd) reach(ctx context.Context) (offline *config.Config, err error) {
-	why := c.connect(ctx)
-	if why == nil || !errors.Is(why, client.ErrNoInstance) {
-		return nil, why
-	}
-	cfg, err := c.configOrFail()
+// inventory reaches the Certificates and returns them with their
+// inventory.
+func (c *certsCmd) inventory(ctx context.Context) (client.Certificates, []tlsmgr.CertificateInfo, error) {
+	certs, err := c.reach(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	fmt.Fprintf(c.env.stderr, "# %v; working on the storage %s\n", why, cfg.Storage)
-	return cfg, nil
-}
-
-// inventory returns every Certificate, from the running gatehouse or the
-// storage.
-func (c *certsCmd) inventory(ctx context.Context) ([]tlsmgr.CertificateInfo, error) {
-	cfg, err := c.reach(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if cfg != nil {
-		return tlsmgr.Inventory(ctx, cfg)
-	}
-	return c.api.Certificates(ctx)
+	list, err := certs.Certificates(ctx)
+	return certs, list, err
 }
 
 func (c *certsCmd) list(ctx context.Context, asJSON bool) error {
-	certs, err := c.inventory(ctx)
+	_, certs, err := c.inventory(ctx)
 	if err != nil {
 		return err
 	}
@@ -297,30 +237,12 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
-// find returns the Certificate serving name: a current one before a
-// retired one.
-func find(certs []tlsmgr.CertificateInfo, name string) (tlsmgr.CertificateInfo, bool) {
-	name = strings.ToLower(strings.TrimSuffix(name, "."))
-	var found *tlsmgr.CertificateInfo
-	for i := range certs {
-		for _, n := range certs[i].Names {
-			if n == name && (found == nil || found.Status == tlsmgr.StatusRetired) {
-				found = &certs[i]
-			}
-		}
-	}
-	if found == nil {
-		return tlsmgr.CertificateInfo{}, false
-	}
-	return *found, true
-}
-
 func (c *certsCmd) show(ctx context.Context, name string) error {
-	certs, err := c.inventory(ctx)
+	_, certs, err := c.inventory(ctx)
 	if err != nil {
 		return err
 	}
-	ci, ok := find(certs, name)
+	ci, ok := tlsmgr.FindCertificate(certs, name)
 	if !ok {
 		return fmt.Errorf("no certificate for %s", name)
 	}
@@ -377,31 +299,24 @@ func printCert(w io.Writer, ci tlsmgr.CertificateInfo, now time.Time) {
 }
 
 func (c *certsCmd) renew(ctx context.Context, name string, force bool) error {
-	cfg, err := c.reach(ctx)
+	certs, err := c.reach(ctx)
 	if err != nil {
 		return err
 	}
-	if cfg != nil {
-		if err := tlsmgr.RenewOffline(ctx, cfg, name, force, c.logger()); err != nil {
-			return fmt.Errorf("%w (offline renewal answers the CA's challenges on the config's listen addresses itself)", err)
-		}
-		certs, err := tlsmgr.Inventory(ctx, cfg)
-		if err != nil {
-			return err
-		}
-		ci, _ := find(certs, name)
-		fmt.Fprintf(c.env.stdout, "%s: serial %s, valid until %s (%s); gatehouse serves it when it starts\n", name, ci.Serial, ci.NotAfter.UTC().Format(time.RFC3339), ci.Status)
-		return nil
-	}
-	return c.renewOne(ctx, name, force)
+	return c.renewOne(ctx, certs, name, force)
 }
 
-func (c *certsCmd) renewOne(ctx context.Context, name string, force bool) error {
-	ci, err := c.api.Renew(ctx, name, force)
+// renewOne renews name on certs and says what then serves it.
+func (c *certsCmd) renewOne(ctx context.Context, certs client.Certificates, name string, force bool) error {
+	ci, err := certs.Renew(ctx, name, force)
 	if err != nil {
 		return err // it names the call and the host
 	}
-	fmt.Fprintf(c.env.stdout, "%s: serial %s, valid until %s (%s)\n", name, ci.Serial, ci.NotAfter.UTC().Format(time.RFC3339), ci.Status)
+	fmt.Fprintf(c.env.stdout, "%s: serial %s, valid until %s (%s)", name, ci.Serial, ci.NotAfter.UTC().Format(time.RFC3339), ci.Status)
+	if _, offline := certs.(*tlsmgr.Offline); offline {
+		fmt.Fprint(c.env.stdout, "; gatehouse serves it when it starts")
+	}
+	fmt.Fprintln(c.env.stdout)
 	return nil
 }
 
@@ -409,25 +324,21 @@ func (c *certsCmd) renewOne(ctx context.Context, name string, force bool) error 
 // retired ones, not ACME ones still without a certificate), going on after
 // a failure; it fails if any did.
 func (c *certsCmd) renewAll(ctx context.Context, force bool) error {
-	certs, err := c.inventory(ctx)
+	certs, list, err := c.inventory(ctx)
 	if err != nil {
 		return err
 	}
+	_, offline := certs.(*tlsmgr.Offline)
 	failed := 0
-	for _, ci := range certs {
-		if ci.Source == tlsmgr.SourceFile || ci.Status == tlsmgr.StatusRetired || len(ci.Names) == 0 {
-			continue
-		}
-		if ci.NotAfter.IsZero() && ci.Source != tlsmgr.SourceInternal {
-			// The first is still being obtained (a local CA name gets
-			// its first leaf from renew).
+	for _, ci := range list {
+		ok, pending := ci.Renewable(offline)
+		if pending {
 			fmt.Fprintf(c.env.stderr, "# %s: no certificate yet (%s); skipped\n", ci.Names[0], ci.Status)
+		}
+		if !ok {
 			continue
 		}
-		if c.api == nil && ci.Source != tlsmgr.SourceACME {
-			continue // offline, only ACME Certificates renew
-		}
-		if err := c.renew(ctx, ci.Names[0], force); err != nil {
+		if err := c.renewOne(ctx, certs, ci.Names[0], force); err != nil {
 			fmt.Fprintf(c.env.stderr, "gatehouse certs renew: %v\n", err)
 			failed++
 		}
@@ -439,20 +350,17 @@ func (c *certsCmd) renewAll(ctx context.Context, force bool) error {
 }
 
 func (c *certsCmd) revoke(ctx context.Context, name, reason string) error {
-	cfg, err := c.reach(ctx)
+	certs, err := c.reach(ctx)
 	if err != nil {
 		return err
 	}
-	if cfg != nil {
-		if err := tlsmgr.RevokeOffline(ctx, cfg, name, reason, c.logger()); err != nil {
-			return err
-		}
-		fmt.Fprintf(c.env.stdout, "%s: revoked (%s); gatehouse obtains a replacement when it starts if the host is still configured\n", name, reason)
-		return nil
-	}
-	ci, err := c.api.Revoke(ctx, name, reason)
+	ci, err := certs.Revoke(ctx, name, reason)
 	if err != nil {
 		return err // it names the call and the host
+	}
+	if _, offline := certs.(*tlsmgr.Offline); offline {
+		fmt.Fprintf(c.env.stdout, "%s: revoked (%s); gatehouse obtains a replacement when it starts if the host is still configured\n", name, reason)
+		return nil
 	}
 	fmt.Fprintf(c.env.stdout, "%s: revoked (%s); now serving serial %s, valid until %s\n", name, reason, ci.Serial, ci.NotAfter.UTC().Format(time.RFC3339))
 	return nil
@@ -461,11 +369,11 @@ func (c *certsCmd) revoke(ctx context.Context, name, reason string) error {
 // retire works on the storage and the config file: it is what a running
 // gatehouse does after each reload, so it is safe beside one.
 func (c *certsCmd) retire(ctx context.Context) error {
-	cfg, err := c.configOrFail()
+	cfg, err := loadConfig(c.cfgPath, c.env)
 	if err != nil {
 		return err
 	}
-	names, err := tlsmgr.RetireOffline(ctx, cfg, c.logger())
+	names, err := (&tlsmgr.Offline{Config: cfg, Log: c.logger()}).Retire(ctx)
 	if err != nil {
 		return err
 	}

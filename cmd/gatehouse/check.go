@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 
-	"github.com/gatehouse-proxy/gatehouse/config"
 	"github.com/gatehouse-proxy/gatehouse/tlsmgr/preflight"
 )
 
@@ -24,10 +23,9 @@ func cmdCheck(ctx context.Context, args []string, env *environment) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, err := config.Load(*path)
+	cfg, err := loadConfig(*path, env)
 	if err != nil {
-		printProblems(env.stderr, err)
-		return exitError(1)
+		return err
 	}
 	if _, _, err := net.SplitHostPort(*resolver); *resolver != "" && err != nil {
 		return fmt.Errorf("-resolver: want HOST:PORT: %w", err)

@@ -59,9 +59,12 @@ Usage:
 The config file defaults to $GATEHOUSE_CONFIG, else ` + config.DefaultPath + `.
 `
 
+// runFunc runs a command or subcommand on its arguments.
+type runFunc func(ctx context.Context, args []string, env *environment) error
+
 type command struct {
 	name string
-	run  func(ctx context.Context, args []string, env *environment) error
+	run  runFunc
 }
 
 func commands() []command {
@@ -90,8 +93,7 @@ func run(ctx context.Context, args []string, env *environment) error {
 		return exitError(2)
 	}
 	name := args[0]
-	switch name {
-	case "help", "-h", "-help", "--help":
+	if isHelp(name) {
 		if len(args) > 1 {
 			return run(ctx, []string{args[1], "-h"}, env)
 		}
@@ -116,6 +118,38 @@ func run(ctx context.Context, args []string, env *environment) error {
 	return exitError(2)
 }
 
+// isHelp reports whether arg asks for usage.
+func isHelp(arg string) bool {
+	return arg == "help" || arg == "-h" || arg == "-help" || arg == "--help"
+}
+
+// subcommand runs the sub named by args[0] from subs, or prints usage.
+func subcommand(ctx context.Context, name, usage string, args []string, env *environment, subs map[string]runFunc) error {
+	if ok, err := named(args, usage, env); !ok {
+		return err
+	}
+	run, ok := subs[args[0]]
+	if !ok {
+		fmt.Fprintf(env.stderr, "gatehouse %s: unknown subcommand %q\n\n%s", name, args[0], usage)
+		return exitError(2)
+	}
+	return run(ctx, args[1:], env)
+}
+
+// named reports whether args name a subcommand; when they do not, it
+// prints usage and err is the command's result: exit 2 without
+// arguments, nil for help.
+func named(args []string, usage string, env *environment) (ok bool, err error) {
+	if len(args) > 0 && !isHelp(args[0]) {
+		return true, nil
+	}
+	fmt.Fprint(env.stderr, usage)
+	if len(args) == 0 {
+		return false, exitError(2)
+	}
+	return false, nil
+}
+
 // newFlags makes a subcommand's flag set; flag parse errors become exit
 // status 2, as for any Unix tool.
 func newFlags(name, synopsis string, env *environment) *flag.FlagSet {
@@ -128,19 +162,34 @@ func newFlags(name, synopsis string, env *environment) *flag.FlagSet {
 	return fs
 }
 
+// parseFlags parses a command's flags, which take no arguments.
 func parseFlags(fs *flag.FlagSet, args []string) error {
-	err := fs.Parse(args)
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-		return err
-	case err != nil:
-		return exitError(2)
-	case fs.NArg() > 0:
-		fmt.Fprintf(fs.Output(), "unexpected argument %q\n", fs.Arg(0))
+	pos, err := parseInterspersed(fs, args)
+	if err == nil && len(pos) > 0 {
+		fmt.Fprintf(fs.Output(), "unexpected argument %q\n", pos[0])
 		fs.Usage()
 		return exitError(2)
 	}
-	return nil
+	return err
+}
+
+// parseInterspersed parses flags wherever they stand among the arguments
+// ("renew app.example.com --force") and returns the arguments.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, exitError(2)
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
 }
 
 // configFlag registers -config (also --config) with the documented default.
@@ -158,24 +207,33 @@ func cmdValidate(_ context.Context, args []string, env *environment) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if _, err := config.Load(*path); err != nil {
-		printProblems(env.stderr, err)
-		return exitError(1)
+	if _, err := loadConfig(*path, env); err != nil {
+		return err
 	}
 	fmt.Fprintln(env.stdout, "ok")
 	return nil
 }
 
-// printProblems writes every config problem on its own line.
-func printProblems(w io.Writer, err error) {
-	var problems config.Problems
-	if errors.As(err, &problems) {
-		for _, p := range problems {
-			fmt.Fprintln(w, p.Error())
-		}
-		return
+// loadConfig loads the config at path, or prints its problems: exit 1.
+func loadConfig(path string, env *environment) (*config.Config, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, problems(env, err)
 	}
-	fmt.Fprintln(w, err)
+	return cfg, nil
+}
+
+// problems prints every problem of err, a config's one a line, and
+// returns exit status 1.
+func problems(env *environment, err error) error {
+	var ps config.Problems
+	if !errors.As(err, &ps) {
+		fmt.Fprintln(env.stderr, err)
+	}
+	for _, p := range ps {
+		fmt.Fprintln(env.stderr, p.Error())
+	}
+	return exitError(1)
 }
 
 func cmdVersion(_ context.Context, args []string, env *environment) error {

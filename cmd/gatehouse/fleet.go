@@ -31,63 +31,32 @@ const fleetUsage = `Usage: gatehouse fleet status|forget
         stop listing an instance that is gone
 `
 
-// subcommand runs the sub named by args[0] from subs, or prints usage.
-func subcommand(ctx context.Context, name, usage string, args []string, env *environment, subs map[string]func(context.Context, []string, *environment) error) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "-help" || args[0] == "help" {
-		fmt.Fprint(env.stderr, usage)
-		if len(args) == 0 {
-			return exitError(2)
-		}
-		return nil
-	}
-	run, ok := subs[args[0]]
-	if !ok {
-		fmt.Fprintf(env.stderr, "gatehouse %s: unknown subcommand %q\n\n%s", name, args[0], usage)
-		return exitError(2)
-	}
-	return run(ctx, args[1:], env)
-}
-
 // dialFleet parses a fleet subcommand's flags (-config and the caller's)
 // and its argument (one when wantArg, else none), given before, between
 // or after the flags, and connects to the fleet of the local file.
 func dialFleet(fs *flag.FlagSet, args []string, env *environment, path *string, wantArg bool) (*fleet.Fleet, *config.Config, string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, nil, "", err
-			}
-			return nil, nil, "", exitError(2)
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos, args = append(pos, fs.Arg(0)), fs.Args()[1:]
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return nil, nil, "", err
 	}
-	want := 0
-	if wantArg {
-		want = 1
-	}
-	if len(pos) != want {
+	if len(pos) > 1 || (len(pos) == 1) != wantArg {
 		fs.Usage()
 		return nil, nil, "", exitError(2)
 	}
-	var arg string
+	arg := ""
 	if wantArg {
 		arg = pos[0]
 	}
-	local, err := config.Load(*path)
+	local, err := loadConfig(*path, env)
 	if err != nil {
-		printProblems(env.stderr, err)
-		return nil, nil, "", exitError(1)
+		return nil, nil, "", err
 	}
 	f, err := fleet.Dial(local)
 	return f, local, arg, err
 }
 
 func cmdConfig(ctx context.Context, args []string, env *environment) error {
-	return subcommand(ctx, "config", configUsage, args, env, map[string]func(context.Context, []string, *environment) error{
+	return subcommand(ctx, "config", configUsage, args, env, map[string]runFunc{
 		"push": func(ctx context.Context, args []string, env *environment) error {
 			fs := newFlags("config push", "config push FILE [-config LOCAL] [--force]", env)
 			path := configFlag(fs, env)
@@ -98,10 +67,8 @@ func cmdConfig(ctx context.Context, args []string, env *environment) error {
 			}
 			f.Close()
 			res, err := fleet.PushFile(ctx, local, file, *force)
-			var problems config.Problems
-			if errors.As(err, &problems) {
-				printProblems(env.stderr, err)
-				return exitError(1)
+			if _, ok := errors.AsType[config.Problems](err); ok {
+				return problems(env, err)
 			}
 			if err != nil {
 				return err
@@ -149,7 +116,7 @@ func cmdConfig(ctx context.Context, args []string, env *environment) error {
 }
 
 func cmdFleet(ctx context.Context, args []string, env *environment) error {
-	return subcommand(ctx, "fleet", fleetUsage, args, env, map[string]func(context.Context, []string, *environment) error{
+	return subcommand(ctx, "fleet", fleetUsage, args, env, map[string]runFunc{
 		"status": func(ctx context.Context, args []string, env *environment) error {
 			fs := newFlags("fleet status", "fleet status [-config LOCAL]", env)
 			f, _, _, err := dialFleet(fs, args, env, configFlag(fs, env), false)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatehouse-proxy/gatehouse/admin/client"
 	"github.com/gatehouse-proxy/gatehouse/config"
 	"github.com/gatehouse-proxy/gatehouse/tlsmgr"
 )
@@ -67,17 +68,12 @@ func cmdMigrate(ctx context.Context, args []string, env *environment) error {
 
 	// A migration runs for hours at a slow pace: no timeout on the call.
 	c := &certsCmd{env: env, cfgPath: *cfgPath, admin: *admin, client: &http.Client{}}
-	offline, err := c.reach(ctx)
+	certs, err := c.reach(ctx)
 	if err != nil {
 		return err
 	}
 	out := newMigrateOutput(env.stdout, isTerminal(env.stdout) && env.getenv("TERM") != "dumb", opts.DryRun)
-	var res tlsmgr.MigrationResult
-	if offline != nil {
-		res, err = tlsmgr.MigrateOffline(ctx, offline, opts, out.event, c.logger())
-	} else {
-		res, err = c.api.Migrate(ctx, opts, out.event)
-	}
+	res, err := certs.Migrate(ctx, opts, out.event)
 	out.finish()
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
@@ -90,16 +86,18 @@ func cmdMigrate(ctx context.Context, args []string, env *environment) error {
 		// The config stays as it is: the old issuer still renews those.
 		return exitError(1)
 	}
-	if err := c.issuerOrder(opts.To, *writeConfig && !opts.DryRun); err != nil {
+	live, _ := certs.(*client.Client)
+	if err := c.issuerOrder(live, opts.To, *writeConfig && !opts.DryRun); err != nil {
 		return err
 	}
 	return nil
 }
 
 // issuerOrder says which lines of the config to change so renewals try
-// the new issuer first, or changes them with write.
-func (c *certsCmd) issuerOrder(to string, write bool) error {
-	cfg, err := c.loadConfig()
+// the new issuer first, or changes them with write and has the running
+// gatehouse, when live is set, reload.
+func (c *certsCmd) issuerOrder(live *client.Client, to string, write bool) error {
+	cfg, err := config.Load(c.cfgPath)
 	if err != nil {
 		fmt.Fprintf(c.env.stderr, "# the config does not load, so its issuer order is not checked: %v\n", err)
 		return nil
@@ -121,12 +119,12 @@ func (c *certsCmd) issuerOrder(to string, write bool) error {
 		}
 		fmt.Fprintf(c.env.stdout, "%s: %s: moved %s first\n", cfg.File, ch.Path, to)
 	}
-	if c.api != nil {
+	if live != nil {
 		// The file changed under the running gatehouse, which reloads
 		// it on the change; asking makes sure, and reports a problem.
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		if err := c.api.Reload(ctx); err != nil {
+		if err := live.Reload(ctx); err != nil {
 			return fmt.Errorf("reloading the running gatehouse: %w", err)
 		}
 	}

@@ -15,10 +15,9 @@ func cmdRun(ctx context.Context, args []string, env *environment) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, err := config.Load(*path)
+	cfg, err := loadConfig(*path, env)
 	if err != nil {
-		printProblems(env.stderr, err)
-		return exitError(1)
+		return err
 	}
 	file := &gateway.File{Path: *path, Signals: env.reload}
 	sources := []gateway.Source{file}
@@ -31,8 +30,7 @@ func cmdRun(ctx context.Context, args []string, env *environment) error {
 		}
 		defer member.Close()
 		if cfg, err = member.StartConfig(ctx); err != nil {
-			printProblems(env.stderr, err)
-			return exitError(1)
+			return problems(env, err)
 		}
 		sources[0] = member
 	}
@@ -41,8 +39,7 @@ func cmdRun(ctx context.Context, args []string, env *environment) error {
 		// Container labels: one more Source, after the file, which keeps
 		// any host and path it serves. docker is read at start only.
 		if labels, err = docker.New(cfg); err != nil {
-			printProblems(env.stderr, err)
-			return exitError(1)
+			return problems(env, err)
 		}
 		sources = append(sources, labels)
 	}

@@ -20,7 +20,7 @@ const storageUsage = `Usage: gatehouse storage keygen|copy
 `
 
 func cmdStorage(ctx context.Context, args []string, env *environment) error {
-	return subcommand(ctx, "storage", storageUsage, args, env, map[string]func(context.Context, []string, *environment) error{
+	return subcommand(ctx, "storage", storageUsage, args, env, map[string]runFunc{
 		"keygen": storageKeygen,
 		"copy":   storageCopy,
 	})
@@ -58,12 +58,7 @@ func storageCopy(ctx context.Context, args []string, env *environment) error {
 		if spec != "" {
 			return tlsmgr.StorageConfig(spec)
 		}
-		cfg, err := config.Load(*path)
-		if err != nil {
-			printProblems(env.stderr, err)
-			return nil, exitError(1)
-		}
-		return cfg, nil
+		return loadConfig(*path, env)
 	}
 	src, err := side(*from)
 	if err != nil {

@@ -33,12 +33,7 @@ func (f trustFlags) storageConfig(env *environment) (*config.Config, error) {
 	if *f.storage != "" {
 		return &config.Config{Storage: *f.storage}, nil
 	}
-	cfg, err := config.Load(*f.config)
-	if err != nil {
-		printProblems(env.stderr, err)
-		return nil, exitError(1)
-	}
-	return cfg, nil
+	return loadConfig(*f.config, env)
 }
 
 func cmdTrust(ctx context.Context, args []string, env *environment) error {

@@ -1,8 +1,7 @@
-package main
+package password
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"os"
 	"strings"
@@ -10,8 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/sys/unix"
+
+	"github.com/gatehouse-proxy/gatehouse/gateway/gatewaytest"
 )
 
 // openPTY opens a pseudo-terminal pair: what a user types goes into
@@ -38,9 +38,20 @@ func openPTY(t *testing.T) (master, slave *os.File) {
 	return m, s
 }
 
-// TestHashPasswordTerminal types a password on a real (pseudo-)terminal:
-// it is asked twice and never echoed.
-func TestHashPasswordTerminal(t *testing.T) {
+// TestReadTerminal types a password on a real (pseudo-)terminal: it is
+// asked twice and never echoed; two entries that differ are refused.
+func TestReadTerminal(t *testing.T) {
+	for _, tc := range []struct {
+		name, first, again, err string
+	}{
+		{"same twice", "hunter2", "hunter2", ""},
+		{"entries differ", "hunter2", "hunter3", "reading the password: the two entries differ"},
+	} {
+		t.Run(tc.name, func(t *testing.T) { readTerminal(t, tc.first, tc.again, tc.err) })
+	}
+}
+
+func readTerminal(t *testing.T, first, again, wantErr string) {
 	master, slave := openPTY(t)
 	// Everything the terminal shows, echo included, arrives on master.
 	shown := make(chan string, 64)
@@ -58,10 +69,16 @@ func TestHashPasswordTerminal(t *testing.T) {
 		}
 	}()
 
-	var prompts, out syncBuffer
-	env := &environment{stdout: &out, stderr: &prompts, stdin: slave, getenv: func(string) string { return "" }}
-	done := make(chan error, 1)
-	go func() { done <- run(context.Background(), []string{"hash-password", "-cost", "4"}, env) }()
+	var prompts gatewaytest.SyncBuffer
+	type result struct {
+		pass []byte
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		pass, err := Read(slave, &prompts)
+		done <- result{pass, err}
+	}()
 
 	waitFor := func(prompt string) {
 		t.Helper()
@@ -70,27 +87,27 @@ func TestHashPasswordTerminal(t *testing.T) {
 			select {
 			case <-time.After(5 * time.Millisecond):
 			case <-deadline:
-				t.Fatalf("no %q prompt within 5s; stderr %q", prompt, prompts.String())
+				t.Fatalf("no %q prompt within 5s; prompts %q", prompt, prompts.String())
 			}
 		}
 	}
 	waitFor("Password: ")
-	master.WriteString("hunter2\n")
+	master.WriteString(first + "\n")
 	waitFor("Again: ")
-	master.WriteString("hunter2\n")
+	master.WriteString(again + "\n")
 	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("hash-password: %v; stderr %q", err, prompts.String())
+	case r := <-done:
+		switch {
+		case wantErr == "" && (r.err != nil || string(r.pass) != first):
+			t.Fatalf("Read: got %q, %v; want %q", r.pass, r.err, first)
+		case wantErr != "" && (r.err == nil || r.err.Error() != wantErr):
+			t.Fatalf("Read: got %q, %v; want the error %q", r.pass, r.err, wantErr)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("hash-password did not finish")
-	}
-	if err := bcrypt.CompareHashAndPassword([]byte(strings.TrimSpace(out.String())), []byte("hunter2")); err != nil {
-		t.Errorf("stdout %q is not a hash of the typed password: %v", out.String(), err)
+		t.Fatal("Read did not finish")
 	}
 
-	// A marker written after the command ends bounds what the terminal
+	// A marker written after Read returned bounds what the terminal
 	// showed; the password must not be in it.
 	slave.WriteString("END\n")
 	var screen strings.Builder
@@ -100,7 +117,7 @@ func TestHashPasswordTerminal(t *testing.T) {
 			break
 		}
 	}
-	if strings.Contains(screen.String(), "hunter2") {
+	if strings.Contains(screen.String(), first) || strings.Contains(screen.String(), again) {
 		t.Errorf("the terminal echoed the password: %q", screen.String())
 	}
 }
