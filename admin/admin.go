@@ -14,6 +14,7 @@
 //	GET  /certs/{name}            the Certificate serving name (404 if none)
 //	POST /certs/{name}/renew      renew now (?force=1 even when not due); answers the Certificate
 //	POST /certs/{name}/revoke     body {"reason": "keyCompromise"}; revokes, replaces, answers the new Certificate
+//	POST /certs/migrate           body a MigrateOptions; re-issues from another issuer, streaming MigrateLines
 //	POST /reload                  reload the config file, as SIGHUP does
 //	GET  /routes                  every Route and where it came from (file, or a container's labels)
 //	GET  /fleet                   the fleet's instances from its registry in etcd (a FleetStatus)
@@ -110,6 +111,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Certificates is certificate management.
 	Certificates Certificates
+	// Migrate re-issues Certificates from another issuer, reporting each
+	// step to progress (see [tlsmgr.Manager.Migrate]); nil makes
+	// [EndpointMigrate] answer 503.
+	Migrate func(ctx context.Context, opts tlsmgr.MigrateOptions, progress func(tlsmgr.MigrationEvent)) (tlsmgr.MigrationResult, error)
 	// Reload reloads the config as SIGHUP does and returns why it could
 	// not, in which case the running config keeps serving.
 	Reload func(ctx context.Context) error
@@ -183,6 +188,7 @@ func Handler(opts Options) http.Handler {
 	mux.HandleFunc(string(EndpointCertificate), a.showCert)
 	mux.HandleFunc(string(EndpointRenew), a.renew)
 	mux.HandleFunc(string(EndpointRevoke), a.revoke)
+	mux.HandleFunc(string(EndpointMigrate), a.migrate)
 	mux.HandleFunc(string(EndpointReload), a.reload)
 	mux.HandleFunc(string(EndpointRoutes), a.routes)
 	mux.HandleFunc(string(EndpointFleet), a.fleet)

@@ -3,6 +3,8 @@ package admin
 import (
 	"net/url"
 	"strings"
+
+	"github.com/gatehouse-proxy/gatehouse/tlsmgr"
 )
 
 // Endpoint is one call of the admin API, written as a [net/http.ServeMux]
@@ -29,6 +31,10 @@ const (
 	// EndpointRevoke takes a [RevokeRequest], revokes the Certificate
 	// serving {name}, replaces it and answers the new one.
 	EndpointRevoke Endpoint = "POST /certs/{name}/revoke"
+	// EndpointMigrate takes a [tlsmgr.MigrateOptions] and re-issues the
+	// Certificates it selects from another issuer, answering a stream of
+	// [MigrateLine] as it goes (application/x-ndjson).
+	EndpointMigrate Endpoint = "POST /certs/migrate"
 	// EndpointReload reloads the config file as SIGHUP does and answers a
 	// [ReloadAnswer].
 	EndpointReload Endpoint = "POST /reload"
@@ -73,6 +79,15 @@ type RevokeRequest struct {
 	// Reason is an RFC 5280 reason name (keyCompromise, superseded, ...),
 	// as [tlsmgr.ParseRevocationReason] takes it.
 	Reason string `json:"reason"`
+}
+
+// MigrateLine is one line of the answer of [EndpointMigrate]: an event
+// per step, then the result, or an error that stopped the migration
+// (progress is kept: the same call resumes it).
+type MigrateLine struct {
+	Event  *tlsmgr.MigrationEvent  `json:"event,omitempty"`
+	Result *tlsmgr.MigrationResult `json:"result,omitempty"`
+	Error  string                  `json:"error,omitempty"`
 }
 
 // ReloadAnswer is the JSON body of a successful [EndpointReload].

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gatehouse-proxy/gatehouse/admin"
 	"github.com/gatehouse-proxy/gatehouse/config"
+	"github.com/gatehouse-proxy/gatehouse/tlsmgr"
 )
 
 // adminState is what the admin endpoint reads of a running gateway. Its
@@ -89,6 +90,7 @@ func (g *Gateway) adminHandler() http.Handler {
 		Addr:         g.cfg.Admin,
 		Logger:       g.logger,
 		Certificates: g.certs,
+		Migrate:      g.migrate,
 		Reload:       g.requestReload,
 		Ready:        g.admin.ready.Load,
 		Upstreams:    g.upstreams,
@@ -98,6 +100,22 @@ func (g *Gateway) adminHandler() http.Handler {
 		LocalCA:      g.localCA,
 		Budget:       g.certs.Budget,
 	})
+}
+
+// migrate runs a migration for the admin endpoint until the request ends
+// or shutdown begins: a long migration must not hold the shutdown for its
+// grace period, and its progress in storage lets the next run resume.
+func (g *Gateway) migrate(ctx context.Context, opts tlsmgr.MigrateOptions, progress func(tlsmgr.MigrationEvent)) (tlsmgr.MigrationResult, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-g.admin.stopped:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return g.certs.Migrate(ctx, opts, progress)
 }
 
 // requestReload reloads every Source, as SIGHUP does, and returns the

@@ -30,9 +30,9 @@ func keepRestartOnly(log *slog.Logger, running, next *config.Config) {
 		warn("admin", running.Admin, next.Admin)
 		next.Admin = running.Admin
 	}
-	// The ACME issuer and its account are built once (tlsmgr refuses to
-	// change them live).
-	if !reflect.DeepEqual(running.ACME, next.ACME) {
+	// The ACME issuers and their accounts are built once (tlsmgr refuses
+	// to change them live); only their order may change.
+	if !next.ACME.SameButIssuerOrder(running.ACME) {
 		warn("acme", "", "")
 		next.ACME = running.ACME
 	}

@@ -290,7 +290,7 @@ func (m *Manager) checkFrozen(cfg *config.Config) error {
 	if cfg.ACME.Engine != m.frozen.acme.Engine {
 		changed = append(changed, "acme.engine")
 	}
-	if !reflect.DeepEqual(cfg.ACME, m.frozen.acme) && len(changed) == 0 {
+	if !cfg.ACME.SameButIssuerOrder(m.frozen.acme) && len(changed) == 0 {
 		changed = append(changed, "acme")
 	}
 	if cfg.Listen != m.frozen.listen {

@@ -83,7 +83,8 @@ func TestApplyAllOrNothing(t *testing.T) {
 
 func TestApplyNeedsRestart(t *testing.T) {
 	storage := t.TempDir()
-	base := config.Config{Storage: storage, ACME: config.ACME{Engine: config.EngineCertmagic}}
+	base := config.Config{Storage: storage, ACME: config.ACME{Engine: config.EngineCertmagic,
+		Issuers: []config.Issuer{{CA: "https://a.test/dir"}, {CA: "https://b.test/dir"}}}}
 	m, _ := newFakeManager(t, &base)
 	for _, tt := range []struct {
 		name, want string
@@ -93,6 +94,9 @@ func TestApplyNeedsRestart(t *testing.T) {
 		{name: "storage", want: "storage", change: func(c *config.Config) { c.Storage = t.TempDir() }},
 		{name: "ca", want: "acme", change: func(c *config.Config) { c.ACME.CA = "https://other.test/dir" }},
 		{name: "listen", want: "listen", change: func(c *config.Config) { c.Listen.HTTPS = ":8443" }},
+		{name: "issuer", want: "acme", change: func(c *config.Config) {
+			c.ACME.Issuers = []config.Issuer{{CA: "https://a.test/dir"}, {CA: "https://c.test/dir"}}
+		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c := base
@@ -102,6 +106,18 @@ func TestApplyNeedsRestart(t *testing.T) {
 				t.Errorf("Apply: got %v, want an error naming %s and a restart", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestApplyIssuerOrder: the order of acme.issuers changes without a
+// restart, as `gatehouse migrate --write-config` changes it (issue 14).
+func TestApplyIssuerOrder(t *testing.T) {
+	a, b := config.Issuer{CA: "https://a.test/dir"}, config.Issuer{CA: "https://b.test/dir", Profile: "x"}
+	cfg := config.Config{ACME: config.ACME{Engine: config.EngineCertmagic, Issuers: []config.Issuer{a, b}}}
+	m, _ := newFakeManager(t, &cfg)
+	cfg.ACME.Issuers = []config.Issuer{b, a}
+	if err := m.Apply(t.Context(), &cfg); err != nil {
+		t.Errorf("Apply with the issuers reordered: %v", err)
 	}
 }
 

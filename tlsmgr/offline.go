@@ -63,3 +63,10 @@ func (o *Offline) Revoke(ctx context.Context, name, reason string) (CertificateI
 func (o *Offline) Retire(ctx context.Context) ([]string, error) {
 	return retireOffline(ctx, o.Config, o.Log)
 }
+
+// Migrate is [MigrateOffline] on the config's storage: the CA's challenges
+// are answered on the config's Listener addresses, which must be free, and
+// gatehouse serves the replacements when it next starts.
+func (o *Offline) Migrate(ctx context.Context, opts MigrateOptions, progress func(MigrationEvent)) (MigrationResult, error) {
+	return MigrateOffline(ctx, o.Config, opts, progress, o.Log)
+}

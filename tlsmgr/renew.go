@@ -66,19 +66,7 @@ func (e *certmagicEngine) renew(ctx context.Context, name string, force, serve b
 // recache loads the Certificate of name from storage into the Cache and
 // drops the ones it replaces, so handshakes get the new one at once.
 func (e *certmagicEngine) recache(ctx context.Context, name string) error {
-	var old []string
-	for _, c := range e.cache.AllMatchingCertificates(name) {
-		if slices.Contains(c.Names, name) {
-			old = append(old, c.Hash())
-		}
-	}
-	cur, err := e.configFor(name).CacheManagedCertificate(ctx, name)
-	if err != nil {
-		return fmt.Errorf("loading the new certificate: %w", err)
-	}
-	old = slices.DeleteFunc(old, func(h string) bool { return h == cur.Hash() })
-	e.cache.Remove(old)
-	return nil
+	return e.serveFrom(ctx, e.configFor(name), name)
 }
 
 // reissue issues a new leaf for name now, replacing the current one.
@@ -94,6 +82,43 @@ func (ca *localCA) reissue(name string) (*tls.Certificate, error) {
 	slot.cert = cert
 	slot.renewAt = now.Add(ca.leafLifetime * 2 / 3)
 	return cert, nil
+}
+
+// openOffline starts a certmagic engine on the storage of cfg, with the
+// issuance policies of cfg and a lifecycle that records its events in the
+// inventory and delivers the configured ones: what a command working
+// without a running gatehouse needs. t is the table of cfg. closeAll
+// delivers the events, then stops the engine and closes the storage.
+func openOffline(cfg *config.Config, t *table, logger *slog.Logger) (e *certmagicEngine, lc *lifecycle, closeAll func(), err error) {
+	s, err := newACMESettings(cfg)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	store, closeStore, err := openStorage(cfg, logger)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	s.store = store
+	if e, err = newCertmagicEngine(s, defaultOptions(), logger); err != nil {
+		closeStore()
+		return nil, nil, nil, err
+	}
+	if err := e.setPolicies(acmePolicies(cfg)); err != nil {
+		e.close()
+		closeStore()
+		return nil, nil, nil, err
+	}
+	lc = newLifecycleOn(logger, store, e)
+	lc.mu.Lock()
+	lc.retireAfter, lc.acmeHosts, lc.onDemand, lc.table = cmp.Or(cfg.RetireAfter, config.DefaultRetireAfter), t.acmeHosts, t.isOnDemand, t
+	lc.mu.Unlock()
+	lc.sink.configure(cfg.Events)
+	e.notify = lc.certmagicEvent
+	return e, lc, func() {
+		lc.close()
+		e.close()
+		closeStore()
+	}, nil
 }
 
 // renewOffline renews the ACME Certificate of name (only if due, unless
@@ -117,31 +142,11 @@ func renewOffline(ctx context.Context, cfg *config.Config, name string, force bo
 	if !slices.Contains(t.acmeHosts, name) {
 		return fmt.Errorf("renewing certificate of %s: %w (only ACME hosts of the config renew offline)", name, ErrUnknownCertificate)
 	}
-	s, err := newACMESettings(cfg)
+	e, _, closeAll, err := openOffline(cfg, t, logger)
 	if err != nil {
 		return err
 	}
-	store, closeStore, err := openStorage(cfg, logger)
-	if err != nil {
-		return err
-	}
-	defer closeStore()
-	s.store = store
-	e, err := newCertmagicEngine(s, defaultOptions(), logger)
-	if err != nil {
-		return err
-	}
-	defer e.close()
-	if err := e.setPolicies(acmePolicies(cfg)); err != nil {
-		return err
-	}
-	lc := newLifecycleOn(logger, store, e)
-	defer lc.close()
-	lc.mu.Lock()
-	lc.retireAfter, lc.acmeHosts, lc.onDemand, lc.table = cmp.Or(cfg.RetireAfter, config.DefaultRetireAfter), t.acmeHosts, t.isOnDemand, t
-	lc.mu.Unlock()
-	lc.sink.configure(cfg.Events)
-	e.notify = lc.certmagicEvent
+	defer closeAll()
 	if err := e.renew(ctx, name, force, false); err != nil {
 		return fmt.Errorf("renewing certificate of %s: %w", name, err)
 	}

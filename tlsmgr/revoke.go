@@ -123,41 +123,14 @@ func (e *certmagicEngine) revoke(ctx context.Context, name string, reason int, r
 	cfg := e.configFor(name)
 	revoked := false
 	for _, iss := range cfg.Issuers {
-		key := iss.IssuerKey()
-		certPEM, err := cfg.Storage.Load(ctx, certmagic.StorageKeys.SiteCert(key, name))
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
+		found, err := e.revokeStored(ctx, cfg.Storage, iss, name, reason)
 		if err != nil {
-			return fmt.Errorf("loading certificate: %w", err)
+			return err
 		}
-		keyPEM, err := cfg.Storage.Load(ctx, certmagic.StorageKeys.SitePrivateKey(key, name))
-		if err != nil {
-			return fmt.Errorf("loading private key: %w", err)
+		if found {
+			revoked = true
+			break
 		}
-		rev, ok := iss.(certmagic.Revoker)
-		if !ok {
-			return fmt.Errorf("issuer %s cannot revoke", key)
-		}
-		// certmagic's ACMEIssuer picks its account's email in PreCheck,
-		// which only an order runs: an instance that never ordered (a
-		// fleet peer, gatehouse certs revoke offline) would otherwise
-		// revoke with an email-less account of its own, which the CA
-		// refuses as not the certificate's.
-		if pc, ok := iss.(certmagic.PreChecker); ok {
-			if err := pc.PreCheck(ctx, []string{name}, false); err != nil {
-				return fmt.Errorf("preparing the ACME account: %w", err)
-			}
-		}
-		res := certmagic.CertificateResource{SANs: []string{name}, CertificatePEM: certPEM, PrivateKeyPEM: keyPEM}
-		if err := rev.Revoke(ctx, res, reason); err != nil {
-			return fmt.Errorf("revoking at %s: %w", e.caFor(name, key), err)
-		}
-		if err := cfg.Storage.Delete(ctx, certmagic.StorageKeys.CertsSitePrefix(key, name)); err != nil {
-			return fmt.Errorf("revoked, but deleting it from storage: %w", err)
-		}
-		revoked = true
-		break
 	}
 	if !revoked {
 		return fmt.Errorf("no configured issuer holds a certificate for %s", name)
@@ -176,6 +149,46 @@ func (e *certmagicEngine) revoke(ctx context.Context, name string, reason int, r
 		return fmt.Errorf("%w: %w", errRevokedNotReplaced, err)
 	}
 	return nil
+}
+
+// revokeStored revokes the certificate of name that iss obtained, as
+// storage holds it, and deletes it from storage. It reports false, and
+// does nothing, when storage holds none of iss for name.
+func (e *certmagicEngine) revokeStored(ctx context.Context, storage certmagic.Storage, iss certmagic.Issuer, name string, reason int) (bool, error) {
+	key := iss.IssuerKey()
+	certPEM, err := storage.Load(ctx, certmagic.StorageKeys.SiteCert(key, name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("loading certificate: %w", err)
+	}
+	keyPEM, err := storage.Load(ctx, certmagic.StorageKeys.SitePrivateKey(key, name))
+	if err != nil {
+		return false, fmt.Errorf("loading private key: %w", err)
+	}
+	rev, ok := iss.(certmagic.Revoker)
+	if !ok {
+		return false, fmt.Errorf("issuer %s cannot revoke", key)
+	}
+	// certmagic's ACMEIssuer picks its account's email in PreCheck,
+	// which only an order runs: an instance that never ordered (a
+	// fleet peer, gatehouse certs revoke offline) would otherwise
+	// revoke with an email-less account of its own, which the CA
+	// refuses as not the certificate's.
+	if pc, ok := iss.(certmagic.PreChecker); ok {
+		if err := pc.PreCheck(ctx, []string{name}, false); err != nil {
+			return false, fmt.Errorf("preparing the ACME account: %w", err)
+		}
+	}
+	res := certmagic.CertificateResource{SANs: []string{name}, CertificatePEM: certPEM, PrivateKeyPEM: keyPEM}
+	if err := rev.Revoke(ctx, res, reason); err != nil {
+		return false, fmt.Errorf("revoking at %s: %w", e.caFor(name, key), err)
+	}
+	if err := storage.Delete(ctx, certmagic.StorageKeys.CertsSitePrefix(key, name)); err != nil {
+		return true, fmt.Errorf("revoked, but deleting it from storage: %w", err)
+	}
+	return true, nil
 }
 
 // revokeOffline revokes the ACME Certificate of name at its CA, with the

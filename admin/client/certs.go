@@ -23,6 +23,10 @@ type Certificates interface {
 	Revoke(ctx context.Context, name, reason string) (tlsmgr.CertificateInfo, error)
 	// Budget returns what is left of the ACME Issuers' rate limits.
 	Budget(ctx context.Context) ([]tlsmgr.BudgetLine, error)
+	// Migrate re-issues the Certificates opts selects from another
+	// issuer, reporting each step to progress (see
+	// [tlsmgr.Manager.Migrate]).
+	Migrate(ctx context.Context, opts tlsmgr.MigrateOptions, progress func(tlsmgr.MigrationEvent)) (tlsmgr.MigrationResult, error)
 }
 
 var (

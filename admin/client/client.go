@@ -192,6 +192,61 @@ func (c *Client) Revoke(ctx context.Context, name, reason string) (tlsmgr.Certif
 	return ci, err
 }
 
+// Migrate re-issues the Certificates opts selects from the issuer
+// opts.To on the running gatehouse ([admin.EndpointMigrate]), calling
+// progress (when not nil) with each step as the gatehouse reports it, and
+// returns the result. The migration runs as long as the call: cancelling
+// ctx stops it, and the same call later resumes it. The Client's timeout
+// bounds the whole call, so give it an [http.Client] without one for a
+// long migration.
+func (c *Client) Migrate(ctx context.Context, opts tlsmgr.MigrateOptions, progress func(tlsmgr.MigrationEvent)) (tlsmgr.MigrationResult, error) {
+	e := admin.EndpointMigrate
+	method, path := e.Method(), e.Path("")
+	b, err := json.Marshal(opts)
+	if err != nil {
+		return tlsmgr.MigrationResult{}, fmt.Errorf("encoding the request %s %s: %w", method, path, err)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(b))
+	if err != nil {
+		return tlsmgr.MigrationResult{}, fmt.Errorf("building the request %s %s: %w", method, path, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return tlsmgr.MigrationResult{}, fmt.Errorf("calling the admin endpoint: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
+		var answer admin.ErrorAnswer
+		_ = json.Unmarshal(b, &answer)
+		return tlsmgr.MigrationResult{}, &Error{Status: resp.StatusCode, Message: answer.Error, Method: method, Path: path}
+	}
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var l admin.MigrateLine
+		if err := dec.Decode(&l); err != nil {
+			if ctx.Err() != nil {
+				return tlsmgr.MigrationResult{}, ctx.Err()
+			}
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF // the gatehouse stopped before the result
+			}
+			return tlsmgr.MigrationResult{}, fmt.Errorf("reading the admin endpoint's answer to %s %s: %w", method, path, err)
+		}
+		switch {
+		case l.Event != nil:
+			if progress != nil {
+				progress(*l.Event)
+			}
+		case l.Result != nil:
+			return *l.Result, nil
+		case l.Error != "":
+			return tlsmgr.MigrationResult{}, &Error{Status: http.StatusBadGateway, Message: l.Error, Method: method, Path: path}
+		}
+	}
+}
+
 // Fleet returns the fleet's instances as the gatehouse reads them from
 // its registry in etcd ([admin.EndpointFleet]).
 func (c *Client) Fleet(ctx context.Context) (admin.FleetStatus, error) {

@@ -47,6 +47,8 @@ Usage:
   gatehouse check    [-config FILE]          ACME preflight: DNS, ports, CAA, the CA
   gatehouse certs    list|show|renew|revoke|retire
                                              see and steer the Certificates
+  gatehouse migrate  --to ISSUER [--from ISSUER] [--hosts PATTERN] [--rate 10/min] [--dry-run] [--revoke-old] [--write-config]
+                                             re-issue the Certificates from another CA, paced and resumable
   gatehouse storage  keygen|copy             encryption key for etcd storage; copy file <-> etcd
   gatehouse config   push|pull|history       the fleet's shared config in etcd
   gatehouse fleet    status|forget           the fleet's instances
@@ -74,6 +76,7 @@ func commands() []command {
 		{"untrust", cmdUntrust},
 		{"check", cmdCheck},
 		{"certs", cmdCerts},
+		{"migrate", cmdMigrate},
 		{"storage", cmdStorage},
 		{"config", cmdConfig},
 		{"fleet", cmdFleet},

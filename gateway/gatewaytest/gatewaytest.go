@@ -316,6 +316,32 @@ sites:
     routes: [{respond: {body: app}}]
 `
 
+// TwoCAConfig is a config with the admin endpoint on, a local CA Site for
+// localhost and an ACME Site answering "app" for hosts (comma-separated),
+// whose issuers are a, then b: the config of a migration from a to b.
+// Both CAs validate on the HTTP and HTTPS ports of p.
+func TwoCAConfig(t *testing.T, p Ports, hosts string) (config string, a, b *pebbletest.CA) {
+	t.Helper()
+	a = pebbletest.Start(t, pebbletest.Options{HTTPPort: p.HTTP, TLSPort: p.HTTPS})
+	b = pebbletest.Start(t, pebbletest.Options{HTTPPort: p.HTTP, TLSPort: p.HTTPS})
+	return fmt.Sprintf(`listen: {http: "127.0.0.1:{{HTTP}}", https: "127.0.0.1:{{HTTPS}}"}
+admin: "127.0.0.1:{{ADMIN}}"
+storage: {{STORAGE}}
+acme:
+  issuers:
+    # the CA in trouble
+    - ca: %s
+      ca_root: %s
+    - ca: %s
+      ca_root: %s
+sites:
+  - hosts: [localhost]
+    routes: [{respond: {body: local}}]
+  - hosts: [%s]
+    routes: [{respond: {body: app}}]
+`, a.DirectoryURL(), a.ClientRootFile(), b.DirectoryURL(), b.ClientRootFile(), hosts), a, b
+}
+
 // AdminClient talks to an instance's admin endpoint over plain HTTP, the
 // wire format as a script would see it.
 type AdminClient struct {

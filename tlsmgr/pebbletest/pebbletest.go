@@ -408,6 +408,20 @@ func (c *CA) Revoked(serial *big.Int) bool {
 	return c.db.GetRevokedCertificateBySerial(serial) != nil
 }
 
+// RevocationReason returns the RFC 5280 reason code the certificate with
+// this serial number was revoked with (0 when the request named none),
+// and false when the CA has not revoked it.
+func (c *CA) RevocationReason(serial *big.Int) (int, bool) {
+	rc := c.db.GetRevokedCertificateBySerial(serial)
+	if rc == nil {
+		return 0, false
+	}
+	if rc.Reason == nil {
+		return 0, true
+	}
+	return int(*rc.Reason), true
+}
+
 // SetRenewalWindow makes the CA's ACME Renewal Information (RFC 9773)
 // endpoint suggest renewing the certificate with this serial number between
 // start and end, instead of Pebble's default (24 hours either side of two

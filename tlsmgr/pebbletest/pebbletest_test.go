@@ -313,11 +313,17 @@ func TestHTTP01(t *testing.T) {
 	if ca.Revoked(leaf.SerialNumber) {
 		t.Fatalf("Revoked() before revoking = true")
 	}
+	if _, ok := ca.RevocationReason(leaf.SerialNumber); ok {
+		t.Fatalf("RevocationReason() before revoking: ok")
+	}
 	if err := cl.RevokeCert(t.Context(), nil, leaf.Raw, acme.CRLReasonKeyCompromise); err != nil {
 		t.Fatalf("revoking: %v", err)
 	}
 	if !ca.Revoked(leaf.SerialNumber) {
 		t.Errorf("Revoked() after revoking = false")
+	}
+	if got, ok := ca.RevocationReason(leaf.SerialNumber); !ok || got != int(acme.CRLReasonKeyCompromise) {
+		t.Errorf("RevocationReason() after revoking = %d, %v; want %d, true", got, ok, acme.CRLReasonKeyCompromise)
 	}
 	if got := ca.Orders(); got != 1 {
 		t.Errorf("Orders() after revoking = %d, want 1", got)
