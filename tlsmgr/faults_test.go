@@ -527,3 +527,37 @@ func TestRenewalCADown(t *testing.T) {
 		t.Errorf("stored serial: got %s, want %s", got, renewed.SerialNumber)
 	}
 }
+
+// TestFileStorageRemovesStaleTemps checks the temporary files a crash
+// left while staging a Certificate are removed when the storage is next
+// opened, and a recent one (another process may be staging it) is kept.
+func TestFileStorageRemovesStaleTemps(t *testing.T) {
+	dir := t.TempDir()
+	site := filepath.Join(dir, "certificates", "ca", "a.test")
+	if err := os.MkdirAll(site, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	stale := filepath.Join(site, ".a.test.key"+tmpMarker+"1")
+	fresh := filepath.Join(site, ".a.test.crt"+tmpMarker+"2")
+	kept := filepath.Join(site, "a.test.key")
+	for _, p := range []string{stale, fresh, kept} {
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-2 * staleTemp)
+	for _, p := range []string{stale, kept} {
+		if err := os.Chtimes(p, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	newFileStorage(dir)
+	if _, err := os.Stat(stale); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("stale temporary file: got %v, want it removed", err)
+	}
+	for _, p := range []string{fresh, kept} {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("%s: %v, want it kept", p, err)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/caddyserver/certmagic"
 )
@@ -51,7 +52,27 @@ type fileStorage struct {
 }
 
 func newFileStorage(dir string) *fileStorage {
-	return &fileStorage{FileStorage: &certmagic.FileStorage{Path: dir}, staged: map[string]string{}, orphans: map[string]bool{}}
+	s := &fileStorage{FileStorage: &certmagic.FileStorage{Path: dir}, staged: map[string]string{}, orphans: map[string]bool{}}
+	s.removeStaleTemps(time.Now())
+	return s
+}
+
+// staleTemp is how old a temporary file must be to be removed as left by
+// a crash: another process on the same directory may be staging one now.
+const staleTemp = time.Hour
+
+// removeStaleTemps removes the temporary files a crash left under
+// certificates/ before now-staleTemp; best effort.
+func (s *fileStorage) removeStaleTemps(now time.Time) {
+	_ = filepath.WalkDir(filepath.Join(s.Path, "certificates"), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.Contains(d.Name(), tmpMarker) {
+			return nil
+		}
+		if fi, err := d.Info(); err == nil && now.Sub(fi.ModTime()) > staleTemp {
+			_ = os.Remove(p)
+		}
+		return nil
+	})
 }
 
 // lockFile is the path of FileStorage's lock file for name.
