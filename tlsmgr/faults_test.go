@@ -561,3 +561,58 @@ func TestFileStorageRemovesStaleTemps(t *testing.T) {
 		}
 	}
 }
+
+// TestInventoryKeepsUnsavedRecords updates records while the storage (a
+// tmpfs) is read-only: the update fails, yet load and list show it, so
+// the inventory shows the failure it could not write down; once the
+// storage takes writes, the next update is stored and the memory copy
+// dropped.
+func TestInventoryKeepsUnsavedRecords(t *testing.T) {
+	dir := t.TempDir()
+	mountTmpfs(t, dir, 1<<20)
+	inv := &inventory{storage: newFileStorage(dir)}
+	ctx := t.Context()
+	def := func(name string) func() record {
+		return func() record { return record{Names: []string{name}, Source: SourceACME} }
+	}
+	fail := func(msg string) func(*record) {
+		return func(r *record) { r.Failures++; r.LastError = msg }
+	}
+	if _, err := inv.update(ctx, "a.test", def("a.test"), fail("first")); err != nil {
+		t.Fatal(err)
+	}
+
+	remount(t, dir, true)
+	r, err := inv.update(ctx, "a.test", nil, fail("read-only"))
+	if !errors.Is(err, syscall.EROFS) || r.Failures != 2 {
+		t.Errorf("update on read-only storage: got %+v, %v; want 2 failures and EROFS", r, err)
+	}
+	if _, err := inv.update(ctx, "b.test", def("b.test"), fail("read-only")); !errors.Is(err, syscall.EROFS) {
+		t.Errorf("new record on read-only storage: got %v, want EROFS", err)
+	}
+	if got, err := inv.load(ctx, "a.test"); err != nil || got == nil || got.Failures != 2 || got.LastError != "read-only" {
+		t.Errorf("load while read-only: got %+v, %v; want the unsaved record", got, err)
+	}
+	recs, err := inv.list(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if recs["a.test"].Failures != 2 || recs["b.test"].LastError != "read-only" {
+		t.Errorf("list while read-only: got %+v; want both unsaved records", recs)
+	}
+
+	remount(t, dir, false)
+	if _, err := inv.update(ctx, "a.test", nil, fail("stored")); err != nil {
+		t.Fatal(err)
+	}
+	fresh := &inventory{storage: newFileStorage(dir)}
+	if got, err := fresh.load(ctx, "a.test"); err != nil || got == nil || got.Failures != 3 || got.LastError != "stored" {
+		t.Errorf("stored record after the repair: got %+v, %v; want 3 failures, error stored", got, err)
+	}
+	if _, ok := inv.unsavedRecord("a.test"); ok {
+		t.Error("a.test still kept in memory after it was stored")
+	}
+	if _, ok := inv.unsavedRecord("b.test"); !ok {
+		t.Error("b.test dropped from memory before any update of it was stored")
+	}
+}
