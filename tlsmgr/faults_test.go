@@ -276,35 +276,43 @@ func inventoryOf(t *testing.T, m *Manager, host string) CertificateInfo {
 	return CertificateInfo{}
 }
 
-// TestRenewalStorageFaults breaks the storage (a tmpfs) in the middle of
-// a renewal, once the order is placed and before the certificate is
-// issued: made read-only, or filled up. The failure is an event and shows
-// in the inventory, the old Certificate is served throughout and stays in
-// storage whole (key and chain together, no temporary file left), and the
-// renewal succeeds at certmagic's next retry once the storage takes
-// writes again.
+// TestRenewalStorageFaults breaks the storage (a tmpfs) during a
+// renewal: made read-only, or filled up, once the order is placed and
+// before the certificate is issued; or made read-only before the renewal
+// starts, which then places no order at all. The failure is an event and
+// shows in the inventory, the old Certificate is served throughout and
+// stays in storage whole (key and chain together, no temporary file
+// left), and the renewal succeeds at certmagic's next retry once the
+// storage takes writes again.
 func TestRenewalStorageFaults(t *testing.T) {
 	skipShort(t)
 	shortenRenewalRetries(t, time.Second)
+	readOnly := func(t *testing.T, dir string) func() {
+		remount(t, dir, true)
+		return func() { remount(t, dir, false) }
+	}
+	atFinalize := (*pebbletest.CA).HoldFinalize
 	for _, tc := range []struct {
 		name string
+		// at holds the CA's request at which the storage breaks.
+		at func(*pebbletest.CA) (held <-chan struct{}, release func())
 		// fault breaks the storage on dir and returns the repair.
 		fault func(t *testing.T, dir string) (repair func())
 		// wantErr is in the error the failure reports.
 		wantErr string
+		// orders is how many orders the failed renewal placed.
+		orders int
 	}{
+		{name: "read-only", at: atFinalize, fault: readOnly, wantErr: "read-only file system", orders: 1},
 		{
-			name: "read-only",
-			fault: func(t *testing.T, dir string) func() {
-				remount(t, dir, true)
-				return func() { remount(t, dir, false) }
-			},
-			wantErr: "read-only file system",
+			name: "full", at: atFinalize, wantErr: "no space left on device", orders: 1,
+			fault: func(t *testing.T, dir string) func() { return fillTmpfs(t, dir, 0) },
 		},
 		{
-			name:    "full",
-			fault:   func(t *testing.T, dir string) func() { return fillTmpfs(t, dir, 0) },
-			wantErr: "no space left on device",
+			// certmagic asks for the renewal window, sees it moved, and
+			// renews: its storage check fails before any order.
+			name: "read-only-before", at: (*pebbletest.CA).HoldRenewalInfo, fault: readOnly,
+			wantErr: "read-only file system", orders: 0,
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -322,18 +330,19 @@ func TestRenewalStorageFaults(t *testing.T) {
 
 			// The CA moves the renewal window into the past, so
 			// certmagic renews at its next look at the window (every
-			// second); the storage breaks while the CA holds the
-			// finalize request of the renewal's order.
-			held, release := g.ca.HoldFinalize()
-			defer release()
+			// second); the storage breaks while the CA holds tc.at's
+			// request.
 			now := time.Now()
 			if err := g.ca.SetRenewalWindow(first.SerialNumber, now.Add(-2*time.Hour), now.Add(-time.Hour)); err != nil {
 				t.Fatal(err)
 			}
+			held, release := tc.at(g.ca)
+			defer release()
+			orders := g.ca.Orders()
 			select {
 			case <-held:
 			case <-time.After(30 * time.Second):
-				t.Fatal("no renewal reached finalize within 30s")
+				t.Fatal("the renewal never reached the held request within 30s")
 			}
 			before := storedFiles(t, g.storage)
 			repair := tc.fault(t, g.storage)
@@ -350,6 +359,9 @@ func TestRenewalStorageFaults(t *testing.T) {
 			}
 			if info.Serial != first.SerialNumber.Text(16) {
 				t.Errorf("inventory serial while failing: got %s, want the old %s", info.Serial, first.SerialNumber.Text(16))
+			}
+			if got := g.ca.Orders() - orders; got != tc.orders {
+				t.Errorf("orders placed by the failed renewal: got %d, want %d", got, tc.orders)
 			}
 			after := storedFiles(t, g.storage)
 			for p, b := range before {

@@ -144,26 +144,50 @@ func (c *CA) Refused() int { return int(c.refused.Load()) }
 // A test breaks something at that moment (the client's storage, the CA
 // with [CA.DownAtFinalize]) to see a failure in the middle of an order.
 func (c *CA) HoldFinalize() (held <-chan struct{}, release func()) {
-	h, r := make(chan struct{}), make(chan struct{})
-	c.mu.Lock()
-	c.holdHeld, c.holdRelease = h, r
-	c.mu.Unlock()
-	var once sync.Once
-	return h, func() { once.Do(func() { close(r) }) }
+	return c.hold(holdFinalize)
 }
 
-// holdFinalize holds the finalize request r if HoldFinalize asks to.
-func (c *CA) holdFinalize(r *http.Request) {
+// HoldRenewalInfo is [CA.HoldFinalize] for the next request for a
+// renewal window (ACME Renewal Information, RFC 9773): a client that
+// asks for one before it decides to renew is held at that moment.
+func (c *CA) HoldRenewalInfo() (held <-chan struct{}, release func()) {
+	return c.hold(holdARI)
+}
+
+// The kinds of request a hold applies to.
+const (
+	holdFinalize = "finalize"
+	holdARI      = "renewal info"
+)
+
+// hold is an armed HoldFinalize or HoldRenewalInfo: held is closed when
+// the request arrives, release by the test to let it go on.
+type hold struct{ held, release chan struct{} }
+
+func (c *CA) hold(kind string) (<-chan struct{}, func()) {
+	h := hold{held: make(chan struct{}), release: make(chan struct{})}
 	c.mu.Lock()
-	h, rel := c.holdHeld, c.holdRelease
-	c.holdHeld, c.holdRelease = nil, nil
+	if c.holds == nil {
+		c.holds = map[string]hold{}
+	}
+	c.holds[kind] = h
 	c.mu.Unlock()
-	if h == nil {
+	var once sync.Once
+	return h.held, func() { once.Do(func() { close(h.release) }) }
+}
+
+// holdRequest holds r if a hold of its kind is armed, and disarms it.
+func (c *CA) holdRequest(kind string, r *http.Request) {
+	c.mu.Lock()
+	h, ok := c.holds[kind]
+	delete(c.holds, kind)
+	c.mu.Unlock()
+	if !ok {
 		return
 	}
-	close(h)
+	close(h.held)
 	select {
-	case <-rel:
+	case <-h.release:
 	case <-r.Context().Done():
 	}
 }

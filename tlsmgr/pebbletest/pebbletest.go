@@ -119,9 +119,9 @@ type CA struct {
 	// limited, until limitUntil.
 	limitOrders int
 	limitUntil  time.Time
-	// holdHeld and holdRelease arm HoldFinalize: closed when the held
-	// request arrives, and closed by the test to let it through.
-	holdHeld, holdRelease chan struct{}
+	// holds arms HoldFinalize and HoldRenewalInfo, by the kind of
+	// request held.
+	holds map[string]hold
 }
 
 // envDefaults are the Pebble settings Start applies when they are unset.
@@ -210,7 +210,7 @@ func Start(t testing.TB, opts Options) *CA {
 	}
 	c.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, finalizePath) {
-			c.holdFinalize(r)
+			c.holdRequest(holdFinalize, r)
 			if c.downAtFinalize.CompareAndSwap(true, false) {
 				c.down.Store(true)
 			}
@@ -223,6 +223,7 @@ func Start(t testing.TB, opts Options) *CA {
 		}
 		isARI := r.Method == http.MethodGet && c.ariPath != "" && strings.HasPrefix(r.URL.Path, c.ariPath)
 		if isARI {
+			c.holdRequest(holdARI, r)
 			c.ariRequests.Add(1)
 		}
 		if opts.ARIRetryAfter > 0 && isARI {
