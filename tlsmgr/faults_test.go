@@ -628,3 +628,45 @@ func TestInventoryKeepsUnsavedRecords(t *testing.T) {
 		t.Error("b.test dropped from memory before any update of it was stored")
 	}
 }
+
+// TestFileStorageReleasesOrphanLocks unlocks while the storage is
+// read-only: the lock file stays, and FileStorage would keep it fresh for
+// good. Once the storage takes writes, the next write removes it, so the
+// name can be locked again at once; a lock file another process made
+// since (it found ours stale) is left alone.
+func TestFileStorageReleasesOrphanLocks(t *testing.T) {
+	dir := t.TempDir()
+	mountTmpfs(t, dir, 1<<20)
+	s := newFileStorage(dir)
+	ctx := t.Context()
+	for _, name := range []string{"ours", "theirs"} {
+		if err := s.Lock(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	remount(t, dir, true)
+	for _, name := range []string{"ours", "theirs"} {
+		if err := s.Unlock(ctx, name); !errors.Is(err, syscall.EROFS) {
+			t.Fatalf("unlocking %s on read-only storage: got %v, want EROFS", name, err)
+		}
+	}
+	remount(t, dir, false)
+	theirs := s.lockFile("theirs")
+	other := []byte(`{"created":"2030-01-01T00:00:00Z","updated":"2030-01-01T00:00:00Z"}`)
+	if err := os.WriteFile(theirs, other, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := s.Store(ctx, "other/key", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(s.lockFile("ours")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("our lock file after the next write: %v, want it removed", err)
+	}
+	if ok, err := s.TryLock(ctx, "ours"); !ok || err != nil {
+		t.Errorf("locking the name again: %v, %v; want it locked at once", ok, err)
+	}
+	if b, err := os.ReadFile(theirs); err != nil || !bytes.Equal(b, other) {
+		t.Errorf("another's lock file: %q, %v; want it left alone", b, err)
+	}
+}

@@ -2,6 +2,7 @@ package tlsmgr
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -46,13 +47,14 @@ type fileStorage struct {
 	// staged maps the key of a Certificate's key or chain file to the
 	// temporary file holding its new value.
 	staged map[string]string
-	// orphans holds the names of locks unlocked whose lock file is still
-	// there (keys, values unused).
-	orphans map[string]bool
+	// orphans maps the names of locks unlocked whose lock file is still
+	// there to the creation time that file records, so a lock file
+	// another process created since (it found ours stale) is left alone.
+	orphans map[string]time.Time
 }
 
 func newFileStorage(dir string) *fileStorage {
-	s := &fileStorage{FileStorage: &certmagic.FileStorage{Path: dir}, staged: map[string]string{}, orphans: map[string]bool{}}
+	s := &fileStorage{FileStorage: &certmagic.FileStorage{Path: dir}, staged: map[string]string{}, orphans: map[string]time.Time{}}
 	s.removeStaleTemps(time.Now())
 	return s
 }
@@ -84,9 +86,11 @@ func (s *fileStorage) lockFile(name string) string {
 func (s *fileStorage) Unlock(ctx context.Context, name string) error {
 	err := s.FileStorage.Unlock(ctx, name)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		s.mu.Lock()
-		s.orphans[name] = true
-		s.mu.Unlock()
+		if created, err := lockCreated(s.lockFile(name)); err == nil {
+			s.mu.Lock()
+			s.orphans[name] = created
+			s.mu.Unlock()
+		}
 	}
 	return err
 }
@@ -107,15 +111,37 @@ func (s *fileStorage) TryLock(ctx context.Context, name string) (bool, error) {
 func (s *fileStorage) releaseOrphans() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.releaseOrphansLocked()
-}
-
-func (s *fileStorage) releaseOrphansLocked() {
-	for name := range s.orphans {
+	for name, ours := range s.orphans {
+		created, err := lockCreated(s.lockFile(name))
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			delete(s.orphans, name)
+			continue
+		case err != nil:
+			continue // being rewritten: look again next time
+		case !created.Equal(ours):
+			delete(s.orphans, name) // another's lock now
+			continue
+		}
 		if err := os.Remove(s.lockFile(name)); err == nil || errors.Is(err, fs.ErrNotExist) {
 			delete(s.orphans, name)
 		}
 	}
+}
+
+// lockCreated reads the creation time FileStorage records in a lock file.
+func lockCreated(file string) (time.Time, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return time.Time{}, err
+	}
+	var meta struct {
+		Created time.Time `json:"created"`
+	}
+	if err := json.Unmarshal(b, &meta); err != nil {
+		return time.Time{}, fmt.Errorf("reading lock file %s: %w", file, err)
+	}
+	return meta.Created, nil
 }
 
 // tmpMarker is in the name of every temporary file, so one a crash left
@@ -140,13 +166,13 @@ func siteFile(key string) (dir, ext string, ok bool) {
 
 // Store implements certmagic.Storage.
 func (s *fileStorage) Store(ctx context.Context, key string, value []byte) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.releaseOrphansLocked()
+	s.releaseOrphans()
 	dir, ext, ok := siteFile(key)
 	if !ok {
 		return s.FileStorage.Store(ctx, key, value)
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if ext != ".json" {
 		tmp, err := s.writeTemp(key, value)
 		if err != nil {
