@@ -3,8 +3,10 @@ package tlsmgr
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"log/slog"
 	"net/http"
+	"sync"
 
 	"github.com/caddyserver/certmagic"
 )
@@ -24,11 +26,16 @@ type certmagicEngine struct {
 	policies policyConfigs
 	// notify, when set, also receives every event (the inventory).
 	notify func(ctx context.Context, event string, data map[string]any)
+	// reported holds the names (keys, values unused) whose renewal
+	// failure certmagic reported with a cert_failed event, until the
+	// renewal job's own failure comes in: the job must not report it
+	// again.
+	reported sync.Map
 }
 
 func newCertmagicEngine(s acmeSettings, opts options, logger *slog.Logger) (*certmagicEngine, error) {
 	e := &certmagicEngine{logger: logger}
-	zl := newZapLogger(logger)
+	zl := newWatchingZapLogger(logger, e.renewalJobFailed)
 	e.cache = certmagic.NewCache(certmagic.CacheOptions{
 		// The Cache asks for a certificate's Config at each maintenance
 		// pass: the one of its host's issuance policy. e.cfg is set
@@ -59,6 +66,28 @@ func (e *certmagicEngine) obtain(ctx context.Context, host string) error {
 	return e.configFor(host).ManageSync(ctx, []string{host})
 }
 
+// renewalJobFailed reports a renewal by certmagic's maintenance that
+// failed without a cert_failed event, as one: storage that is read-only
+// or full fails it before an order (certmagic's storage check, its lock)
+// or after (saving the new Certificate), and the inventory, the events
+// and the log must show that as they show a CA's refusal. The old
+// Certificate stays in the Cache, and certmagic retries on its schedule.
+func (e *certmagicEngine) renewalJobFailed(names []string, cause string) {
+	for _, name := range names {
+		if _, done := e.reported.LoadAndDelete(name); done {
+			continue
+		}
+		var issuers []string
+		for _, iss := range e.configFor(name).Issuers {
+			issuers = append(issuers, iss.IssuerKey())
+		}
+		_ = e.onEvent(context.Background(), "cert_failed", map[string]any{
+			"renewal": true, "identifier": name, "issuers": issuers, "error": errors.New(cause),
+		})
+		e.reported.Delete(name)
+	}
+}
+
 // forget removes hosts from the Cache, which stops their renewal. Their
 // files stay in storage, ready if the host comes back.
 func (e *certmagicEngine) forget(hosts []string) {
@@ -75,6 +104,13 @@ func (e *certmagicEngine) onEvent(ctx context.Context, event string, data map[st
 		e.notify(ctx, event, data)
 	}
 	host, _ := data["identifier"].(string)
+	renewal, _ := data["renewal"].(bool)
+	switch {
+	case event == "cert_obtaining" && renewal:
+		e.reported.Delete(host)
+	case event == "cert_failed" && renewal:
+		e.reported.Store(host, true)
+	}
 	switch event {
 	case "cert_obtained":
 		issuer, _ := data["issuer"].(string)

@@ -3,6 +3,8 @@ package tlsmgr
 import (
 	"context"
 	"crypto/x509"
+	"errors"
+	"io/fs"
 	"slices"
 	"time"
 )
@@ -29,9 +31,13 @@ func (lc *lifecycle) check(ctx context.Context, now time.Time) {
 			continue
 		}
 		_, err := lc.inv.update(ctx, name, nil, func(r *record) { r.ExpiringSerial = info.Serial })
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // removed meanwhile
+		}
 		if err != nil {
+			// Storage that takes no writes is no reason to keep quiet:
+			// the record in memory says the event went out.
 			lc.logger.Warn("updating the certificate inventory", "host", name, "error", err)
-			continue
 		}
 		lc.logger.Warn("certificate past its renewal point and not renewed", "host", name, "not_after", info.NotAfter, "status", info.Status, "last_error", info.LastError)
 		lc.emit(Event{Type: EventExpiring, Names: info.Names, Issuer: info.CA, Error: info.LastError, Time: now.UTC(), NotAfter: info.NotAfter})

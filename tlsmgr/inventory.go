@@ -258,6 +258,13 @@ type inventory struct {
 	storage certmagic.Storage
 	// mu serialises read-modify-write of records within this process.
 	mu sync.Mutex
+	// unsavedMu guards unsaved.
+	unsavedMu sync.Mutex
+	// unsaved holds, by name, the records whose last update could not be
+	// stored (the storage is read-only or full), so the inventory of this
+	// process still shows the failure it could not write down; the next
+	// update that is stored, or a removal, drops it.
+	unsaved map[string]record
 }
 
 func newInventory(storageDir string) *inventory {
@@ -270,6 +277,9 @@ func recordKey(name string) string {
 
 // load returns the record of name, or nil if there is none.
 func (inv *inventory) load(ctx context.Context, name string) (*record, error) {
+	if r, ok := inv.unsavedRecord(name); ok {
+		return &r, nil
+	}
 	b, err := inv.storage.Load(ctx, recordKey(name))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -307,15 +317,44 @@ func (inv *inventory) update(ctx context.Context, name string, def func() record
 		return record{}, fmt.Errorf("encoding inventory record of %s: %w", name, err)
 	}
 	if err := inv.storage.Store(ctx, recordKey(name), b); err != nil {
-		return record{}, fmt.Errorf("storing inventory record of %s: %w", name, err)
+		inv.setUnsaved(name, r)
+		return *r, fmt.Errorf("storing inventory record of %s (kept in memory until storage takes it): %w", name, err)
 	}
+	inv.setUnsaved(name, nil)
 	return *r, nil
+}
+
+// unsavedRecord returns the record of name that could not be stored.
+func (inv *inventory) unsavedRecord(name string) (record, bool) {
+	inv.unsavedMu.Lock()
+	defer inv.unsavedMu.Unlock()
+	r, ok := inv.unsaved[name]
+	r.Names = slices.Clone(r.Names)
+	return r, ok
+}
+
+// setUnsaved keeps r as the record of name that could not be stored, or
+// with nil forgets it.
+func (inv *inventory) setUnsaved(name string, r *record) {
+	inv.unsavedMu.Lock()
+	defer inv.unsavedMu.Unlock()
+	if r == nil {
+		delete(inv.unsaved, name)
+		return
+	}
+	if inv.unsaved == nil {
+		inv.unsaved = map[string]record{}
+	}
+	c := *r
+	c.Names = slices.Clone(r.Names)
+	inv.unsaved[name] = c
 }
 
 // remove deletes the record of name.
 func (inv *inventory) remove(ctx context.Context, name string) error {
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
+	inv.setUnsaved(name, nil)
 	if err := inv.storage.Delete(ctx, recordKey(name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("deleting inventory record of %s: %w", name, err)
 	}
@@ -326,7 +365,7 @@ func (inv *inventory) remove(ctx context.Context, name string) error {
 func (inv *inventory) list(ctx context.Context) (map[string]record, error) {
 	keys, err := inv.storage.List(ctx, inventoryPrefix, false)
 	if errors.Is(err, fs.ErrNotExist) {
-		return map[string]record{}, nil
+		keys, err = nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("listing inventory: %w", err)
@@ -346,6 +385,13 @@ func (inv *inventory) list(ctx context.Context) (map[string]record, error) {
 		}
 		out[r.Names[0]] = r
 	}
+	inv.unsavedMu.Lock()
+	for _, r := range inv.unsaved {
+		if len(r.Names) > 0 {
+			out[r.Names[0]] = r
+		}
+	}
+	inv.unsavedMu.Unlock()
 	return out, nil
 }
 

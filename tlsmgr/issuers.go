@@ -170,7 +170,7 @@ func (pc *policyConfigs) getLocked(p *issuancePolicy) (*certmagic.Config, error)
 		pc.byKey = map[string]*certmagic.Config{}
 		pc.storage = pc.settings.store
 		if pc.storage == nil {
-			pc.storage = &certmagic.FileStorage{Path: pc.settings.storage}
+			pc.storage = newFileStorage(pc.settings.storage)
 		}
 		pc.budget = newBudget(pc.storage, pc.logger, nil)
 	}

@@ -202,8 +202,8 @@ func openLocalCA(ctx context.Context, storage string, now func() time.Time) (*lo
 // CA meanwhile. The caller calls close when done with a CA that issues
 // leaves.
 func openLocalCAOn(ctx context.Context, store certmagic.Storage, now func() time.Time) (_ *localCA, err error) {
-	if fs, ok := store.(*certmagic.FileStorage); ok {
-		if err := mkdirPrivate(filepath.Join(fs.Path, pkiDir)); err != nil {
+	if dir, ok := storageDir(store); ok {
+		if err := mkdirPrivate(filepath.Join(dir, pkiDir)); err != nil {
 			return nil, fmt.Errorf("creating local CA directory: %w", err)
 		}
 	}

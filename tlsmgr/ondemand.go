@@ -128,7 +128,9 @@ func newOnDemand(e *certmagicEngine, tbl *atomic.Pointer[table], logger *slog.Lo
 			IdleConnTimeout:       time.Minute,
 		},
 	}
-	zl := newZapLogger(logger)
+	// Renewals of on-demand Certificates that fail outside the CA are
+	// reported as the engine's own are.
+	zl := newWatchingZapLogger(logger, e.renewalJobFailed)
 	o.cache = certmagic.NewCache(certmagic.CacheOptions{
 		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return o.cfg, nil },
 		Capacity:         onDemandCacheCapacity,

@@ -19,7 +19,7 @@ import (
 // releases it (etcd's client and the locks still held).
 func openStorage(cfg *config.Config, logger *slog.Logger) (store certmagic.Storage, closeFn func() error, err error) {
 	if cfg.StorageEtcd == nil {
-		return &certmagic.FileStorage{Path: cfg.Storage}, func() error { return nil }, nil
+		return newFileStorage(cfg.Storage), func() error { return nil }, nil
 	}
 	if cfg.Storage != "" {
 		if err := mkdirPrivate(cfg.Storage); err != nil {
@@ -90,10 +90,13 @@ func CopyStorage(ctx context.Context, from, to *config.Config, logger *slog.Logg
 		return report, fmt.Errorf("opening the destination: %w", err)
 	}
 	defer closeDst()
-	if fs, ok := dst.(*certmagic.FileStorage); ok {
-		if err := mkdirPrivate(fs.Path); err != nil {
+	if dir, ok := storageDir(dst); ok {
+		if err := mkdirPrivate(dir); err != nil {
 			return report, fmt.Errorf("creating the destination: %w", err)
 		}
+		// Keys are copied one by one in any order, not as certmagic
+		// saves a Certificate: write each file as it comes.
+		dst = &certmagic.FileStorage{Path: dir}
 	}
 	keys, err := src.List(ctx, "", true)
 	if err != nil {

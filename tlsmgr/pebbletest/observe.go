@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -111,4 +112,82 @@ func (c *CA) refuseOrder(rw http.ResponseWriter, h http.Handler) bool {
 	fmt.Fprintf(rw, `{"type": "urn:ietf:params:acme:error:rateLimited", "status": 429, "detail": "too many new orders (1) from this account in the last 3h0m0s, retry after %s: see https://letsencrypt.org/docs/rate-limits/#new-orders-per-account"}`,
 		until.Format("2006-01-02 15:04:05 UTC"))
 	return true
+}
+
+// DownAtFinalize makes the CA go down at the next finalize request, the
+// step after a client's order and its challenges have succeeded, when the
+// certificate is asked for: that request and every one after it, to any
+// resource, get no response (the connection is closed), as when the CA's
+// process is gone, until [CA.Up]. The order already placed counts in
+// [CA.Orders]; the refused requests never reach Pebble and are counted
+// by [CA.Refused].
+func (c *CA) DownAtFinalize() { c.downAtFinalize.Store(true) }
+
+// Up ends what [CA.DownAtFinalize] began, or disarms it: requests reach
+// Pebble again.
+func (c *CA) Up() {
+	c.downAtFinalize.Store(false)
+	c.down.Store(false)
+}
+
+// IsDown reports whether the CA is down since [CA.DownAtFinalize] took it
+// down, until [CA.Up].
+func (c *CA) IsDown() bool { return c.down.Load() }
+
+// Refused reports how many requests the CA dropped while down.
+func (c *CA) Refused() int { return int(c.refused.Load()) }
+
+// HoldFinalize makes the CA hold the next finalize request, the step
+// after a client's order and its challenges have succeeded, when the
+// certificate is asked for: held is closed when the request arrives, and
+// it goes on to Pebble once release is called (or the client gives up).
+// A test breaks something at that moment (the client's storage, the CA
+// with [CA.DownAtFinalize]) to see a failure in the middle of an order.
+func (c *CA) HoldFinalize() (held <-chan struct{}, release func()) {
+	return c.hold(holdFinalize)
+}
+
+// HoldRenewalInfo is [CA.HoldFinalize] for the next request for a
+// renewal window (ACME Renewal Information, RFC 9773): a client that
+// asks for one before it decides to renew is held at that moment.
+func (c *CA) HoldRenewalInfo() (held <-chan struct{}, release func()) {
+	return c.hold(holdARI)
+}
+
+// The kinds of request a hold applies to.
+const (
+	holdFinalize = "finalize"
+	holdARI      = "renewal info"
+)
+
+// hold is an armed HoldFinalize or HoldRenewalInfo: held is closed when
+// the request arrives, release by the test to let it go on.
+type hold struct{ held, release chan struct{} }
+
+func (c *CA) hold(kind string) (<-chan struct{}, func()) {
+	h := hold{held: make(chan struct{}), release: make(chan struct{})}
+	c.mu.Lock()
+	if c.holds == nil {
+		c.holds = map[string]hold{}
+	}
+	c.holds[kind] = h
+	c.mu.Unlock()
+	var once sync.Once
+	return h.held, func() { once.Do(func() { close(h.release) }) }
+}
+
+// holdRequest holds r if a hold of its kind is armed, and disarms it.
+func (c *CA) holdRequest(kind string, r *http.Request) {
+	c.mu.Lock()
+	h, ok := c.holds[kind]
+	delete(c.holds, kind)
+	c.mu.Unlock()
+	if !ok {
+		return
+	}
+	close(h.held)
+	select {
+	case <-h.release:
+	case <-r.Context().Done():
+	}
 }

@@ -246,6 +246,70 @@ func TestRateLimitOrders(t *testing.T) {
 	}
 }
 
+// TestDownAtFinalize holds an order's finalize request, then lets it
+// through into a CA gone down: it and every request after it fail and
+// are counted, the order stays counted once, and after Up the same order
+// is finalized.
+func TestDownAtFinalize(t *testing.T) {
+	t.Parallel()
+	skipShort(t)
+	ln, port := listenLocal(t)
+	s := newHTTPSolver(t, ln)
+	ca := pebbletest.Start(t, pebbletest.Options{HTTPPort: port})
+	cl := newClient(t, ca)
+	// A request that fails is not retried by x/crypto/acme when it has
+	// no response at all; keep it from waiting on anything else.
+	cl.RetryBackoff = func(int, *http.Request, *http.Response) time.Duration { return -1 }
+	o := readyOrder(t, cl, s, "down.test")
+	csr := newCSR(t, "down.test")
+
+	held, release := ca.HoldFinalize()
+	defer release()
+	ca.DownAtFinalize()
+	errc := make(chan error, 1)
+	go func() {
+		_, _, err := cl.CreateCertFromOrder(t.Context(), o, csr, true)
+		errc <- err
+	}()
+	select {
+	case <-held:
+	case <-time.After(30 * time.Second):
+		t.Fatal("finalize request not held within 30s")
+	}
+	if ca.IsDown() {
+		t.Error("CA down while the finalize request is held, want it up until the request goes on")
+	}
+	release()
+	if err := <-errc; err == nil {
+		t.Fatal("finalize with the CA down succeeded")
+	}
+	if !ca.IsDown() || ca.Refused() < 1 {
+		t.Errorf("after finalize: down %v, refused %d; want down, at least 1 refused", ca.IsDown(), ca.Refused())
+	}
+	refused := ca.Refused()
+	if _, err := cl.GetOrder(t.Context(), o.URI); err == nil {
+		t.Error("getting the order while the CA is down succeeded")
+	}
+	if ca.Refused() <= refused {
+		t.Errorf("refused after another request: got %d, want more than %d", ca.Refused(), refused)
+	}
+
+	ca.Up()
+	if ca.IsDown() {
+		t.Error("CA still down after Up")
+	}
+	ders, _, err := cl.CreateCertFromOrder(t.Context(), o, csr, true)
+	if err != nil {
+		t.Fatalf("finalizing after Up: %v", err)
+	}
+	if len(ders) < 2 {
+		t.Errorf("chain after Up: %d certificates, want leaf and intermediate", len(ders))
+	}
+	if got := ca.Orders(); got != 1 {
+		t.Errorf("Orders() = %d, want 1", got)
+	}
+}
+
 // TestBadNonces checks Options.BadNonces makes Pebble reject nonces, that
 // BadNonces counts them, and that other CAs are left alone.
 func TestBadNonces(t *testing.T) {

@@ -98,12 +98,17 @@ type CA struct {
 	orders      atomic.Int64
 	badNonces   atomic.Int64
 	ariRequests atomic.Int64
-	closeOnce   sync.Once
-	dirURL      string
-	orderPath   string // path of Pebble's newOrder resource, read from its directory
-	ariPath     string // path prefix of Pebble's renewalInfo resource
-	noncePath   string // path of Pebble's newNonce resource
-	issuerPool  *x509.CertPool
+	// downAtFinalize arms DownAtFinalize; down is set while the CA acts
+	// as gone, and refused counts the requests it dropped meanwhile.
+	downAtFinalize atomic.Bool
+	down           atomic.Bool
+	refused        atomic.Int64
+	closeOnce      sync.Once
+	dirURL         string
+	orderPath      string // path of Pebble's newOrder resource, read from its directory
+	ariPath        string // path prefix of Pebble's renewalInfo resource
+	noncePath      string // path of Pebble's newNonce resource
+	issuerPool     *x509.CertPool
 
 	// mu guards the fields below.
 	mu sync.Mutex
@@ -114,6 +119,9 @@ type CA struct {
 	// limited, until limitUntil.
 	limitOrders int
 	limitUntil  time.Time
+	// holds arms HoldFinalize and HoldRenewalInfo, by the kind of
+	// request held.
+	holds map[string]hold
 }
 
 // envDefaults are the Pebble settings Start applies when they are unset.
@@ -201,8 +209,21 @@ func Start(t testing.TB, opts Options) *CA {
 		t.Fatalf("pebbletest: listening for the ACME directory server: %v", err)
 	}
 	c.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, finalizePath) {
+			c.holdRequest(holdFinalize, r)
+			if c.downAtFinalize.CompareAndSwap(true, false) {
+				c.down.Store(true)
+			}
+		}
+		if c.down.Load() {
+			c.refused.Add(1)
+			// Closes the connection without a response, as a CA
+			// whose process died mid-request.
+			panic(http.ErrAbortHandler)
+		}
 		isARI := r.Method == http.MethodGet && c.ariPath != "" && strings.HasPrefix(r.URL.Path, c.ariPath)
 		if isARI {
+			c.holdRequest(holdARI, r)
 			c.ariRequests.Add(1)
 		}
 		if opts.ARIRetryAfter > 0 && isARI {
@@ -263,6 +284,10 @@ func newPebble(logger *log.Logger, store *db.MemoryStore, authority *ca.CAImpl, 
 
 // nonceRejectEnv is the variable Pebble reads its badNonce percentage from.
 const nonceRejectEnv = "PEBBLE_WFE_NONCEREJECT"
+
+// finalizePath is the path prefix of Pebble's order finalize resources
+// (unexported in package wfe): a POST there asks for the certificate.
+const finalizePath = "/finalize-order/"
 
 // challengePath is the path prefix of Pebble's challenge resources
 // (unexported in package wfe): a POST there asks the CA to validate one.

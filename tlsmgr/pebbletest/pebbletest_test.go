@@ -189,6 +189,42 @@ func obtain(t *testing.T, cl *acme.Client, s solver, names ...string) []*x509.Ce
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
+	o := readyOrder(t, cl, s, names...)
+	ders, _, err := cl.CreateCertFromOrder(ctx, o, newCSR(t, names...), true)
+	if err != nil {
+		t.Fatalf("finalizing order: %v", err)
+	}
+	var chain []*x509.Certificate
+	for _, der := range ders {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		chain = append(chain, c)
+	}
+	return chain
+}
+
+// newCSR returns a certificate request for names with a new key.
+func newCSR(t *testing.T, names ...string) []byte {
+	t.Helper()
+	certKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{DNSNames: names}, certKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return csr
+}
+
+// readyOrder places an order for names and passes its challenges of one
+// type, and returns it ready to finalize.
+func readyOrder(t *testing.T, cl *acme.Client, s solver, names ...string) *acme.Order {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
 	o, err := cl.AuthorizeOrder(ctx, acme.DomainIDs(names...))
 	if err != nil {
 		t.Fatalf("creating order: %v", err)
@@ -226,27 +262,7 @@ func obtain(t *testing.T, cl *acme.Client, s solver, names ...string) []*x509.Ce
 	if o, err = cl.WaitOrder(ctx, o.URI); err != nil {
 		t.Fatalf("waiting for order: %v", err)
 	}
-	certKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{DNSNames: names}, certKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ders, _, err := cl.CreateCertFromOrder(ctx, o, csr, true)
-	if err != nil {
-		t.Fatalf("finalizing order: %v", err)
-	}
-	var chain []*x509.Certificate
-	for _, der := range ders {
-		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			t.Fatal(err)
-		}
-		chain = append(chain, c)
-	}
-	return chain
+	return o
 }
 
 // verify checks that chain's leaf is valid for name under ca's issuer roots.
