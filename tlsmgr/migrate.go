@@ -114,6 +114,9 @@ type MigrationResult struct {
 	Rate     float64       `json:"rate"`
 	Estimate time.Duration `json:"estimate"`
 	DryRun   bool          `json:"dry_run,omitempty"`
+	// Budget, in a dry run, is what is left of the target's rate limits,
+	// to set against the orders the plan needs.
+	Budget []BudgetLine `json:"budget,omitempty"`
 }
 
 // ErrMigrateOptions is wrapped by the errors of options a migration cannot
@@ -337,6 +340,7 @@ func (mg *migration) run(ctx context.Context) (MigrationResult, error) {
 	interval := time.Duration(float64(time.Minute) / mg.res.Rate)
 	mg.res.Estimate = time.Duration(max(len(pending)-1, 0)) * interval
 	if mg.opts.DryRun {
+		mg.res.Budget = mg.targetBudget(ctx)
 		return mg.res, nil
 	}
 	if err := mg.storeJSON(ctx, mg.headerKey(), hdr); err != nil {
@@ -410,6 +414,23 @@ orders:
 
 // lock takes the migration's lock in storage, so two runs (two commands,
 // or two instances of a fleet) never order the same replacements.
+// targetBudget returns what is left of the target's rate limits; nil
+// when there is no budget or it cannot be read (a dry run still shows
+// its plan).
+func (mg *migration) targetBudget(ctx context.Context) []BudgetLine {
+	b, accounts := mg.e.policies.budgetState()
+	if b == nil {
+		return nil
+	}
+	accounts = slices.DeleteFunc(accounts, func(a budgetAccount) bool { return !sameCA(a.ca, mg.to) })
+	lines, err := b.lines(ctx, accounts)
+	if err != nil {
+		mg.logger.WarnContext(ctx, "migrate: reading the target's rate-limit budget", "issuer", mg.to, "error", err)
+		return nil
+	}
+	return lines
+}
+
 func (mg *migration) lock(ctx context.Context) (func(), error) {
 	name := "migrate_" + mg.id
 	if tl, ok := mg.store.(certmagic.TryLocker); ok {

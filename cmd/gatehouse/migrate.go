@@ -135,6 +135,11 @@ func printMigrateResult(w io.Writer, res tlsmgr.MigrationResult) {
 	if res.DryRun {
 		fmt.Fprintf(w, "plan: %d to migrate to %s (%d done before), %d skipped; %d orders at %g/min, about %s\n",
 			res.Total, res.To, res.Resumed, res.Skipped, res.Total-res.Resumed, res.Rate, res.Estimate.Round(time.Second))
+		for _, l := range res.Budget {
+			if l.Max > 0 {
+				fmt.Fprintf(w, "budget at %s: %s (%s, per %s): %d of %d left\n", l.Issuer, l.Limit, l.Key, l.Window, l.Remaining, l.Max)
+			}
+		}
 		return
 	}
 	fmt.Fprintf(w, "migrated %d of %d to %s (%d by an earlier run), %d revoked, %d skipped, %d failed\n",

@@ -46,6 +46,7 @@ func TestMigrateCommand(t *testing.T) {
 	// nothing.
 	code, out, errOut := migrate("--to", caB.DirectoryURL(), "--dry-run")
 	if code != 0 || strings.Count(out, ": planned (now from "+caA.DirectoryURL()) != 3 || !strings.Contains(out, "plan: 3 to migrate") ||
+		!strings.Contains(out, "budget at "+caB.DirectoryURL()+": orders_per_account (") || !strings.Contains(out, "per 3h): 300 of 300 left") ||
 		!strings.Contains(out, in.CfgPath+":9:11: acme.issuers[1].ca: move this issuer") || caB.Orders() != 0 {
 		t.Errorf("migrate --dry-run: exit %d, %d orders at B\n%s%s", code, caB.Orders(), out, errOut)
 	}

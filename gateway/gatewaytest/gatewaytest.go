@@ -334,6 +334,7 @@ acme:
       ca_root: %s
     - ca: %s
       ca_root: %s
+      limits: {orders_per_3_hours: 300}
 sites:
   - hosts: [localhost]
     routes: [{respond: {body: local}}]
