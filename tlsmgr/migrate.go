@@ -23,8 +23,8 @@ import (
 )
 
 // DefaultMigrateRate is the pace of a migration that names none: orders
-// per minute, a tenth of Let's Encrypt's 300 new orders per account per 3
-// hours spread over the window (a migration must leave room for renewals).
+// per minute, at most; slower when half the target's orders limit spread
+// over its window is less (a migration must leave room for renewals).
 const DefaultMigrateRate = 10
 
 // migrateInFlight bounds the orders of a migration in flight at once: a
@@ -45,7 +45,8 @@ type MigrateOptions struct {
 	// comma-separated patterns ([path.Match] syntax: "*.example.com").
 	Hosts string `json:"hosts,omitempty"`
 	// Rate is the pace in orders per minute; zero means
-	// [DefaultMigrateRate].
+	// [DefaultMigrateRate] or, slower, half the target's orders limit
+	// spread over its window.
 	Rate float64 `json:"rate,omitempty"`
 	// DryRun reports the plan and orders nothing.
 	DryRun bool `json:"dry_run,omitempty"`
@@ -337,10 +338,14 @@ func (mg *migration) run(ctx context.Context) (MigrationResult, error) {
 	if err != nil {
 		return mg.res, err
 	}
+	budget := mg.targetBudget(ctx)
+	if mg.opts.Rate == 0 {
+		mg.res.Rate = min(mg.res.Rate, budgetRate(budget))
+	}
 	interval := time.Duration(float64(time.Minute) / mg.res.Rate)
 	mg.res.Estimate = time.Duration(max(len(pending)-1, 0)) * interval
 	if mg.opts.DryRun {
-		mg.res.Budget = mg.targetBudget(ctx)
+		mg.res.Budget = budget
 		return mg.res, nil
 	}
 	if err := mg.storeJSON(ctx, mg.headerKey(), hdr); err != nil {
@@ -429,6 +434,20 @@ func (mg *migration) targetBudget(ctx context.Context) []BudgetLine {
 		return nil
 	}
 	return lines
+}
+
+// budgetRate is the default pace the target's budget allows, in orders
+// per minute: half its orders limit spread over the limit's window, so the
+// other half stays for renewals; DefaultMigrateRate without such a limit.
+func budgetRate(lines []BudgetLine) float64 {
+	rate := float64(DefaultMigrateRate)
+	spec := limitSpecs[LimitOrders]
+	for _, l := range lines {
+		if l.Limit == LimitOrders && l.Max > 0 {
+			rate = min(rate, float64(l.Max)/2/spec.window.Minutes())
+		}
+	}
+	return rate
 }
 
 func (mg *migration) lock(ctx context.Context) (func(), error) {

@@ -31,7 +31,8 @@ Flags:
   --to ISSUER        the issuer to move to (required)
   --from ISSUER      only the Certificates issued by this one
   --hosts PATTERN    only these hosts (comma-separated, *.example.com)
-  --rate N/UNIT      the pace of orders (default 10/min; also 1/s, 300/3h)
+  --rate N/UNIT      the pace of orders (1/s, 300/3h; default 10/min, or
+                     half the target's orders limit over its window if slower)
   --dry-run          show the plan and order nothing
   --revoke-old       once all are replaced, revoke the old ones (superseded)
   --write-config     move ISSUER first in the config's issuer lists
@@ -48,7 +49,7 @@ func cmdMigrate(ctx context.Context, args []string, env *environment) error {
 	fs.StringVar(&opts.To, "to", "", "")
 	fs.StringVar(&opts.From, "from", "", "")
 	fs.StringVar(&opts.Hosts, "hosts", "", "")
-	rate := fs.String("rate", fmt.Sprintf("%d/min", tlsmgr.DefaultMigrateRate), "")
+	rate := fs.String("rate", "", "")
 	fs.BoolVar(&opts.DryRun, "dry-run", false, "")
 	fs.BoolVar(&opts.RevokeOld, "revoke-old", false, "")
 	writeConfig := fs.Bool("write-config", false, "")
@@ -59,12 +60,14 @@ func cmdMigrate(ctx context.Context, args []string, env *environment) error {
 		fmt.Fprint(env.stderr, "gatehouse migrate: --to is required\n\n"+migrateUsage)
 		return exitError(2)
 	}
-	r, err := tlsmgr.ParseMigrateRate(*rate)
-	if err != nil {
-		fmt.Fprintf(env.stderr, "gatehouse migrate: --rate: %v\n", err)
-		return exitError(2)
+	if *rate != "" {
+		r, err := tlsmgr.ParseMigrateRate(*rate)
+		if err != nil {
+			fmt.Fprintf(env.stderr, "gatehouse migrate: --rate: %v\n", err)
+			return exitError(2)
+		}
+		opts.Rate = r
 	}
-	opts.Rate = r
 
 	// A migration runs for hours at a slow pace: no timeout on the call.
 	c := &certsCmd{env: env, cfgPath: *cfgPath, admin: *admin, client: &http.Client{}}

@@ -45,8 +45,8 @@ func TestMigrateCommand(t *testing.T) {
 	// The dry run lists the plan and the line to change, and orders
 	// nothing.
 	code, out, errOut := migrate("--to", caB.DirectoryURL(), "--dry-run")
-	if code != 0 || strings.Count(out, ": planned (now from "+caA.DirectoryURL()) != 3 || !strings.Contains(out, "plan: 3 to migrate") ||
-		!strings.Contains(out, "budget at "+caB.DirectoryURL()+": orders_per_account (") || !strings.Contains(out, "per 3h): 300 of 300 left") ||
+	if code != 0 || strings.Count(out, ": planned (now from "+caA.DirectoryURL()) != 3 || !strings.Contains(out, "plan: 3 to migrate") || !strings.Contains(out, "3 orders at 5/min") ||
+		!strings.Contains(out, "budget at "+caB.DirectoryURL()+": orders_per_account (") || !strings.Contains(out, "per 3h): 1800 of 1800 left") ||
 		!strings.Contains(out, in.CfgPath+":9:11: acme.issuers[1].ca: move this issuer") || caB.Orders() != 0 {
 		t.Errorf("migrate --dry-run: exit %d, %d orders at B\n%s%s", code, caB.Orders(), out, errOut)
 	}

@@ -334,7 +334,7 @@ acme:
       ca_root: %s
     - ca: %s
       ca_root: %s
-      limits: {orders_per_3_hours: 300}
+      limits: {orders_per_3_hours: 1800} # a default migration pace of 5/min
 sites:
   - hosts: [localhost]
     routes: [{respond: {body: local}}]
