@@ -207,23 +207,39 @@ func TestClientAbortsUpload(t *testing.T) {
 }
 
 // TestSlowReaderBoundedByWriteTimeout has clients ask for an endless
-// answer and then read nothing (issue 13): after timeouts.write without
+// answer (one large body, or a stream of small flushed events) and then
+// read nothing (issue 13): after timeouts.write without
 // progress gatehouse gives the response up (HTTP/1.1: the connection
 // closes; HTTP/2: the stream is reset), which lets go of the Upstream, and
 // other clients are served meanwhile.
 func TestSlowReaderBoundedByWriteTimeout(t *testing.T) {
 	released := make(chan time.Duration, 4)
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/endless" {
+		start := time.Now()
+		switch r.URL.Path {
+		case "/endless":
+			chunk := []byte(strings.Repeat("e", 32<<10))
+			for {
+				if _, err := w.Write(chunk); err != nil {
+					break
+				}
+			}
+		case "/events":
+			// Server-sent events, each small and flushed (ReverseProxy
+			// flushes every write of a text/event-stream).
+			w.Header().Set("Content-Type", "text/event-stream")
+			event := []byte("data: " + strings.Repeat("e", 200) + "\n\n")
+			for {
+				if _, err := w.Write(event); err != nil {
+					break
+				}
+				if err := http.NewResponseController(w).Flush(); err != nil {
+					break
+				}
+			}
+		default:
 			fmt.Fprint(w, "app")
 			return
-		}
-		start := time.Now()
-		chunk := []byte(strings.Repeat("e", 32<<10))
-		for {
-			if _, err := w.Write(chunk); err != nil {
-				break
-			}
 		}
 		released <- time.Since(start)
 	}))
@@ -255,6 +271,13 @@ func TestSlowReaderBoundedByWriteTimeout(t *testing.T) {
 		meanwhile(t, in, func() {
 			c := dialH2(t, in.HTTPS, roots)
 			c.request(1, "GET", "/endless", true)
+			awaitReleased(t)
+		})
+	})
+	t.Run("HTTP/2 events", func(t *testing.T) {
+		meanwhile(t, in, func() {
+			c := dialH2(t, in.HTTPS, roots)
+			c.request(1, "GET", "/events", true)
 			awaitReleased(t)
 		})
 	})
