@@ -59,14 +59,7 @@ func TestFramingRefused(t *testing.T) {
 	up.Listener = countingListener{up.Listener, &upBytes}
 	up.Start()
 	defer up.Close()
-	p := newPorts(t)
-	in := start(t, p, fmt.Sprintf(`listen: {http: "127.0.0.1:{{HTTP}}", https: "127.0.0.1:{{HTTPS}}"}
-admin: "off"
-storage: {{STORAGE}}
-sites:
-  - hosts: [localhost]
-    routes: [{path: /, upstreams: [%s]}]
-`, up.URL))
+	in := startProxy(t, up.URL, "", "", "")
 	roots := in.LocalRoots(t)
 	dials := map[string]func() (net.Conn, error){
 		"TLS": func() (net.Conn, error) {
@@ -152,14 +145,7 @@ func TestFramingUpgradePassesThrough(t *testing.T) {
 		io.Copy(c, brw)
 	}))
 	defer up.Close()
-	p := newPorts(t)
-	in := start(t, p, fmt.Sprintf(`listen: {http: "127.0.0.1:{{HTTP}}", https: "127.0.0.1:{{HTTPS}}"}
-admin: "off"
-storage: {{STORAGE}}
-sites:
-  - hosts: [localhost]
-    routes: [{path: /, upstreams: [%s]}]
-`, up.URL))
+	in := startProxy(t, up.URL, "", "", "")
 	c, err := tls.Dial("tcp", in.HTTPS, &tls.Config{ServerName: "localhost", RootCAs: in.LocalRoots(t), NextProtos: []string{"http/1.1"}})
 	if err != nil {
 		t.Fatal(err)
