@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -179,29 +178,10 @@ func startGate(t *testing.T) *gate {
 				wg.Go(func() { <-ctx.Done(); c.Close() })
 				continue
 			}
-			wg.Go(func() { pipeTo(ctx, c, *to) })
+			wg.Go(func() { gatewaytest.Pipe(c, *to) })
 		}
 	})
 	return g
 }
 
 func (g *gate) forwardTo(addr string) { g.to.Store(&addr) }
-
-// pipeTo copies between c and a new connection to addr until either ends.
-func pipeTo(ctx context.Context, c net.Conn, addr string) {
-	defer c.Close()
-	up, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		return
-	}
-	defer up.Close()
-	stop := context.AfterFunc(ctx, func() { c.Close(); up.Close() })
-	defer stop()
-	done := make(chan struct{}, 2)
-	go func() { _, _ = io.Copy(up, c); done <- struct{}{} }()
-	go func() { _, _ = io.Copy(c, up); done <- struct{}{} }()
-	<-done
-	_ = c.SetDeadline(time.Now())
-	_ = up.SetDeadline(time.Now())
-	<-done
-}

@@ -498,7 +498,7 @@ func StartBalancer(t testing.TB, ports []int, hosts []string) *Balancer {
 				}
 				i := int(b.next.Add(1)-1) % len(hosts)
 				b.served[i].Add(1)
-				wg.Go(func() { pipe(c, net.JoinHostPort(hosts[i], fmt.Sprint(port))) })
+				wg.Go(func() { Pipe(c, net.JoinHostPort(hosts[i], fmt.Sprint(port))) })
 			}
 		})
 	}
@@ -508,8 +508,9 @@ func StartBalancer(t testing.TB, ports []int, hosts []string) *Balancer {
 // Served returns how many connections went to host i.
 func (b *Balancer) Served(i int) int64 { return b.served[i].Load() }
 
-// pipe copies between c and a new connection to addr until either ends.
-func pipe(c net.Conn, addr string) {
+// Pipe copies between c and a new connection to addr until either ends,
+// then closes both.
+func Pipe(c net.Conn, addr string) {
 	defer c.Close()
 	up, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
