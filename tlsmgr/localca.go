@@ -188,11 +188,6 @@ func localRootOn(ctx context.Context, store certmagic.Storage) ([]byte, error) {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.root.Raw}), nil
 }
 
-// openLocalCA is openLocalCAOn for the storage directory storage.
-func openLocalCA(ctx context.Context, storage string, now func() time.Time) (*localCA, error) {
-	return openLocalCAOn(ctx, &certmagic.FileStorage{Path: storage}, now)
-}
-
 // openLocalCAOn loads the CA kept under pkiDir in store, creating the
 // root (once) and the intermediate (when absent or near its end) as
 // needed. A complete CA whose intermediate is not due is loaded without

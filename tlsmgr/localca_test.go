@@ -28,6 +28,11 @@ type fakeClock struct {
 	t  time.Time
 }
 
+// openLocalCA is openLocalCAOn for the storage directory storage.
+func openLocalCA(ctx context.Context, storage string, now func() time.Time) (*localCA, error) {
+	return openLocalCAOn(ctx, &certmagic.FileStorage{Path: storage}, now)
+}
+
 func (c *fakeClock) now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -417,8 +417,6 @@ orders:
 	return mg.res, nil
 }
 
-// lock takes the migration's lock in storage, so two runs (two commands,
-// or two instances of a fleet) never order the same replacements.
 // targetBudget returns what is left of the target's rate limits; nil
 // when there is no budget or it cannot be read (a dry run still shows
 // its plan).
@@ -450,6 +448,8 @@ func budgetRate(lines []BudgetLine) float64 {
 	return rate
 }
 
+// lock takes the migration's lock in storage, so two runs (two commands,
+// or two instances of a fleet) never order the same replacements.
 func (mg *migration) lock(ctx context.Context) (func(), error) {
 	name := "migrate_" + mg.id
 	if tl, ok := mg.store.(certmagic.TryLocker); ok {
