@@ -115,8 +115,10 @@ func TestApplyIssuerOrder(t *testing.T) {
 	a, b := config.Issuer{CA: "https://a.test/dir"}, config.Issuer{CA: "https://b.test/dir", Profile: "x"}
 	cfg := config.Config{ACME: config.ACME{Engine: config.EngineCertmagic, Issuers: []config.Issuer{a, b}}}
 	m, _ := newFakeManager(t, &cfg)
-	cfg.ACME.Issuers = []config.Issuer{b, a}
-	if err := m.Apply(t.Context(), &cfg); err != nil {
+	// A new value, as a reload makes: the applied one stays as it was.
+	reordered := cfg
+	reordered.ACME.Issuers = []config.Issuer{b, a}
+	if err := m.Apply(t.Context(), &reordered); err != nil {
 		t.Errorf("Apply with the issuers reordered: %v", err)
 	}
 }

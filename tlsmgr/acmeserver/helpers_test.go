@@ -214,12 +214,7 @@ func register(t *testing.T, c *lego.Client, u *pebbletest.LegoAccount) {
 
 func freePort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	return strconv.Itoa(pebbletest.FreePort(t))
 }
 
 // testWriter sends the server's log to t.Log.

@@ -99,8 +99,8 @@ func (d *issuedDB) CreateCertificate(ctx context.Context, cert *acme.Certificate
 	if err != nil {
 		return fmt.Errorf("recording certificate %s: %w", rec.Serial, err)
 	}
-	// The certificate is issued either way; a lost record only leaves it
-	// out of the inventory, so the client still gets it.
+	// A record that cannot be stored fails the finalize: the server hands
+	// out no certificate its inventory would not show.
 	if err := d.raw.Set(issuedTable, []byte(leaf.SerialNumber.String()), b); err != nil {
 		return fmt.Errorf("recording certificate %s: %w", rec.Serial, err)
 	}

@@ -430,7 +430,8 @@ func (c *CA) Orders() int { return int(c.orders.Load()) }
 // Revoked reports whether the CA has revoked the certificate with this
 // serial number (issued by it through ACME revokeCert).
 func (c *CA) Revoked(serial *big.Int) bool {
-	return c.db.GetRevokedCertificateBySerial(serial) != nil
+	_, ok := c.RevocationReason(serial)
+	return ok
 }
 
 // RevocationReason returns the RFC 5280 reason code the certificate with
