@@ -434,20 +434,18 @@ func (b *budget) record(ctx context.Context, a budgetAccount, l Limit, account s
 }
 
 // release takes back the Certificate reserve counted at at for names,
-// when the order failed.
-func (b *budget) release(ctx context.Context, a budgetAccount, names []string, at int64, onDemand bool) error {
-	type rec struct {
-		l Limit
-		k string
+// when the order failed: the records reserve's orderChecks counted it in
+// (a renewal's not in certificates_per_domain), not the order itself.
+func (b *budget) release(ctx context.Context, a budgetAccount, names []string, at int64, renewal, onDemand bool) error {
+	var checks []check
+	for _, c := range orderChecks(a, names, renewal) {
+		if c.count && (c.spec.limit == LimitCertificatesPerDomain || c.spec.limit == LimitDuplicates) {
+			checks = append(checks, c)
+		}
 	}
-	var recs []rec
-	for _, d := range registeredDomains(names) {
-		recs = append(recs, rec{LimitCertificatesPerDomain, d})
-	}
-	recs = append(recs, rec{LimitDuplicates, namesKey(names)})
 	return b.locked(ctx, a, func() error {
-		for _, r := range recs {
-			key := a.recordKey(r.l, r.k)
+		for _, c := range checks {
+			key := a.recordKey(c.spec.limit, c.key)
 			w, err := b.load(ctx, key)
 			if err != nil {
 				return err
@@ -528,7 +526,8 @@ var (
 // Issue implements certmagic.Issuer.
 func (bi *budgetIssuer) Issue(ctx context.Context, csr *x509.CertificateRequest) (*certmagic.IssuedCertificate, error) {
 	names := csrNames(csr)
-	at, err := bi.b.reserve(ctx, bi.account, names, bi.renewal(ctx, names), bi.onDemand)
+	renewal := bi.renewal(ctx, names)
+	at, err := bi.b.reserve(ctx, bi.account, names, renewal, bi.onDemand)
 	reserved := err == nil
 	if err != nil {
 		var be *BudgetError
@@ -555,7 +554,7 @@ func (bi *budgetIssuer) Issue(ctx context.Context, csr *x509.CertificateRequest)
 	rctx := context.WithoutCancel(ctx)
 	var rerr error
 	if reserved {
-		rerr = bi.b.release(rctx, bi.account, names, at, bi.onDemand)
+		rerr = bi.b.release(rctx, bi.account, names, at, renewal, bi.onDemand)
 	}
 	if failedValidation(err) {
 		// acmez ordered once per challenge type it tried, each failing.

@@ -52,7 +52,7 @@ func TestBudgetWindows(t *testing.T) {
 	if err != nil {
 		t.Fatalf("renewal under a spent domain: %v", err)
 	}
-	if err := b.release(ctx, a, []string{"a.example.co.uk"}, at, false); err != nil {
+	if err := b.release(ctx, a, []string{"a.example.co.uk"}, at, false, false); err != nil {
 		t.Fatal(err)
 	}
 	// Another registered domain still has room; the orders limit (4) is
@@ -77,7 +77,7 @@ func TestBudgetWindows(t *testing.T) {
 		t.Fatalf("order after the window moved: %v", err)
 	}
 	// That order failed: its Certificate is released, the order stays.
-	if err := b.release(ctx, a, []string{"third.test"}, at, false); err != nil {
+	if err := b.release(ctx, a, []string{"third.test"}, at, false, false); err != nil {
 		t.Fatal(err)
 	}
 
@@ -362,5 +362,29 @@ func TestBudgetFailedValidations(t *testing.T) {
 	j := slices.IndexFunc(lines, func(l BudgetLine) bool { return l.Limit == LimitOrders })
 	if j < 0 || lines[j].Used != g.ca.Orders() {
 		t.Errorf("orders line: got %+v, want %d used (as the CA saw)", lines, g.ca.Orders())
+	}
+}
+
+// TestBudgetReleaseRenewal: a failed renewal takes back only what its
+// reservation counted. A new Certificate for another name of the same
+// domain, ordered in the same second, stays counted against the domain.
+func TestBudgetReleaseRenewal(t *testing.T) {
+	ctx := t.Context()
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	b := newBudget(&certmagic.FileStorage{Path: t.TempDir()}, slog.New(slog.DiscardHandler), func() time.Time { return now })
+	a := newBudgetAccount(config.Issuer{CA: "https://ca.test/dir", Limits: &config.RateLimits{CertificatesPerDomainWeek: 1}})
+	if _, err := b.reserve(ctx, a, []string{"new.example.org"}, false, false); err != nil {
+		t.Fatal(err)
+	}
+	at, err := b.reserve(ctx, a, []string{"old.example.org"}, true, false)
+	if err != nil {
+		t.Fatalf("renewal: %v", err)
+	}
+	if err := b.release(ctx, a, []string{"old.example.org"}, at, true, false); err != nil {
+		t.Fatal(err)
+	}
+	_, err = b.reserve(ctx, a, []string{"third.example.org"}, false, false)
+	if be, ok := errors.AsType[*BudgetError](err); !ok || be.Limit != LimitCertificatesPerDomain {
+		t.Errorf("a second new Certificate under example.org after the failed renewal: got %v, want the certificates_per_domain limit", err)
 	}
 }
