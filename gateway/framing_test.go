@@ -3,11 +3,13 @@ package gateway
 import (
 	"bufio"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -163,5 +165,34 @@ func TestFramingUpgradePassesThrough(t *testing.T) {
 	got := make([]byte, len(frame))
 	if _, err := io.ReadFull(br, got); err != nil || string(got) != frame {
 		t.Fatalf("echo: got %q %v, want %q", got, err, frame)
+	}
+}
+
+// TestHTTPSListenerHandshakeEdges: plain HTTP sent to the HTTPS Listener
+// gets a 400 saying so, and a client that never sends its ClientHello is
+// let go after timeouts.read_header, as Go's own ServeTLS does.
+func TestHTTPSListenerHandshakeEdges(t *testing.T) {
+	in := startProxy(t, "http://127.0.0.1:1", "", "timeouts: {read_header: 1s}", "")
+	c, err := net.Dial("tcp", in.HTTPS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+	got, _ := io.ReadAll(c)
+	if !strings.HasPrefix(string(got), "HTTP/1.0 400 ") || !strings.Contains(string(got), "HTTP request to an HTTPS server") {
+		t.Errorf("plain HTTP to the HTTPS Listener: got %q, want a 400 saying so", got)
+	}
+
+	silent, err := net.Dial("tcp", in.HTTPS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	silent.SetDeadline(time.Now().Add(10 * time.Second))
+	start := time.Now()
+	if n, err := silent.Read(make([]byte, 1)); n != 0 || err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("a client that sends nothing: read %d bytes, %v after %v; want the connection closed by gatehouse", n, err, time.Since(start))
 	}
 }
