@@ -49,9 +49,10 @@ type Inventory interface {
 //     gatehouse_tls_handshake_failures_total{reason}, one series per
 //     tlsmgr reason, from zero;
 //   - gatehouse_acme_budget_remaining{issuer,limit,domain} at scrape time:
-//     what is left of each rate limit of each ACME Issuer that has one
-//     (tlsmgr.BudgetLine: issuer is the CA's directory, domain what the
-//     limit counts: a registered domain, a set of names, an account);
+//     what is left of each account-wide and per-domain rate limit of each
+//     ACME Issuer that has one (tlsmgr.BudgetLine: issuer is the CA's
+//     directory, domain what the limit counts: a registered domain or an
+//     account); the per-name limits stay out, one series per name;
 //   - gatehouse_source_refused_hosts_total{source}: label hosts outside
 //     docker.allowed_hosts ([Metrics.RefusedHost]);
 //   - the Go runtime, build and process collectors (go_*, go_build_info,
@@ -384,6 +385,12 @@ func (c *budgetCollector) Collect(ch chan<- prometheus.Metric) {
 		k := key{l.Issuer, string(l.Limit), l.Key}
 		if l.Max <= 0 || seen[k] {
 			continue // no limit known: nothing is left or spent
+		}
+		if l.Limit == tlsmgr.LimitDuplicates || l.Limit == tlsmgr.LimitFailedValidations {
+			// Counted per set of names or per host: with on-demand TLS a
+			// series each for thousands of names. The dashboard, GET
+			// /budget and `gatehouse certs budget` show them.
+			continue
 		}
 		seen[k] = true
 		ch <- prometheus.MustNewConstMetric(budgetDesc, prometheus.GaugeValue, float64(l.Remaining), k.issuer, k.limit, k.domain)

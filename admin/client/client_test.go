@@ -286,7 +286,7 @@ func TestACMELifecycle(t *testing.T) {
 	cfgYAML := fmt.Sprintf(`listen: {http: %q, https: %q}
 admin: off
 storage: %s
-acme: {ca: %s, ca_root: %s, limits: {orders_per_3_hours: 10, certificates_per_domain_week: 20}}
+acme: {ca: %s, ca_root: %s, limits: {orders_per_3_hours: 10, certificates_per_domain_week: 20, duplicates_per_week: 5}}
 sites:
   - hosts: [app.test]
     routes: [{respond: {body: ok}}]
@@ -355,8 +355,8 @@ sites:
 			t.Errorf("orders in the budget: %d, orders at the CA: %d", l.Used, ca.Orders())
 		}
 	}
-	if remaining[tlsmgr.LimitOrders] != 7 || remaining[tlsmgr.LimitCertificatesPerDomain] != 18 {
-		t.Errorf("remaining: got %v, want 7 orders and 18 certificates for app.test; lines %+v", remaining, lines)
+	if remaining[tlsmgr.LimitOrders] != 7 || remaining[tlsmgr.LimitCertificatesPerDomain] != 18 || remaining[tlsmgr.LimitDuplicates] != 2 {
+		t.Errorf("remaining: got %v, want 7 orders, 18 certificates for app.test and 2 more duplicates of it; lines %+v", remaining, lines)
 	}
 	resp, err := srv.Client().Get(srv.URL + "/metrics")
 	if err != nil {
@@ -371,6 +371,10 @@ sites:
 		if !strings.Contains(string(body), want+"\n") {
 			t.Errorf("metrics lack %s", want)
 		}
+	}
+	// A series per set of names would be one per on-demand host.
+	if strings.Contains(string(body), `limit="duplicate_certificates"`) {
+		t.Errorf("metrics export the per-names duplicate_certificates limit:\n%s", body)
 	}
 
 	// With the gatehouse stopped, Reach falls back to the storage, where
