@@ -143,7 +143,15 @@ type budget struct {
 	// mu serialises read-modify-write of records within this process;
 	// the storage lock of each Issuer does across a fleet.
 	mu sync.Mutex
+	// nextSweep is when lines may next delete expired records (Unix
+	// seconds): reads (each metrics scrape, dashboard load) should not
+	// take the Issuer's lock and write each time.
+	nextSweep atomic.Int64
 }
+
+// sweepEvery is how often reading the budget deletes the records whose
+// events have all left their window.
+const sweepEvery = time.Hour
 
 func newBudget(storage certmagic.Storage, logger *slog.Logger, now func() time.Time) *budget {
 	if now == nil {
@@ -655,7 +663,8 @@ type BudgetLine struct {
 
 // lines returns the budget of every account of accounts: one line per
 // limit with events in its window, and the account-wide limits always.
-// Records whose events have all left their window are deleted.
+// Records whose events have all left their window are deleted, at most
+// once per sweepEvery.
 func (b *budget) lines(ctx context.Context, accounts []budgetAccount) ([]BudgetLine, error) {
 	now := b.now()
 	share := b.getShare()
@@ -729,7 +738,10 @@ func (b *budget) lines(ctx context.Context, accounts []budgetAccount) ([]BudgetL
 			}
 		}
 	}
-	b.sweep(ctx, expired)
+	if at := now.Unix(); len(expired) > 0 && at >= b.nextSweep.Load() {
+		b.nextSweep.Store(at + int64(sweepEvery/time.Second))
+		b.sweep(ctx, expired)
+	}
 	slices.SortStableFunc(out, func(x, y BudgetLine) int {
 		return cmp.Or(cmp.Compare(x.Issuer, y.Issuer), cmp.Compare(slices.Index(Limits(), x.Limit), slices.Index(Limits(), y.Limit)), cmp.Compare(x.Key, y.Key))
 	})

@@ -136,6 +136,37 @@ func TestBudgetWindows(t *testing.T) {
 			t.Errorf("record %s left after its events left the window", k)
 		}
 	}
+
+	// Reads within the hour after a sweep write nothing (each metrics
+	// scrape reads the budget); the next one after it sweeps again.
+	swept := now
+	now = swept.Add(-4 * time.Hour)
+	if _, err := b.reserve(ctx, a, []string{"late.test"}, false, false); err != nil {
+		t.Fatal(err)
+	}
+	// Its orders record has left the 3h window; its per-domain and
+	// duplicates records have not.
+	records := func() int {
+		keys, err := store.List(ctx, budgetPrefix, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(slices.DeleteFunc(keys, func(k string) bool { return !strings.Contains(k, "/"+string(LimitOrders)+"/") }))
+	}
+	now = swept.Add(30 * time.Minute)
+	if _, err := b.lines(ctx, []budgetAccount{a}); err != nil {
+		t.Fatal(err)
+	}
+	if n := records(); n == 0 {
+		t.Error("a read half an hour after a sweep deleted the expired orders record")
+	}
+	now = swept.Add(61 * time.Minute)
+	if _, err := b.lines(ctx, []budgetAccount{a}); err != nil {
+		t.Fatal(err)
+	}
+	if n := records(); n != 0 {
+		t.Errorf("%d expired orders records left after the next hour's read", n)
+	}
 }
 
 // TestRegisteredDomain checks names map to their registered domain by the
