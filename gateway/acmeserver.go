@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"fmt"
 	"net"
 	"net/http"
@@ -13,10 +14,6 @@ import (
 	"github.com/gatehouse-proxy/gatehouse/tlsmgr"
 	"github.com/gatehouse-proxy/gatehouse/tlsmgr/acmeserver"
 )
-
-// issuedShownFor is how long after its expiry a certificate of the ACME
-// server stays in the inventory.
-const issuedShownFor = 7 * 24 * time.Hour
 
 // startACMEServer starts the ACME server of acme_server, if any, on the
 // local CA of g.certs, with its database under the storage directory, and
@@ -70,7 +67,8 @@ func (g *Gateway) closeACMEServer() {
 
 // issuedInventory is the inventory's view of what srv issued: per client
 // account and names the newest certificate (a renewal replaces the one
-// before), revoked ones included, expired ones for issuedShownFor.
+// before), revoked ones included, expired ones for as long as the server
+// keeps their records (acmeserver.RecordsKeptFor).
 func issuedInventory(srv *acmeserver.Server, now time.Time) ([]tlsmgr.CertificateInfo, error) {
 	all, err := srv.Issued()
 	if err != nil {
@@ -79,13 +77,13 @@ func issuedInventory(srv *acmeserver.Server, now time.Time) ([]tlsmgr.Certificat
 	newest := map[string]acmeserver.Issued{}
 	for _, c := range all {
 		k := c.Account + " " + strings.Join(c.Names, ",")
-		if old, ok := newest[k]; !ok || c.NotBefore.After(old.NotBefore) {
+		if old, ok := newest[k]; !ok || cmp.Or(c.NotBefore.Compare(old.NotBefore), c.IssuedAt.Compare(old.IssuedAt)) > 0 {
 			newest[k] = c
 		}
 	}
 	out := make([]tlsmgr.CertificateInfo, 0, len(newest))
 	for _, c := range newest {
-		if now.Sub(c.NotAfter) > issuedShownFor {
+		if now.Sub(c.NotAfter) > acmeserver.RecordsKeptFor {
 			continue
 		}
 		status := tlsmgr.StatusValid

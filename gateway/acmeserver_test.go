@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -110,11 +111,37 @@ func TestACMEServer(t *testing.T) {
 		t.Errorf("the dashboard does not list nas.lab.home.arpa with its client")
 	}
 
+	// A renewal (the same account and names) replaces the first
+	// certificate in the inventory.
+	res, err = c.Certificate.Obtain(t.Context(), certificate.ObtainRequest{Domains: []string{"nas.lab.home.arpa"}, Bundle: true, KeyType: certcrypto.EC256})
+	if err != nil {
+		t.Fatalf("renewing: %v", err)
+	}
+	renewed, err := certcrypto.ParsePEMCertificate(res.Certificate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ci := admin.Certs()["nas.lab.home.arpa"]; ci.Serial != renewed.SerialNumber.Text(16) {
+		t.Errorf("after the renewal the inventory shows serial %s, want the renewal's %x", ci.Serial, renewed.SerialNumber)
+	}
+
 	if err := c.Certificate.Revoke(t.Context(), res.Certificate); err != nil {
 		t.Fatalf("revoking: %v", err)
 	}
 	if ci := admin.Certs()["nas.lab.home.arpa"]; ci.Status != tlsmgr.StatusRevoked {
 		t.Errorf("after revocation the inventory says %q, want revoked", ci.Status)
+	}
+	// Expired certificates stay listed for a week, then leave.
+	shown := func(at time.Time) bool {
+		list, err := issuedInventory(g.acmeServer, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return slices.ContainsFunc(list, func(ci tlsmgr.CertificateInfo) bool { return ci.Serial == renewed.SerialNumber.Text(16) })
+	}
+	if !shown(renewed.NotAfter.Add(6*24*time.Hour)) || shown(renewed.NotAfter.Add(8*24*time.Hour)) {
+		t.Errorf("the expired certificate is listed 6 days after its expiry: %v, 8 days after: %v; want listed for a week",
+			shown(renewed.NotAfter.Add(6*24*time.Hour)), shown(renewed.NotAfter.Add(8*24*time.Hour)))
 	}
 
 	// The ACME server's host serves nothing else; gatehouse's own Sites

@@ -37,7 +37,9 @@ type issuedRecord struct {
 	NotBefore time.Time `json:"not_before"`
 	NotAfter  time.Time `json:"not_after"`
 	Issuer    string    `json:"issuer"`
-	KeyType   string    `json:"key_type,omitempty"`
+	// IssuedAt orders a renewal after the certificate before it, which
+	// may share its NotBefore second.
+	IssuedAt time.Time `json:"issued_at,omitzero"`
 	// AKI is the leaf's authority key identifier, base64url, which
 	// renewal-info identifiers carry.
 	AKI string `json:"aki,omitempty"`
@@ -55,7 +57,19 @@ type issuedDB struct {
 	eab map[string][]byte
 	// issued counts the certificates issued since start.
 	issued atomic.Int64
+	// nextPrune is when CreateCertificate next deletes the records of
+	// long expired certificates (Unix seconds).
+	nextPrune atomic.Int64
 }
+
+// RecordsKeptFor is how long after its expiry the server keeps the record
+// of a certificate it issued (and the inventory shows it).
+const RecordsKeptFor = 7 * 24 * time.Hour
+
+// pruneEvery is how often issuing deletes expired records: a lab's
+// machines renewing short-lived certificates would otherwise grow the
+// table, and every inventory read with it, without end.
+const pruneEvery = time.Hour
 
 func newIssuedDB(adb acme.DB, raw nosql.DB, keys map[string]string, logger *slog.Logger) (*issuedDB, error) {
 	for _, t := range [][]byte{issuedTable, eabTable} {
@@ -89,7 +103,7 @@ func (d *issuedDB) CreateCertificate(ctx context.Context, cert *acme.Certificate
 		NotBefore: leaf.NotBefore,
 		NotAfter:  leaf.NotAfter,
 		Issuer:    leaf.Issuer.CommonName,
-		KeyType:   leaf.PublicKeyAlgorithm.String(),
+		IssuedAt:  time.Now(),
 		AKI:       base64.RawURLEncoding.EncodeToString(leaf.AuthorityKeyId),
 	}
 	if a, ok := ctx.Value(clientKey{}).(netip.Addr); ok && a.IsValid() {
@@ -106,6 +120,34 @@ func (d *issuedDB) CreateCertificate(ctx context.Context, cert *acme.Certificate
 	}
 	d.logger.InfoContext(ctx, "ACME server issued a certificate", "names", rec.Names, "client", rec.Client,
 		"account", rec.Account, "serial", rec.Serial, "not_after", rec.NotAfter)
+	if now := time.Now(); now.Unix() >= d.nextPrune.Load() {
+		d.nextPrune.Store(now.Add(pruneEvery).Unix())
+		if err := d.prune(now); err != nil {
+			d.logger.WarnContext(ctx, "deleting the records of expired certificates", "error", err)
+		}
+	}
+	return nil
+}
+
+// prune deletes the records of certificates expired more than
+// RecordsKeptFor before now.
+func (d *issuedDB) prune(now time.Time) error {
+	entries, err := d.raw.List(issuedTable)
+	if err != nil {
+		if database.IsErrNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("listing issued certificates: %w", err)
+	}
+	for _, e := range entries {
+		var r issuedRecord
+		if json.Unmarshal(e.Value, &r) == nil && now.Sub(r.NotAfter) <= RecordsKeptFor {
+			continue
+		}
+		if err := d.raw.Del(issuedTable, e.Key); err != nil {
+			return fmt.Errorf("deleting the record of %s: %w", e.Key, err)
+		}
+	}
 	return nil
 }
 
@@ -217,6 +259,9 @@ type Issued struct {
 	// Issuer is the common name of the intermediate that signed it.
 	Issuer              string
 	NotBefore, NotAfter time.Time
+	// IssuedAt is when the server signed it (zero in records older
+	// than the field).
+	IssuedAt time.Time
 	// Revoked reports whether it was revoked.
 	Revoked bool
 }
@@ -232,7 +277,7 @@ func (s *Server) Issued() ([]Issued, error) {
 	for i, r := range recs {
 		out[i] = Issued{
 			Names: r.Names, Client: r.Client, Account: r.Account, Serial: r.Serial,
-			Issuer: r.Issuer, NotBefore: r.NotBefore, NotAfter: r.NotAfter, Revoked: revoked[i],
+			Issuer: r.Issuer, NotBefore: r.NotBefore, NotAfter: r.NotAfter, IssuedAt: r.IssuedAt, Revoked: revoked[i],
 		}
 	}
 	return out, nil

@@ -87,6 +87,27 @@ func TestLegoTLSALPN01(t *testing.T) {
 			}
 		})
 	}
+
+	// Records are kept for a week after their certificate expires, then
+	// deleted (issuing prunes them, hourly), so the table does not grow
+	// with every renewal forever.
+	all, err := ca.srv.Issued()
+	if err != nil || len(all) != 4 {
+		t.Fatalf("Issued: %d records, %v; want 4", len(all), err)
+	}
+	expiry := all[0].NotAfter
+	if err := ca.srv.db.prune(expiry.Add(RecordsKeptFor - time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if kept, _ := ca.srv.Issued(); len(kept) != 4 {
+		t.Errorf("prune within a week of expiry left %d of 4 records", len(kept))
+	}
+	if err := ca.srv.db.prune(expiry.Add(RecordsKeptFor + time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if kept, _ := ca.srv.Issued(); len(kept) != 0 {
+		t.Errorf("prune over a week after expiry left %+v", kept)
+	}
 }
 
 // TestLegoDNS01 obtains, renews and revokes a wildcard certificate with
