@@ -223,26 +223,17 @@ func (d *issuedDB) UpdateExternalAccountKey(_ context.Context, _ string, eak *ac
 	return nil
 }
 
-// requireEAB reports whether accounts need a binding (eab_keys is set).
-func (d *issuedDB) requireEAB() bool { return len(d.eab) > 0 }
-
-// bound reports whether account registered with a key still in eab_keys.
-func (d *issuedDB) bound(account string) bool {
-	id, err := d.raw.Get(eabTable, []byte(account))
-	if err != nil {
-		return false
-	}
-	_, ok := d.eab[string(id)]
-	return ok
-}
-
 // GetExternalAccountKeyByAccountID returns the key accountID registered
 // with, while that key is still in eab_keys: removing a key from the
 // config stops its accounts from ordering.
 func (d *issuedDB) GetExternalAccountKeyByAccountID(ctx context.Context, provisionerID, accountID string) (*acme.ExternalAccountKey, error) {
 	id, err := d.raw.Get(eabTable, []byte(accountID))
 	if err != nil {
-		return nil, fmt.Errorf("account %s registered without a key of acme_server.eab_keys", accountID)
+		// An *acme.Error, which smallstep passes on as it is (another
+		// error becomes an internal error): an account registered before
+		// eab_keys was set, or bound to a key since removed.
+		return nil, acme.NewDetailedError(acme.ErrorUnauthorizedType,
+			"account %s has no binding to a key of acme_server.eab_keys; register a new account with External Account Binding", accountID)
 	}
 	return d.GetExternalAccountKey(ctx, provisionerID, string(id))
 }

@@ -91,18 +91,18 @@ func (p policy) nameAllowed(name string) bool {
 
 // checkOrder reads the identifiers of the new-order request r, leaving
 // its body for the CA to read again, and returns a detail naming those
-// outside allowed_names, or "" when all are allowed, and the account ID
-// the request names (its kid). It does not verify the request's signature
-// (the CA does, after); a forged request only learns it is refused. err
+// outside allowed_names, or "" when all are allowed. It does not verify
+// the request's signature (the CA does, after); a forged request only
+// learns it is refused. err
 // is a request that cannot be an order.
-func (p policy) checkOrder(r *http.Request) (refused, account string, err error) {
+func (p policy) checkOrder(r *http.Request) (refused string, err error) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxOrderBody+1))
 	r.Body.Close()
 	if err != nil {
-		return "", "", fmt.Errorf("reading the order: %w", err)
+		return "", fmt.Errorf("reading the order: %w", err)
 	}
 	if len(body) > maxOrderBody {
-		return "", "", fmt.Errorf("the order is over %d bytes", maxOrderBody)
+		return "", fmt.Errorf("the order is over %d bytes", maxOrderBody)
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	var jws struct {
@@ -110,11 +110,11 @@ func (p policy) checkOrder(r *http.Request) (refused, account string, err error)
 		Payload   string `json:"payload"`
 	}
 	if err := json.Unmarshal(body, &jws); err != nil {
-		return "", "", fmt.Errorf("the order is not a JWS in flattened JSON: %w", err)
+		return "", fmt.Errorf("the order is not a JWS in flattened JSON: %w", err)
 	}
 	payload, err := base64.RawURLEncoding.DecodeString(jws.Payload)
 	if err != nil {
-		return "", "", fmt.Errorf("the order's payload is not base64url: %w", err)
+		return "", fmt.Errorf("the order's payload is not base64url: %w", err)
 	}
 	var order struct {
 		Identifiers []struct {
@@ -123,7 +123,7 @@ func (p policy) checkOrder(r *http.Request) (refused, account string, err error)
 		} `json:"identifiers"`
 	}
 	if err := json.Unmarshal(payload, &order); err != nil {
-		return "", "", fmt.Errorf("the order's payload is not a new-order object: %w", err)
+		return "", fmt.Errorf("the order's payload is not a new-order object: %w", err)
 	}
 	var out []string
 	for _, id := range order.Identifiers {
@@ -131,18 +131,8 @@ func (p policy) checkOrder(r *http.Request) (refused, account string, err error)
 			out = append(out, fmt.Sprintf("%q", id.Value))
 		}
 	}
-	if header, err := base64.RawURLEncoding.DecodeString(jws.Protected); err == nil {
-		var h struct {
-			KID string `json:"kid"`
-		}
-		if json.Unmarshal(header, &h) == nil {
-			if i := strings.LastIndexByte(h.KID, '/'); i >= 0 {
-				account = h.KID[i+1:]
-			}
-		}
-	}
 	if len(out) == 0 {
-		return "", account, nil
+		return "", nil
 	}
-	return fmt.Sprintf("this CA does not certify %s: acme_server.allowed_names is %s", strings.Join(out, ", "), strings.Join(p.names, ", ")), account, nil
+	return fmt.Sprintf("this CA does not certify %s: acme_server.allowed_names is %s", strings.Join(out, ", "), strings.Join(p.names, ", ")), nil
 }

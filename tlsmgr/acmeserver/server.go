@@ -208,7 +208,7 @@ func (s *Server) Handler(next http.Handler) http.Handler {
 			return
 		}
 		if r.Method == http.MethodPost && r.URL.Path == config.ACMEServerPath+"new-order" {
-			refused, account, err := s.policy.checkOrder(r)
+			refused, err := s.policy.checkOrder(r)
 			if err != nil {
 				s.problem(w, r, http.StatusBadRequest, "malformed", err.Error())
 				return
@@ -217,14 +217,6 @@ func (s *Server) Handler(next http.Handler) http.Handler {
 				s.refusedNames.Add(1)
 				s.logger.WarnContext(r.Context(), "ACME order refused: name outside acme_server.allowed_names", "client", client.String(), "detail", refused)
 				s.problem(w, r, http.StatusBadRequest, "rejectedIdentifier", refused)
-				return
-			}
-			// smallstep would answer an account without a binding (one
-			// registered before eab_keys was set, or bound to a key since
-			// removed) with an internal error.
-			if s.db.requireEAB() && account != "" && !s.db.bound(account) {
-				s.problem(w, r, http.StatusForbidden, "unauthorized",
-					"this account has no binding to a key of acme_server.eab_keys; register a new account with External Account Binding")
 				return
 			}
 		}
