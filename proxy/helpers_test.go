@@ -126,7 +126,7 @@ func newFrontendClock(t *testing.T, cfg *config.Config, clock *fakeClock) *front
 	t.Cleanup(ts.Close)
 	opts := Options{Logger: logger, Transports: ts}
 	if clock != nil {
-		opts.now = clock.now
+		opts.clock = clock
 	}
 	table, err := Compile(cfg, opts)
 	if err != nil {

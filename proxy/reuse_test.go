@@ -127,3 +127,29 @@ func TestCompileReuseStillFindsDuplicateHosts(t *testing.T) {
 		t.Fatal("Compile took a host served twice")
 	}
 }
+
+// A Table on another clock compiles every Site again: a taken-over Site
+// would keep counting cooldowns and ejections on the old one. Two clocks
+// of one type are two clocks.
+func TestCompileReuseNeedsTheSameClock(t *testing.T) {
+	a := newSwitchBackend(t, "a")
+	cfg := &config.Config{Sites: []config.Site{cfgSite([]string{"a.example.com"}, proxyTo("/", a.srv.URL))}}
+	first := newFakeClock()
+	f := newFrontendClock(t, cfg, first)
+	old := f.handler.Table()
+	for _, tc := range []struct {
+		name  string
+		clock *fakeClock
+		reuse bool
+	}{{"the same clock", first, true}, {"another clock", newFakeClock(), false}} {
+		opts := f.opts
+		opts.Reuse, opts.clock = old, tc.clock
+		next, err := Compile(cfg, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if reused := next.exact["a.example.com"] == old.exact["a.example.com"]; reused != tc.reuse {
+			t.Errorf("%s: the Site was taken over: %v, want %v", tc.name, reused, tc.reuse)
+		}
+	}
+}

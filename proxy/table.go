@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
-	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -53,10 +52,20 @@ type Options struct {
 	// timeouts and trusted_proxies; nil compiles everything.
 	Reuse *Table
 
-	// now is the clock for Upstream cooldowns, ejections and health check
-	// times; nil means time.Now. Tests set it.
-	now func() time.Time
+	// clock is the clock for Upstream cooldowns, ejections and health
+	// check times; nil means the system's. Tests set it.
+	clock clock
 }
+
+// clock tells the time. Tables share compiled Sites only when they run
+// on the same clock, which an interface value (a pointer to a test's
+// clock) identifies where a func value would not.
+type clock interface{ now() time.Time }
+
+// systemClock is time.Now.
+type systemClock struct{}
+
+func (systemClock) now() time.Time { return time.Now() }
 
 // Table is a compiled configuration: every host pattern, path prefix,
 // Upstream URL, CIDR and CA pool parsed once, so serving a request only does
@@ -92,9 +101,10 @@ type Table struct {
 	ups upstreamSet
 	// observe is Options.Observe, or nil.
 	observe func(site string, status int, d time.Duration)
-	// now is Options.now: the clock of cooldowns, ejections and health
-	// check times.
-	now func() time.Time
+	// clock is Options.clock, now its method: the clock of cooldowns,
+	// ejections and health check times.
+	clock clock
+	now   func() time.Time
 	// transports is Options.Transports, which a Table reusing this one's
 	// Sites must share.
 	transports *Transports
@@ -150,8 +160,8 @@ func Compile(cfg *config.Config, opts Options) (*Table, error) {
 	if opts.Transports == nil {
 		opts.Transports = NewTransports()
 	}
-	if opts.now == nil {
-		opts.now = time.Now
+	if opts.clock == nil {
+		opts.clock = systemClock{}
 	}
 	t := &Table{
 		exact:                 make(map[string]*site, len(cfg.Sites)),
@@ -164,7 +174,8 @@ func Compile(cfg *config.Config, opts Options) (*Table, error) {
 		logger:                opts.Logger,
 		buffers:               newBufferPool(),
 		observe:               opts.Observe,
-		now:                   opts.now,
+		clock:                 opts.clock,
+		now:                   opts.clock.now,
 		transports:            opts.Transports,
 		trust:                 &trust{},
 	}
@@ -222,8 +233,7 @@ type compiler struct {
 func (old *Table) sameSetting(t *Table) bool {
 	return old.logger == t.logger && old.transports == t.transports &&
 		old.dialTimeout == t.dialTimeout && old.responseHeaderTimeout == t.responseHeaderTimeout &&
-		// Only tests set another clock; the same function is the same clock.
-		reflect.ValueOf(old.now).Pointer() == reflect.ValueOf(t.now).Pointer() &&
+		old.clock == t.clock &&
 		slices.Equal(old.trusted, t.trusted)
 }
 
