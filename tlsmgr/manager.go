@@ -207,6 +207,8 @@ func newManager(ctx context.Context, cfg *config.Config, logger *slog.Logger, op
 // longer configured are no longer renewed (their files are kept). Static
 // files are read again on every Apply, so calling it on SIGHUP reloads
 // them. Changing storage, acme or listen needs a restart and is an error.
+// cfg is kept, not copied (a later Apply compares against it): the
+// caller must not modify it afterwards, but pass a new Config.
 func (m *Manager) Apply(ctx context.Context, cfg *config.Config) error {
 	m.applyMu.Lock()
 	defer m.applyMu.Unlock()
