@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -104,11 +105,20 @@ type CA struct {
 	down           atomic.Bool
 	refused        atomic.Int64
 	closeOnce      sync.Once
+	t              testing.TB // whose Cleanup closes the CA
 	dirURL         string
 	orderPath      string // path of Pebble's newOrder resource, read from its directory
 	ariPath        string // path prefix of Pebble's renewalInfo resource
 	noncePath      string // path of Pebble's newNonce resource
 	issuerPool     *x509.CertPool
+	// lockOrder keeps Pebble v2.10.3 from deadlocking: its authorization
+	// handler holds the authorization's lock while it reads the account
+	// (the store's read lock), and a new order holds the store's read
+	// lock while it reads each authorization's; with a certificate being
+	// stored in between (a writer waiting on the store), each waits on
+	// the other for ever. Authorization requests take it exclusively,
+	// new orders shared.
+	lockOrder sync.RWMutex
 
 	// mu guards the fields below.
 	mu sync.Mutex
@@ -162,7 +172,7 @@ func Start(t testing.TB, opts Options) *CA {
 		addr = "127.0.0.1:0"
 	}
 
-	c := &CA{log: newTestLogWriter(t)}
+	c := &CA{t: t, log: newTestLogWriter(t)}
 	t.Cleanup(c.Close)
 	logger := log.New(c.log, "pebble ", log.Lmicroseconds)
 
@@ -234,6 +244,16 @@ func Start(t testing.TB, opts Options) *CA {
 		if r.Method == http.MethodPost && r.URL.Path == c.orderPath && c.refuseOrder(rw, h) {
 			return
 		}
+		if r.Method == http.MethodPost {
+			switch {
+			case r.URL.Path == c.orderPath:
+				c.lockOrder.RLock()
+				defer c.lockOrder.RUnlock()
+			case strings.HasPrefix(r.URL.Path, authzPath):
+				c.lockOrder.Lock()
+				defer c.lockOrder.Unlock()
+			}
+		}
 		sw := &statusWriter{ResponseWriter: rw}
 		h.ServeHTTP(sw, r)
 		switch {
@@ -288,6 +308,10 @@ const nonceRejectEnv = "PEBBLE_WFE_NONCEREJECT"
 // finalizePath is the path prefix of Pebble's order finalize resources
 // (unexported in package wfe): a POST there asks for the certificate.
 const finalizePath = "/finalize-order/"
+
+// authzPath is the path prefix of Pebble's authorization resources
+// (unexported in package wfe).
+const authzPath = "/authZ/"
 
 // challengePath is the path prefix of Pebble's challenge resources
 // (unexported in package wfe): a POST there asks the CA to validate one.
@@ -499,14 +523,33 @@ func (c *CA) Close() {
 	c.closeOnce.Do(func() {
 		if c.srv != nil {
 			// Close, not CloseClientConnections alone: it also waits for
-			// handlers in flight.
-			c.srv.Close()
+			// handlers in flight, but not for ever: a handler stuck in
+			// Pebble fails the test instead of hanging it.
+			closed := make(chan struct{})
+			go func() {
+				c.srv.Close()
+				close(closed)
+			}()
+			select {
+			case <-closed:
+			case <-time.After(closeWait):
+				c.t.Errorf("pebbletest: Pebble's handlers still run %s after Close (a deadlock in Pebble?):\n%s", closeWait, allStacks())
+			}
 		}
 		if c.dns != nil {
 			c.dns.close()
 		}
 		c.log.close()
 	})
+}
+
+// closeWait bounds how long Close waits for Pebble's handlers.
+const closeWait = 30 * time.Second
+
+// allStacks is every goroutine's stack.
+func allStacks() []byte {
+	b := make([]byte, 1<<20)
+	return b[:runtime.Stack(b, true)]
 }
 
 // testLogWriter sends Pebble's log lines to t.Log under -v and discards them
