@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -11,14 +10,12 @@ import (
 	"github.com/gatehouse-proxy/gatehouse/tlsmgr"
 )
 
-// certsBudgetUsage is the line of `gatehouse certs budget` in certsUsage.
-const certsBudgetUsage = `  budget [--json]                    what is left of each CA's rate limits (the budget)
-`
-
-// budget prints the rate-limit budget, from the running gatehouse or the
-// storage.
-func (c *certsCmd) budget(ctx context.Context, asJSON bool) error {
-	certs, err := c.reach(ctx)
+func certsBudget(ctx context.Context, c *cmdline) error {
+	cc := newCertsCmd(c)
+	if _, err := cc.interspersed(); err != nil {
+		return err
+	}
+	certs, err := cc.reach(ctx)
 	if err != nil {
 		return err
 	}
@@ -26,15 +23,13 @@ func (c *certsCmd) budget(ctx context.Context, asJSON bool) error {
 	if err != nil {
 		return err
 	}
-	if asJSON {
+	if *cc.asJSON {
 		if lines == nil {
 			lines = []tlsmgr.BudgetLine{}
 		}
-		enc := json.NewEncoder(c.env.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(lines)
+		return writeJSON(c.stdout, lines)
 	}
-	printBudget(c.env.stdout, lines)
+	printBudget(c.stdout, lines)
 	return nil
 }
 

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,15 +17,26 @@ import (
 	"github.com/gatehouse-proxy/gatehouse/tlsmgr"
 )
 
-const certsUsage = `Usage: gatehouse certs COMMAND [flags]
+// certsCommands are the subcommands of certs, which share the flags of
+// newCertsCmd.
+func certsCommands() []command {
+	return []command{
+		{"list", "[--json]", "every Certificate, most urgent first", certsList},
+		{"show", "NAME", "one Certificate in full, with its chain", certsShow},
+		{"renew", "NAME|--all [--force]", "renew now (--force even when not due)", certsRenew},
+		{"revoke", "NAME --reason REASON", "revoke at the CA, then obtain and serve a replacement\n(REASON: keyCompromise, superseded, cessationOfOperation, affiliationChanged, unspecified)", certsRevoke},
+		{"retire", "", "retire the Certificates of hosts no longer in the config", certsRetire},
+		{"budget", "[--json]", "what is left of each CA's rate limits (the budget)", certsBudget},
+	}
+}
 
-  list [--json]                      every Certificate, most urgent first
-  show NAME                          one Certificate in full, with its chain
-  renew NAME|--all [--force]         renew now (--force even when not due)
-  revoke NAME --reason REASON        revoke at the CA, then obtain and serve a replacement
-                                     (REASON: ` + "keyCompromise, superseded, cessationOfOperation, affiliationChanged, unspecified" + `)
-  retire                             retire the Certificates of hosts no longer in the config
-` + certsBudgetUsage + `
+// certsUsage lists certsCommands and the flags they share.
+func certsUsage() string {
+	var b strings.Builder
+	b.WriteString("Usage: gatehouse certs COMMAND [flags]\n\n")
+	subs := certsCommands()
+	writeList(&b, len(subs), 37, func(i int) (string, string) { return subs[i].name + " " + subs[i].args, subs[i].summary })
+	b.WriteString(`
 They talk to the running gatehouse through its admin endpoint (--admin ADDR,
 default the config's admin). When none answers, they work on the storage
 directly (renew then answers the CA's challenges on the config's listen
@@ -35,144 +45,77 @@ addresses itself). retire always works on the storage and the config file.
 Flags common to every command:
   -config FILE   the config (default $GATEHOUSE_CONFIG, else ` + config.DefaultPath + `)
   --admin ADDR   the admin endpoint to use instead of the config's
-`
+`)
+	return b.String()
+}
 
-// certsCmd is one run of `gatehouse certs`: its flags and where it works.
+// certsCmd is one run of a certs command: its flags and where it works.
 type certsCmd struct {
-	env     *environment
-	cfgPath string
-	admin   string
-	client  *http.Client
+	*cmdline
+	admin              *string
+	asJSON, all, force *bool
+	reason             *string
+	client             *http.Client
 }
 
-func cmdCerts(ctx context.Context, args []string, env *environment) error {
-	if ok, err := named(args, certsUsage, env); !ok {
+// newCertsCmd declares the flags every certs command takes.
+func newCertsCmd(c *cmdline) *certsCmd {
+	c.Usage = func() { fmt.Fprint(c.stderr, certsUsage()) }
+	c.configFlag()
+	return &certsCmd{
+		cmdline: c,
+		admin:   c.String("admin", "", "admin endpoint `ADDR` (default: the config's admin)"),
+		asJSON:  c.Bool("json", false, "list: print JSON"),
+		all:     c.Bool("all", false, "renew: every Certificate that can be renewed"),
+		force:   c.Bool("force", false, "renew: even when not due"),
+		reason:  c.String("reason", "", "revoke: the RFC 5280 `REASON`"),
+		client:  &http.Client{Timeout: 5 * time.Minute},
+	}
+}
+
+func cmdCerts(ctx context.Context, c *cmdline) error {
+	return group("certs", certsCommands(), certsUsage())(ctx, c)
+}
+
+// want parses the flags and wants n arguments; what says so otherwise.
+func (c *certsCmd) want(n int, what string) ([]string, error) {
+	pos, err := c.interspersed()
+	if err != nil || len(pos) == n {
+		return pos, err
+	}
+	fmt.Fprintf(c.stderr, "gatehouse %s: %s\n\n", c.Name(), what)
+	c.Usage()
+	return nil, exitError(2)
+}
+
+func certsList(ctx context.Context, c *cmdline) error {
+	cc := newCertsCmd(c)
+	if _, err := cc.want(0, "takes no arguments"); err != nil {
 		return err
 	}
-	sub, args := args[0], args[1:]
-	fs := flag.NewFlagSet("certs "+sub, flag.ContinueOnError)
-	fs.SetOutput(env.stderr)
-	fs.Usage = func() { fmt.Fprint(env.stderr, certsUsage) }
-	c := &certsCmd{env: env, client: &http.Client{Timeout: 5 * time.Minute}}
-	cfgPath := configFlag(fs, env)
-	admin := fs.String("admin", "", "admin endpoint `ADDR` (default: the config's admin)")
-	asJSON := fs.Bool("json", false, "list: print JSON")
-	all := fs.Bool("all", false, "renew: every Certificate that can be renewed")
-	force := fs.Bool("force", false, "renew: even when not due")
-	reason := fs.String("reason", "", "revoke: the RFC 5280 `REASON`")
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return err
-	}
-	c.cfgPath, c.admin = *cfgPath, *admin
-
-	want := func(n int, what string) error {
-		if len(pos) != n {
-			fmt.Fprintf(env.stderr, "gatehouse certs %s: %s\n\n", sub, what)
-			fs.Usage()
-			return exitError(2)
-		}
-		return nil
-	}
-	switch sub {
-	case "list":
-		if err := want(0, "takes no arguments"); err != nil {
-			return err
-		}
-		return c.list(ctx, *asJSON)
-	case "show":
-		if err := want(1, "needs one NAME"); err != nil {
-			return err
-		}
-		return c.show(ctx, pos[0])
-	case "renew":
-		if *all {
-			if err := want(0, "takes NAME or --all, not both"); err != nil {
-				return err
-			}
-			return c.renewAll(ctx, *force)
-		}
-		if err := want(1, "needs one NAME, or --all"); err != nil {
-			return err
-		}
-		return c.renew(ctx, pos[0], *force)
-	case "revoke":
-		if err := want(1, "needs one NAME"); err != nil {
-			return err
-		}
-		if *reason == "" {
-			fmt.Fprintf(env.stderr, "gatehouse certs revoke: --reason is required (%s)\n", strings.Join(tlsmgr.RevocationReasons(), ", "))
-			return exitError(2)
-		}
-		if _, err := tlsmgr.ParseRevocationReason(*reason); err != nil {
-			fmt.Fprintf(env.stderr, "gatehouse certs revoke: %v\n", err)
-			return exitError(2)
-		}
-		return c.revoke(ctx, pos[0], *reason)
-	case "budget":
-		return c.budget(ctx, *asJSON)
-	case "retire":
-		if err := want(0, "takes no arguments"); err != nil {
-			return err
-		}
-		return c.retire(ctx)
-	default:
-		fmt.Fprintf(env.stderr, "gatehouse certs: unknown command %q\n\n", sub)
-		fs.Usage()
-		return exitError(2)
-	}
-}
-
-// reach returns the running gatehouse's Certificates or, when none
-// answers at the admin endpoint, says so and works on the storage.
-func (c *certsCmd) reach(ctx context.Context) (client.Certificates, error) {
-	addr := c.admin
-	if addr == "" {
-		addr = config.DefaultAdmin
-		if cfg, err := config.Load(c.cfgPath); err == nil {
-			addr = cfg.Admin
-		}
-	}
-	return client.Reach(ctx, addr, c.client, func(why error) (client.Certificates, error) {
-		cfg, err := loadConfig(c.cfgPath, c.env)
-		if err != nil {
-			return nil, err
-		}
-		fmt.Fprintf(c.env.stderr, "# %v; working on the storage %s\n", why, cfg.Storage)
-		return &tlsmgr.Offline{Config: cfg, Log: c.logger()}, nil
-	})
-}
-
-// inventory reaches the Certificates and returns them with their
-// inventory.
-func (c *certsCmd) inventory(ctx context.Context) (client.Certificates, []tlsmgr.CertificateInfo, error) {
-	certs, err := c.reach(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	list, err := certs.Certificates(ctx)
-	return certs, list, err
-}
-
-func (c *certsCmd) list(ctx context.Context, asJSON bool) error {
-	_, certs, err := c.inventory(ctx)
+	_, certs, err := cc.inventory(ctx)
 	if err != nil {
 		return err
 	}
 	tlsmgr.SortCertificates(certs)
-	if asJSON {
+	if *cc.asJSON {
 		if certs == nil {
 			certs = []tlsmgr.CertificateInfo{}
 		}
 		for i := range certs {
 			certs[i].ChainPEM = "" // `certs show` has it
 		}
-		enc := json.NewEncoder(c.env.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(certs)
+		return writeJSON(c.stdout, certs)
 	}
-	printTable(c.env.stdout, certs, time.Now(), isTerminal(c.env.stdout) && c.env.getenv("NO_COLOR") == "")
+	printTable(c.stdout, certs, time.Now(), isTerminal(c.stdout) && c.getenv("NO_COLOR") == "")
 	return nil
+}
+
+// writeJSON writes v as indented JSON, as --json prints.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
 
 // ANSI colours for the days-left column.
@@ -237,16 +180,21 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
-func (c *certsCmd) show(ctx context.Context, name string) error {
-	_, certs, err := c.inventory(ctx)
+func certsShow(ctx context.Context, c *cmdline) error {
+	cc := newCertsCmd(c)
+	pos, err := cc.want(1, "needs one NAME")
 	if err != nil {
 		return err
 	}
-	ci, ok := tlsmgr.FindCertificate(certs, name)
-	if !ok {
-		return fmt.Errorf("no certificate for %s", name)
+	_, certs, err := cc.inventory(ctx)
+	if err != nil {
+		return err
 	}
-	printCert(c.env.stdout, ci, time.Now())
+	ci, ok := tlsmgr.FindCertificate(certs, pos[0])
+	if !ok {
+		return fmt.Errorf("no certificate for %s", pos[0])
+	}
+	printCert(c.stdout, ci, time.Now())
 	return nil
 }
 
@@ -298,59 +246,76 @@ func printCert(w io.Writer, ci tlsmgr.CertificateInfo, now time.Time) {
 	}
 }
 
-func (c *certsCmd) renew(ctx context.Context, name string, force bool) error {
-	certs, err := c.reach(ctx)
+// certsRenew renews one Certificate, or with --all every one gatehouse
+// can renew (see [client.RenewAll]), going on after a failure; it fails
+// if any did.
+func certsRenew(ctx context.Context, c *cmdline) error {
+	cc := newCertsCmd(c)
+	pos, err := cc.interspersed()
 	if err != nil {
 		return err
 	}
-	return c.renewOne(ctx, certs, name, force)
-}
-
-// renewOne renews name on certs and says what then serves it.
-func (c *certsCmd) renewOne(ctx context.Context, certs client.Certificates, name string, force bool) error {
-	ci, err := certs.Renew(ctx, name, force)
-	if err != nil {
-		return err // it names the call and the host
+	if *cc.all {
+		pos, err = cc.want(0, "takes NAME or --all, not both")
+	} else {
+		pos, err = cc.want(1, "needs one NAME, or --all")
 	}
-	fmt.Fprintf(c.env.stdout, "%s: serial %s, valid until %s (%s)", name, ci.Serial, ci.NotAfter.UTC().Format(time.RFC3339), ci.Status)
-	if _, offline := certs.(*tlsmgr.Offline); offline {
-		fmt.Fprint(c.env.stdout, "; gatehouse serves it when it starts")
-	}
-	fmt.Fprintln(c.env.stdout)
-	return nil
-}
-
-// renewAll renews every Certificate gatehouse can renew (not files, not
-// retired ones, not ACME ones still without a certificate), going on after
-// a failure; it fails if any did.
-func (c *certsCmd) renewAll(ctx context.Context, force bool) error {
-	certs, list, err := c.inventory(ctx)
 	if err != nil {
 		return err
 	}
-	_, offline := certs.(*tlsmgr.Offline)
-	failed := 0
-	for _, ci := range list {
-		ok, pending := ci.Renewable(offline)
-		if pending {
-			fmt.Fprintf(c.env.stderr, "# %s: no certificate yet (%s); skipped\n", ci.Names[0], ci.Status)
-		}
-		if !ok {
-			continue
-		}
-		if err := c.renewOne(ctx, certs, ci.Names[0], force); err != nil {
-			fmt.Fprintf(c.env.stderr, "gatehouse certs renew: %v\n", err)
-			failed++
-		}
+	certs, err := cc.reach(ctx)
+	if err != nil {
+		return err
 	}
-	if failed > 0 {
+	if !*cc.all {
+		ci, err := certs.Renew(ctx, pos[0], *cc.force)
+		if err != nil {
+			return err // it names the call and the host
+		}
+		cc.renewed(certs, pos[0], ci)
+		return nil
+	}
+	failed, err := client.RenewAll(ctx, certs, *cc.force, func(r client.Renewal) {
+		switch {
+		case r.Pending:
+			fmt.Fprintf(c.stderr, "# %s: no certificate yet (%s); skipped\n", r.Name, r.Listed.Status)
+		case r.Err != nil:
+			fmt.Fprintf(c.stderr, "gatehouse certs renew: %v\n", r.Err)
+		default:
+			cc.renewed(certs, r.Name, r.Renewed)
+		}
+	})
+	if err == nil && failed > 0 {
 		return exitError(1)
 	}
-	return nil
+	return err
 }
 
-func (c *certsCmd) revoke(ctx context.Context, name, reason string) error {
-	certs, err := c.reach(ctx)
+// renewed says what serves name after its renewal.
+func (c *certsCmd) renewed(certs client.Certificates, name string, ci tlsmgr.CertificateInfo) {
+	fmt.Fprintf(c.stdout, "%s: serial %s, valid until %s (%s)", name, ci.Serial, ci.NotAfter.UTC().Format(time.RFC3339), ci.Status)
+	if _, offline := certs.(*tlsmgr.Offline); offline {
+		fmt.Fprint(c.stdout, "; gatehouse serves it when it starts")
+	}
+	fmt.Fprintln(c.stdout)
+}
+
+func certsRevoke(ctx context.Context, c *cmdline) error {
+	cc := newCertsCmd(c)
+	pos, err := cc.want(1, "needs one NAME")
+	if err != nil {
+		return err
+	}
+	name, reason := pos[0], *cc.reason
+	if reason == "" {
+		fmt.Fprintf(c.stderr, "gatehouse certs revoke: --reason is required (%s)\n", strings.Join(tlsmgr.RevocationReasons(), ", "))
+		return exitError(2)
+	}
+	if _, err := tlsmgr.ParseRevocationReason(reason); err != nil {
+		fmt.Fprintf(c.stderr, "gatehouse certs revoke: %v\n", err)
+		return exitError(2)
+	}
+	certs, err := cc.reach(ctx)
 	if err != nil {
 		return err
 	}
@@ -359,35 +324,70 @@ func (c *certsCmd) revoke(ctx context.Context, name, reason string) error {
 		return err // it names the call and the host
 	}
 	if _, offline := certs.(*tlsmgr.Offline); offline {
-		fmt.Fprintf(c.env.stdout, "%s: revoked (%s); gatehouse obtains a replacement when it starts if the host is still configured\n", name, reason)
+		fmt.Fprintf(c.stdout, "%s: revoked (%s); gatehouse obtains a replacement when it starts if the host is still configured\n", name, reason)
 		return nil
 	}
-	fmt.Fprintf(c.env.stdout, "%s: revoked (%s); now serving serial %s, valid until %s\n", name, reason, ci.Serial, ci.NotAfter.UTC().Format(time.RFC3339))
+	fmt.Fprintf(c.stdout, "%s: revoked (%s); now serving serial %s, valid until %s\n", name, reason, ci.Serial, ci.NotAfter.UTC().Format(time.RFC3339))
 	return nil
 }
 
-// retire works on the storage and the config file: it is what a running
-// gatehouse does after each reload, so it is safe beside one.
-func (c *certsCmd) retire(ctx context.Context) error {
-	cfg, err := loadConfig(c.cfgPath, c.env)
+// certsRetire works on the storage and the config file: it is what a
+// running gatehouse does after each reload, so it is safe beside one.
+func certsRetire(ctx context.Context, c *cmdline) error {
+	cc := newCertsCmd(c)
+	if _, err := cc.want(0, "takes no arguments"); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*c.config, c.environment)
 	if err != nil {
 		return err
 	}
-	names, err := (&tlsmgr.Offline{Config: cfg, Log: c.logger()}).Retire(ctx)
+	names, err := (&tlsmgr.Offline{Config: cfg, Log: cc.logger()}).Retire(ctx)
 	if err != nil {
 		return err
 	}
 	if len(names) == 0 {
-		fmt.Fprintln(c.env.stdout, "nothing to retire")
+		fmt.Fprintln(c.stdout, "nothing to retire")
 		return nil
 	}
 	for _, n := range names {
-		fmt.Fprintf(c.env.stdout, "%s: retired; no longer renewed, deleted after %s\n", n, cfg.RetireAfter)
+		fmt.Fprintf(c.stdout, "%s: retired; no longer renewed, deleted after %s\n", n, cfg.RetireAfter)
 	}
 	return nil
 }
 
+// reach returns the running gatehouse's Certificates or, when none
+// answers at the admin endpoint, says so and works on the storage.
+func (c *certsCmd) reach(ctx context.Context) (client.Certificates, error) {
+	addr := *c.admin
+	if addr == "" {
+		addr = config.DefaultAdmin
+		if cfg, err := config.Load(*c.config); err == nil {
+			addr = cfg.Admin
+		}
+	}
+	return client.Reach(ctx, addr, c.client, func(why error) (client.Certificates, error) {
+		cfg, err := loadConfig(*c.config, c.environment)
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(c.stderr, "# %v; working on the storage %s\n", why, cfg.Storage)
+		return &tlsmgr.Offline{Config: cfg, Log: c.logger()}, nil
+	})
+}
+
+// inventory reaches the Certificates and returns them with their
+// inventory.
+func (c *certsCmd) inventory(ctx context.Context) (client.Certificates, []tlsmgr.CertificateInfo, error) {
+	certs, err := c.reach(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	list, err := certs.Certificates(ctx)
+	return certs, list, err
+}
+
 // logger logs warnings of the offline commands to stderr.
 func (c *certsCmd) logger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(c.env.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }

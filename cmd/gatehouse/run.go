@@ -9,17 +9,13 @@ import (
 	"github.com/gatehouse-proxy/gatehouse/gateway/fleet"
 )
 
-func cmdRun(ctx context.Context, args []string, env *environment) error {
-	fs := newFlags("run", "run [-config FILE]", env)
-	path := configFlag(fs, env)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	cfg, err := loadConfig(*path, env)
+func cmdRun(ctx context.Context, c *cmdline) error {
+	path := c.configFlag()
+	cfg, err := c.load()
 	if err != nil {
 		return err
 	}
-	file := &gateway.File{Path: *path, Signals: env.reload}
+	file := &gateway.File{Path: *path, Signals: c.reload}
 	sources := []gateway.Source{file}
 	var member *fleet.Source
 	if cfg.Fleet != nil && cfg.StorageEtcd != nil {
@@ -30,7 +26,7 @@ func cmdRun(ctx context.Context, args []string, env *environment) error {
 		}
 		defer member.Close()
 		if cfg, err = member.StartConfig(ctx); err != nil {
-			return problems(env, err)
+			return problems(c.environment, err)
 		}
 		sources[0] = member
 	}
@@ -39,11 +35,11 @@ func cmdRun(ctx context.Context, args []string, env *environment) error {
 		// Container labels: one more Source, after the file, which keeps
 		// any host and path it serves. docker is read at start only.
 		if labels, err = docker.New(cfg); err != nil {
-			return problems(env, err)
+			return problems(c.environment, err)
 		}
 		sources = append(sources, labels)
 	}
-	return serveSources(ctx, env, cfg, sources, labels, member)
+	return serveSources(ctx, c.environment, cfg, sources, labels, member)
 }
 
 // serve runs a gateway on cfg, fed by source, until ctx is done.
