@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/gatehouse-proxy/gatehouse/admin/client"
@@ -107,8 +106,7 @@ func certsList(ctx context.Context, c *cmdline) error {
 		}
 		return writeJSON(c.stdout, certs)
 	}
-	printTable(c.stdout, certs, time.Now(), isTerminal(c.stdout) && c.getenv("NO_COLOR") == "")
-	return nil
+	return tlsmgr.WriteCertificates(c.stdout, certs, time.Now(), isTerminal(c.stdout) && c.getenv("NO_COLOR") == "")
 }
 
 // writeJSON writes v as indented JSON, as --json prints.
@@ -116,57 +114,6 @@ func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
-}
-
-// ANSI colours for the days-left column.
-const (
-	red    = "\x1b[31m"
-	yellow = "\x1b[33m"
-	green  = "\x1b[32m"
-	reset  = "\x1b[0m"
-)
-
-// printTable writes the inventory as a table; with colour, days left are
-// red when expired or failing, yellow when expiring or within a week,
-// green otherwise.
-func printTable(w io.Writer, certs []tlsmgr.CertificateInfo, now time.Time, colour bool) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "STATUS\tDAYS LEFT\tNAMES\tSOURCE\tISSUER\tNEXT RENEWAL\tLAST ERROR")
-	for _, ci := range certs {
-		days := "-"
-		if d, ok := ci.DaysLeft(now); ok {
-			days = fmt.Sprint(d)
-			if colour {
-				// Colour codes are zero-width on a terminal but count for
-				// tabwriter, so every cell of the column gets the same
-				// number of them.
-				col := green
-				switch {
-				case ci.Status == tlsmgr.StatusExpired || ci.Status == tlsmgr.StatusFailing || d < 0:
-					col = red
-				case ci.Status == tlsmgr.StatusExpiring || d < 7:
-					col = yellow
-				}
-				days = col + days + reset
-			}
-		} else if colour {
-			days = reset + days + reset
-		}
-		next := "-"
-		if !ci.NextRenewal.IsZero() {
-			next = ci.NextRenewal.UTC().Format(time.RFC3339) + " (" + ci.RenewalReason + ")"
-		}
-		issuer := ci.Issuer
-		if issuer == "" {
-			issuer = "-"
-		}
-		lastErr := ci.LastError
-		if len(lastErr) > 80 {
-			lastErr = lastErr[:77] + "..."
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ci.Status, days, strings.Join(ci.Names, ","), ci.Source, issuer, next, lastErr)
-	}
-	tw.Flush()
 }
 
 // isTerminal reports whether w is a terminal, so colour is used only
@@ -194,56 +141,7 @@ func certsShow(ctx context.Context, c *cmdline) error {
 	if !ok {
 		return fmt.Errorf("no certificate for %s", pos[0])
 	}
-	printCert(c.stdout, ci, time.Now())
-	return nil
-}
-
-// printCert writes every field of ci, then its chain.
-func printCert(w io.Writer, ci tlsmgr.CertificateInfo, now time.Time) {
-	ts := func(t time.Time) string {
-		if t.IsZero() {
-			return "-"
-		}
-		return t.UTC().Format(time.RFC3339)
-	}
-	or := func(s string) string {
-		if s == "" {
-			return "-"
-		}
-		return s
-	}
-	days := "-"
-	if d, ok := ci.DaysLeft(now); ok {
-		days = fmt.Sprint(d)
-	}
-	next := ts(ci.NextRenewal)
-	if ci.RenewalReason != "" {
-		next += " (" + ci.RenewalReason + ")"
-	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	for _, kv := range [][2]string{
-		{"names", strings.Join(ci.Names, ", ")},
-		{"status", string(ci.Status)},
-		{"source", ci.Source},
-		{"issuer", or(ci.Issuer)},
-		{"ca", or(ci.CA)},
-		{"key type", or(ci.KeyType)},
-		{"serial", or(ci.Serial)},
-		{"not before", ts(ci.NotBefore)},
-		{"not after", ts(ci.NotAfter)},
-		{"days left", days},
-		{"next renewal", next},
-		{"last attempt", ts(ci.LastAttempt)},
-		{"last error", or(ci.LastError)},
-		{"failures", fmt.Sprint(ci.Failures)},
-		{"retired at", ts(ci.RetiredAt)},
-	} {
-		fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
-	}
-	tw.Flush()
-	if ci.ChainPEM != "" {
-		fmt.Fprintf(w, "\n%s", ci.ChainPEM)
-	}
+	return ci.WriteDetail(c.stdout, time.Now())
 }
 
 // certsRenew renews one Certificate, or with --all every one gatehouse
@@ -390,4 +288,26 @@ func (c *certsCmd) inventory(ctx context.Context) (client.Certificates, []tlsmgr
 // logger logs warnings of the offline commands to stderr.
 func (c *certsCmd) logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+func certsBudget(ctx context.Context, c *cmdline) error {
+	cc := newCertsCmd(c)
+	if _, err := cc.interspersed(); err != nil {
+		return err
+	}
+	certs, err := cc.reach(ctx)
+	if err != nil {
+		return err
+	}
+	lines, err := certs.Budget(ctx)
+	if err != nil {
+		return err
+	}
+	if *cc.asJSON {
+		if lines == nil {
+			lines = []tlsmgr.BudgetLine{}
+		}
+		return writeJSON(c.stdout, lines)
+	}
+	return tlsmgr.WriteBudget(c.stdout, lines)
 }

@@ -39,21 +39,7 @@ func storageCopy(ctx context.Context, c *cmdline) error {
 		fmt.Fprintln(c.stderr, "storage copy: give --from, --to or both")
 		return exitError(2)
 	}
-	side := func(spec string) (*config.Config, error) {
-		if spec != "" {
-			return tlsmgr.StorageConfig(spec)
-		}
-		return loadConfig(*c.config, c.environment)
-	}
-	src, err := side(*from)
-	if err != nil {
-		return err
-	}
-	dst, err := side(*to)
-	if err != nil {
-		return err
-	}
-	report, err := tlsmgr.CopyStorage(ctx, src, dst, nil)
+	report, err := tlsmgr.CopyStorageSpecs(ctx, *from, *to, func() (*config.Config, error) { return loadConfig(*c.config, c.environment) }, nil)
 	for _, key := range report.Copied {
 		fmt.Fprintf(c.stdout, "copied %s\n", key)
 	}
