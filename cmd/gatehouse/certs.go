@@ -17,7 +17,7 @@ import (
 )
 
 // certsCommands are the subcommands of certs, which share the flags of
-// newCertsCmd.
+// certsArgs.
 func certsCommands() []command {
 	return []command{
 		{"list", "[--json]", "every Certificate, most urgent first", certsList},
@@ -57,11 +57,12 @@ type certsCmd struct {
 	client             *http.Client
 }
 
-// newCertsCmd declares the flags every certs command takes.
-func newCertsCmd(c *cmdline) *certsCmd {
+// certsArgs declares the flags every certs command takes, parses them
+// and wants n arguments (any number if n < 0); what says so otherwise.
+func certsArgs(c *cmdline, n int, what string) (*certsCmd, []string, error) {
 	c.Usage = func() { fmt.Fprint(c.stderr, certsUsage()) }
 	c.configFlag()
-	return &certsCmd{
+	cc := &certsCmd{
 		cmdline: c,
 		admin:   c.String("admin", "", "admin endpoint `ADDR` (default: the config's admin)"),
 		asJSON:  c.Bool("json", false, "list: print JSON"),
@@ -70,26 +71,27 @@ func newCertsCmd(c *cmdline) *certsCmd {
 		reason:  c.String("reason", "", "revoke: the RFC 5280 `REASON`"),
 		client:  &http.Client{Timeout: 5 * time.Minute},
 	}
+	pos, err := c.interspersed()
+	if err == nil && n >= 0 && len(pos) != n {
+		err = cc.misuse(what)
+	}
+	return cc, pos, err
 }
 
 func cmdCerts(ctx context.Context, c *cmdline) error {
 	return group("certs", certsCommands(), certsUsage())(ctx, c)
 }
 
-// want parses the flags and wants n arguments; what says so otherwise.
-func (c *certsCmd) want(n int, what string) ([]string, error) {
-	pos, err := c.interspersed()
-	if err != nil || len(pos) == n {
-		return pos, err
-	}
+// misuse says what is wrong with the arguments, then the usage: exit 2.
+func (c *certsCmd) misuse(what string) error {
 	fmt.Fprintf(c.stderr, "gatehouse %s: %s\n\n", c.Name(), what)
 	c.Usage()
-	return nil, exitError(2)
+	return exitError(2)
 }
 
 func certsList(ctx context.Context, c *cmdline) error {
-	cc := newCertsCmd(c)
-	if _, err := cc.want(0, "takes no arguments"); err != nil {
+	cc, _, err := certsArgs(c, 0, "takes no arguments")
+	if err != nil {
 		return err
 	}
 	_, certs, err := cc.inventory(ctx)
@@ -128,8 +130,7 @@ func isTerminal(w io.Writer) bool {
 }
 
 func certsShow(ctx context.Context, c *cmdline) error {
-	cc := newCertsCmd(c)
-	pos, err := cc.want(1, "needs one NAME")
+	cc, pos, err := certsArgs(c, 1, "needs one NAME")
 	if err != nil {
 		return err
 	}
@@ -148,18 +149,14 @@ func certsShow(ctx context.Context, c *cmdline) error {
 // can renew (see [client.RenewAll]), going on after a failure; it fails
 // if any did.
 func certsRenew(ctx context.Context, c *cmdline) error {
-	cc := newCertsCmd(c)
-	pos, err := cc.interspersed()
-	if err != nil {
+	cc, pos, err := certsArgs(c, -1, "")
+	switch {
+	case err != nil:
 		return err
-	}
-	if *cc.all {
-		pos, err = cc.want(0, "takes NAME or --all, not both")
-	} else {
-		pos, err = cc.want(1, "needs one NAME, or --all")
-	}
-	if err != nil {
-		return err
+	case *cc.all && len(pos) != 0:
+		return cc.misuse("takes NAME or --all, not both")
+	case !*cc.all && len(pos) != 1:
+		return cc.misuse("needs one NAME, or --all")
 	}
 	certs, err := cc.reach(ctx)
 	if err != nil {
@@ -199,8 +196,7 @@ func (c *certsCmd) renewed(certs client.Certificates, name string, ci tlsmgr.Cer
 }
 
 func certsRevoke(ctx context.Context, c *cmdline) error {
-	cc := newCertsCmd(c)
-	pos, err := cc.want(1, "needs one NAME")
+	cc, pos, err := certsArgs(c, 1, "needs one NAME")
 	if err != nil {
 		return err
 	}
@@ -232,8 +228,8 @@ func certsRevoke(ctx context.Context, c *cmdline) error {
 // certsRetire works on the storage and the config file: it is what a
 // running gatehouse does after each reload, so it is safe beside one.
 func certsRetire(ctx context.Context, c *cmdline) error {
-	cc := newCertsCmd(c)
-	if _, err := cc.want(0, "takes no arguments"); err != nil {
+	cc, _, err := certsArgs(c, 0, "takes no arguments")
+	if err != nil {
 		return err
 	}
 	cfg, err := loadConfig(*c.config, c.environment)
@@ -291,8 +287,8 @@ func (c *certsCmd) logger() *slog.Logger {
 }
 
 func certsBudget(ctx context.Context, c *cmdline) error {
-	cc := newCertsCmd(c)
-	if _, err := cc.interspersed(); err != nil {
+	cc, _, err := certsArgs(c, -1, "")
+	if err != nil {
 		return err
 	}
 	certs, err := cc.reach(ctx)

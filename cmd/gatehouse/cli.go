@@ -104,37 +104,25 @@ func names(subs []command) string {
 	return strings.Join(ns, "|")
 }
 
-// run dispatches to a command. Errors it returns have not been printed
-// yet, except exitError.
+// run runs the command args name. Errors it returns have not been
+// printed yet, except exitError.
 func run(ctx context.Context, args []string, env *environment) error {
-	if len(args) == 0 {
-		fmt.Fprint(env.stderr, usage())
-		return exitError(2)
-	}
-	name := args[0]
-	if isHelp(name) {
-		if len(args) > 1 {
-			return run(ctx, []string{args[1], "-h"}, env)
-		}
+	switch {
+	case len(args) > 1 && isHelp(args[0]):
+		return run(ctx, []string{args[1], "-h"}, env)
+	case len(args) > 0 && isHelp(args[0]):
 		fmt.Fprint(env.stdout, usage())
 		return nil
 	}
-	for _, c := range commands() {
-		if c.name == name {
-			err := c.run(ctx, newCmdline(env, name, c.args, args[1:]))
-			if errors.Is(err, flag.ErrHelp) {
-				return nil
-			}
-			var exit exitError
-			if err != nil && !errors.As(err, &exit) {
-				fmt.Fprintf(env.stderr, "gatehouse %s: %v\n", name, err)
-				return exitError(1)
-			}
-			return err
-		}
+	err := dispatch(ctx, &cmdline{environment: env, args: args}, "", commands(), usage())
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
 	}
-	fmt.Fprintf(env.stderr, "gatehouse: unknown command %q\n\n%s", name, usage())
-	return exitError(2)
+	if _, ok := errors.AsType[exitError](err); err != nil && !ok {
+		fmt.Fprintf(env.stderr, "gatehouse %s: %v\n", args[0], err)
+		return exitError(1)
+	}
+	return err
 }
 
 // isHelp reports whether arg asks for usage.
@@ -153,22 +141,31 @@ func group(name string, subs []command, usage string) func(context.Context, *cmd
 		})
 		usage = b.String()
 	}
-	return func(ctx context.Context, c *cmdline) error {
-		if len(c.args) == 0 || isHelp(c.args[0]) {
-			fmt.Fprint(c.stderr, usage)
-			if len(c.args) == 0 {
-				return exitError(2)
-			}
-			return nil
+	return func(ctx context.Context, c *cmdline) error { return dispatch(ctx, c, name, subs, usage) }
+}
+
+// dispatch runs the one of subs that c's first argument names, the
+// subcommands of name ("" for gatehouse's commands), or prints usage:
+// exit 2 without an argument or for an unknown one.
+func dispatch(ctx context.Context, c *cmdline, name string, subs []command, usage string) error {
+	if len(c.args) == 0 || isHelp(c.args[0]) {
+		fmt.Fprint(c.stderr, usage)
+		if len(c.args) == 0 {
+			return exitError(2)
 		}
-		for _, sub := range subs {
-			if sub.name == c.args[0] {
-				return sub.run(ctx, newCmdline(c.environment, name+" "+sub.name, sub.args, c.args[1:]))
-			}
-		}
-		fmt.Fprintf(c.stderr, "gatehouse %s: unknown subcommand %q\n\n%s", name, c.args[0], usage)
-		return exitError(2)
+		return nil
 	}
+	for _, sub := range subs {
+		if sub.name == c.args[0] {
+			return sub.run(ctx, newCmdline(c.environment, strings.TrimSpace(name+" "+sub.name), sub.args, c.args[1:]))
+		}
+	}
+	if name == "" {
+		fmt.Fprintf(c.stderr, "gatehouse: unknown command %q\n\n%s", c.args[0], usage)
+	} else {
+		fmt.Fprintf(c.stderr, "gatehouse %s: unknown subcommand %q\n\n%s", name, c.args[0], usage)
+	}
+	return exitError(2)
 }
 
 // cmdline is one run of a command: its environment, its flags and its
