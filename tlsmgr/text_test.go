@@ -30,4 +30,3 @@ func TestCertsTableColours(t *testing.T) {
 		t.Errorf("plain table:\n%s", b.String())
 	}
 }
-

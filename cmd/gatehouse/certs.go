@@ -100,9 +100,6 @@ func certsList(ctx context.Context, c *cmdline) error {
 	}
 	tlsmgr.SortCertificates(certs)
 	if *cc.asJSON {
-		if certs == nil {
-			certs = []tlsmgr.CertificateInfo{}
-		}
 		for i := range certs {
 			certs[i].ChainPEM = "" // `certs show` has it
 		}
@@ -111,11 +108,15 @@ func certsList(ctx context.Context, c *cmdline) error {
 	return tlsmgr.WriteCertificates(c.stdout, certs, time.Now(), isTerminal(c.stdout) && c.getenv("NO_COLOR") == "")
 }
 
-// writeJSON writes v as indented JSON, as --json prints.
-func writeJSON(w io.Writer, v any) error {
+// writeJSON writes list as indented JSON, as --json prints it: [] when
+// empty, never null.
+func writeJSON[T any](w io.Writer, list []T) error {
+	if list == nil {
+		list = []T{}
+	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	return enc.Encode(list)
 }
 
 // isTerminal reports whether w is a terminal, so colour is used only
@@ -232,7 +233,7 @@ func certsRetire(ctx context.Context, c *cmdline) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := loadConfig(*c.config, c.environment)
+	cfg, err := c.loadConfig()
 	if err != nil {
 		return err
 	}
@@ -261,7 +262,7 @@ func (c *certsCmd) reach(ctx context.Context) (client.Certificates, error) {
 		}
 	}
 	return client.Reach(ctx, addr, c.client, func(why error) (client.Certificates, error) {
-		cfg, err := loadConfig(*c.config, c.environment)
+		cfg, err := c.loadConfig()
 		if err != nil {
 			return nil, err
 		}
@@ -300,9 +301,6 @@ func certsBudget(ctx context.Context, c *cmdline) error {
 		return err
 	}
 	if *cc.asJSON {
-		if lines == nil {
-			lines = []tlsmgr.BudgetLine{}
-		}
 		return writeJSON(c.stdout, lines)
 	}
 	return tlsmgr.WriteBudget(c.stdout, lines)

@@ -242,27 +242,28 @@ func (c *cmdline) load() (*config.Config, error) {
 	if _, err := c.parse(0); err != nil {
 		return nil, err
 	}
-	return loadConfig(*c.config, c.environment)
+	return c.loadConfig()
 }
 
-// loadConfig loads the config at path, or prints its problems: exit 1.
-func loadConfig(path string, env *environment) (*config.Config, error) {
-	cfg, err := config.Load(path)
+// loadConfig loads the config -config names, or prints its problems:
+// exit 1.
+func (c *cmdline) loadConfig() (*config.Config, error) {
+	cfg, err := config.Load(*c.config)
 	if err != nil {
-		return nil, problems(env, err)
+		return nil, c.problems(err)
 	}
 	return cfg, nil
 }
 
 // problems prints every problem of err, a config's one a line, and
 // returns exit status 1.
-func problems(env *environment, err error) error {
+func (c *cmdline) problems(err error) error {
 	var ps config.Problems
 	if !errors.As(err, &ps) {
-		fmt.Fprintln(env.stderr, err)
+		fmt.Fprintln(c.stderr, err)
 	}
 	for _, p := range ps {
-		fmt.Fprintln(env.stderr, p.Error())
+		fmt.Fprintln(c.stderr, p.Error())
 	}
 	return exitError(1)
 }

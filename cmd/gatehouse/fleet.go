@@ -31,7 +31,7 @@ func dialFleet(c *cmdline, n int) (*fleet.Fleet, *config.Config, []string, error
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	local, err := loadConfig(*c.config, c.environment)
+	local, err := c.loadConfig()
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -48,7 +48,7 @@ func configPush(ctx context.Context, c *cmdline) error {
 	f.Close()
 	res, err := fleet.PushFile(ctx, local, pos[0], *force)
 	if _, ok := errors.AsType[config.Problems](err); ok {
-		return problems(c.environment, err)
+		return c.problems(err)
 	}
 	if err != nil {
 		return err

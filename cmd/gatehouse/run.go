@@ -28,7 +28,7 @@ func cmdRun(ctx context.Context, c *cmdline) error {
 		}
 		defer member.Close()
 		if cfg, err = member.StartConfig(ctx); err != nil {
-			return problems(c.environment, err)
+			return c.problems(err)
 		}
 		sources[0] = member
 	}
@@ -37,7 +37,7 @@ func cmdRun(ctx context.Context, c *cmdline) error {
 		// Container labels: one more Source, after the file, which keeps
 		// any host and path it serves. docker is read at start only.
 		if labels, err = docker.New(cfg); err != nil {
-			return problems(c.environment, err)
+			return c.problems(err)
 		}
 		sources = append(sources, labels)
 	}

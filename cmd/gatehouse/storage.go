@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/gatehouse-proxy/gatehouse/config"
 	"github.com/gatehouse-proxy/gatehouse/tlsmgr"
 )
 
@@ -39,7 +38,7 @@ func storageCopy(ctx context.Context, c *cmdline) error {
 		fmt.Fprintln(c.stderr, "storage copy: give --from, --to or both")
 		return exitError(2)
 	}
-	report, err := tlsmgr.CopyStorageSpecs(ctx, *from, *to, func() (*config.Config, error) { return loadConfig(*c.config, c.environment) }, nil)
+	report, err := tlsmgr.CopyStorageSpecs(ctx, *from, *to, c.loadConfig, nil)
 	for _, key := range report.Copied {
 		fmt.Fprintf(c.stdout, "copied %s\n", key)
 	}

@@ -25,7 +25,7 @@ func localCAFlags(c *cmdline) func() (*config.Config, error) {
 		if *storage != "" {
 			return &config.Config{Storage: *storage}, nil
 		}
-		return loadConfig(*c.config, c.environment)
+		return c.loadConfig()
 	}
 }
 
