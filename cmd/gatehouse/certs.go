@@ -48,6 +48,10 @@ Flags common to every command:
 	return b.String()
 }
 
+func cmdCerts(ctx context.Context, c *cmdline) error {
+	return group("certs", certsCommands(), certsUsage())(ctx, c)
+}
+
 // certsCmd is one run of a certs command: its flags and where it works.
 type certsCmd struct {
 	*cmdline
@@ -78,10 +82,6 @@ func certsArgs(c *cmdline, n int, what string) (*certsCmd, []string, error) {
 	return cc, pos, err
 }
 
-func cmdCerts(ctx context.Context, c *cmdline) error {
-	return group("certs", certsCommands(), certsUsage())(ctx, c)
-}
-
 // misuse says what is wrong with the arguments, then the usage: exit 2.
 func (c *certsCmd) misuse(what string) error {
 	fmt.Fprintf(c.stderr, "gatehouse %s: %s\n\n", c.Name(), what)
@@ -94,7 +94,7 @@ func certsList(ctx context.Context, c *cmdline) error {
 	if err != nil {
 		return err
 	}
-	_, certs, err := cc.inventory(ctx)
+	certs, err := cc.inventory(ctx)
 	if err != nil {
 		return err
 	}
@@ -135,7 +135,7 @@ func certsShow(ctx context.Context, c *cmdline) error {
 	if err != nil {
 		return err
 	}
-	_, certs, err := cc.inventory(ctx)
+	certs, err := cc.inventory(ctx)
 	if err != nil {
 		return err
 	}
@@ -251,6 +251,25 @@ func certsRetire(ctx context.Context, c *cmdline) error {
 	return nil
 }
 
+func certsBudget(ctx context.Context, c *cmdline) error {
+	cc, _, err := certsArgs(c, -1, "")
+	if err != nil {
+		return err
+	}
+	certs, err := cc.reach(ctx)
+	if err != nil {
+		return err
+	}
+	lines, err := certs.Budget(ctx)
+	if err != nil {
+		return err
+	}
+	if *cc.asJSON {
+		return writeJSON(c.stdout, lines)
+	}
+	return tlsmgr.WriteBudget(c.stdout, lines)
+}
+
 // reach returns the running gatehouse's Certificates or, when none
 // answers at the admin endpoint, says so and works on the storage.
 func (c *certsCmd) reach(ctx context.Context) (client.Certificates, error) {
@@ -271,37 +290,16 @@ func (c *certsCmd) reach(ctx context.Context) (client.Certificates, error) {
 	})
 }
 
-// inventory reaches the Certificates and returns them with their
-// inventory.
-func (c *certsCmd) inventory(ctx context.Context) (client.Certificates, []tlsmgr.CertificateInfo, error) {
+// inventory reaches the Certificates and returns their inventory.
+func (c *certsCmd) inventory(ctx context.Context) ([]tlsmgr.CertificateInfo, error) {
 	certs, err := c.reach(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	list, err := certs.Certificates(ctx)
-	return certs, list, err
+	return certs.Certificates(ctx)
 }
 
 // logger logs warnings of the offline commands to stderr.
 func (c *certsCmd) logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
-
-func certsBudget(ctx context.Context, c *cmdline) error {
-	cc, _, err := certsArgs(c, -1, "")
-	if err != nil {
-		return err
-	}
-	certs, err := cc.reach(ctx)
-	if err != nil {
-		return err
-	}
-	lines, err := certs.Budget(ctx)
-	if err != nil {
-		return err
-	}
-	if *cc.asJSON {
-		return writeJSON(c.stdout, lines)
-	}
-	return tlsmgr.WriteBudget(c.stdout, lines)
 }
