@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/gatehouse-proxy/gatehouse/config"
@@ -46,4 +47,21 @@ func Example() {
 	_ = httpSrv.Shutdown(ctx)
 	_ = httpsSrv.Shutdown(ctx)
 	_ = m.Close()
+}
+
+// WriteCertificates prints the inventory as `gatehouse certs list` does:
+// one row a Certificate, "-" where there is nothing to show.
+func ExampleWriteCertificates() {
+	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	certs := []tlsmgr.CertificateInfo{
+		{Names: []string{"app.example.com", "www.example.com"}, Source: tlsmgr.SourceACME, Status: tlsmgr.StatusExpiring,
+			Issuer: "letsencrypt", NotAfter: now.Add(20 * 24 * time.Hour), NextRenewal: now.Add(time.Hour), RenewalReason: "ari",
+			LastError: "urn:ietf:params:acme:error:rateLimited", Failures: 1},
+		{Names: []string{"static.example.com"}, Source: tlsmgr.SourceFile, Status: tlsmgr.StatusValid, NotAfter: now.Add(90 * 24 * time.Hour)},
+	}
+	tlsmgr.WriteCertificates(os.Stdout, certs, now, false)
+	// Output:
+	// STATUS    DAYS LEFT  NAMES                            SOURCE  ISSUER       NEXT RENEWAL                LAST ERROR
+	// expiring  20         app.example.com,www.example.com  acme    letsencrypt  2026-06-01T13:00:00Z (ari)  urn:ietf:params:acme:error:rateLimited
+	// valid     90         static.example.com               file    -            -
 }

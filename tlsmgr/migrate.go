@@ -835,3 +835,17 @@ func IssuerOrder(cfg *config.Config, to string) []IssuerOrderChange {
 	}
 	return out
 }
+
+// PutIssuerFirst edits the config file of cfg so that each issuer list
+// [IssuerOrder] returns holds the issuer to first, and renewals try it
+// first. It returns the changes made, also those made before an error.
+func PutIssuerFirst(cfg *config.Config, to string) ([]IssuerOrderChange, error) {
+	var done []IssuerOrderChange
+	for _, ch := range IssuerOrder(cfg, to) {
+		if err := config.MoveIssuerFirst(cfg.File, ch.Path, ch.Index); err != nil {
+			return done, fmt.Errorf("writing the config: %w (change %s by hand)", err, ch.Where.Error())
+		}
+		done = append(done, ch)
+	}
+	return done, nil
+}

@@ -3,6 +3,9 @@ package tlsmgr
 import (
 	"errors"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/caddyserver/certmagic"
@@ -95,6 +98,55 @@ sites:
 	}
 	if got := IssuerOrder(cfg, "letsencrypt"); len(got) != 0 {
 		t.Errorf("letsencrypt is first where it is listed: got %+v", got)
+	}
+}
+
+// TestPutIssuerFirst: the file is rewritten so every list holds the
+// target first, which a reload of the file then shows; a file that cannot
+// be written keeps the changes made before it out of the answer.
+func TestPutIssuerFirst(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "gatehouse.yaml")
+	if err := os.WriteFile(file, []byte(`storage: /tmp/x
+acme:
+  issuers:
+    - ca: letsencrypt # first for now
+    - ca: https://b.test/dir
+sites:
+  - hosts: [a.test]
+    routes: [{respond: {body: a}}]
+    tls:
+      issuers:
+        - ca: zerossl
+          eab: {key_id: k, mac_key: bWFj}
+        - ca: https://b.test/dir/
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done, err := PutIssuerFirst(cfg, "https://b.test/dir")
+	if err != nil || len(done) != 2 || done[0].Path != "acme.issuers" || done[1].Path != "sites[0].tls.issuers" {
+		t.Fatalf("PutIssuerFirst: got %+v, %v; want both lists changed", done, err)
+	}
+	again, err := config.Load(file)
+	if err != nil {
+		t.Fatalf("the rewritten file does not load: %v", err)
+	}
+	if got := IssuerOrder(again, "https://b.test/dir"); len(got) != 0 {
+		t.Errorf("after PutIssuerFirst the file still lists another issuer first: %+v", got)
+	}
+	if b, _ := os.ReadFile(file); !strings.Contains(string(b), "# first for now") {
+		t.Errorf("the comment was lost:\n%s", b)
+	}
+	if done, err := PutIssuerFirst(again, "https://b.test/dir"); err != nil || len(done) != 0 {
+		t.Errorf("PutIssuerFirst when already first: got %+v, %v; want nothing to do", done, err)
+	}
+
+	os.Remove(file)
+	if done, err := PutIssuerFirst(cfg, "https://b.test/dir"); err == nil || len(done) != 0 || !strings.Contains(err.Error(), "acme.issuers[1].ca") {
+		t.Errorf("PutIssuerFirst on a file gone: got %+v, %v; want an error naming the line to change by hand", done, err)
 	}
 }
 

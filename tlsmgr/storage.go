@@ -129,6 +129,29 @@ func CopyStorage(ctx context.Context, from, to *config.Config, logger *slog.Logg
 	return report, nil
 }
 
+// CopyStorageSpecs is [CopyStorage] between the storages from and to
+// name as [StorageConfig] takes them, as `gatehouse storage copy` does:
+// the one left empty is the storage of the config local returns (called
+// only then), which alone can carry etcd's TLS, credentials and
+// encryption key.
+func CopyStorageSpecs(ctx context.Context, from, to string, local func() (*config.Config, error), logger *slog.Logger) (CopyReport, error) {
+	side := func(spec string) (*config.Config, error) {
+		if spec == "" {
+			return local()
+		}
+		return StorageConfig(spec)
+	}
+	src, err := side(from)
+	if err != nil {
+		return CopyReport{}, err
+	}
+	dst, err := side(to)
+	if err != nil {
+		return CopyReport{}, err
+	}
+	return CopyStorage(ctx, src, dst, logger)
+}
+
 // GenerateStorageKey writes a new random 32-byte key for
 // storage.etcd.encryption_key_file to file, mode 0600; it never replaces
 // an existing file.

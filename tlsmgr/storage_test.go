@@ -2,6 +2,7 @@ package tlsmgr
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -165,6 +166,31 @@ func TestStorageConfig(t *testing.T) {
 	}
 	if _, err := StorageConfig("etcd:///x"); err == nil {
 		t.Errorf("etcd:// without a host: got no error")
+	}
+}
+
+// TestCopyStorageSpecs: the storage left out is the local config's,
+// asked for only then, and its error stops the copy.
+func TestCopyStorageSpecs(t *testing.T) {
+	ctx := t.Context()
+	src, dst := t.TempDir(), filepath.Join(t.TempDir(), "dst")
+	key := "certificates/acme/a.test/a.test.crt"
+	os.MkdirAll(filepath.Join(src, filepath.Dir(key)), 0o700)
+	os.WriteFile(filepath.Join(src, key), []byte("cert"), 0o600)
+	asked := 0
+	local := func() (*config.Config, error) { asked++; return &config.Config{Storage: dst}, nil }
+
+	report, err := CopyStorageSpecs(ctx, src, "", local, nil)
+	if got, _ := os.ReadFile(filepath.Join(dst, key)); err != nil || asked != 1 || len(report.Copied) != 1 || string(got) != "cert" {
+		t.Errorf("to the local config's storage: got %+v, %v, local asked %d times, %q at the destination; want the key copied", report, err, asked, got)
+	}
+	back := t.TempDir()
+	if report, err := CopyStorageSpecs(ctx, dst, back, local, nil); err != nil || asked != 1 || len(report.Copied) != 1 {
+		t.Errorf("both given: got %+v, %v, local asked %d times in all; want the key copied without asking again", report, err, asked)
+	}
+	broken := errors.New("no config")
+	if _, err := CopyStorageSpecs(ctx, "", back, func() (*config.Config, error) { return nil, broken }, nil); !errors.Is(err, broken) {
+		t.Errorf("local config failing: got %v, want its error", err)
 	}
 }
 

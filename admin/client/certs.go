@@ -49,3 +49,46 @@ func Reach(ctx context.Context, addr string, httpClient *http.Client, offline fu
 	}
 	return nil, err
 }
+
+// Renewal is what [RenewAll] did with one Certificate.
+type Renewal struct {
+	// Name is the Certificate's first name, the one renewed.
+	Name string
+	// Listed is the Certificate as the inventory listed it.
+	Listed tlsmgr.CertificateInfo
+	// Pending says it was passed over: its first certificate is still
+	// being obtained.
+	Pending bool
+	// Renewed is the Certificate then serving Name, unless Err says why
+	// the renewal failed.
+	Renewed tlsmgr.CertificateInfo
+	Err     error
+}
+
+// RenewAll renews every Certificate of certs that may be renewed, even
+// when not due if force: not those from files, not retired ones, and
+// offline ACME ones only ([tlsmgr.CertificateInfo.Renewable]). It goes on
+// after a failure and reports each Certificate renewed or pending to
+// report, in the inventory's order. err is only the inventory's; failed
+// counts the renewals that failed.
+func RenewAll(ctx context.Context, certs Certificates, force bool, report func(Renewal)) (failed int, err error) {
+	list, err := certs.Certificates(ctx)
+	if err != nil {
+		return 0, err
+	}
+	_, offline := certs.(*tlsmgr.Offline)
+	for _, ci := range list {
+		ok, pending := ci.Renewable(offline)
+		if !ok && !pending {
+			continue
+		}
+		r := Renewal{Name: ci.Names[0], Listed: ci, Pending: pending}
+		if ok {
+			if r.Renewed, r.Err = certs.Renew(ctx, r.Name, force); r.Err != nil {
+				failed++
+			}
+		}
+		report(r)
+	}
+	return failed, nil
+}

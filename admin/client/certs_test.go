@@ -3,6 +3,7 @@ package client_test
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -62,5 +63,40 @@ func TestReach(t *testing.T) {
 	}
 	if _, err := client.Reach(ctx, "off", nil, fallback); err == nil || err.Error() != "no storage either" || !fellBack {
 		t.Errorf(`Reach("off"): got %v, fell back %v; want the fallback's error`, err, fellBack)
+	}
+}
+
+// TestRenewAll renews what may be renewed, through a running gatehouse
+// (every local CA name) and offline (ACME names only), and passes over a
+// name whose first certificate is still to come, reporting it.
+func TestRenewAll(t *testing.T) {
+	ctx := t.Context()
+	c, _ := serve(t, admin.Options{Certificates: newLocalManager(t, "localhost", "app.internal")})
+	before, err := c.Certificates(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serials := map[string]string{}
+	for _, ci := range before {
+		serials[ci.Names[0]] = ci.Serial
+	}
+	var got []client.Renewal
+	failed, err := client.RenewAll(ctx, c, false, func(r client.Renewal) { got = append(got, r) })
+	if err != nil || failed != 0 || len(got) != 2 {
+		t.Fatalf("RenewAll through the admin endpoint: got %+v, %d failed, %v; want localhost and app.internal renewed", got, failed, err)
+	}
+	for _, r := range got {
+		if r.Err != nil || r.Pending || r.Renewed.Serial == "" || r.Renewed.Serial == serials[r.Name] {
+			t.Errorf("RenewAll of %s: got %+v; want a new serial (was %q)", r.Name, r, serials[r.Name])
+		}
+	}
+
+	dir := t.TempDir()
+	cfg := parseConfig(t, dir, "listen: {http: \"127.0.0.1:1\", https: \"127.0.0.1:2\"}\nadmin: off\nstorage: "+filepath.Join(dir, "storage")+
+		"\nacme: {ca: \"https://127.0.0.1:1/dir\"}\nsites:\n  - hosts: [app.example.com, app.internal]\n    routes: [{respond: {body: ok}}]\n")
+	got = nil
+	failed, err = client.RenewAll(ctx, &tlsmgr.Offline{Config: cfg}, true, func(r client.Renewal) { got = append(got, r) })
+	if err != nil || failed != 0 || len(got) != 1 || got[0].Name != "app.example.com" || !got[0].Pending || got[0].Listed.Status != tlsmgr.StatusPending {
+		t.Errorf("offline RenewAll: got %+v, %d failed, %v; want app.example.com passed over as pending, app.internal not renewed offline", got, failed, err)
 	}
 }

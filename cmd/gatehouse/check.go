@@ -15,15 +15,11 @@ var levelLabels = map[preflight.Level]string{preflight.OK: "ok", preflight.Note:
 // cmdCheck is the ACME preflight: it finds what would make the CA refuse
 // or fail an order before gatehouse asks it for one, printing each finding
 // as it is made.
-func cmdCheck(ctx context.Context, args []string, env *environment) error {
-	fs := newFlags("check", "check [-config FILE] [-resolver HOST:PORT] [-caa-identity NAME]", env)
-	path := configFlag(fs, env)
-	resolver := fs.String("resolver", "", "DNS server `HOST:PORT` for the address and CAA lookups (default: the system's)")
-	caaIdentity := fs.String("caa-identity", "", "the CAA issuer `NAME` of a CA gatehouse does not know (it knows Let's Encrypt, ZeroSSL, Google Trust Services)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	cfg, err := loadConfig(*path, env)
+func cmdCheck(ctx context.Context, c *cmdline) error {
+	c.configFlag()
+	resolver := c.String("resolver", "", "DNS server `HOST:PORT` for the address and CAA lookups (default: the system's)")
+	caaIdentity := c.String("caa-identity", "", "the CAA issuer `NAME` of a CA gatehouse does not know (it knows Let's Encrypt, ZeroSSL, Google Trust Services)")
+	cfg, err := c.load()
 	if err != nil {
 		return err
 	}
@@ -34,7 +30,7 @@ func cmdCheck(ctx context.Context, args []string, env *environment) error {
 		Resolver:    *resolver,
 		CAAIdentity: *caaIdentity,
 		Progress: func(f preflight.Finding) {
-			fmt.Fprintf(env.stdout, "%-6s%s: %s\n", levelLabels[f.Level], f.Subject, f.Message)
+			fmt.Fprintf(c.stdout, "%-6s%s: %s\n", levelLabels[f.Level], f.Subject, f.Message)
 		},
 	})
 	if errors.Is(err, preflight.ErrNoSystemResolver) {
@@ -45,12 +41,12 @@ func cmdCheck(ctx context.Context, args []string, env *environment) error {
 	}
 	switch n := report.Failures(); n {
 	case 0:
-		fmt.Fprintln(env.stdout, "ok: nothing found that would make the CA refuse an order")
+		fmt.Fprintln(c.stdout, "ok: nothing found that would make the CA refuse an order")
 		return nil
 	case 1:
-		fmt.Fprintln(env.stdout, "1 problem would make obtaining certificates fail")
+		fmt.Fprintln(c.stdout, "1 problem would make obtaining certificates fail")
 	default:
-		fmt.Fprintf(env.stdout, "%d problems would make obtaining certificates fail\n", n)
+		fmt.Fprintf(c.stdout, "%d problems would make obtaining certificates fail\n", n)
 	}
 	return exitError(1)
 }

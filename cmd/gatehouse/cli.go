@@ -34,88 +34,95 @@ type exitError int
 
 func (e exitError) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
 
-const usage = `gatehouse: a reverse proxy that gets and renews its own certificates.
-
-Usage:
-  gatehouse run      [-config FILE]          serve until SIGTERM; SIGHUP reloads
-  gatehouse validate [-config FILE]          check a config; prints ok or every problem
-  gatehouse proxy    --from HOST[:PORT] --to URL [--to URL...]
-                                             proxy one host, no config file
-  gatehouse trust    [-config FILE] [--install]
-                                             print the local CA's root, or install it in this machine's trust stores
-  gatehouse untrust  [-config FILE]          remove the local CA's root from this machine's trust stores
-  gatehouse check    [-config FILE]          ACME preflight: DNS, ports, CAA, the CA
-  gatehouse certs    list|show|renew|revoke|retire
-                                             see and steer the Certificates
-  gatehouse migrate  --to ISSUER [--from ISSUER] [--hosts PATTERN] [--rate 10/min] [--dry-run] [--revoke-old] [--write-config]
-                                             re-issue the Certificates from another CA, paced and resumable
-  gatehouse storage  keygen|copy             encryption key for etcd storage; copy file <-> etcd
-  gatehouse config   push|pull|history       the fleet's shared config in etcd
-  gatehouse fleet    status|forget           the fleet's instances
-  gatehouse hash-password [-cost N]          bcrypt hash of a password on stdin, for basic_auth
-  gatehouse version                          print the version
-  gatehouse help [COMMAND]                   this text, or a command's flags
-
-The config file defaults to $GATEHOUSE_CONFIG, else ` + config.DefaultPath + `.
-`
-
-// runFunc runs a command or subcommand on its arguments.
-type runFunc func(ctx context.Context, args []string, env *environment) error
-
+// command is one command or subcommand: the usage texts are made from its
+// name, args and summary.
 type command struct {
-	name string
-	run  runFunc
+	name, args string
+	// summary says what it does; a summary of several lines is indented
+	// alike on each.
+	summary string
+	run     func(ctx context.Context, c *cmdline) error
 }
 
 func commands() []command {
 	return []command{
-		{"run", cmdRun},
-		{"validate", cmdValidate},
-		{"proxy", cmdProxy},
-		{"trust", cmdTrust},
-		{"untrust", cmdUntrust},
-		{"check", cmdCheck},
-		{"certs", cmdCerts},
-		{"migrate", cmdMigrate},
-		{"storage", cmdStorage},
-		{"config", cmdConfig},
-		{"fleet", cmdFleet},
-		{"hash-password", cmdHashPassword},
-		{"version", cmdVersion},
+		{"run", "[-config FILE]", "serve until SIGTERM; SIGHUP reloads", cmdRun},
+		{"validate", "[-config FILE]", "check a config; prints ok or every problem", cmdValidate},
+		{"proxy", "--from HOST[:PORT] --to URL [--to URL...]", "proxy one host, no config file", cmdProxy},
+		{"trust", "[-config FILE] [-storage DIR] [--install]", "print the local CA's root, or install it in this machine's trust stores", cmdTrust},
+		{"untrust", "[-config FILE] [-storage DIR]", "remove the local CA's root from this machine's trust stores", cmdUntrust},
+		{"check", "[-config FILE] [-resolver HOST:PORT] [-caa-identity NAME]", "ACME preflight: DNS, ports, CAA, the CA", cmdCheck},
+		{"certs", names(certsCommands()), "see and steer the Certificates", cmdCerts},
+		{"migrate", "--to ISSUER [--from ISSUER] [--hosts PATTERN] [--rate 10/min] [--dry-run] [--revoke-old] [--write-config]", "re-issue the Certificates from another CA, paced and resumable", cmdMigrate},
+		{"storage", names(storageCommands), "encryption key for etcd storage; copy file <-> etcd", group("storage", storageCommands, "")},
+		{"config", names(configCommands), "the fleet's shared config in etcd", group("config", configCommands, "")},
+		{"fleet", names(fleetCommands), "the fleet's instances", group("fleet", fleetCommands, "")},
+		{"hash-password", "[-cost N] < password", "bcrypt hash of a password on stdin, for basic_auth", cmdHashPassword},
+		{"version", "", "print the version", cmdVersion},
 	}
 }
 
-// run dispatches to a subcommand. Errors it returns have not been printed
-// yet, except exitError.
-func run(ctx context.Context, args []string, env *environment) error {
-	if len(args) == 0 {
-		fmt.Fprint(env.stderr, usage)
-		return exitError(2)
+// usage is the overview `gatehouse help` prints.
+func usage() string {
+	var b strings.Builder
+	b.WriteString("gatehouse: a reverse proxy that gets and renews its own certificates.\n\nUsage:\n")
+	list := append(commands(), command{name: "help [COMMAND]", summary: "this text, or a command's flags"})
+	writeList(&b, len(list), 45, func(i int) (string, string) {
+		c := list[i]
+		return "gatehouse " + fmt.Sprintf("%-8s %s", c.name, c.args), c.summary
+	})
+	b.WriteString("\nThe config file defaults to $GATEHOUSE_CONFIG, else " + config.DefaultPath + ".\n")
+	return b.String()
+}
+
+// writeList writes n entries, each "  " and its head, then its summary
+// from column col, on the next line when the head reaches it; with col
+// 0, always on the next lines, indented by 8.
+func writeList(w io.Writer, n, col int, entry func(i int) (head, summary string)) {
+	indent := 8
+	if col > 0 {
+		indent = col
 	}
-	name := args[0]
-	if isHelp(name) {
-		if len(args) > 1 {
-			return run(ctx, []string{args[1], "-h"}, env)
+	for i := range n {
+		head, summary := entry(i)
+		line := "  " + strings.TrimRight(head, " ")
+		if col > 0 && len(line) < col {
+			line += strings.Repeat(" ", col-len(line))
+		} else {
+			line += "\n" + strings.Repeat(" ", indent)
 		}
-		fmt.Fprint(env.stdout, usage)
+		fmt.Fprintln(w, line+strings.ReplaceAll(summary, "\n", "\n"+strings.Repeat(" ", indent)))
+	}
+}
+
+// names joins the names of subcommands as a synopsis: "push|pull|history".
+func names(subs []command) string {
+	var ns []string
+	for _, c := range subs {
+		ns = append(ns, c.name)
+	}
+	return strings.Join(ns, "|")
+}
+
+// run runs the command args name. Errors it returns have not been
+// printed yet, except exitError.
+func run(ctx context.Context, args []string, env *environment) error {
+	switch {
+	case len(args) > 1 && isHelp(args[0]):
+		return run(ctx, []string{args[1], "-h"}, env)
+	case len(args) > 0 && isHelp(args[0]):
+		fmt.Fprint(env.stdout, usage())
 		return nil
 	}
-	for _, c := range commands() {
-		if c.name == name {
-			err := c.run(ctx, args[1:], env)
-			if errors.Is(err, flag.ErrHelp) {
-				return nil
-			}
-			var exit exitError
-			if err != nil && !errors.As(err, &exit) {
-				fmt.Fprintf(env.stderr, "gatehouse %s: %v\n", name, err)
-				return exitError(1)
-			}
-			return err
-		}
+	err := dispatch(ctx, &cmdline{environment: env, args: args}, "", commands(), usage())
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
 	}
-	fmt.Fprintf(env.stderr, "gatehouse: unknown command %q\n\n%s", name, usage)
-	return exitError(2)
+	if _, ok := errors.AsType[exitError](err); err != nil && !ok {
+		fmt.Fprintf(env.stderr, "gatehouse %s: %v\n", args[0], err)
+		return exitError(1)
+	}
+	return err
 }
 
 // isHelp reports whether arg asks for usage.
@@ -123,125 +130,158 @@ func isHelp(arg string) bool {
 	return arg == "help" || arg == "-h" || arg == "-help" || arg == "--help"
 }
 
-// subcommand runs the sub named by args[0] from subs, or prints usage.
-func subcommand(ctx context.Context, name, usage string, args []string, env *environment, subs map[string]runFunc) error {
-	if ok, err := named(args, usage, env); !ok {
-		return err
+// group is a command whose subcommands are subs; its usage lists them,
+// unless usage is given.
+func group(name string, subs []command, usage string) func(context.Context, *cmdline) error {
+	if usage == "" {
+		var b strings.Builder
+		fmt.Fprintf(&b, "Usage: gatehouse %s %s\n\n", name, names(subs))
+		writeList(&b, len(subs), 0, func(i int) (string, string) {
+			return "gatehouse " + name + " " + subs[i].name + " " + subs[i].args, subs[i].summary
+		})
+		usage = b.String()
 	}
-	run, ok := subs[args[0]]
-	if !ok {
-		fmt.Fprintf(env.stderr, "gatehouse %s: unknown subcommand %q\n\n%s", name, args[0], usage)
-		return exitError(2)
-	}
-	return run(ctx, args[1:], env)
+	return func(ctx context.Context, c *cmdline) error { return dispatch(ctx, c, name, subs, usage) }
 }
 
-// named reports whether args name a subcommand; when they do not, it
-// prints usage and err is the command's result: exit 2 without
-// arguments, nil for help.
-func named(args []string, usage string, env *environment) (ok bool, err error) {
-	if len(args) > 0 && !isHelp(args[0]) {
-		return true, nil
+// dispatch runs the one of subs that c's first argument names, the
+// subcommands of name ("" for gatehouse's commands), or prints usage:
+// exit 2 without an argument or for an unknown one.
+func dispatch(ctx context.Context, c *cmdline, name string, subs []command, usage string) error {
+	if len(c.args) == 0 || isHelp(c.args[0]) {
+		fmt.Fprint(c.stderr, usage)
+		if len(c.args) == 0 {
+			return exitError(2)
+		}
+		return nil
 	}
-	fmt.Fprint(env.stderr, usage)
-	if len(args) == 0 {
-		return false, exitError(2)
+	for _, sub := range subs {
+		if sub.name == c.args[0] {
+			return sub.run(ctx, newCmdline(c.environment, strings.TrimSpace(name+" "+sub.name), sub.args, c.args[1:]))
+		}
 	}
-	return false, nil
+	if name == "" {
+		fmt.Fprintf(c.stderr, "gatehouse: unknown command %q\n\n%s", c.args[0], usage)
+	} else {
+		fmt.Fprintf(c.stderr, "gatehouse %s: unknown subcommand %q\n\n%s", name, c.args[0], usage)
+	}
+	return exitError(2)
 }
 
-// newFlags makes a subcommand's flag set; flag parse errors become exit
-// status 2, as for any Unix tool.
-func newFlags(name, synopsis string, env *environment) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(env.stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(env.stderr, "Usage: gatehouse %s\n\n", synopsis)
-		fs.PrintDefaults()
-	}
-	return fs
+// cmdline is one run of a command: its environment, its flags and its
+// arguments.
+type cmdline struct {
+	*environment
+	*flag.FlagSet
+	args   []string // after the command's name, flags included
+	config *string  // -config, once configFlag declared it
 }
 
-// parseFlags parses a command's flags, which take no arguments.
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	pos, err := parseInterspersed(fs, args)
-	if err == nil && len(pos) > 0 {
-		fmt.Fprintf(fs.Output(), "unexpected argument %q\n", pos[0])
-		fs.Usage()
-		return exitError(2)
+// newCmdline makes the flags of the command name, whose usage starts
+// with its synopsis; flag parse errors become exit status 2, as for any
+// Unix tool.
+func newCmdline(env *environment, name, args string, cmdArgs []string) *cmdline {
+	c := &cmdline{environment: env, FlagSet: flag.NewFlagSet(name, flag.ContinueOnError), args: cmdArgs}
+	c.SetOutput(env.stderr)
+	c.Usage = func() {
+		fmt.Fprintf(env.stderr, "Usage: gatehouse %s\n\n", strings.TrimRight(name+" "+args, " "))
+		c.PrintDefaults()
 	}
-	return err
+	return c
 }
 
-// parseInterspersed parses flags wherever they stand among the arguments
-// ("renew app.example.com --force") and returns the arguments.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+// configFlag declares -config (also --config) with the documented
+// default.
+func (c *cmdline) configFlag() *string {
+	def := config.DefaultPath
+	if p := c.getenv("GATEHOUSE_CONFIG"); p != "" {
+		def = p
+	}
+	c.config = c.String("config", def, "config `FILE` (default from $GATEHOUSE_CONFIG)")
+	return c.config
+}
+
+// parse parses the flags wherever they stand among the arguments
+// ("renew app.example.com --force") and returns the arguments, which
+// must be n: for more, it names the first one too many.
+func (c *cmdline) parse(n int) ([]string, error) {
+	pos, err := c.interspersed()
+	if err != nil || len(pos) == n {
+		return pos, err
+	}
+	if len(pos) > n {
+		fmt.Fprintf(c.Output(), "unexpected argument %q\n", pos[n])
+	}
+	c.Usage()
+	return nil, exitError(2)
+}
+
+// interspersed parses the flags wherever they stand among the arguments
+// and returns the arguments.
+func (c *cmdline) interspersed() ([]string, error) {
 	var pos []string
+	args := c.args
 	for {
-		if err := fs.Parse(args); err != nil {
+		if err := c.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
 				return nil, err
 			}
 			return nil, exitError(2)
 		}
-		if fs.NArg() == 0 {
+		if c.NArg() == 0 {
 			return pos, nil
 		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
+		pos = append(pos, c.Arg(0))
+		args = c.Args()[1:]
 	}
 }
 
-// configFlag registers -config (also --config) with the documented default.
-func configFlag(fs *flag.FlagSet, env *environment) *string {
-	def := config.DefaultPath
-	if p := env.getenv("GATEHOUSE_CONFIG"); p != "" {
-		def = p
+// load parses a command's flags, which take no arguments, and loads the
+// config -config names.
+func (c *cmdline) load() (*config.Config, error) {
+	if _, err := c.parse(0); err != nil {
+		return nil, err
 	}
-	return fs.String("config", def, "config `FILE` (default from $GATEHOUSE_CONFIG)")
+	return c.loadConfig()
 }
 
-func cmdValidate(_ context.Context, args []string, env *environment) error {
-	fs := newFlags("validate", "validate [-config FILE]", env)
-	path := configFlag(fs, env)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if _, err := loadConfig(*path, env); err != nil {
-		return err
-	}
-	fmt.Fprintln(env.stdout, "ok")
-	return nil
-}
-
-// loadConfig loads the config at path, or prints its problems: exit 1.
-func loadConfig(path string, env *environment) (*config.Config, error) {
-	cfg, err := config.Load(path)
+// loadConfig loads the config -config names, or prints its problems:
+// exit 1.
+func (c *cmdline) loadConfig() (*config.Config, error) {
+	cfg, err := config.Load(*c.config)
 	if err != nil {
-		return nil, problems(env, err)
+		return nil, c.problems(err)
 	}
 	return cfg, nil
 }
 
 // problems prints every problem of err, a config's one a line, and
 // returns exit status 1.
-func problems(env *environment, err error) error {
+func (c *cmdline) problems(err error) error {
 	var ps config.Problems
 	if !errors.As(err, &ps) {
-		fmt.Fprintln(env.stderr, err)
+		fmt.Fprintln(c.stderr, err)
 	}
 	for _, p := range ps {
-		fmt.Fprintln(env.stderr, p.Error())
+		fmt.Fprintln(c.stderr, p.Error())
 	}
 	return exitError(1)
 }
 
-func cmdVersion(_ context.Context, args []string, env *environment) error {
-	fs := newFlags("version", "version", env)
-	if err := parseFlags(fs, args); err != nil {
+func cmdValidate(_ context.Context, c *cmdline) error {
+	c.configFlag()
+	if _, err := c.load(); err != nil {
 		return err
 	}
-	fmt.Fprintf(env.stdout, "gatehouse %s\n", buildVersion())
+	fmt.Fprintln(c.stdout, "ok")
+	return nil
+}
+
+func cmdVersion(_ context.Context, c *cmdline) error {
+	if _, err := c.parse(0); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "gatehouse %s\n", buildVersion())
 	return nil
 }
 

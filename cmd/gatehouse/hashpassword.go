@@ -14,21 +14,20 @@ import (
 // for basic_auth.users. On a terminal it asks twice and does not echo;
 // otherwise it hashes the first line (without its line ending), so
 // `echo -n secret | gatehouse hash-password` and here-strings work.
-func cmdHashPassword(_ context.Context, args []string, env *environment) error {
-	fs := newFlags("hash-password", "hash-password [-cost N] < password", env)
-	cost := fs.Int("cost", bcrypt.DefaultCost, fmt.Sprintf("bcrypt `cost` (%d to %d); each step doubles the work", bcrypt.MinCost, bcrypt.MaxCost))
-	if err := parseFlags(fs, args); err != nil {
+func cmdHashPassword(_ context.Context, c *cmdline) error {
+	cost := c.Int("cost", bcrypt.DefaultCost, fmt.Sprintf("bcrypt `cost` (%d to %d); each step doubles the work", bcrypt.MinCost, bcrypt.MaxCost))
+	if _, err := c.parse(0); err != nil {
 		return err
 	}
 	if *cost < bcrypt.MinCost || *cost > bcrypt.MaxCost {
-		fmt.Fprintf(env.stderr, "-cost %d is not from %d to %d\n", *cost, bcrypt.MinCost, bcrypt.MaxCost)
+		fmt.Fprintf(c.stderr, "-cost %d is not from %d to %d\n", *cost, bcrypt.MinCost, bcrypt.MaxCost)
 		return exitError(2)
 	}
-	in := env.stdin
+	in := c.stdin
 	if in == nil {
 		in = os.Stdin
 	}
-	pass, err := password.Read(in, env.stderr)
+	pass, err := password.Read(in, c.stderr)
 	if err != nil {
 		return err
 	}
@@ -36,6 +35,6 @@ func cmdHashPassword(_ context.Context, args []string, env *environment) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(env.stdout, "%s\n", hash)
+	fmt.Fprintf(c.stdout, "%s\n", hash)
 	return nil
 }

@@ -40,42 +40,40 @@ Flags:
   --admin ADDR       the admin endpoint to use instead of the config's
 `
 
-func cmdMigrate(ctx context.Context, args []string, env *environment) error {
-	fs := newFlags("migrate", "migrate --to ISSUER", env)
-	fs.Usage = func() { fmt.Fprint(env.stderr, migrateUsage) }
-	cfgPath := configFlag(fs, env)
-	admin := fs.String("admin", "", "")
+func cmdMigrate(ctx context.Context, c *cmdline) error {
+	c.Usage = func() { fmt.Fprint(c.stderr, migrateUsage) }
+	c.configFlag()
+	admin := c.String("admin", "", "")
 	var opts tlsmgr.MigrateOptions
-	fs.StringVar(&opts.To, "to", "", "")
-	fs.StringVar(&opts.From, "from", "", "")
-	fs.StringVar(&opts.Hosts, "hosts", "", "")
-	rate := fs.String("rate", "", "")
-	fs.BoolVar(&opts.DryRun, "dry-run", false, "")
-	fs.BoolVar(&opts.RevokeOld, "revoke-old", false, "")
-	writeConfig := fs.Bool("write-config", false, "")
-	if err := parseFlags(fs, args); err != nil {
+	c.StringVar(&opts.To, "to", "", "")
+	c.StringVar(&opts.From, "from", "", "")
+	c.StringVar(&opts.Hosts, "hosts", "", "")
+	rate := c.String("rate", "", "")
+	c.BoolVar(&opts.DryRun, "dry-run", false, "")
+	c.BoolVar(&opts.RevokeOld, "revoke-old", false, "")
+	writeConfig := c.Bool("write-config", false, "")
+	if _, err := c.parse(0); err != nil {
 		return err
 	}
 	if opts.To == "" {
-		fmt.Fprint(env.stderr, "gatehouse migrate: --to is required\n\n"+migrateUsage)
+		fmt.Fprint(c.stderr, "gatehouse migrate: --to is required\n\n"+migrateUsage)
 		return exitError(2)
 	}
 	if *rate != "" {
 		r, err := tlsmgr.ParseMigrateRate(*rate)
 		if err != nil {
-			fmt.Fprintf(env.stderr, "gatehouse migrate: --rate: %v\n", err)
+			fmt.Fprintf(c.stderr, "gatehouse migrate: --rate: %v\n", err)
 			return exitError(2)
 		}
 		opts.Rate = r
 	}
 
 	// A migration runs for hours at a slow pace: no timeout on the call.
-	c := &certsCmd{env: env, cfgPath: *cfgPath, admin: *admin, client: &http.Client{}}
-	certs, err := c.reach(ctx)
+	certs, err := (&certsCmd{cmdline: c, admin: admin, client: &http.Client{}}).reach(ctx)
 	if err != nil {
 		return err
 	}
-	out := newMigrateOutput(env.stdout, isTerminal(env.stdout) && env.getenv("TERM") != "dumb", opts.DryRun)
+	out := newMigrateOutput(c.stdout, isTerminal(c.stdout) && c.getenv("TERM") != "dumb", opts.DryRun)
 	res, err := certs.Migrate(ctx, opts, out.event)
 	out.finish()
 	if err != nil {
@@ -84,54 +82,46 @@ func cmdMigrate(ctx context.Context, args []string, env *environment) error {
 		}
 		return err
 	}
-	printMigrateResult(env.stdout, res)
+	printMigrateResult(c.stdout, res)
 	if res.Failed > 0 {
 		// The config stays as it is: the old issuer still renews those.
 		return exitError(1)
 	}
-	live, _ := certs.(*client.Client)
-	if err := c.issuerOrder(live, opts.To, *writeConfig && !opts.DryRun); err != nil {
-		return err
-	}
-	return nil
+	return issuerOrder(ctx, c, certs, opts.To, *writeConfig && !opts.DryRun)
 }
 
 // issuerOrder says which lines of the config to change so renewals try
 // the new issuer first, or changes them with write and has the running
-// gatehouse, when live is set, reload.
-func (c *certsCmd) issuerOrder(live *client.Client, to string, write bool) error {
-	cfg, err := config.Load(c.cfgPath)
+// gatehouse, if certs is one, reload.
+func issuerOrder(ctx context.Context, c *cmdline, certs client.Certificates, to string, write bool) error {
+	cfg, err := config.Load(*c.config)
 	if err != nil {
-		fmt.Fprintf(c.env.stderr, "# the config does not load, so its issuer order is not checked: %v\n", err)
-		return nil
-	}
-	changes := tlsmgr.IssuerOrder(cfg, to)
-	if len(changes) == 0 {
+		fmt.Fprintf(c.stderr, "# the config does not load, so its issuer order is not checked: %v\n", err)
 		return nil
 	}
 	if !write {
-		fmt.Fprintln(c.env.stdout, "renewals still try another issuer first; change the config (or run with --write-config):")
-		for _, ch := range changes {
-			fmt.Fprintf(c.env.stdout, "  %s\n  %s\n", ch.Where.Error(), ch.First.Error())
+		if changes := tlsmgr.IssuerOrder(cfg, to); len(changes) > 0 {
+			fmt.Fprintln(c.stdout, "renewals still try another issuer first; change the config (or run with --write-config):")
+			for _, ch := range changes {
+				fmt.Fprintf(c.stdout, "  %s\n  %s\n", ch.Where.Error(), ch.First.Error())
+			}
 		}
 		return nil
 	}
-	for _, ch := range changes {
-		if err := config.MoveIssuerFirst(cfg.File, ch.Path, ch.Index); err != nil {
-			return fmt.Errorf("writing the config: %w (change %s by hand)", err, ch.Where.Error())
-		}
-		fmt.Fprintf(c.env.stdout, "%s: %s: moved %s first\n", cfg.File, ch.Path, to)
+	done, err := tlsmgr.PutIssuerFirst(cfg, to)
+	for _, ch := range done {
+		fmt.Fprintf(c.stdout, "%s: %s: moved %s first\n", cfg.File, ch.Path, to)
 	}
-	if live != nil {
+	if live, ok := certs.(*client.Client); ok && err == nil && len(done) > 0 {
 		// The file changed under the running gatehouse, which reloads
 		// it on the change; asking makes sure, and reports a problem.
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		ctx, cancel := context.WithTimeout(ctx, time.Minute)
 		defer cancel()
 		if err := live.Reload(ctx); err != nil {
 			return fmt.Errorf("reloading the running gatehouse: %w", err)
 		}
 	}
-	return nil
+	return err
 }
 
 func printMigrateResult(w io.Writer, res tlsmgr.MigrationResult) {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"strings"
 
 	"github.com/gatehouse-proxy/gatehouse/config"
 	"github.com/gatehouse-proxy/gatehouse/gateway"
@@ -9,17 +11,13 @@ import (
 	"github.com/gatehouse-proxy/gatehouse/gateway/fleet"
 )
 
-func cmdRun(ctx context.Context, args []string, env *environment) error {
-	fs := newFlags("run", "run [-config FILE]", env)
-	path := configFlag(fs, env)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	cfg, err := loadConfig(*path, env)
+func cmdRun(ctx context.Context, c *cmdline) error {
+	path := c.configFlag()
+	cfg, err := c.load()
 	if err != nil {
 		return err
 	}
-	file := &gateway.File{Path: *path, Signals: env.reload}
+	file := &gateway.File{Path: *path, Signals: c.reload}
 	sources := []gateway.Source{file}
 	var member *fleet.Source
 	if cfg.Fleet != nil && cfg.StorageEtcd != nil {
@@ -30,7 +28,7 @@ func cmdRun(ctx context.Context, args []string, env *environment) error {
 		}
 		defer member.Close()
 		if cfg, err = member.StartConfig(ctx); err != nil {
-			return problems(env, err)
+			return c.problems(err)
 		}
 		sources[0] = member
 	}
@@ -39,23 +37,48 @@ func cmdRun(ctx context.Context, args []string, env *environment) error {
 		// Container labels: one more Source, after the file, which keeps
 		// any host and path it serves. docker is read at start only.
 		if labels, err = docker.New(cfg); err != nil {
-			return problems(env, err)
+			return c.problems(err)
 		}
 		sources = append(sources, labels)
 	}
-	return serveSources(ctx, env, cfg, sources, labels, member)
+	return serve(ctx, c.environment, cfg, sources, labels, member)
 }
 
-// serve runs a gateway on cfg, fed by source, until ctx is done.
-func serve(ctx context.Context, env *environment, cfg *config.Config, source gateway.Source) error {
-	return serveSources(ctx, env, cfg, []gateway.Source{source}, nil, nil)
+// listFlag collects a repeatable flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+func cmdProxy(ctx context.Context, c *cmdline) error {
+	var o config.QuickOptions
+	c.StringVar(&o.From, "from", "", "`HOST[:PORT]` to serve over HTTPS (port default 443)")
+	c.Var((*listFlag)(&o.To), "to", "upstream `URL` to proxy to; repeat for round robin")
+	c.StringVar(&o.Storage, "storage", config.QuickStorage(c.getenv), "storage `DIR` for certificates and keys")
+	c.BoolVar(&o.Internal, "internal", false, "use the local CA even for a public host")
+	c.StringVar(&o.Email, "email", c.getenv("GATEHOUSE_EMAIL"), "ACME account `EMAIL`")
+	c.StringVar(&o.CA, "ca", "", "ACME directory `URL` (default Let's Encrypt)")
+	c.StringVar(&o.CARoot, "ca-root", "", "PEM `FILE` of extra roots trusted when talking to the CA")
+	if _, err := c.parse(0); err != nil {
+		return err
+	}
+	if o.From == "" || len(o.To) == 0 {
+		fmt.Fprintln(c.stderr, "gatehouse proxy: --from and at least one --to are required")
+		c.Usage()
+		return exitError(2)
+	}
+	cfg, err := config.Quick(o)
+	if err != nil {
+		return fmt.Errorf("flags: %w", err)
+	}
+	return serve(ctx, c.environment, cfg, []gateway.Source{gateway.Static(cfg)}, nil, nil)
 }
 
-// serveSources runs a gateway on cfg, fed by sources, until ctx is done;
+// serve runs a gateway on cfg, fed by sources, until ctx is done;
 // labels, when not nil, is one of them, whose refused hosts are counted
 // in the metrics; member, when not nil, is the primary of a fleet's
 // instance, which reports the gateway in the fleet's registry.
-func serveSources(ctx context.Context, env *environment, cfg *config.Config, sources []gateway.Source, labels *docker.Source, member *fleet.Source) error {
+func serve(ctx context.Context, env *environment, cfg *config.Config, sources []gateway.Source, labels *docker.Source, member *fleet.Source) error {
 	opts := gateway.Options{
 		Config:  cfg,
 		Sources: sources,
