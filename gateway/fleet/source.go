@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -58,6 +59,9 @@ type Source struct {
 	// cacheFile keeps the last good document, for a start while etcd is
 	// unreachable.
 	cacheFile string
+	// cached is the Revision of the document in cacheFile, once known,
+	// so each Load does not read the file back to compare.
+	cached atomic.Int64
 	name      string
 	address   string
 	version   string
@@ -199,8 +203,12 @@ func (s *Source) setDoc(d Document, fetched bool) bool {
 // saveCache writes the last good document beside the certificate cache,
 // for a restart while etcd is down. It may hold secrets: mode 0600.
 func (s *Source) saveCache(d Document) {
+	if s.cached.Load() == d.Revision {
+		return
+	}
 	if old, err := os.ReadFile(s.cacheFile); err == nil {
 		if rev, _ := baseOf(old); rev == d.Revision {
+			s.cached.Store(rev)
 			return
 		}
 	}
@@ -211,7 +219,9 @@ func (s *Source) saveCache(d Document) {
 	if err := os.WriteFile(tmp, Pulled(d), 0o600); err != nil {
 		return
 	}
-	_ = os.Rename(tmp, s.cacheFile)
+	if os.Rename(tmp, s.cacheFile) == nil {
+		s.cached.Store(d.Revision)
+	}
 }
 
 // Watch implements [gateway.Source]: the own file as [gateway.File]
