@@ -218,19 +218,27 @@ func TestAdminEndpoint(t *testing.T) {
 	}
 }
 
-// dumpDOM loads url in headless chromium and returns the DOM it rendered.
-func dumpDOM(t *testing.T, chromium, url string) string {
+// dumpDOM loads url in headless chromium (with extra flags) and returns
+// the DOM it rendered. A chromium that exits having printed nothing, as it
+// now and then does on a loaded machine without ever asking for the page,
+// is started again, twice at most; anything it rendered is returned as is.
+func dumpDOM(t *testing.T, chromium, url string, extra ...string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, chromium, append(chromiumFlags(t), "--dump-dom", url)...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("chromium --dump-dom: %v\n%s", err, stderr.String())
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		cmd := exec.CommandContext(ctx, chromium, append(append(chromiumFlags(t), extra...), "--dump-dom", url)...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		cancel()
+		if err != nil {
+			t.Fatalf("chromium --dump-dom: %v\n%s", err, stderr.String())
+		}
+		if len(out) > 0 || attempt == 3 {
+			return string(out)
+		}
+		t.Logf("chromium --dump-dom printed nothing (attempt %d); again:\n%s", attempt, stderr.String())
 	}
-	return string(out)
 }
 
 // chromiumFlags keep chromium headless, offline and out of the user's

@@ -119,27 +119,8 @@ func TestShapingThroughRun(t *testing.T) {
 
 	// A real browser negotiates, decodes and renders the compressed page.
 	url := fmt.Sprintf("https://localhost:%d/page", p.HTTPS)
-	ctx := t.Context()
-	cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-		"--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--disable-dev-shm-usage", "--ignore-certificate-errors", "--user-data-dir="+t.TempDir(),
-		"--dump-dom", url)
-	done := make(chan struct{})
-	var dom []byte
-	var cerr error
-	go func() {
-		defer close(done)
-		dom, cerr = cmd.Output()
-	}()
-	select {
-	case <-done:
-	case <-time.After(90 * time.Second):
-		t.Fatal("chromium did not finish in 90s")
-	}
-	if cerr != nil {
-		t.Fatalf("chromium --dump-dom: %v", cerr)
-	}
-	if !strings.Contains(string(dom), `<h1 id="marker">served compressed</h1>`) || strings.Count(string(dom), "<p>") != 400 {
+	dom := dumpDOM(t, chromium, url, "--ignore-certificate-errors")
+	if !strings.Contains(dom, `<h1 id="marker">served compressed</h1>`) || strings.Count(dom, "<p>") != 400 {
 		t.Errorf("chromium rendered %d bytes without the whole page:\n%.500s", len(dom), dom)
 	}
 	mu.Lock()

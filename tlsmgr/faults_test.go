@@ -510,6 +510,10 @@ func TestRenewalCADown(t *testing.T) {
 	if got := g.ca.Orders(); got != orders+1 {
 		t.Errorf("orders while the CA was down: got %d, want %d (the one that reached finalize)", got-orders, 1)
 	}
+	// Each retry went to the CA (and found it gone), not failed before it.
+	if got := g.ca.Refused(); got < len(fails) {
+		t.Errorf("requests the CA refused while down: %d, want at least one per failure (%d)", got, len(fails))
+	}
 	info := inventoryOf(t, m, host)
 	if info.Status != StatusFailing || info.LastError == "" || info.Failures < len(fails) || info.Serial != first.SerialNumber.Text(16) {
 		t.Errorf("inventory while the CA is down: status %q, last error %q, failures %d, serial %s; want failing, the error, %d failures, serial %s",

@@ -61,11 +61,11 @@ type Source struct {
 	cacheFile string
 	// cached is the Revision of the document in cacheFile, once known,
 	// so each Load does not read the file back to compare.
-	cached atomic.Int64
-	name      string
-	address   string
-	version   string
-	ttl       time.Duration
+	cached  atomic.Int64
+	name    string
+	address string
+	version string
+	ttl     time.Duration
 
 	mu sync.Mutex // guards doc, fetched and lastErr
 	// doc is the latest document read from etcd (or the cache file).
