@@ -55,3 +55,26 @@ func TestCheckSites(t *testing.T) {
 		t.Errorf("CheckSites(bad): %d problems, want 2 (none from the rest of the config): %v", len(ps), ps)
 	}
 }
+
+// A Site checked again, as the Docker Source checks the Sites it has
+// published, is only read: the gateway and the admin API (GET /routes)
+// read those Sites meanwhile, and under -race a write of the same value
+// is a race all the same.
+func TestCheckSitesAgainOnlyReads(t *testing.T) {
+	c, err := Parse("test", []byte("listen: {http: \"off\", https: \"127.0.0.1:8443\"}\nstorage: /tmp/x\nsites: [{hosts: [a.localhost], routes: [{respond: {body: a}}]}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sites := []Site{{Hosts: []string{"B.localhost"}, Routes: []Route{{Upstreams: []string{"http://10.0.0.1:80"}}}}}
+	if ps := c.CheckSites(sites); len(ps) != 0 {
+		t.Fatal(ps)
+	}
+	read := make(chan string)
+	go func() { read <- strings.Clone(sites[0].Hosts[0]) }()
+	if ps := c.CheckSites(sites); len(ps) != 0 {
+		t.Fatal(ps)
+	}
+	if h := <-read; h != "b.localhost" {
+		t.Errorf("got host %q, want b.localhost", h)
+	}
+}
