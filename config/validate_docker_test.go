@@ -23,6 +23,10 @@ func TestDockerConfig(t *testing.T) {
 		{`{endpoint: "http://proxy:2375", allowed_hosts: [a.test]}`, "must be a unix:// or tcp:// URL"},
 		{`{endpoint: "tcp://proxy:2376", tls: {ca: certs/ca.pem}, allowed_hosts: [a.test]}`, "docker.tls.ca: /etc/gatehouse/certs/ca.pem does not exist"},
 		{`{allowed_hosts: [a.test], tls: {cert: c.pem}}`, "docker.tls: tls is only used with a tcp:// endpoint"},
+		{`{allowed_hosts: [a.test], upstream_tls: {ca: certs/apps.pem}}`, "docker.upstream_tls.ca: /etc/gatehouse/certs/apps.pem does not exist"},
+		{`{allowed_hosts: [a.test], upstream_tls: {server_name: "a b"}}`, `docker.upstream_tls.server_name: "a b" is not a host name`},
+		{`{allowed_hosts: [a.test], upstream_tls: {server_name: app.internal, insecure_skip_verify: true}}`, "docker.upstream_tls.insecure_skip_verify: ca and server_name are ignored when verification is off"},
+		{`{allowed_hosts: [a.test], upstream_tls: {verify: false}}`, "upstream_tls"},
 	} {
 		_, err := Parse("/etc/gatehouse/gatehouse.yaml", []byte(head+"docker: "+tc.docker+"\n"))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -241,6 +241,80 @@ func TestEngineTLS(t *testing.T) {
 	}
 }
 
+// backendGet is one GET through c, returning the status, body and how the
+// backend said the request reached it (X-Backend-Proto, X-Backend-TLS).
+func backendGet(c *http.Client, url string) (code int, body, proto, tls string, err error) {
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, "", "", "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), resp.Header.Get("X-Backend-Proto"), resp.Header.Get("X-Backend-TLS"), err
+}
+
+// TestSchemeLabel routes with gatehouse.scheme: the default reaches its
+// container over HTTP/1.1, h2c over HTTP/2 without TLS, and https over
+// TLS, verified as docker.upstream_tls says: against its CA and server
+// name, or not at all for a self-signed certificate. Without it, the
+// container's certificate (for no address gatehouse dials) fails
+// verification: 502, and the log says why.
+func TestSchemeLabel(t *testing.T) {
+	e := newEnv(t)
+	ca := newTestCA(t, "backend-ca")
+	ca.issue(t, "backend", x509.ExtKeyUsageServerAuth, "backend.test")
+	plain, h2c, secure, self := e.host("plain"), e.host("h2c"), e.host("secure"), e.host("self")
+	dockertest.Run(t, e.name("plain"), labels(plain), "-e", "BACKEND_NAME=plain")
+	dockertest.Run(t, e.name("h2c"), labels(h2c, "gatehouse.scheme", "h2c"), "-e", "BACKEND_NAME=h2c", "-e", "H2C=1")
+	dockertest.Run(t, e.name("secure"), labels(secure, "gatehouse.scheme", "https"), "-e", "BACKEND_NAME=secure",
+		"-v", ca.dir+":/certs:ro", "-e", "TLS_CERT=/certs/backend.pem", "-e", "TLS_KEY=/certs/backend-key.pem")
+	dockertest.Run(t, e.name("self"), labels(self, "gatehouse.scheme", "https"), "-e", "BACKEND_NAME=self", "-e", "TLS=1")
+
+	// reach waits until GET https://host/x through in answers status,
+	// and returns how the container saw the request.
+	reach := func(in *instance, c *http.Client, host string, status int) (proto, tls string) {
+		t.Helper()
+		url := "https://" + host + "/x"
+		var last string
+		waitFor(t, engineWait, fmt.Sprintf("GET %s answering %d", url, status), func() bool {
+			code, body, p, s, err := backendGet(c, url)
+			last = fmt.Sprintf("%d %q proto=%q tls=%q %v", code, body, p, s, err)
+			proto, tls = p, s
+			return err == nil && code == status && (status != 200 || strings.HasSuffix(body, " /x"))
+		}, func() string {
+			return "last answer: " + last + "\n" + grepLines(in.log.String(), `msg="proxying request"`)
+		})
+		return proto, tls
+	}
+
+	def := startGatehouse(t, e, options{})
+	c := def.client(t)
+	if proto, tls := reach(def, c, plain, 200); proto != "HTTP/1.1" || tls != "false" {
+		t.Errorf("%s: the container saw %s tls=%s; want HTTP/1.1 without TLS", plain, proto, tls)
+	}
+	if proto, tls := reach(def, c, h2c, 200); proto != "HTTP/2.0" || tls != "false" {
+		t.Errorf("%s: the container saw %s tls=%s; want HTTP/2.0 without TLS (h2c)", h2c, proto, tls)
+	}
+	reach(def, c, secure, 502)
+	if log := grepLines(def.log.String(), "host="+secure); !strings.Contains(log, "failed to verify certificate") {
+		t.Errorf("the 502 of an unverified container should be logged with its reason; got:\n%s", log)
+	}
+
+	verified := startGatehouse(t, e, options{dockerExtra: fmt.Sprintf("  upstream_tls: {ca: %s, server_name: backend.test}", ca.file)})
+	if _, tls := reach(verified, verified.client(t), secure, 200); tls != "true" {
+		t.Errorf("%s with docker.upstream_tls: the container saw tls=%s; want TLS", secure, tls)
+	}
+	reach(verified, verified.client(t), self, 502)
+
+	unverified := startGatehouse(t, e, options{dockerExtra: "  upstream_tls: {insecure_skip_verify: true}"})
+	if _, tls := reach(unverified, unverified.client(t), self, 200); tls != "true" {
+		t.Errorf("%s with insecure_skip_verify: the container saw tls=%s; want TLS", self, tls)
+	}
+	if !strings.Contains(grepLines(unverified.log.String(), "site="+self), "upstream certificates are not verified") {
+		t.Errorf("no warning that %s's certificate is not verified:\n%s", self, grepLines(unverified.log.String(), "level=WARN"))
+	}
+}
+
 // TestHealthPathLabel checks gatehouse.health.path: a container whose
 // health path answers 500, or whose port refuses connections while it
 // runs, leaves the pool, its healthy peer serves every request, and none

@@ -529,10 +529,22 @@ func (b *builder) route(c *container, r *labelRoute, active bool) {
 	if p, ok := r.values["health.path"]; ok {
 		route.Health = &config.HealthCheck{Path: p}
 	}
+	// A container serving HTTPS is verified as docker.upstream_tls says:
+	// its certificate is rarely for the address dialled.
+	if u := b.s.d.UpstreamTLS; u != nil && scheme == "https" {
+		route.CA = u.CA
+		if u.ServerName != "" || u.InsecureSkipVerify {
+			route.UpstreamTLS = &config.UpstreamTLS{ServerName: u.ServerName, InsecureSkipVerify: u.InsecureSkipVerify}
+		}
+	}
 	sites := make([]config.Site, len(hosts))
 	for i, h := range hosts {
 		sites[i] = config.Site{Hosts: []string{h}, TLS: config.SiteTLS{Issuer: r.values["tls.issuer"]}, Routes: []config.Route{route}}
 		sites[i].Routes[0].Health = cloneHealth(route.Health)
+		if route.UpstreamTLS != nil {
+			ut := *route.UpstreamTLS
+			sites[i].Routes[0].UpstreamTLS = &ut
+		}
 	}
 	// The same checks as the file's; a problem refuses this Route alone.
 	if ps := b.s.cfg.CheckSites(sites); len(ps) > 0 {
@@ -586,6 +598,8 @@ func keyOf(path string) string {
 		return "tls.issuer"
 	case strings.Contains(path, ".health"):
 		return "health.path"
+	case strings.HasSuffix(path, ".ca"), strings.Contains(path, ".upstream_tls"):
+		return "scheme" // docker.upstream_tls, which scheme https brings in
 	case strings.Contains(path, ".upstreams"):
 		return "port"
 	case strings.Contains(path, ".strip_prefix"):
