@@ -226,10 +226,14 @@ func (s *Source) handle(ctx context.Context, e event) string {
 		case cur.IsZero():
 			return ""
 		case !until.IsZero():
-			// A further kill naming no signal: the drain lasts longer;
-			// the Load at the old end schedules the new one.
+			// A further kill naming no signal: the drain lasts longer.
+			// While the old one runs, the Load at its end schedules the
+			// new end; one that ended is a new drain.
 			s.draining[id] = maxTime(cur, until)
-			return ""
+			if time.Now().Before(cur) {
+				return ""
+			}
+			return what
 		}
 		s.draining[id] = until
 		return what
