@@ -129,6 +129,26 @@ type Docker struct {
 	// ExposedByDefault routes every container with gatehouse.host labels;
 	// otherwise (the default) a container also needs gatehouse.enable=true.
 	ExposedByDefault bool `yaml:"exposed_by_default,omitempty"`
+	// UpstreamTLS is how containers routed with gatehouse.scheme=https are
+	// verified. gatehouse dials a container's address, and a container's
+	// certificate is rarely for that address or from a root the system
+	// trusts, so without it such requests fail verification (502). nil
+	// verifies against the system's roots and the address.
+	UpstreamTLS *DockerUpstreamTLS `yaml:"upstream_tls,omitempty"`
+}
+
+// DockerUpstreamTLS verifies containers serving HTTPS, as a Route's ca
+// and upstream_tls keys verify its https:// Upstreams.
+type DockerUpstreamTLS struct {
+	// CA is a PEM file of the roots the containers' certificates chain
+	// to. Default: the system's roots.
+	CA string `yaml:"ca,omitempty"`
+	// ServerName is the name sent as SNI and verified instead of the
+	// container's address.
+	ServerName string `yaml:"server_name,omitempty"`
+	// InsecureSkipVerify turns verification off (self-signed
+	// certificates); gatehouse warns for each such Route.
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify,omitempty"`
 }
 
 // DockerTLS are the PEM files securing a tcp:// Docker endpoint.

@@ -124,7 +124,12 @@ func (c *Config) withDefaults() {
 // hosts to lower case without a trailing dot.
 func (s *Site) withDefaults() {
 	for j, h := range s.Hosts {
-		s.Hosts[j] = strings.TrimSuffix(strings.ToLower(h), ".")
+		// Written only when it changes: a Site given its defaults again
+		// (a config source's CheckSites of a Site it already published)
+		// may be read meanwhile.
+		if n := strings.TrimSuffix(strings.ToLower(h), "."); n != h {
+			s.Hosts[j] = n
+		}
 	}
 	if s.HSTS != nil {
 		setDefault(&s.HSTS.MaxAge, DefaultHSTSMaxAge)

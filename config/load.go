@@ -228,6 +228,9 @@ func (c *Config) resolvePaths(dir string) {
 		resolve(&c.Docker.TLS.Cert)
 		resolve(&c.Docker.TLS.Key)
 	}
+	if c.Docker != nil && c.Docker.UpstreamTLS != nil {
+		resolve(&c.Docker.UpstreamTLS.CA)
+	}
 	for i := range c.Sites {
 		s := &c.Sites[i]
 		resolve(&s.TLS.Cert)

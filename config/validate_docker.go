@@ -50,6 +50,19 @@ func (v *validator) docker() {
 			v.addf("docker.tls.key", "tls.key needs tls.cert")
 		}
 	}
+	if t := d.UpstreamTLS; t != nil {
+		if t.CA != "" {
+			if msg := checkRoots(t.CA); msg != "" {
+				v.addf("docker.upstream_tls.ca", "%s", msg)
+			}
+		}
+		if t.ServerName != "" && checkHost(strings.ToLower(t.ServerName)) != "" || strings.HasPrefix(t.ServerName, "*") {
+			v.addf("docker.upstream_tls.server_name", "%q is not a host name", t.ServerName)
+		}
+		if t.InsecureSkipVerify && (t.CA != "" || t.ServerName != "") {
+			v.addf("docker.upstream_tls.insecure_skip_verify", "ca and server_name are ignored when verification is off; drop one or the other")
+		}
+	}
 	if len(d.AllowedHosts) == 0 {
 		v.addf("docker.allowed_hosts", `is required: list the hosts container labels may name (like "*.example.com"), so a container cannot make gatehouse order certificates for any name`)
 	}

@@ -205,6 +205,7 @@ type container struct {
 	Config struct {
 		Labels       map[string]string
 		ExposedPorts map[string]struct{}
+		StopTimeout  *int // seconds; nil for the engine's default
 	}
 	NetworkSettings struct {
 		Networks map[string]struct{ IPAddress string }

@@ -65,8 +65,10 @@ func TestContainersComeAndGo(t *testing.T) {
 	}
 	for _, n := range []string{"web2", "web3"} {
 		// They keep serving for a minute after SIGTERM, as apps behind a
-		// load balancer do for a while, so only draining takes them out.
-		dockertest.Run(t, e.name(n), labels(host), "-e", "BACKEND_NAME="+n, "-e", "DRAIN=1m")
+		// load balancer do for a while, so only draining takes them out;
+		// their stop timeout says so (podman's kill events name no
+		// signal, and a drain on one lasts as long as a stop could).
+		dockertest.Run(t, e.name(n), labels(host), "-e", "BACKEND_NAME="+n, "-e", "DRAIN=1m", "--stop-timeout", "60")
 	}
 	// Balanced: round robin over the three (shared with the load, so
 	// about a third each).
@@ -382,4 +384,31 @@ func TestGatehouseRestart(t *testing.T) {
 	// No event tells the new process about the container: the list does.
 	again := startGatehouse(t, e, options{storage: in.storage})
 	waitStatus(t, again.client(t), "https://"+host+"/app/x", 200, "kept /x", engineWait)
+}
+
+// TestReloadSignal sends a container the signal of a reload (docker kill
+// -s HUP): it is not stopping, so it serves on. podman's kill events do
+// not name their signal, so gatehouse drains it for as long as a stop
+// could take (its stop timeout, here 1s, and a grace); then it is back.
+func TestReloadSignal(t *testing.T) {
+	e := newEnv(t)
+	in := startGatehouse(t, e, options{})
+	c := in.client(t)
+	host := e.host("hup")
+	url := "https://" + host + "/"
+	for _, n := range []string{"a", "b"} {
+		dockertest.Run(t, e.name(n), labels(host), "-e", "BACKEND_NAME="+n, "--stop-timeout", "1")
+	}
+	waitFor(t, engineWait, "a and b in the pool", func() bool { n := served(t, c, url, 10); return n["a"] > 0 && n["b"] > 0 })
+	dockertest.Podman(t, "kill", "--signal", "HUP", e.name("a"))
+	// On podman's kill event (the engine these tests run) a leaves; on
+	// Docker's, which names SIGHUP, it would stay.
+	waitFor(t, engineWait, "a drained on the kill event", func() bool { return len(routeOf(t, in, host).Upstreams) == 1 })
+	waitFor(t, engineWait, "a serving again after its reload", func() bool {
+		r := routeOf(t, in, host)
+		return len(r.Upstreams) == 2 && served(t, c, url, 10)["a"] > 0
+	}, func() string { return fmt.Sprintf("%+v", routeOf(t, in, host)) })
+	if st := dockertest.Podman(t, "inspect", "--format", "{{.State.Status}}", e.name("a")); st != "running" {
+		t.Errorf("a after SIGHUP: %s, want running", st)
+	}
 }

@@ -186,6 +186,7 @@ storage: %s
 docker:
   endpoint: %s
   allowed_hosts: ["*.localhost"%s]
+%s
 sites:
   - hosts: [localhost]
     routes:
@@ -196,6 +197,9 @@ type options struct {
 	storage      string // "" for a fresh one
 	acme         string // YAML for the acme block, or ""
 	allowedExtra string // more allowed_hosts entries, as `, "a.test"`
+	endpoint     string // docker.endpoint; "" for the recorder's socket
+	dockerExtra  string // more keys of the docker block, indented two spaces
+	httpsPort    int    // the HTTPS Listener's port on 127.0.0.1; 0 for a free one
 }
 
 func startGatehouse(t *testing.T, e *env, o options) *instance {
@@ -203,8 +207,14 @@ func startGatehouse(t *testing.T, e *env, o options) *instance {
 	if o.storage == "" {
 		o.storage = filepath.Join(t.TempDir(), "storage")
 	}
-	httpsPort, adminPort := pebbletest.FreePort(t), pebbletest.FreePort(t)
-	cfg, err := config.Parse("test.yaml", fmt.Appendf(nil, gwConfig, httpsPort, adminPort, o.storage, o.acme, e.rec.endpoint(), o.allowedExtra))
+	if o.endpoint == "" {
+		o.endpoint = e.rec.endpoint()
+	}
+	if o.httpsPort == 0 {
+		o.httpsPort = pebbletest.FreePort(t)
+	}
+	httpsPort, adminPort := o.httpsPort, pebbletest.FreePort(t)
+	cfg, err := config.Parse("test.yaml", fmt.Appendf(nil, gwConfig, httpsPort, adminPort, o.storage, o.acme, o.endpoint, o.allowedExtra, o.dockerExtra))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -152,7 +152,14 @@ func TestLoadIncrementalMatchesFromScratch(t *testing.T) {
 		case 0:
 			delete(s.containers, id)
 		case 1:
-			s.draining[id] = !s.draining[id]
+			if _, ok := s.draining[id]; ok {
+				delete(s.draining, id)
+			} else if rng.IntN(2) == 0 {
+				s.draining[id] = time.Time{}
+			} else {
+				// A kill naming no signal: drained until then.
+				s.draining[id] = time.Now().Add(time.Hour)
+			}
 		default:
 			s.containers[id] = randomContainer(i)
 		}

@@ -47,11 +47,14 @@ type Source struct {
 	log        *slog.Logger
 	changed    func(string)
 	containers map[string]*container // by ID, as last inspected
-	draining   map[string]bool       // IDs seen being stopped or killed, until they start again
-	reported   map[string]bool       // problems logged already, so each is logged once while it lasts
-	refused    map[string]bool       // container ID + host refused already, so each is counted once while it lasts
-	expiry     *time.Timer           // fires when a stopped container's Linger ends
-	lastEvent  int64                 // Unix nanoseconds of the last event, where a new stream starts
+	// draining holds the IDs seen being stopped or killed, until they
+	// start again: the zero time for as long as that lasts, else the end
+	// of a drain on a kill event that names no signal (see handle).
+	draining  map[string]time.Time
+	reported  map[string]bool // problems logged already, so each is logged once while it lasts
+	refused   map[string]bool // container ID + host refused already, so each is counted once while it lasts
+	expiry    *time.Timer     // fires when a stopped container's Linger ends
+	lastEvent int64           // Unix nanoseconds of the last event, where a new stream starts
 	// built holds what the last Load made of each container, by ID (see
 	// tape); users indexes it by host: the IDs of the containers whose
 	// tapes route each host. hosts and sites are the Sites of the last
@@ -116,7 +119,7 @@ func New(cfg *config.Config) (*Source, error) {
 	return &Source{
 		cfg: cfg, d: cfg.Docker, client: c,
 		log:        slog.New(slog.NewTextHandler(io.Discard, nil)),
-		containers: map[string]*container{}, draining: map[string]bool{},
+		containers: map[string]*container{}, draining: map[string]time.Time{},
 		reported: map[string]bool{}, refused: map[string]bool{},
 	}, nil
 }
@@ -157,18 +160,20 @@ func (s *Source) Load(context.Context) (*config.Config, error) {
 	}
 	dirty := map[string]bool{} // hosts whose Site is built again
 	for id, c := range s.containers {
+		drain := s.drainingAt(id, now, &b)
 		t := s.built[id]
-		if t != nil && t.c == c && t.draining == s.draining[id] && !t.timed {
+		if t != nil && t.c == c && t.draining == drain && !t.timed {
 			if t.notes {
 				b.replay(c, t)
 			}
 			continue
 		}
-		b.tape = &tape{c: c, draining: s.draining[id]}
+		b.tape = &tape{c: c, draining: drain}
+		b.draining = drain
 		b.container(c)
 		b.tape.timed = b.timed
 		s.setTape(id, t, b.tape, dirty)
-		b.tape, b.timed = nil, false
+		b.tape, b.timed, b.draining = nil, false, false
 	}
 	if len(s.built) > len(s.containers) {
 		for id, t := range s.built {
@@ -184,6 +189,26 @@ func (s *Source) Load(context.Context) (*config.Config, error) {
 	s.reported, s.refused = b.problems, b.refused
 	s.scheduleExpiry(b.nextExpiry)
 	return &config.Config{Sites: slices.Clone(s.sites)}, nil
+}
+
+// drainingAt reports whether container id is being drained at now. A
+// drain with an end makes b's result timed: it schedules a Load for its
+// end, and once it has ended it is forgotten.
+func (s *Source) drainingAt(id string, now time.Time, b *builder) bool {
+	until, ok := s.draining[id]
+	switch {
+	case !ok:
+		return false
+	case until.IsZero():
+		return true
+	case now.Before(until):
+		if b.nextExpiry.IsZero() || until.Before(b.nextExpiry) {
+			b.nextExpiry = until
+		}
+		return true
+	}
+	delete(s.draining, id)
+	return false
 }
 
 // setTape makes t the tape of container id (nil: the container is gone)
@@ -269,9 +294,10 @@ type builder struct {
 	refused    map[string]bool
 	nextExpiry time.Time
 	// tape records the container being built; timed says its state
-	// depended on the time.
-	tape  *tape
-	timed bool
+	// depended on the time; draining says it is being drained.
+	tape     *tape
+	timed    bool
+	draining bool
 }
 
 // replay reports again the problems and refused hosts t recorded for c.
@@ -329,7 +355,7 @@ func shortID(id string) string { return id[:min(12, len(id))] }
 func (b *builder) state(c *container) (active, waiting bool) {
 	st := c.State
 	switch {
-	case st.Running && !st.Paused && !st.Restarting && !b.s.draining[c.ID]:
+	case st.Running && !st.Paused && !st.Restarting && !b.draining:
 		if h := st.Health; h != nil && h.Status != "" && h.Status != "healthy" {
 			return false, true
 		}
@@ -503,10 +529,22 @@ func (b *builder) route(c *container, r *labelRoute, active bool) {
 	if p, ok := r.values["health.path"]; ok {
 		route.Health = &config.HealthCheck{Path: p}
 	}
+	// A container serving HTTPS is verified as docker.upstream_tls says:
+	// its certificate is rarely for the address dialled.
+	if u := b.s.d.UpstreamTLS; u != nil && scheme == "https" {
+		route.CA = u.CA
+		if u.ServerName != "" || u.InsecureSkipVerify {
+			route.UpstreamTLS = &config.UpstreamTLS{ServerName: u.ServerName, InsecureSkipVerify: u.InsecureSkipVerify}
+		}
+	}
 	sites := make([]config.Site, len(hosts))
 	for i, h := range hosts {
 		sites[i] = config.Site{Hosts: []string{h}, TLS: config.SiteTLS{Issuer: r.values["tls.issuer"]}, Routes: []config.Route{route}}
 		sites[i].Routes[0].Health = cloneHealth(route.Health)
+		if route.UpstreamTLS != nil {
+			ut := *route.UpstreamTLS
+			sites[i].Routes[0].UpstreamTLS = &ut
+		}
 	}
 	// The same checks as the file's; a problem refuses this Route alone.
 	if ps := b.s.cfg.CheckSites(sites); len(ps) > 0 {
@@ -560,6 +598,8 @@ func keyOf(path string) string {
 		return "tls.issuer"
 	case strings.Contains(path, ".health"):
 		return "health.path"
+	case strings.HasSuffix(path, ".ca"), strings.Contains(path, ".upstream_tls"):
+		return "scheme" // docker.upstream_tls, which scheme https brings in
 	case strings.Contains(path, ".upstreams"):
 		return "port"
 	case strings.Contains(path, ".strip_prefix"):

@@ -200,15 +200,42 @@ func (s *Source) handle(ctx context.Context, e event) string {
 	case "kill", "stop":
 		// Drained before it stops answering: docker stop sends kill
 		// (SIGTERM) first, and the container may take seconds to exit.
-		if action == "kill" && !stopSignal(e.Actor.Attributes["signal"]) {
+		sig, named := e.Actor.Attributes["signal"]
+		if action == "kill" && named && !stopSignal(sig) {
 			return ""
 		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if s.draining[id] {
-			return ""
+		var until time.Time
+		if action == "kill" && !named {
+			// podman's kill events name no signal, so a HUP asking
+			// for a reload looks like a TERM. Drain for as long as a
+			// stop would take (the stop timeout, then SIGKILL): a
+			// container still running after that was not stopping,
+			// and serves again. The end counts from the event, which
+			// a reopened stream may give again.
+			at := time.Now()
+			if e.TimeNano > 0 {
+				at = time.Unix(0, e.TimeNano)
+			}
+			until = at.Add(stopTimeout(s.containers[id]) + stopGrace)
 		}
-		s.draining[id] = true
+		cur, draining := s.draining[id]
+		switch {
+		case !draining:
+		case cur.IsZero():
+			return ""
+		case !until.IsZero():
+			// A further kill naming no signal: the drain lasts longer.
+			// While the old one runs, the Load at its end schedules the
+			// new end; one that ended is a new drain.
+			s.draining[id] = maxTime(cur, until)
+			if time.Now().Before(cur) {
+				return ""
+			}
+			return what
+		}
+		s.draining[id] = until
 		return what
 	case "destroy", "remove":
 		s.mu.Lock()
@@ -238,6 +265,27 @@ func (s *Source) handle(ctx context.Context, e event) string {
 		}
 	}
 	return what
+}
+
+// stopGrace is how long past its stop timeout a container killed with a
+// signal the event does not name may take to die before it is taken to
+// be running on.
+var stopGrace = 5 * time.Second
+
+// stopTimeout is how long the engine gives c to stop before SIGKILL: its
+// own StopTimeout, else the engines' default of 10 s.
+func stopTimeout(c *container) time.Duration {
+	if c != nil && c.Config.StopTimeout != nil && *c.Config.StopTimeout >= 0 {
+		return time.Duration(*c.Config.StopTimeout) * time.Second
+	}
+	return 10 * time.Second
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // stopSignal reports whether a kill event's signal stops the container
