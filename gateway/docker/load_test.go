@@ -6,6 +6,8 @@ import (
 	"maps"
 	"math/rand/v2"
 	"reflect"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -274,4 +276,30 @@ sites:
 	b.ReportMetric(float64(few.d.Microseconds())/float64(i), "us/change-10")
 	b.ReportMetric(float64(many.d.Microseconds())/float64(i), "us/change-300")
 	b.ReportMetric(float64(many.d)/float64(few.d), "ratio-300/10")
+}
+
+// A container podman reports as "stopping" (no longer running, not yet
+// exited), as a resync in the middle of a stop sees it, keeps its host
+// with no Upstream to dial, so the host answers 503 with Retry-After
+// rather than 404 while it may come back.
+func TestLoadStoppingContainerWaits(t *testing.T) {
+	s := loadSource(t, 2)
+	stopping := runningContainer(1, 0)
+	stopping.State.Status, stopping.State.Running = "stopping", false
+	s.containers[stopping.ID] = stopping
+	cfg, err := s.Load(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(cfg.Sites, func(site config.Site) bool { return slices.Contains(site.Hosts, "c-001.localhost") })
+	if i < 0 {
+		t.Fatalf("the stopping container's host is gone from the Sites %+v; want it kept, waiting", cfg.Sites)
+	}
+	for _, r := range cfg.Sites[i].Routes {
+		for _, u := range r.Upstreams {
+			if strings.Contains(u, "10.88.") {
+				t.Errorf("the stopping container's address %s is still an Upstream", u)
+			}
+		}
+	}
 }

@@ -360,7 +360,9 @@ func (b *builder) state(c *container) (active, waiting bool) {
 			return false, true
 		}
 		return true, false
-	case st.Running || st.Paused || st.Restarting || st.Status == "removing":
+	// podman reports a container it is stopping as "stopping", no
+	// longer running: its routes wait (503) as for a stop's kill event.
+	case st.Running || st.Paused || st.Restarting || st.Status == "removing" || st.Status == "stopping":
 		return false, true
 	case st.Status == "exited" || st.Status == "dead":
 		b.timed = true
