@@ -34,9 +34,11 @@ func TestContainersComeAndGo(t *testing.T) {
 		t.Fatalf("before any container: got %d, want 404 or no certificate", code)
 	}
 
-	// web1 answers for 2s after SIGTERM: the 503 below comes from its
-	// drain, not from its being gone.
-	dockertest.Run(t, e.name("web1"), labels(host), "-e", "BACKEND_NAME=web1", "-e", "DRAIN=2s")
+	// web1 answers for 8s after SIGTERM: the 503 below comes from its
+	// drain, not from its being gone, and lasts long enough to be seen
+	// on a loaded machine (with 2s, a kill event handled late left only
+	// the tests' 400 ms Linger, and a CI run missed it).
+	dockertest.Run(t, e.name("web1"), labels(host), "-e", "BACKEND_NAME=web1", "-e", "DRAIN=8s")
 	waitStatus(t, c, url, 200, "web1 /hello", engineWait)
 	if code, body, _, _ := fetch(c, "https://localhost/"); code != 200 || body != "file" {
 		t.Errorf("the file's Site next to the container's: got %d %q", code, body)
@@ -111,9 +113,13 @@ func TestContainersComeAndGo(t *testing.T) {
 	// The last container stops: 503 with Retry-After while it might come
 	// back, then the route goes.
 	dockertest.Podman(t, "kill", "--signal", "TERM", e.name("web1"))
+	var lastSeen string
 	waitFor(t, engineWait, "503 with Retry-After once the pool is empty", func() bool {
-		code, _, retry, err := fetch(c, url)
+		code, body, retry, err := fetch(c, url)
+		lastSeen = fmt.Sprintf("%d %q Retry-After %q %v", code, body, retry, err)
 		return err == nil && code == 503 && retry != ""
+	}, func() string {
+		return "last answer: " + lastSeen + "\n" + grepLines(in.log.String(), "config reloaded")
 	})
 	if r := routeOf(t, in, host); r.Status != 503 || !strings.Contains(r.Source, e.name("web1")) {
 		t.Errorf("GET /routes while the pool is empty: got %+v, want 503 from web1", r)
