@@ -63,6 +63,10 @@ type h1Conn struct {
 	// reused is set once the connection carried a request.
 	reused bool
 
+	// abort unblocks the connection at once (its request's client left):
+	// made once, so each request's context.AfterFunc needs no closure.
+	abort func()
+
 	// raw, peekFn, peekBuf and peekErr serve quiet; raw is nil for a
 	// connection that cannot be peeked at.
 	raw     syscall.RawConn
@@ -159,6 +163,7 @@ func (p *h1Pool) get(ctx context.Context) (*h1Conn, error) {
 		return nil, err
 	}
 	c := &h1Conn{pool: p, nc: nc}
+	c.abort = func() { c.nc.SetDeadline(longAgo) }
 	c.br = bufio.NewReaderSize(c, h1BufferSize)
 	c.bw = bufio.NewWriterSize(nc, h1BufferSize)
 	if sc, ok := nc.(syscall.Conn); ok && canPeek {
@@ -279,7 +284,7 @@ func (c *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 	}
 	// A client that leaves, or a request deadline, unblocks the connection
 	// at once; the connection is then closed, never reused.
-	stop := context.AfterFunc(ctx, func() { c.nc.SetDeadline(longAgo) })
+	stop := context.AfterFunc(ctx, c.abort)
 	res, err := c.exchange(ctx, req)
 	if err != nil {
 		stop()
