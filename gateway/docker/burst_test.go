@@ -1,13 +1,11 @@
 package docker_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os/exec"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -70,26 +68,7 @@ func TestBurst(t *testing.T) {
 		return now == quiet
 	})
 
-	var failures atomic.Int32
-	var failMu sync.Mutex
-	var firstFailure string
-	ctx, stopLoad := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for _, u := range []string{steady, "https://localhost/", steady} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil {
-				code, body, _, err := fetch(c, u)
-				if err != nil || code != 200 {
-					failures.Add(1)
-					failMu.Lock()
-					firstFailure = fmt.Sprintf("%s: %d %q %v", u, code, body, err)
-					failMu.Unlock()
-				}
-			}
-		}()
-	}
+	load := startLoad(c, 0, steady, "https://localhost/", steady)
 
 	before := reloads()
 	start := time.Now()
@@ -103,13 +82,9 @@ func TestBurst(t *testing.T) {
 		waitStatus(t, c, "https://"+e.host(fmt.Sprintf("burst%02d", i))+"/", 200, names[i], engineWait)
 	}
 	routed := time.Since(start)
-	stopLoad()
-	wg.Wait()
+	load.stop(t, "on the other Routes during the burst")
 	swaps := reloads() - before
 	t.Logf("%d containers started in %s, all routed after %s, in %d swaps", n, started.Round(time.Millisecond), routed.Round(time.Millisecond), swaps)
-	if f := failures.Load(); f > 0 {
-		t.Errorf("%d requests to the other Routes failed during the burst; first: %s", f, firstFailure)
-	}
 	// The debounce waits for 100ms without a change, at most 1s: however
 	// the engine spreads the starts out, far fewer swaps than starts.
 	if swaps > n/3 {

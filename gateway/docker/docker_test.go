@@ -1,7 +1,6 @@
 package docker_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,8 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 
 	"github.com/gatehouse-proxy/gatehouse/admin"
@@ -44,31 +41,9 @@ func TestContainersComeAndGo(t *testing.T) {
 		t.Errorf("the file's Site next to the container's: got %d %q", code, body)
 	}
 
-	// Requests run throughout the scaling; not one may fail. pause holds
+	// Requests run throughout the scaling; not one may fail. Hold keeps
 	// them off while the balance is counted.
-	var pause sync.RWMutex
-	var failures atomic.Int32
-	var failMu sync.Mutex
-	var firstFailure string
-	ctx, stopLoad := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil {
-				pause.RLock()
-				code, body, _, err := fetch(c, url)
-				pause.RUnlock()
-				if err != nil || code != 200 {
-					failures.Add(1)
-					failMu.Lock()
-					firstFailure = fmt.Sprintf("%d %q %v", code, body, err)
-					failMu.Unlock()
-				}
-			}
-		}()
-	}
+	load := startLoad(c, 0, url, url, url, url)
 	for _, n := range []string{"web2", "web3"} {
 		// They keep serving for a minute after SIGTERM, as apps behind a
 		// load balancer do for a while, so only draining takes them out;
@@ -80,9 +55,9 @@ func TestContainersComeAndGo(t *testing.T) {
 	// off (its requests take turns too, and skewed the count on a loaded
 	// machine).
 	waitFor(t, engineWait, "all three containers in the pool", func() bool { return len(served(t, c, url, 30)) == 3 })
-	pause.Lock()
+	load.Hold.Lock()
 	n := served(t, c, url, 60)
-	pause.Unlock()
+	load.Hold.Unlock()
 	if n["web1"] < 18 || n["web2"] < 18 || n["web3"] < 18 {
 		t.Errorf("60 requests over a pool of three: got %v, want 20 each", n)
 	}
@@ -112,11 +87,7 @@ func TestContainersComeAndGo(t *testing.T) {
 	})
 	// Out of the pool, they may go at once.
 	dockertest.Podman(t, "rm", "-f", "-t", "0", e.name("web2"), e.name("web3"))
-	stopLoad()
-	wg.Wait()
-	if n := failures.Load(); n > 0 {
-		t.Errorf("%d requests failed while the pool changed; first: %s", n, firstFailure)
-	}
+	load.stop(t, "while the pool changed")
 
 	// The last container stops: 503 with Retry-After while it might come
 	// back, then the route goes.

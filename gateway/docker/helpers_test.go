@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -334,3 +335,57 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool,
 // these beside image builds on two cores; how fast a change is served is
 // measured, as a ratio, in bench/dockerbench, never here.
 const engineWait = 30 * time.Second
+
+// load sends requests through c until stopped, one goroutine per URL it
+// was given (a URL given twice gets two), each waiting gap between its
+// requests, and counts those that fail (no answer, or not 200) and those
+// that took over a second. Hold keeps new requests from starting, so a
+// test's own count is not shared with the load.
+type load struct {
+	Hold           sync.RWMutex
+	failures, slow atomic.Int32
+	cancel         context.CancelFunc
+	wg             sync.WaitGroup
+	mu             sync.Mutex // guards first
+	first          string
+}
+
+func startLoad(c *http.Client, gap time.Duration, urls ...string) *load {
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &load{cancel: cancel}
+	for _, u := range urls {
+		l.wg.Go(func() {
+			for ctx.Err() == nil {
+				l.Hold.RLock()
+				start := time.Now()
+				code, body, _, err := fetch(c, u)
+				l.Hold.RUnlock()
+				if err != nil || code != 200 {
+					if l.failures.Add(1) == 1 {
+						l.mu.Lock()
+						l.first = fmt.Sprintf("%s: %d %q %v", u, code, body, err)
+						l.mu.Unlock()
+					}
+				}
+				if time.Since(start) > time.Second {
+					l.slow.Add(1)
+				}
+				time.Sleep(gap)
+			}
+		})
+	}
+	return l
+}
+
+// stop ends the load and reports its failed requests, if any, as what
+// describes the load's time ("while the pool changed").
+func (l *load) stop(t *testing.T, what string) {
+	t.Helper()
+	l.cancel()
+	l.wg.Wait()
+	if n := l.failures.Load(); n > 0 {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		t.Errorf("%d requests failed %s; first: %s", n, what, l.first)
+	}
+}

@@ -330,27 +330,7 @@ func TestHealthPathLabel(t *testing.T) {
 	}
 	waitFor(t, engineWait, "a and b in the pool", func() bool { n := served(t, c, url, 10); return n["a"] > 0 && n["b"] > 0 })
 
-	var failures atomic.Int32
-	var failMu sync.Mutex // guards firstFailure
-	var firstFailure string
-	ctx, stopLoad := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for range 2 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil {
-				code, body, _, err := fetch(c, url)
-				if err != nil || code != 200 {
-					failures.Add(1)
-					failMu.Lock()
-					firstFailure = fmt.Sprintf("%d %q %v", code, body, err)
-					failMu.Unlock()
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
-		}()
-	}
+	load := startLoad(c, 5*time.Millisecond, url, url)
 	alone := func(name string) func() bool {
 		return func() bool { return served(t, c, url, 20)[name] == 20 }
 	}
@@ -379,11 +359,7 @@ func TestHealthPathLabel(t *testing.T) {
 	if n := served(t, c, url, 20); n["b"] != 20 {
 		t.Errorf("20 requests once a's check failed: got %v, want b alone", n)
 	}
-	stopLoad()
-	wg.Wait()
-	if n := failures.Load(); n > 0 {
-		t.Errorf("%d requests failed while a container was unhealthy; first: %s", n, firstFailure)
-	}
+	load.stop(t, "while a container was unhealthy")
 }
 
 // TestTLSIssuerLabel checks gatehouse.tls.issuer: with an ACME CA
@@ -485,31 +461,7 @@ func TestPausedContainer(t *testing.T) {
 	// failed.
 	patient := *c
 	patient.Timeout = 2 * engineWait
-	var failures, waited atomic.Int32
-	var failMu sync.Mutex // guards firstFailure
-	var firstFailure string
-	ctx, stopLoad := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for range 2 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil {
-				start := time.Now()
-				code, body, _, err := fetch(&patient, url)
-				if err != nil || code != 200 {
-					failures.Add(1)
-					failMu.Lock()
-					firstFailure = fmt.Sprintf("%d %q %v", code, body, err)
-					failMu.Unlock()
-				}
-				if time.Since(start) > time.Second {
-					waited.Add(1)
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
-		}()
-	}
+	load := startLoad(&patient, 5*time.Millisecond, url, url)
 
 	dockertest.Podman(t, "pause", e.name("b"))
 	// Once gatehouse has seen the event, every request goes to a and
@@ -532,10 +484,6 @@ func TestPausedContainer(t *testing.T) {
 	if n := served(t, c, url, 20); n["a"] < 5 || n["b"] < 5 {
 		t.Errorf("20 requests after the unpause: got %v, want about 10 each", n)
 	}
-	stopLoad()
-	wg.Wait()
-	if n := failures.Load(); n > 0 {
-		t.Errorf("%d requests failed across the pause; first: %s", n, firstFailure)
-	}
-	t.Logf("%d requests took over a second (those sent to b frozen, before gatehouse saw the pause, wait for the unpause)", waited.Load())
+	load.stop(t, "across the pause")
+	t.Logf("%d requests took over a second (those sent to b frozen, before gatehouse saw the pause, wait for the unpause)", load.slow.Load())
 }
