@@ -196,7 +196,7 @@ func (t *Table) startChecker(u *upstream) *checker {
 		site:   u.key.site,
 		route:  u.key.route,
 		logger: t.logger,
-		now:    t.now,
+		now:    t.clock.now,
 		cancel: cancel,
 		done:   make(chan struct{}),
 	}
@@ -310,7 +310,7 @@ type UpstreamStatus struct {
 // It is safe to call at any time, from any goroutine.
 func (h *Handler) Upstreams() []UpstreamStatus {
 	t := h.table.Load()
-	now := t.now()
+	now := t.clock.now()
 	nowNano := now.UnixNano()
 	out := make([]UpstreamStatus, 0, len(t.ups.all))
 	for _, u := range t.ups.all {

@@ -86,7 +86,7 @@ func (c *compiler) balancer(s *site, r *route, cr *config.Route) (*balancer, err
 		ups = append(ups, u)
 	}
 
-	b := newBalancer(ups, c.table.now, c.opts.Logger)
+	b := newBalancer(ups, c.table.clock.now, c.opts.Logger)
 	b.site, b.route = s.name, r.path
 	if lb := cr.LB; lb != nil {
 		switch lb.Policy {

@@ -75,12 +75,12 @@ func (c *compiler) shape(s *site, r *route, cr *config.Route, h http.Handler) (h
 		sh.deny = append(sh.deny, pr)
 	}
 	if cr.RateLimit != nil {
-		if sh.rateLimit, err = newRateLimiter(c.table.trust, cr.RateLimit, c.table.now); err != nil {
+		if sh.rateLimit, err = newRateLimiter(c.table.trust, cr.RateLimit, c.table.clock.now); err != nil {
 			return nil, fmt.Errorf("compiling rate_limit: %w", err)
 		}
 	}
 	if cr.BasicAuth != nil {
-		if sh.basicAuth, err = newBasicAuth(cr.BasicAuth, c.table.now); err != nil {
+		if sh.basicAuth, err = newBasicAuth(cr.BasicAuth, c.table.clock.now); err != nil {
 			return nil, fmt.Errorf("compiling basic_auth: %w", err)
 		}
 	}

@@ -101,10 +101,9 @@ type Table struct {
 	ups upstreamSet
 	// observe is Options.Observe, or nil.
 	observe func(site string, status int, d time.Duration)
-	// clock is Options.clock, now its method: the clock of cooldowns,
-	// ejections and health check times.
+	// clock is Options.clock: the clock of cooldowns, ejections and
+	// health check times.
 	clock clock
-	now   func() time.Time
 	// transports is Options.Transports, which a Table reusing this one's
 	// Sites must share.
 	transports *Transports
@@ -175,7 +174,6 @@ func Compile(cfg *config.Config, opts Options) (*Table, error) {
 		buffers:               newBufferPool(),
 		observe:               opts.Observe,
 		clock:                 opts.clock,
-		now:                   opts.clock.now,
 		transports:            opts.Transports,
 		trust:                 &trust{},
 	}
