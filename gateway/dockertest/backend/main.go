@@ -6,10 +6,10 @@
 // command, which "backend sick" makes fail (and GET /healthz answer 500)
 // until "backend well". "backend deaf" (or SIGUSR1) closes its port while
 // the process keeps running, as a hung app's does; SIGHUP is a reload
-// that changes nothing. With TLS=1 it serves HTTPS with a
-// self-signed certificate (with TLS_CERT and TLS_KEY, those PEM files'), with H2C=1 HTTP/2 without TLS as well as
-// HTTP/1.1; every answer says in X-Backend-Proto and X-Backend-TLS how
-// the request reached it.
+// that changes nothing. With TLS=1 it serves HTTPS with a self-signed
+// certificate (with TLS_CERT and TLS_KEY, those PEM files'), with H2C=1
+// HTTP/2 without TLS as well as HTTP/1.1; every answer says in
+// X-Backend-Proto and X-Backend-TLS how the request reached it.
 package main
 
 import (
