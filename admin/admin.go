@@ -38,6 +38,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/gatehouse-proxy/gatehouse/tlsmgr"
@@ -248,12 +250,41 @@ func (a *api) budget(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, lines)
 }
 
+// inventory is the Certificates with the sources of the Routes their
+// names serve (RoutedBy).
+func (a *api) inventory() []tlsmgr.CertificateInfo {
+	certs := a.opts.Certificates.Certificates()
+	if a.opts.Routes == nil || len(certs) == 0 {
+		return certs
+	}
+	byHost := map[string][]string{}
+	for _, r := range a.opts.Routes() {
+		for _, h := range r.Hosts {
+			if r.Source != "" && !slices.Contains(byHost[h], r.Source) {
+				byHost[h] = append(byHost[h], r.Source)
+			}
+		}
+	}
+	for i := range certs {
+		var from []string
+		for _, n := range certs[i].Names {
+			for _, s := range byHost[n] {
+				if !slices.Contains(from, s) {
+					from = append(from, s)
+				}
+			}
+		}
+		certs[i].RoutedBy = strings.Join(from, "; ")
+	}
+	return certs
+}
+
 func (a *api) listCerts(w http.ResponseWriter, _ *http.Request) {
 	if a.opts.Certificates == nil {
 		writeError(w, http.StatusServiceUnavailable, errors.New("certificate management is not running"))
 		return
 	}
-	certs := a.opts.Certificates.Certificates()
+	certs := a.inventory()
 	if certs == nil {
 		certs = []tlsmgr.CertificateInfo{}
 	}
@@ -266,7 +297,7 @@ func (a *api) showCert(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := r.PathValue("name")
-	c, ok := tlsmgr.FindCertificate(a.opts.Certificates.Certificates(), name)
+	c, ok := tlsmgr.FindCertificate(a.inventory(), name)
 	if !ok {
 		writeError(w, http.StatusNotFound, fmt.Errorf("no certificate for %q", name))
 		return

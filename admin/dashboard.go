@@ -94,6 +94,8 @@ type dashCert struct {
 	Others []string
 	Status tlsmgr.Status
 	Source string
+	// RoutedBy is where its hosts' Routes come from.
+	RoutedBy string
 	// Client is who the ACME server issued it to, "" for gatehouse's own.
 	Client  string
 	Issuer  string
@@ -130,7 +132,7 @@ func (a *api) dashboard(w http.ResponseWriter, r *http.Request) {
 	page := dashboardPage{Now: now.UTC().Format("2006-01-02 15:04:05 UTC"), Ready: a.opts.Ready == nil || a.opts.Ready()}
 	if a.opts.Certificates != nil {
 		page.CertsKnown = true
-		certs := a.opts.Certificates.Certificates()
+		certs := a.inventory()
 		tlsmgr.SortCertificates(certs)
 		counts := map[tlsmgr.Status]int{}
 		for _, c := range certs {
@@ -239,7 +241,7 @@ func qrDataURL(url string) (template.URL, error) {
 
 func newDashCert(c tlsmgr.CertificateInfo, now time.Time) dashCert {
 	d := dashCert{
-		Status: c.Status, Source: c.Source, Client: c.Client, Issuer: c.Issuer, CA: c.CA, KeyType: c.KeyType, Serial: c.Serial,
+		Status: c.Status, Source: c.Source, RoutedBy: c.RoutedBy, Client: c.Client, Issuer: c.Issuer, CA: c.CA, KeyType: c.KeyType, Serial: c.Serial,
 		Issued: date(c.NotBefore), Expires: date(c.NotAfter), Renews: date(c.NextRenewal), RenewalReason: c.RenewalReason,
 		LastError: c.LastError, LastAttempt: date(c.LastAttempt), Failures: c.Failures,
 	}

@@ -103,6 +103,10 @@ type CertificateInfo struct {
 	// Source is "acme", "internal" (the local CA), "file", "on_demand" or
 	// "acme_server" (issued to another machine by the ACME server).
 	Source string `json:"source"`
+	// RoutedBy names where the Routes of its names come from ("file",
+	// "docker: web-1 (0123abcd5678)"), as the admin endpoint, which knows
+	// the routing table, fills it in; empty elsewhere.
+	RoutedBy string `json:"routed_by,omitempty"`
 	// Client is, for a certificate of the ACME server, the address of
 	// the client it was issued to and its ACME account ("192.168.1.20,
 	// account Xy12").

@@ -13,6 +13,7 @@ import (
 
 	"github.com/gatehouse-proxy/gatehouse/admin"
 	"github.com/gatehouse-proxy/gatehouse/gateway/dockertest"
+	"github.com/gatehouse-proxy/gatehouse/tlsmgr"
 	"github.com/gatehouse-proxy/gatehouse/tlsmgr/pebbletest"
 )
 
@@ -63,6 +64,26 @@ func TestContainersComeAndGo(t *testing.T) {
 	}
 	if page := adminGet(t, in, "/"); !strings.Contains(page, "from docker: "+e.name("web1")+" (") || !strings.Contains(page, e.name("web3")) {
 		t.Errorf("the dashboard does not name the containers as the route's source:\n%s", grepLines(page, "from "))
+	}
+	// The inventory says which containers each Certificate serves.
+	var certs []tlsmgr.CertificateInfo
+	if err := json.Unmarshal([]byte(adminGet(t, in, "/certs")), &certs); err != nil {
+		t.Fatal(err)
+	}
+	routedBy := map[string]string{}
+	for _, ci := range certs {
+		for _, n := range ci.Names {
+			routedBy[n] = ci.RoutedBy
+		}
+	}
+	if got := routedBy[host]; !strings.HasPrefix(got, "docker: "+e.name("web1")+" (") || !strings.Contains(got, e.name("web3")+" (") {
+		t.Errorf("GET /certs: %s's Certificate is routed by %q, want web1, web2 and web3 (all: %v)", host, got, routedBy)
+	}
+	if got := routedBy["localhost"]; got != "file" {
+		t.Errorf("GET /certs: localhost's Certificate is routed by %q, want file", got)
+	}
+	if page := adminGet(t, in, "/"); !strings.Contains(page, "for docker: "+e.name("web1")+" (") {
+		t.Errorf("the dashboard does not name the containers a Certificate serves:\n%s", grepLines(page, "for docker"))
 	}
 	if r := routeOf(t, in, host); len(r.Upstreams) != 3 || !strings.HasPrefix(r.Source, "docker: "+e.name("web1")+" (") || !strings.Contains(r.Source, e.name("web3")+" (") {
 		t.Errorf("GET /routes for %s: got %+v, want three upstreams from web1, web2 and web3", host, r)
