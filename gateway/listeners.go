@@ -76,7 +76,20 @@ func proxyProtocol(ln net.Listener, trusted *trustedSet, readHeader time.Duratio
 			}
 			return proxyproto.REJECT, nil
 		},
+		ValidateHeader: streamOverIP,
 	}
+}
+
+// streamOverIP refuses a PROXY header that names a UDP or Unix socket
+// client: only TCP over IPv4 or IPv6 (or no address, a balancer's own
+// health check) reaches a TCP Listener, and a Request's client address
+// must be one (trusted_proxies, allow_ips and the access log read it).
+func streamOverIP(h *proxyproto.Header) error {
+	tp := h.TransportProtocol
+	if tp.IsUnspec() || tp.IsStream() && (tp.IsIPv4() || tp.IsIPv6()) {
+		return nil
+	}
+	return fmt.Errorf("PROXY header for a client that is not TCP over IP (address family and protocol 0x%02x) on a TCP Listener", byte(tp))
 }
 
 // altSvcMaxAge is how long clients may remember that HTTP/3 is offered.
