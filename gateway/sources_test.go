@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"reflect"
@@ -164,7 +165,17 @@ func TestTwoSources(t *testing.T) {
 		_, b := get(t, c, url)
 		return b
 	}
-	waitFor(t, 5*time.Second, func() bool { return body("https://svc.localhost/") == "v0" })
+	// The secondary Sources join after start-up: until the test Source's
+	// first part applies, svc.localhost is no served name (TLS refuses it).
+	waitFor(t, 5*time.Second, func() bool {
+		resp, err := c.Get("https://svc.localhost/")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b) == "v0"
+	})
 	for url, want := range map[string]string{
 		"https://localhost/":       "file v0",
 		"https://localhost/shared": "file shared", // the file keeps its path
