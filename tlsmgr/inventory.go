@@ -466,10 +466,10 @@ func (inv *inventory) issuerKeys(ctx context.Context) []string {
 }
 
 // storedACMENames lists the names with a certificate in certmagic's
-// storage, by issuer key.
-func (inv *inventory) storedACMENames(ctx context.Context) map[string]string {
+// storage under the issuer keys, by issuer key.
+func (inv *inventory) storedACMENames(ctx context.Context, keys []string) map[string]string {
 	out := map[string]string{}
-	for _, key := range inv.issuerKeys(ctx) {
+	for _, key := range keys {
 		sites, err := inv.storage.List(ctx, certmagic.StorageKeys.CertsPrefix(key), false)
 		if err != nil {
 			continue

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"log/slog"
+	"reflect"
 	"slices"
 	"sync"
 	"time"
@@ -40,6 +41,12 @@ type lifecycle struct {
 	// such names are never listed in the config, so they are retired
 	// only when no on-demand Site covers them any more.
 	onDemand func(name string) bool
+	// onDemandCfg and onDemandHosts are the on_demand policy and the
+	// hosts of the on-demand Sites onDemand was made from.
+	onDemandCfg   *config.OnDemand
+	onDemandHosts []string
+	// issuerKeys are the issuer directories the last full retire found.
+	issuerKeys []string
 	// table is the applied host table, for the file Certificates.
 	table *table
 	// fileExpiring holds the serials of file Certificates an expiring
@@ -112,13 +119,33 @@ func newLifecycleOn(logger *slog.Logger, store certmagic.Storage, engine acmeEng
 // the config are no longer retired, and hosts gone from it are retired.
 func (lc *lifecycle) apply(ctx context.Context, cfg *config.Config, t *table) []string {
 	lc.mu.Lock()
-	lc.retireAfter = cmp.Or(cfg.RetireAfter, config.DefaultRetireAfter)
+	var onDemandHosts []string
+	for i := range cfg.Sites {
+		if cfg.Sites[i].TLS.OnDemand {
+			onDemandHosts = append(onDemandHosts, cfg.Sites[i].Hosts...)
+		}
+	}
+	retireAfter := cmp.Or(cfg.RetireAfter, config.DefaultRetireAfter)
+	prev, first, retireAfterChanged := lc.acmeHosts, lc.table == nil, retireAfter != lc.retireAfter
+	onDemandChanged := !reflect.DeepEqual(lc.onDemandCfg, cfg.OnDemand) || !slices.Equal(lc.onDemandHosts, onDemandHosts) ||
+		cfg.OnDemand != nil && cfg.OnDemand.AllowFile != ""
+	lc.retireAfter = retireAfter
 	lc.acmeHosts = slices.Clone(t.acmeHosts)
 	lc.onDemand = t.isOnDemand
+	lc.onDemandCfg, lc.onDemandHosts = cfg.OnDemand, onDemandHosts
 	lc.table = t
 	lc.mu.Unlock()
 	lc.sink.configure(cfg.Events)
-	retired, err := lc.retire(ctx, time.Now())
+	var retired []string
+	var err error
+	if first || onDemandChanged || retireAfterChanged {
+		// At start, when which stored names an on-demand Site covers may
+		// have changed, or when retirements may be due for deletion,
+		// every stored Certificate is looked at.
+		retired, err = lc.retire(ctx, time.Now())
+	} else {
+		retired, err = lc.retireChanged(ctx, prev, time.Now())
+	}
 	if err != nil {
 		lc.logger.Warn("retiring certificates", "error", err)
 	}
