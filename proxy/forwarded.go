@@ -106,8 +106,8 @@ func (t *trust) setForwarded(in, out *http.Request, vals *[2]string) {
 		// then the peer.
 		var buf [128]byte
 		b := buf[:0]
-		if prior := in.Header["X-Forwarded-For"]; trusted && len(prior) > 0 {
-			for _, v := range prior {
+		if trusted {
+			for _, v := range in.Header["X-Forwarded-For"] {
 				b = append(b, v...)
 				b = append(b, ", "...)
 			}
@@ -121,7 +121,7 @@ func (t *trust) setForwarded(in, out *http.Request, vals *[2]string) {
 		if v := in.Header.Get("X-Forwarded-Host"); v != "" {
 			host = v
 		}
-		if v := in.Header["Forwarded"]; len(v) > 0 {
+		if v := in.Header["Forwarded"]; v != nil {
 			out.Header["Forwarded"] = slices.Clone(v)
 		}
 	}

@@ -120,6 +120,24 @@ func TestForwardedHeaders(t *testing.T) {
 			}
 		})
 	}
+
+	// The per-request values go into the array the proxy path hands in
+	// (one per request, with the upstream request), not a new one.
+	t.Run("values in the caller's array", func(t *testing.T) {
+		in := httptest.NewRequest(http.MethodGet, "/", nil)
+		in.RemoteAddr = "203.0.113.1:1234"
+		out := in.Clone(t.Context())
+		tr := mustCompile(t, &config.Config{}).trust
+		var vals [2]string
+		given := testing.AllocsPerRun(100, func() { tr.setForwarded(in, out, &vals) })
+		fresh := testing.AllocsPerRun(100, func() { tr.setForwarded(in, out, nil) })
+		if given >= fresh {
+			t.Errorf("setForwarded allocates %v times with an array given, %v without; want fewer with", given, fresh)
+		}
+		if got := out.Header.Get("X-Forwarded-For"); got != "203.0.113.1" {
+			t.Errorf("X-Forwarded-For = %q, want the peer", got)
+		}
+	})
 }
 
 func TestClientIP(t *testing.T) {
@@ -139,6 +157,8 @@ func TestClientIP(t *testing.T) {
 		{"garbage stops the walk", "10.0.0.1:1234", []string{"1.1.1.1, nonsense, 10.3.3.3"}, "10.3.3.3"},
 		{"IPv4-mapped peer", "[::ffff:10.0.0.1]:1234", []string{"2001:db8::1"}, "2001:db8::1"},
 		{"entry with port", "10.0.0.1:1234", []string{"1.1.1.1:5555"}, "1.1.1.1"},
+		// A proxy that appends to an empty header sends ", client".
+		{"empty entry left of the client", "10.0.0.1:1234", []string{", 1.1.1.1"}, "1.1.1.1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

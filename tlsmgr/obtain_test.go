@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
 	"slices"
 	"sync"
 	"testing"
@@ -17,6 +18,25 @@ func TestBackoff(t *testing.T) {
 		d := b.next()
 		if d < want/2 || d > want {
 			t.Errorf("attempt %d: got %v, want in [%v, %v]", i, d, want/2, want)
+		}
+	}
+
+	// The random part spans the whole upper half, the cap included.
+	seen := map[time.Duration]bool{}
+	for range 200 {
+		b := backoff{base: 4, max: 4}
+		seen[b.next()] = true
+	}
+	if len(seen) != 3 || !seen[2] || !seen[3] || !seen[4] {
+		t.Errorf("delays of a 4ns step: got %v, want each of 2ns, 3ns and 4ns", seen)
+	}
+
+	// A step past the range of a Duration (a host failing for days) is
+	// the cap, never a wrapped-around zero that would retry at once.
+	huge := backoff{base: 1 << 62, max: math.MaxInt64}
+	for i := range 70 {
+		if d := huge.next(); d < 1<<61 {
+			t.Fatalf("attempt %d: got %v, want at least half of 1<<62 ns", i, d)
 		}
 	}
 }
