@@ -61,7 +61,7 @@ func ExampleWriteCertificates() {
 	}
 	tlsmgr.WriteCertificates(os.Stdout, certs, now, false)
 	// Output:
-	// STATUS    DAYS LEFT  NAMES                            SOURCE  ISSUER       NEXT RENEWAL                LAST ERROR
-	// expiring  20         app.example.com,www.example.com  acme    letsencrypt  2026-06-01T13:00:00Z (ari)  urn:ietf:params:acme:error:rateLimited
-	// valid     90         static.example.com               file    -            -
+	// STATUS    EXPIRES IN  NAMES                            SOURCE  ISSUER       NEXT RENEWAL                LAST ERROR
+	// expiring  20d         app.example.com,www.example.com  acme    letsencrypt  2026-06-01T13:00:00Z (ari)  urn:ietf:params:acme:error:rateLimited
+	// valid     90d         static.example.com               file    -            -
 }

@@ -140,20 +140,6 @@ type CertificateInfo struct {
 	ChainPEM string `json:"chain_pem,omitempty"`
 }
 
-// DaysLeft returns the whole days until NotAfter, negative once expired,
-// and false when NotAfter is unknown.
-func (c CertificateInfo) DaysLeft(now time.Time) (int, bool) {
-	if c.NotAfter.IsZero() {
-		return 0, false
-	}
-	d := c.NotAfter.Sub(now)
-	days := int(d / (24 * time.Hour))
-	if d < 0 && d%(24*time.Hour) != 0 {
-		days--
-	}
-	return days, true
-}
-
 // SortCertificates sorts certs by urgency: expired, failing, expiring,
 // renewing, pending, valid, then retired; within a status, the soonest NotAfter
 // first (unknown last), then by name.

@@ -11,7 +11,7 @@ import (
 // The inventory and the budget as text, for the command line and other
 // tools that show them to a person.
 
-// ANSI colours for the days-left column.
+// ANSI colours for the expires-in column.
 const (
 	red    = "\x1b[31m"
 	yellow = "\x1b[33m"
@@ -20,16 +20,19 @@ const (
 )
 
 // WriteCertificates writes certs as the table `gatehouse certs list`
-// prints, one row each in their order; with colour (for a terminal), days
-// left are red when expired or failing, yellow when expiring or within a
-// week, green otherwise.
+// prints, one row each in their order; with colour (for a terminal), the
+// time to expiry is red when expired or failing, yellow when expiring,
+// green otherwise. Expiring is the status, which knows the Certificate's
+// lifetime and ARI window: a 6-day certificate with 3 days left is not
+// urgent, and is not coloured as if it were.
 func WriteCertificates(w io.Writer, certs []CertificateInfo, now time.Time, colour bool) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "STATUS\tDAYS LEFT\tNAMES\tSOURCE\tISSUER\tNEXT RENEWAL\tLAST ERROR")
+	fmt.Fprintln(tw, "STATUS\tEXPIRES IN\tNAMES\tSOURCE\tISSUER\tNEXT RENEWAL\tLAST ERROR")
 	for _, ci := range certs {
-		days := "-"
-		if d, ok := ci.DaysLeft(now); ok {
-			days = fmt.Sprint(d)
+		left := "-"
+		if !ci.NotAfter.IsZero() {
+			d := ci.NotAfter.Sub(now)
+			left = shortDuration(d)
 			if colour {
 				// Colour codes are zero-width on a terminal but count for
 				// tabwriter, so every cell of the column gets the same
@@ -38,13 +41,13 @@ func WriteCertificates(w io.Writer, certs []CertificateInfo, now time.Time, colo
 				switch {
 				case ci.Status == StatusExpired || ci.Status == StatusFailing || d < 0:
 					col = red
-				case ci.Status == StatusExpiring || d < 7:
+				case ci.Status == StatusExpiring:
 					col = yellow
 				}
-				days = col + days + reset
+				left = col + left + reset
 			}
 		} else if colour {
-			days = reset + days + reset
+			left = reset + left + reset
 		}
 		next := "-"
 		if !ci.NextRenewal.IsZero() {
@@ -58,7 +61,7 @@ func WriteCertificates(w io.Writer, certs []CertificateInfo, now time.Time, colo
 		if len(lastErr) > 80 {
 			lastErr = lastErr[:77] + "..."
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ci.Status, days, strings.Join(ci.Names, ","), ci.Source, issuer, next, lastErr)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ci.Status, left, strings.Join(ci.Names, ","), ci.Source, issuer, next, lastErr)
 	}
 	return tw.Flush()
 }
@@ -78,9 +81,9 @@ func (ci CertificateInfo) WriteDetail(w io.Writer, now time.Time) error {
 		}
 		return s
 	}
-	days := "-"
-	if d, ok := ci.DaysLeft(now); ok {
-		days = fmt.Sprint(d)
+	left := "-"
+	if !ci.NotAfter.IsZero() {
+		left = shortDuration(ci.NotAfter.Sub(now))
 	}
 	next := ts(ci.NextRenewal)
 	if ci.RenewalReason != "" {
@@ -97,7 +100,7 @@ func (ci CertificateInfo) WriteDetail(w io.Writer, now time.Time) error {
 		{"serial", or(ci.Serial)},
 		{"not before", ts(ci.NotBefore)},
 		{"not after", ts(ci.NotAfter)},
-		{"days left", days},
+		{"expires in", left},
 		{"next renewal", next},
 		{"last attempt", ts(ci.LastAttempt)},
 		{"last error", or(ci.LastError)},
@@ -137,4 +140,22 @@ func WriteBudget(w io.Writer, lines []BudgetLine) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", l.Issuer, l.Limit, l.Key, l.Used, most, dash(l.Remaining), dash(l.OnDemandRemaining), frees)
 	}
 	return tw.Flush()
+}
+
+// shortDuration writes d in whole days, or hours under two days, or
+// minutes under two hours (rounded towards zero, negative once past):
+// "89d", "23h", "-36h". Short-lived Certificates (the local CA's 24 hours,
+// 6-day ACME profiles) would all read "0" in days.
+func shortDuration(d time.Duration) string {
+	sign := ""
+	if d < 0 {
+		sign, d = "-", -d
+	}
+	switch {
+	case d >= 48*time.Hour:
+		return fmt.Sprintf("%s%dd", sign, d/(24*time.Hour))
+	case d >= 2*time.Hour:
+		return fmt.Sprintf("%s%dh", sign, d/time.Hour)
+	}
+	return fmt.Sprintf("%s%dm", sign, d/time.Minute)
 }
