@@ -21,11 +21,17 @@ import (
 // every record and certificate directory in storage: the periodic check
 // and the first apply run it; later applies run retireChanged.
 func (lc *lifecycle) retire(ctx context.Context, now time.Time) ([]string, error) {
-	retireAfter, hosts, onDemand := lc.settings()
 	recs, err := lc.inv.list(ctx)
 	if err != nil {
 		return nil, err
 	}
+	return lc.retireListed(ctx, now, recs)
+}
+
+// retireListed is retire on the records recs, just read (and changed in
+// place), for a caller that has read them already.
+func (lc *lifecycle) retireListed(ctx context.Context, now time.Time, recs map[string]record) ([]string, error) {
+	retireAfter, hosts, onDemand := lc.settings()
 	keys := lc.inv.issuerKeys(ctx)
 	lc.mu.Lock()
 	lc.issuerKeys = keys
@@ -169,10 +175,17 @@ func (lc *lifecycle) settle(ctx context.Context, name, key string, rec *record, 
 	if rec != nil && !rec.RetiredAt.IsZero() {
 		return nil, false, nil
 	}
+	// rec was read a while ago: retired since (by another instance of a
+	// fleet), it keeps its time and no second event goes out.
+	already := false
 	r, err := lc.inv.update(ctx, name, func() record {
 		return record{Names: []string{name}, Source: SourceACME, IssuerKey: key}
-	}, func(r *record) { r.RetiredAt, r.Attempting = now.UTC(), false })
-	if err != nil {
+	}, func(r *record) {
+		if already = !r.RetiredAt.IsZero(); !already {
+			r.RetiredAt, r.Attempting = now.UTC(), false
+		}
+	})
+	if err != nil || already {
 		return nil, false, err
 	}
 	ev := Event{Type: EventRetired, Names: []string{name}, Issuer: r.CA, Time: now.UTC()}

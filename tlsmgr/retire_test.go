@@ -191,3 +191,47 @@ func BenchmarkRetireOnApply(b *testing.B) {
 	b.ReportMetric(float64(tMany.Microseconds())/float64(i), "us/change-300")
 	b.ReportMetric(float64(tMany)/float64(tFew), "ratio-300/10")
 }
+
+// TestRetireOnceInFleet retires a host two instances sharing storage both
+// dropped: the one whose scan read the record before the other retired it
+// keeps the first retirement's time and sends no second retired event.
+func TestRetireOnceInFleet(t *testing.T) {
+	const key, name = "ca.test-directory", "gone.example.com"
+	store := &certmagic.FileStorage{Path: t.TempDir()}
+	ctx := t.Context()
+	if err := store.Store(ctx, certmagic.StorageKeys.SiteCert(key, name), []byte("stored")); err != nil {
+		t.Fatal(err)
+	}
+	var events atomic.Int32
+	instance := func() *lifecycle {
+		lc := newLifecycleOn(slog.New(slog.DiscardHandler), store, nil)
+		t.Cleanup(lc.close)
+		lc.Subscribe(func(ev Event) {
+			if ev.Type == EventRetired {
+				events.Add(1)
+			}
+		})
+		return lc
+	}
+	a, b := instance(), instance()
+	stale, err := a.inv.list(ctx) // a's periodic check reads the records
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := b.retire(ctx, time.Now()); err != nil || !slices.Equal(got, []string{name}) {
+		t.Fatalf("b retired %v, %v; want %s", got, err, name)
+	}
+	first, err := b.inv.load(ctx, name)
+	if err != nil || first == nil {
+		t.Fatal(first, err)
+	}
+	if got, err := a.retireListed(ctx, time.Now().Add(time.Minute), stale); err != nil || len(got) != 0 {
+		t.Errorf("a, on records read before, retired %v, %v; want nothing new", got, err)
+	}
+	if r, err := a.inv.load(ctx, name); err != nil || !r.RetiredAt.Equal(first.RetiredAt) {
+		t.Errorf("retired at %v after a's scan, want b's %v (%v)", r.RetiredAt, first.RetiredAt, err)
+	}
+	if n := events.Load(); n != 1 {
+		t.Errorf("%d retired events, want 1", n)
+	}
+}
