@@ -165,11 +165,17 @@ func (lc *lifecycle) settle(ctx context.Context, name, key string, rec *record, 
 		if !configured {
 			src = SourceOnDemand
 		}
-		r, err := lc.inv.update(ctx, name, nil, func(r *record) { r.RetiredAt, r.Source = time.Time{}, src })
+		was := false // still retired when updated, not meanwhile back in use
+		r, err := lc.inv.update(ctx, name, nil, func(r *record) {
+			was = !r.RetiredAt.IsZero()
+			r.RetiredAt, r.Source = time.Time{}, src
+		})
 		if err != nil {
 			return nil, false, err
 		}
-		lc.logger.Info("retired certificate back in use", "host", name)
+		if was {
+			lc.logger.Info("retired certificate back in use", "host", name)
+		}
 		return &r, false, nil
 	}
 	if rec != nil && !rec.RetiredAt.IsZero() {
