@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"slices"
 	"strings"
 
 	"github.com/gatehouse-proxy/gatehouse/config"
@@ -109,7 +110,13 @@ func names(subs []command) string {
 func run(ctx context.Context, args []string, env *environment) error {
 	switch {
 	case len(args) > 1 && isHelp(args[0]):
-		return run(ctx, []string{args[1], "-h"}, env)
+		// Asked for, a command's usage is the output: on stdout, for a
+		// pager. An unknown command is an error, on stderr.
+		asked := *env
+		if slices.ContainsFunc(commands(), func(c command) bool { return c.name == args[1] }) {
+			asked.stderr = env.stdout
+		}
+		return run(ctx, []string{args[1], "-h"}, &asked)
 	case len(args) > 0 && isHelp(args[0]):
 		fmt.Fprint(env.stdout, usage())
 		return nil

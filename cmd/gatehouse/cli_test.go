@@ -122,9 +122,16 @@ func TestHelpAndVersion(t *testing.T) {
 		if code != 0 || !strings.Contains(errOut, "Usage: gatehouse "+c.name) {
 			t.Errorf("%s -h: got exit %d, stderr %q; want 0 and its usage", c.name, code, errOut)
 		}
+		code, out, _ := runCmd(t, nil, "help", c.name)
+		if code != 0 || !strings.Contains(out, "Usage: gatehouse "+c.name) {
+			t.Errorf("help %s: got exit %d, stdout %q; want 0 and its usage", c.name, code, out)
+		}
 	}
 	if code, _, errOut := runCmd(t, nil, "frobnicate"); code != 2 || !strings.Contains(errOut, `unknown command "frobnicate"`) {
 		t.Errorf("unknown command: got %d %q", code, errOut)
+	}
+	if code, out, errOut := runCmd(t, nil, "help", "frobnicate"); code != 2 || out != "" || !strings.Contains(errOut, `unknown command "frobnicate"`) {
+		t.Errorf("help of an unknown command: got %d, stdout %q, stderr %q; want 2 and the error on stderr", code, out, errOut)
 	}
 	if code, _, _ := runCmd(t, nil, "run", "-nosuchflag"); code != 2 {
 		t.Errorf("bad flag: got exit %d, want 2", code)
