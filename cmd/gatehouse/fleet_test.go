@@ -85,7 +85,9 @@ fleet: {name: edge-cli, shared_config: true}
 		t.Errorf("the instance serves %d %q, want revision %d's \"mine\"", code, body, rev3)
 	}
 	wantStatus := regexp.MustCompile(fmt.Sprintf(`(?m)^edge-cli +up +revision %d +1 certificates +127\.0\.0\.1:%d`, rev3, p.HTTPS))
-	waitFor(t, 10*time.Second, func() bool {
+	// The registry counts the Certificates held every 15 s
+	// (fleet.countEvery): the leaf issued by the GET above may wait that.
+	waitFor(t, 30*time.Second, func() bool {
 		_, out, _ := runCmd(t, nil, "fleet", "status", "-config", local)
 		return wantStatus.MatchString(out)
 	})

@@ -27,6 +27,11 @@ func seenKey(prefix, name string) string     { return prefix + "instances-seen/"
 // the report is written only when it changed.
 const reportEvery = time.Second
 
+// countEvery is how often the report counts the Certificates held, and
+// whenever the config revision changes: a count reads each Certificate
+// from storage, which in a fleet is an etcd round trip or three apiece.
+const countEvery = 15 * time.Second
+
 // register keeps this instance's registration until ctx is done, then
 // revokes its lease so the instance is gone at once.
 func (s *Source) register(ctx context.Context, log *slog.Logger) {
@@ -38,6 +43,7 @@ func (s *Source) register(ctx context.Context, log *slog.Logger) {
 		stopKA  context.CancelFunc = func() {}
 		last    admin.FleetInstance
 		failing string // the last error, logged once per change
+		held    heldCount
 	)
 	fail := func(what string, err error) {
 		if msg := what + ": " + err.Error(); msg != failing {
@@ -57,7 +63,7 @@ func (s *Source) register(ctx context.Context, log *slog.Logger) {
 			}
 		}
 		if lease != 0 {
-			rec := s.report(started)
+			rec := s.report(started, &held)
 			if !sameReport(rec, last) {
 				rec.Updated = time.Now().UTC().Truncate(time.Second)
 				if err := s.put(ctx, lease, rec); err != nil {
@@ -109,14 +115,25 @@ func (s *Source) grant(ctx context.Context) (clientv3.LeaseID, <-chan *clientv3.
 	return resp.ID, ch, stop, nil
 }
 
-// report is what this instance reports now.
-func (s *Source) report(started time.Time) admin.FleetInstance {
+// heldCount is the last count of the Certificates held.
+type heldCount struct {
+	n        int
+	at       time.Time
+	revision int64 // the config revision counted at
+}
+
+// report is what this instance reports now, counting the Certificates
+// held again if held is older than countEvery or of another revision.
+func (s *Source) report(started time.Time, held *heldCount) admin.FleetInstance {
 	rec := admin.FleetInstance{Name: s.name, Address: s.address, Version: s.version, Started: started}
 	if s.Gateway != nil {
 		if cfg := s.Gateway.Running(); cfg != nil {
 			rec.ConfigRevision = cfg.SharedRevision
 		}
-		rec.Certificates = s.Gateway.CertificatesHeld()
+		if now := time.Now(); held.at.IsZero() || now.Sub(held.at) >= countEvery || held.revision != rec.ConfigRevision {
+			*held = heldCount{n: s.Gateway.CertificatesHeld(), at: now, revision: rec.ConfigRevision}
+		}
+		rec.Certificates = held.n
 	}
 	s.mu.Lock()
 	rec.LastError = s.lastErr
