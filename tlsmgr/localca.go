@@ -166,15 +166,22 @@ func ReadLocalRoot(storage string) (*x509.Certificate, string, error) {
 	if err != nil {
 		return nil, path, fmt.Errorf("reading the local CA root: %w", err)
 	}
-	block, _ := pem.Decode(data)
+	cert, err := ParseRoot(data, path)
+	return cert, path, err
+}
+
+// ParseRoot parses the local CA's root as [LocalRoot] and [LocalRootOf]
+// return it (PEM); where names it in errors.
+func ParseRoot(pemBytes []byte, where string) (*x509.Certificate, error) {
+	block, _ := pem.Decode(pemBytes)
 	if block == nil || block.Type != "CERTIFICATE" {
-		return nil, path, fmt.Errorf("reading the local CA root: %s holds no PEM certificate", path)
+		return nil, fmt.Errorf("reading the local CA root: %s holds no PEM certificate", where)
 	}
 	cert, err := x509.ParseCertificate(block.Bytes)
 	if err != nil {
-		return nil, path, fmt.Errorf("parsing the local CA root %s: %w", path, err)
+		return nil, fmt.Errorf("parsing the local CA root %s: %w", where, err)
 	}
-	return cert, path, nil
+	return cert, nil
 }
 
 // localRootOn returns the PEM of the root of the local CA in store,

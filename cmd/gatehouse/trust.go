@@ -40,7 +40,7 @@ func cmdTrust(ctx context.Context, c *cmdline) error {
 	if err != nil {
 		return fmt.Errorf("loading the local CA root: %w", err)
 	}
-	root, _, err := tlsmgr.ReadLocalRoot(cfg.Storage)
+	root, err := tlsmgr.ParseRoot(pemBytes, file)
 	if err != nil {
 		return err
 	}
