@@ -56,7 +56,7 @@ func (v *validator) docker() {
 				v.addf("docker.upstream_tls.ca", "%s", msg)
 			}
 		}
-		if t.ServerName != "" && checkHost(strings.ToLower(t.ServerName)) != "" || strings.HasPrefix(t.ServerName, "*") {
+		if badServerName(t.ServerName) {
 			v.addf("docker.upstream_tls.server_name", "%q is not a host name", t.ServerName)
 		}
 		if t.InsecureSkipVerify && (t.CA != "" || t.ServerName != "") {

@@ -183,12 +183,18 @@ func (v *validator) statuses(codes []int, path string) {
 	}
 }
 
+// badServerName reports whether name, when set, cannot be the host name
+// an upstream's certificate is verified for (a wildcard cannot).
+func badServerName(name string) bool {
+	return name != "" && checkHost(strings.ToLower(name)) != "" || strings.HasPrefix(name, "*")
+}
+
 func (v *validator) upstreamTLS(r *Route, t *UpstreamTLS, path string) {
 	https := slices.ContainsFunc(r.Upstreams, func(u string) bool { return strings.HasPrefix(u, "https://") })
 	if !https {
 		v.addf(path, "upstream_tls is only used with https:// upstreams")
 	}
-	if t.ServerName != "" && checkHost(strings.ToLower(t.ServerName)) != "" || strings.HasPrefix(t.ServerName, "*") {
+	if badServerName(t.ServerName) {
 		v.addf(path+".server_name", "%q is not a host name", t.ServerName)
 	}
 	if t.InsecureSkipVerify && r.CA != "" {
